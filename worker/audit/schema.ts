@@ -1,0 +1,55 @@
+/**
+ * The audit log in D1: one row for every decision, granted or refused. Append-only: the broker inserts
+ * and never updates or deletes. Migrations are generated from this file by drizzle-kit (`npm run db:generate`);
+ * read every generated migration, and never let one rebuild this table.
+ */
+import { index, integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+
+export const auditEvents = sqliteTable(
+  'audit_events',
+  {
+    /** Insertion order: the cursor for newest-first pagination. */
+    seq: integer('seq').primaryKey({ autoIncrement: true }),
+    id: text('id').notNull().unique(),
+    /** Epoch milliseconds of the decision. */
+    at: integer('at').notNull(),
+    /** What was decided, e.g. `token.exchange`. */
+    event: text('event').notNull(),
+    decision: text('decision', { enum: ['granted', 'refused'] }).notNull(),
+    /** Public OAuth error code of a refusal. */
+    errorCode: text('error_code'),
+    /** Internal, tagged reason of a refusal (never returned to the caller). */
+    reason: text('reason'),
+    /** JSON: the reason's detail, the permit policies that granted, a capped TTL. */
+    detail: text('detail'),
+    agent: text('agent'),
+    owner: text('owner'),
+    /** `self` or the trusted issuer that vouched for the agent. */
+    attestationVia: text('attestation_via'),
+    attestationJti: text('attestation_jti'),
+    audience: text('audience'),
+    requestedActions: text('requested_actions'),
+    grantedActions: text('granted_actions'),
+    taskId: text('task_id'),
+    taskDescription: text('task_description'),
+    taskHash: text('task_hash'),
+    justification: text('justification'),
+    requestedTtl: integer('requested_ttl'),
+    policyVersion: text('policy_version').notNull(),
+    tokenJti: text('token_jti'),
+    /** Epoch seconds. */
+    tokenExp: integer('token_exp'),
+    ip: text('ip'),
+    colo: text('colo'),
+    userAgent: text('user_agent'),
+  },
+  (table) => [
+    index('audit_events_agent_seq').on(table.agent, table.seq),
+    index('audit_events_task').on(table.taskId),
+    index('audit_events_token_jti').on(table.tokenJti),
+    index('audit_events_at').on(table.at),
+  ],
+);
+
+export type AuditEvent = typeof auditEvents.$inferSelect;
+export type NewAuditEvent = typeof auditEvents.$inferInsert;

@@ -1,0 +1,121 @@
+/**
+ * The one error type for untrusted input and broker faults on a request path.
+ *
+ * A refusal carries a tagged internal `reason` (what went to the audit log) and maps, through one table,
+ * to the public OAuth `code`, HTTP status and a generic description. Public text stays generic where
+ * detail would help an attacker (signatures, keys, inventory); the reason and its detail go to the audit record.
+ */
+
+/** OAuth error codes used by the broker (RFC 6749 §5.2, RFC 8693 §2.2.2, RFC 8707, OpenID CIBA). */
+export type ErrorCode =
+  | 'invalid_request'
+  | 'invalid_grant'
+  | 'invalid_target'
+  | 'invalid_scope'
+  | 'access_denied'
+  | 'slow_down'
+  | 'temporarily_unavailable'
+  | 'server_error'
+  | 'not_found'
+  | 'method_not_allowed';
+
+interface ReasonSpec {
+  readonly code: ErrorCode;
+  readonly status: 400 | 403 | 404 | 405 | 413 | 415 | 429 | 500 | 503;
+  readonly description: string;
+}
+
+const ATTESTATION_REJECTED = 'the attestation could not be verified';
+
+const REASONS = {
+  // Malformed requests (RFC 6749 §5.2 invalid_request).
+  unsupported_media_type: {
+    code: 'invalid_request',
+    status: 415,
+    description: 'content type must be application/x-www-form-urlencoded or application/json',
+  },
+  body_too_large: { code: 'invalid_request', status: 413, description: 'request body exceeds 16 KiB' },
+  malformed_body: { code: 'invalid_request', status: 400, description: 'request body could not be parsed' },
+  invalid_field: { code: 'invalid_request', status: 400, description: 'a request parameter is missing or invalid' },
+  // Verification gate: the attestation (RFC 8693 §2.2.2 invalid_grant).
+  malformed_attestation: { code: 'invalid_grant', status: 400, description: 'subject_token is not a well-formed JWT' },
+  alg_not_allowed: { code: 'invalid_grant', status: 400, description: 'attestation algorithm is not allowed' },
+  untrusted_issuer: { code: 'invalid_grant', status: 400, description: ATTESTATION_REJECTED },
+  unknown_agent: { code: 'invalid_grant', status: 400, description: ATTESTATION_REJECTED },
+  ambiguous_binding: { code: 'invalid_grant', status: 400, description: ATTESTATION_REJECTED },
+  unknown_kid: { code: 'invalid_grant', status: 400, description: ATTESTATION_REJECTED },
+  bad_signature: { code: 'invalid_grant', status: 400, description: ATTESTATION_REJECTED },
+  jwks_unavailable: { code: 'invalid_grant', status: 400, description: ATTESTATION_REJECTED },
+  wrong_audience: { code: 'invalid_grant', status: 400, description: 'attestation audience must be the broker issuer' },
+  expired: { code: 'invalid_grant', status: 400, description: 'attestation has expired' },
+  not_yet_valid: { code: 'invalid_grant', status: 400, description: 'attestation is not yet valid' },
+  issued_in_future: { code: 'invalid_grant', status: 400, description: 'attestation iat is in the future' },
+  too_old: { code: 'invalid_grant', status: 400, description: 'attestation is too old' },
+  missing_claim: { code: 'invalid_grant', status: 400, description: 'attestation lacks a required claim' },
+  claim_mismatch: { code: 'invalid_grant', status: 400, description: ATTESTATION_REJECTED },
+  replayed: { code: 'invalid_grant', status: 400, description: 'attestation has already been used' },
+  // Authorization gate: policy.
+  audience_not_granted: { code: 'invalid_target', status: 400, description: 'audience is not granted to this agent' },
+  action_not_granted: { code: 'invalid_scope', status: 400, description: 'a requested action is not granted' },
+  justification_required: {
+    code: 'invalid_scope',
+    status: 400,
+    description: 'a requested action needs a written task.justification',
+  },
+  // Broker faults: fail closed.
+  store_unavailable: {
+    code: 'temporarily_unavailable',
+    status: 503,
+    description: 'the broker cannot reach its state; no token was issued',
+  },
+  signing_unavailable: {
+    code: 'temporarily_unavailable',
+    status: 503,
+    description: 'the broker cannot reach its signing keys; no token was issued',
+  },
+  audit_unavailable: {
+    code: 'temporarily_unavailable',
+    status: 503,
+    description: 'the broker cannot write its audit log; no token was issued',
+  },
+  internal_error: { code: 'server_error', status: 500, description: 'internal error' },
+  // Routing.
+  not_found: { code: 'not_found', status: 404, description: 'no such endpoint' },
+  method_not_allowed: { code: 'method_not_allowed', status: 405, description: 'method not allowed on this endpoint' },
+} as const satisfies Record<string, ReasonSpec>;
+
+/** The internal, audited reason for a refusal. */
+export type Reason = keyof typeof REASONS;
+
+/**
+ * A refusal or fault on a request path. Built with {@link refuse}; turned into a response in one place.
+ */
+export class BrokerError extends Error {
+  override readonly name = 'BrokerError';
+  readonly code: ErrorCode;
+  readonly status: ReasonSpec['status'];
+  /** Public text: safe to return to the caller. */
+  readonly description: string;
+
+  constructor(
+    readonly reason: Reason,
+    /** Internal detail for the audit log; never returned to the caller. */
+    readonly detail: Readonly<Record<string, unknown>> = {},
+    options?: { cause?: unknown; description?: string },
+  ) {
+    const spec: ReasonSpec = REASONS[reason];
+    super(`${reason}: ${spec.description}`, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = spec.code;
+    this.status = spec.status;
+    this.description = options?.description ?? spec.description;
+  }
+}
+
+/** Creates a refusal for `reason`, with internal `detail` for the audit log. */
+export function refuse(
+  reason: Reason,
+  detail?: Record<string, unknown>,
+  options?: { cause?: unknown; description?: string },
+): BrokerError {
+  return new BrokerError(reason, detail, options);
+}

@@ -1,0 +1,97 @@
+/**
+ * The `POST /token` request (RFC 8693 §2.1), from either encoding to one validated shape.
+ */
+import { z } from 'zod';
+import { refuse } from './errors';
+
+export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const SUBJECT_TOKEN_TYPES = [
+  'urn:ietf:params:oauth:token-type:jwt',
+  'urn:ietf:params:oauth:token-type:id_token',
+] as const;
+
+/** Request bodies larger than this are refused with 413 before they are parsed. */
+export const MAX_BODY_BYTES = 16 * 1024;
+export const MAX_DESCRIPTION_CHARS = 4096;
+const MAX_ACTIONS = 32;
+
+const Action = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/, 'an action is 1-128 of A-Z a-z 0-9 . _ : / -');
+
+export const Task = z.strictObject({
+  description: z.string().min(1).max(MAX_DESCRIPTION_CHARS),
+  id: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'a task id is 1-128 of A-Z a-z 0-9 . _ : -')
+    .optional(),
+  justification: z.string().trim().min(1).max(MAX_DESCRIPTION_CHARS).optional(),
+});
+export type Task = z.infer<typeof Task>;
+
+const Fields = z.object({
+  grant_type: z.literal(TOKEN_EXCHANGE_GRANT),
+  subject_token: z.string().min(1).max(MAX_BODY_BYTES),
+  subject_token_type: z.enum(SUBJECT_TOKEN_TYPES),
+  requested_token_type: z.literal(ACCESS_TOKEN_TYPE).optional(),
+  audience: z.string().min(1).max(512).optional(),
+  resource: z.string().min(1).max(512).optional(),
+  scope: z
+    .string()
+    .transform((scope) => [...new Set(scope.split(' ').filter((action) => action !== ''))])
+    .pipe(z.array(Action).min(1).max(MAX_ACTIONS)),
+  task: Task,
+  requested_ttl: z.coerce.number().int().positive().max(86_400).optional(),
+  actor_token: z.undefined({ error: 'delegation (actor_token) is not supported' }),
+});
+
+export interface TokenRequest {
+  subjectToken: string;
+  audience: string;
+  actions: string[];
+  task: Task;
+  requestedTtl: number | undefined;
+}
+
+/** Turns the first schema issue into public text that names the field but echoes no value. */
+function describeIssue(error: z.ZodError): string {
+  const [issue] = error.issues;
+  if (issue === undefined) return 'invalid request';
+  const field = issue.path.join('.') || 'body';
+  return issue.code === 'invalid_type' && issue.input === undefined
+    ? `missing ${field}`
+    : `invalid ${field}: ${issue.message}`;
+}
+
+/**
+ * Validates the decoded fields of a token request. `task` arrives as an object (JSON) or a JSON string (form).
+ *
+ * @throws {BrokerError} `invalid_request` naming the offending field.
+ */
+export function parseTokenRequest(raw: Record<string, unknown>): TokenRequest {
+  let task = raw.task;
+  if (typeof task === 'string') {
+    try {
+      task = JSON.parse(task);
+    } catch {
+      throw refuse('invalid_field', { field: 'task' }, { description: 'invalid task: not a JSON object' });
+    }
+  }
+  const parsed = Fields.safeParse({ ...raw, task });
+  if (!parsed.success) {
+    const description = describeIssue(parsed.error);
+    throw refuse('invalid_field', { issues: parsed.error.issues.map((i) => i.path.join('.')) }, { description });
+  }
+  const { audience, resource } = parsed.data;
+  if (audience !== undefined && resource !== undefined && audience !== resource) {
+    throw refuse('invalid_field', {}, { description: 'invalid audience: audience and resource name different APIs' });
+  }
+  const target = audience ?? resource;
+  if (target === undefined) throw refuse('invalid_field', {}, { description: 'missing audience' });
+  return {
+    subjectToken: parsed.data.subject_token,
+    audience: target,
+    actions: parsed.data.scope,
+    task: parsed.data.task,
+    requestedTtl: parsed.data.requested_ttl,
+  };
+}

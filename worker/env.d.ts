@@ -1,0 +1,11 @@
+/** Secrets wrangler cannot see in wrangler.toml, added to the generated `Env`. */
+interface BrokerSecrets {
+  /** Optional secret: a private EC P-256 JWK (with `kid`) to sign with instead of broker-managed keys. */
+  SIGNING_KEY?: string;
+}
+
+interface Env extends BrokerSecrets {}
+
+declare namespace Cloudflare {
+  interface Env extends BrokerSecrets {}
+}

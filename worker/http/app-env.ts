@@ -1,0 +1,10 @@
+import type { AuditDraft } from '../audit/store';
+
+/** Hono's environment for every route: the Worker bindings and the variables middleware sets. */
+export interface AppEnv {
+  Bindings: Env;
+  Variables: {
+    /** Set on decision endpoints: the audit record being filled in; the error handler completes it. */
+    audit?: AuditDraft;
+  };
+}

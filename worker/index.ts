@@ -1,0 +1,19 @@
+/**
+ * Tessera: the Worker's wiring. Routes, the error handler, and the Durable Object classes wrangler binds.
+ */
+import { Hono } from 'hono';
+import { refuse } from './core/errors';
+import type { AppEnv } from './http/app-env';
+import { errorResponse, handleError } from './http/errors';
+import { discoveryRoutes } from './routes/discovery';
+import { tokenRoutes } from './routes/token';
+
+const app = new Hono<AppEnv>();
+app.route('/', discoveryRoutes);
+app.route('/', tokenRoutes);
+app.notFound(() => errorResponse(refuse('not_found')));
+app.onError(handleError);
+
+export default app;
+export { AgentState } from './agents/agent-state';
+export { SigningKeys } from './keys/signing-keys';

@@ -1,0 +1,55 @@
+/**
+ * The signing key and JWKS as the worker sees them: from the `SigningKeys` Durable Object, cached in the
+ * isolate until the key's window closes (so `/token` does not call the object per request), or imported
+ * from the `SIGNING_KEY` secret when one is set.
+ */
+import { importJWK, type JWK } from 'jose';
+import { SIGNING_ALG, type SigningKey } from '../core/access-token';
+import type { PublishedJwks } from './signing-keys';
+
+/** Refetch a cached key at least this often, so an isolate notices a key set replaced by hand. */
+const MAX_KEY_CACHE_SECONDS = 300;
+
+interface CachedKey {
+  key: SigningKey;
+  until: number;
+}
+
+let cached: CachedKey | undefined;
+let imported: Promise<{ key: SigningKey; jwks: JWK[] }> | undefined;
+
+function importSecret(secret: string): Promise<{ key: SigningKey; jwks: JWK[] }> {
+  imported ??= (async () => {
+    const jwk = JSON.parse(secret) as JWK;
+    if (typeof jwk.kid !== 'string' || jwk.kty !== 'EC' || jwk.crv !== 'P-256' || typeof jwk.d !== 'string') {
+      throw new Error('SIGNING_KEY must be a private EC P-256 JWK with a kid');
+    }
+    const { d: _private, ...publicJwk } = jwk;
+    const key = (await importJWK(jwk, SIGNING_ALG)) as CryptoKey;
+    return { key: { kid: jwk.kid, key }, jwks: [{ ...publicJwk, alg: SIGNING_ALG, use: 'sig' }] };
+  })();
+  return imported;
+}
+
+function keysObject(env: Env) {
+  return env.SIGNING_KEYS.get(env.SIGNING_KEYS.idFromName('global'));
+}
+
+/** The key to sign with now. Throws when the key store does not answer: the caller refuses. */
+export async function signingKey(env: Env, now: number): Promise<SigningKey> {
+  if (env.SIGNING_KEY) return (await importSecret(env.SIGNING_KEY)).key;
+  if (cached !== undefined && now < cached.until) return cached.key;
+  const active = await keysObject(env).activeKey();
+  const key = { kid: active.kid, key: (await importJWK(active.privateJwk, SIGNING_ALG)) as CryptoKey };
+  cached = { key, until: Math.min(active.notAfter, now + MAX_KEY_CACHE_SECONDS) };
+  return key;
+}
+
+/** The published JWKS and until when it may be cached. */
+export async function publishedJwks(env: Env): Promise<PublishedJwks> {
+  if (env.SIGNING_KEY) {
+    const { jwks } = await importSecret(env.SIGNING_KEY);
+    return { keys: jwks, nextChange: Math.floor(Date.now() / 1000) + MAX_KEY_CACHE_SECONDS };
+  }
+  return keysObject(env).jwks();
+}

@@ -1,0 +1,98 @@
+/**
+ * The compiled policy bundle: what `npm run policy:build` writes from `policies/` and the worker loads once
+ * per isolate. The worker re-validates it with this schema at start-up so a hand-edited or stale bundle
+ * stops the worker instead of issuing on doubt.
+ */
+import { z } from 'zod';
+
+/** Attestation signature algorithms the broker ever accepts; `none` and HS* are never allowed. */
+export const ATTESTATION_ALGORITHMS = ['ES256', 'ES384', 'EdDSA', 'RS256', 'PS256'] as const;
+export type AttestationAlgorithm = (typeof ATTESTATION_ALGORITHMS)[number];
+
+/** No grant may let a token live longer than this, whatever the policy files say. */
+export const TTL_CEILING_SECONDS = 3600;
+
+const PublicJwk = z
+  .object({ kty: z.string(), kid: z.string().min(1), alg: z.enum(ATTESTATION_ALGORITHMS).optional() })
+  .catchall(z.unknown())
+  .refine((jwk) => !('d' in jwk) && !('k' in jwk), 'a public JWK must not carry private or symmetric key material');
+export type PublicJwk = z.infer<typeof PublicJwk>;
+
+export const Jwks = z.object({ keys: z.array(PublicJwk).min(1) });
+
+/** A claim constraint: an exact value, or a string glob where `*` matches any run of characters. */
+export const ClaimMatch = z.union([z.string().min(1), z.number(), z.boolean()]);
+export type ClaimMatch = z.infer<typeof ClaimMatch>;
+
+const AgentAttestation = z.discriminatedUnion('kind', [
+  /** A JWT the agent signs itself with a registered key: `iss` = `sub` = the agent id. */
+  z.object({ kind: z.literal('self_signed'), jwks: Jwks }),
+  /** A token from a trusted workload-identity issuer, bound to this agent by its claims. */
+  z.object({
+    kind: z.literal('issuer'),
+    issuer: z.string().min(1),
+    subject: z.string().min(1),
+    claims: z.record(z.string(), ClaimMatch),
+  }),
+]);
+
+export const Agent = z.object({
+  id: z.string().min(1),
+  owner: z.string().min(1),
+  description: z.string(),
+  labels: z.array(z.string()),
+  demo: z.boolean(),
+  attestation: AgentAttestation,
+});
+export type Agent = z.infer<typeof Agent>;
+
+export const TrustedIssuer = z.object({
+  id: z.string().min(1),
+  /** The `iss` value its tokens carry. */
+  issuer: z.string().min(1),
+  jwksUri: z.url().optional(),
+  jwks: Jwks.optional(),
+  algorithms: z.array(z.enum(ATTESTATION_ALGORITHMS)).min(1),
+  /** The claim that names the workload (`sub` for GitHub, Kubernetes and SPIFFE). */
+  subjectClaim: z.string().min(1),
+  /** Claims every token of this issuer must carry, whatever the agent. */
+  claims: z.record(z.string(), ClaimMatch),
+  maxAge: z.number().int().positive(),
+});
+export type TrustedIssuer = z.infer<typeof TrustedIssuer>;
+
+export const Grant = z.object({
+  /** `file:line` of the Cedar policy, for audit records and error messages. */
+  source: z.string(),
+  effect: z.enum(['permit', 'forbid']),
+  /** The `@max_ttl` annotation: the longest token this grant allows, in seconds. */
+  maxTtl: z.number().int().positive().max(TTL_CEILING_SECONDS).optional(),
+});
+export type Grant = z.infer<typeof Grant>;
+
+export const Settings = z.object({
+  tokens: z.object({
+    defaultTtl: z.number().int().positive().max(TTL_CEILING_SECONDS),
+    maxTtl: z.number().int().positive().max(TTL_CEILING_SECONDS),
+  }),
+  attestations: z.object({ maxAge: z.number().int().positive(), clockSkew: z.number().int().nonnegative().max(300) }),
+  signingKeys: z.object({ rotationPeriod: z.number().int().min(600) }),
+  jwks: z.object({ cacheMaxAge: z.number().int().positive(), refetchInterval: z.number().int().positive() }),
+});
+export type Settings = z.infer<typeof Settings>;
+
+export const PolicyBundle = z.object({
+  /** Content hash of everything below: the `policy` claim of every token and audit record. */
+  version: z.string().regex(/^[0-9a-f]{16}$/),
+  settings: Settings,
+  agents: z.record(z.string(), Agent),
+  issuers: z.record(z.string(), TrustedIssuer),
+  cedar: z.object({
+    schema: z.string(),
+    /** Every action the schema declares, so unknown actions are refused before Cedar sees them. */
+    actions: z.array(z.string()),
+    policies: z.record(z.string(), z.string()),
+    grants: z.record(z.string(), Grant),
+  }),
+});
+export type PolicyBundle = z.infer<typeof PolicyBundle>;
