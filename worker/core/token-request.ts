@@ -41,7 +41,7 @@ const Fields = z.object({
     .pipe(z.array(Action).min(1).max(MAX_ACTIONS)),
   task: Task,
   requested_ttl: z.coerce.number().int().positive().max(86_400).optional(),
-  actor_token: z.undefined({ error: 'delegation (actor_token) is not supported' }),
+  actor_token: z.never({ error: 'delegation (actor_token) is not supported' }).optional(),
 });
 
 export interface TokenRequest {

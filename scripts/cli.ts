@@ -1,0 +1,73 @@
+/**
+ * Tessera command line.
+ *
+ *   npm run cli -- keygen [--kid ID]
+ *       A new ES256 key pair for a self-signed agent: keep the private JWK with the agent, paste the
+ *       public JWK into the agent's `attestation.self_signed.keys` in policies/agents.yaml.
+ *   npm run cli -- attest --agent ID --key FILE [--broker URL]
+ *       Prints a fresh self-signed attestation (single use, two minutes).
+ *   npm run cli -- token --agent ID --key FILE --audience API --scope "a b" --task "what" [--justification "why"]
+ *                        [--ttl SECONDS] [--broker URL]
+ *       Exchanges a fresh attestation for an access token and prints the broker's answer.
+ */
+import { parseArgs } from 'node:util';
+import { exportJWK, generateKeyPair } from 'jose';
+import { exchangeToken, readPrivateJwk, selfSignedAttestation } from './lib/agent';
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: {
+    agent: { type: 'string' },
+    key: { type: 'string' },
+    kid: { type: 'string' },
+    broker: { type: 'string', default: process.env.TESSERA_URL ?? 'http://localhost:8787' },
+    audience: { type: 'string' },
+    scope: { type: 'string' },
+    task: { type: 'string' },
+    justification: { type: 'string' },
+    ttl: { type: 'string' },
+  },
+});
+
+function required(name: keyof typeof values): string {
+  const value = values[name];
+  if (typeof value !== 'string' || value === '') {
+    console.error(`missing --${name}`);
+    process.exit(2);
+  }
+  return value;
+}
+
+switch (positionals[0]) {
+  case 'keygen': {
+    const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
+    const meta = { kid: values.kid ?? crypto.randomUUID(), alg: 'ES256', use: 'sig' };
+    console.log('# private JWK: give it to the agent, keep it secret');
+    console.log(JSON.stringify({ ...(await exportJWK(privateKey)), ...meta }));
+    console.log('# public JWK: add it to the agent in policies/agents.yaml');
+    console.log(JSON.stringify({ ...(await exportJWK(publicKey)), ...meta }));
+    break;
+  }
+  case 'attest': {
+    const jwk = await readPrivateJwk(required('key'));
+    console.log(await selfSignedAttestation(required('agent'), jwk, values.broker));
+    break;
+  }
+  case 'token': {
+    const jwk = await readPrivateJwk(required('key'));
+    const attestation = await selfSignedAttestation(required('agent'), jwk, values.broker);
+    const { status, body } = await exchangeToken(values.broker, {
+      attestation,
+      audience: required('audience'),
+      scope: required('scope'),
+      task: { description: required('task'), ...(values.justification && { justification: values.justification }) },
+      ...(values.ttl !== undefined && { requestedTtl: Number(values.ttl) }),
+    });
+    console.log(JSON.stringify(body, null, 2));
+    process.exit(status === 200 ? 0 : 1);
+    break;
+  }
+  default:
+    console.error('usage: npm run cli -- keygen | attest | token   (see scripts/cli.ts)');
+    process.exit(2);
+}

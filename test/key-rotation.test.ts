@@ -1,0 +1,75 @@
+import { runDurableObjectAlarm } from 'cloudflare:test';
+import { env, exports } from 'cloudflare:workers';
+import { createLocalJWKSet, decodeProtectedHeader, errors, type JSONWebKeySet, jwtVerify } from 'jose';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { TTL_CEILING_SECONDS } from '../worker/policy/bundle';
+import { loadedPolicy } from '../worker/policy/loaded';
+import { exchange, ISSUER, TICKETS } from './helpers';
+
+const { settings } = loadedPolicy().bundle;
+const PERIOD = settings.signingKeys.rotationPeriod;
+const RETENTION = TTL_CEILING_SECONDS + settings.attestations.clockSkew;
+const keysObject = () => env.SIGNING_KEYS.get(env.SIGNING_KEYS.idFromName('global'));
+
+async function jwks(): Promise<JSONWebKeySet> {
+  return (await (await exports.default.fetch(`${ISSUER}/.well-known/jwks.json`)).json()) as JSONWebKeySet;
+}
+
+async function issue(ttl: number): Promise<string> {
+  const response = await exchange({ requested_ttl: ttl });
+  expect(response.status).toBe(200);
+  return ((await response.json()) as { access_token: string }).access_token;
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('signing key rotation', () => {
+  // First in this file: storage is per file, so the key set does not exist yet.
+  it('generates the first keys once, however many requests race for them', async () => {
+    const all = await Promise.all(Array.from({ length: 8 }, () => jwks()));
+    const kids = new Set(all.flatMap((set) => set.keys.map((key) => key.kid)));
+    expect(kids.size).toBe(all[0]?.keys.length);
+  });
+
+  it('keeps a token verifiable across a rotation until it expires, then drops its key', async () => {
+    const start = Date.parse('2026-12-01T00:00:00Z');
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(start);
+
+    const initial = await jwks();
+    expect(initial.keys).toHaveLength(2);
+    const [firstKid, nextKid] = initial.keys.map((key) => key.kid);
+
+    // Just before the rotation: a 600 s token signed by the first key.
+    vi.setSystemTime(start + (PERIOD - 10) * 1000);
+    const old = await issue(600);
+    expect(decodeProtectedHeader(old).kid).toBe(firstKid);
+
+    // The rotation alarm fires: the next key signs, the first stays published, a new next key appears.
+    vi.setSystemTime(start + (PERIOD + 1) * 1000);
+    expect(await runDurableObjectAlarm(keysObject())).toBe(true);
+    const rotated = await jwks();
+    const kids = rotated.keys.map((key) => key.kid);
+    expect(kids).toContain(firstKid);
+    expect(kids).toContain(nextKid);
+    expect(kids).toHaveLength(3);
+    const fresh = await issue(60);
+    expect(decodeProtectedHeader(fresh).kid).toBe(nextKid);
+
+    // The old token still verifies against the published JWKS while it is live.
+    const verifyOld = () =>
+      jwtVerify(old, createLocalJWKSet(rotated), { issuer: ISSUER, audience: TICKETS, currentDate: new Date() });
+    await expect(verifyOld()).resolves.toBeDefined();
+
+    // Once every token the first key signed has expired, its key leaves the JWKS.
+    vi.setSystemTime(start + (PERIOD + RETENTION + 1) * 1000);
+    await runDurableObjectAlarm(keysObject());
+    const later = await jwks();
+    expect(later.keys.map((key) => key.kid)).not.toContain(firstKid);
+    await expect(
+      jwtVerify(old, createLocalJWKSet(later), { issuer: ISSUER, audience: TICKETS, currentDate: new Date(start) }),
+    ).rejects.toBeInstanceOf(errors.JWKSNoMatchingKey);
+  });
+});
