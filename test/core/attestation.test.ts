@@ -9,8 +9,9 @@ import {
 } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type KeyResolver, KeySourceError, verifyAttestation } from '../../worker/core/attestation';
-import type { Agent, AttestationAlgorithm, PolicyBundle, PublicJwk, TrustedIssuer } from '../../worker/policy/bundle';
+import type { Agent, AttestationAlgorithm, ClaimMatch, PolicyBundle, PublicJwk, TrustedIssuer } from '../../worker/policy/bundle';
 import { loadedPolicy } from '../../worker/policy/loaded';
+import { DEMO_AGENT, DEMO_KID, demoSigningKey } from '../helpers';
 import { rejectionOf } from './refusal';
 
 const BROKER = 'https://broker.example';
@@ -44,7 +45,7 @@ function selfSignedAgent(id: string, signer: Signer): Agent {
   };
 }
 
-function issuerAgent(id: string, issuer: string, subject: string, claims: Agent['attestation'] extends infer A ? A extends { kind: 'issuer'; claims: infer C } ? C : never : never = {}): Agent {
+function issuerAgent(id: string, issuer: string, subject: string, claims: Record<string, ClaimMatch> = {}): Agent {
   return {
     id,
     owner: `${id}-owner@example.com`,
@@ -130,13 +131,17 @@ describe('verifyAttestation: self-signed assertions', () => {
     expect(verified.jti).toBe('jti-1');
   });
 
-  it('binds the demo agent of the real bundle', async () => {
-    const demoAgent = demo.agents['demo-agent'];
-    expect(demoAgent?.attestation.kind).toBe('self_signed');
-    // Signed with a key that is not the demo key: the demo agent exists, so the refusal is about the signature.
-    const token = await sign({ ...agentKey, kid: 'demo-agent-1' }, { iss: 'demo-agent', sub: 'demo-agent' });
+  it('binds the demo agent of the real bundle with its committed key', async () => {
+    const demoSigner: Signer = { ...agentKey, kid: DEMO_KID, key: await demoSigningKey() };
+    const verified = await verify(await sign(demoSigner, { iss: DEMO_AGENT, sub: DEMO_AGENT }), demo);
+    expect(verified.agent.id).toBe(DEMO_AGENT);
+    expect(verified.agent.owner).toBe('alice@example.com');
+  });
+
+  it("refuses the demo agent's kid with another key", async () => {
+    const token = await sign({ ...agentKey, kid: DEMO_KID }, { iss: DEMO_AGENT, sub: DEMO_AGENT });
     const error = await rejectionOf(verify(token, demo));
-    expect(error.reason).toBe('bad_signature');
+    expect([error.code, error.reason]).toEqual(['invalid_grant', 'bad_signature']);
   });
 
   it('refuses an assertion whose sub is not its iss', async () => {
@@ -388,23 +393,20 @@ describe('verifyAttestation: replay bookkeeping', () => {
     expect(again.replayKey).toBe(one.replayKey);
   });
 
-  // The agent's Durable Object forgets a jti once `replayUntil <= now`, so from that second on the
-  // attestation itself must be refused, whichever bound applies.
-  it('refuses the attestation from replayUntil on, when exp is the bound', async () => {
-    const token = await sign(agentKey, { iss: 'agent-a', sub: 'agent-a', iat: T, exp: T + 60 });
-    const bundle = bundleWith(agents());
-    const { replayUntil } = await verify(token, bundle);
-    const error = await rejectionOf(verify(token, bundle, { now: new Date(replayUntil * 1000) }));
-    expect(error.code).toBe('invalid_grant');
-  });
-
-  it('refuses the attestation from replayUntil on, when the max age is the bound', async () => {
-    const token = await sign(agentKey, { iss: 'agent-a', sub: 'agent-a', iat: T, exp: T + 3600 });
-    const bundle = bundleWith(agents());
-    const { replayUntil } = await verify(token, bundle);
-    const error = await rejectionOf(verify(token, bundle, { now: new Date(replayUntil * 1000) }));
-    expect(error.code).toBe('invalid_grant');
-  });
+  // `replayUntil` is the last second the jti must be remembered: any later, the attestation is refused anyway.
+  for (const [bound, claims, reason] of [
+    ['exp', { iat: T, exp: T + 60 }, 'expired'],
+    ['the max age', { iat: T, exp: T + 3600 }, 'too_old'],
+  ] as const) {
+    it(`refuses the attestation after replayUntil when ${bound} is the bound`, async () => {
+      const token = await sign(agentKey, { iss: 'agent-a', sub: 'agent-a', ...claims });
+      const bundle = bundleWith(agents());
+      const { replayUntil } = await verify(token, bundle);
+      await expect(verify(token, bundle, { now: new Date((replayUntil - 1) * 1000) })).resolves.toBeDefined();
+      const error = await rejectionOf(verify(token, bundle, { now: new Date((replayUntil + 1) * 1000) }));
+      expect([error.code, error.reason]).toEqual(['invalid_grant', reason]);
+    });
+  }
 });
 
 describe('verifyAttestation: clock boundaries', () => {
