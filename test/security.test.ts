@@ -61,8 +61,8 @@ async function expectRefused(send: () => Promise<Response>, expected: Refusal): 
   const recordsBefore = (await auditRecords()).length;
   const grantedBefore = await grantedCount();
   const response = await send();
+  expect(response.status, await response.clone().text()).toBe(expected.status);
   const body = await readError(response.clone());
-  expect(response.status, JSON.stringify(body)).toBe(expected.status);
   expect(body.error).toBe(expected.error);
   expect(body).not.toHaveProperty('access_token');
   expect(response.headers.get('cache-control')).toBe('no-store');
@@ -239,13 +239,13 @@ describe('POST /token: attestation issuer and agent binding', () => {
 
   it('rejects a self-signed attestation of an agent not in the inventory', async () => {
     const subject_token = await attestation({ claims: { iss: 'ghost-agent', sub: 'ghost-agent' } });
-    const audit = await expectRefused(() => exchange({ subject_token }), invalidGrant('untrusted_issuer'));
+    const audit = await expectRefused(() => exchange({ subject_token }), invalidGrant('unknown_agent'));
     expect(audit.agent).toBeNull();
   });
 
   it('rejects a self-signed attestation whose sub is not its iss', async () => {
     const subject_token = await attestation({ claims: { sub: 'release-bot' } });
-    const audit = await expectRefused(() => exchange({ subject_token }), invalidGrant('unknown_agent'));
+    const audit = await expectRefused(() => exchange({ subject_token }), invalidGrant('untrusted_issuer'));
     expect(audit.agent).toBeNull();
   });
 

@@ -1,6 +1,7 @@
 import {
-  createLocalJWKSet,
+  base64url,
   type CryptoKey,
+  createLocalJWKSet,
   exportJWK,
   generateKeyPair,
   type JWTPayload,
@@ -9,7 +10,14 @@ import {
 } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type KeyResolver, KeySourceError, verifyAttestation } from '../../worker/core/attestation';
-import type { Agent, AttestationAlgorithm, ClaimMatch, PolicyBundle, PublicJwk, TrustedIssuer } from '../../worker/policy/bundle';
+import type {
+  Agent,
+  AttestationAlgorithm,
+  ClaimMatch,
+  PolicyBundle,
+  PublicJwk,
+  TrustedIssuer,
+} from '../../worker/policy/bundle';
 import { loadedPolicy } from '../../worker/policy/loaded';
 import { DEMO_AGENT, DEMO_KID, demoSigningKey } from '../helpers';
 import { rejectionOf } from './refusal';
@@ -144,9 +152,9 @@ describe('verifyAttestation: self-signed assertions', () => {
     expect([error.code, error.reason]).toEqual(['invalid_grant', 'bad_signature']);
   });
 
-  it('refuses an assertion whose sub is not its iss', async () => {
+  it('refuses an assertion whose sub is not its iss: it is not self-signed, and its issuer is not trusted', async () => {
     const error = await rejectionOf(verify(await self({ sub: 'agent-b' }), bundle()));
-    expect([error.code, error.reason]).toEqual(['invalid_grant', 'unknown_agent']);
+    expect([error.code, error.reason]).toEqual(['invalid_grant', 'untrusted_issuer']);
   });
 
   it("refuses an assertion signed with another agent's key under the registered kid", async () => {
@@ -161,9 +169,14 @@ describe('verifyAttestation: self-signed assertions', () => {
     expect([error.code, error.reason]).toEqual(['invalid_grant', 'unknown_kid']);
   });
 
-  it('refuses an iss that is neither a trusted issuer nor an agent', async () => {
-    const error = await rejectionOf(verify(await self({ iss: 'agent-z', sub: 'agent-z' }), bundle()));
+  it('refuses a token from an issuer that is not trusted', async () => {
+    const error = await rejectionOf(verify(await self({ iss: 'https://idp.attacker.example' }), bundle()));
     expect([error.code, error.reason]).toEqual(['invalid_grant', 'untrusted_issuer']);
+  });
+
+  it('refuses a self-signed assertion of an agent not in the inventory', async () => {
+    const error = await rejectionOf(verify(await self({ iss: 'agent-z', sub: 'agent-z' }), bundle()));
+    expect([error.code, error.reason]).toEqual(['invalid_grant', 'unknown_agent']);
   });
 
   it('refuses a self-signed assertion for an agent that attests through an issuer', async () => {
@@ -201,15 +214,26 @@ describe('verifyAttestation: self-signed assertions', () => {
     expect((await verify(await self({ jti: 'j'.repeat(256) }), bundle())).jti).toHaveLength(256);
   });
 
+  it('refuses with jwks_unavailable when the resolver has no key source for the agent', async () => {
+    const none: KeyResolver = {
+      ...localKeys,
+      forAgent: (agent) => {
+        throw new KeySourceError(`agent ${agent.id} has no usable JWKS`);
+      },
+    };
+    const error = await rejectionOf(verify(await self(), bundle(), { keys: none }));
+    expect([error.code, error.reason]).toEqual(['invalid_grant', 'jwks_unavailable']);
+  });
+
   it('refuses a token that is not a JWT', async () => {
     const error = await rejectionOf(verify('not.a.jwt', bundle()));
     expect([error.code, error.reason]).toEqual(['invalid_grant', 'malformed_attestation']);
   });
 
   it('refuses alg none and HMAC before looking up any key', async () => {
-    const header = (alg: string) => btoa(JSON.stringify({ alg, kid: 'agent-1' })).replace(/=+$/, '');
-    const body = btoa(JSON.stringify({ iss: 'agent-a', sub: 'agent-a', aud: BROKER, iat: T, exp: T + 60, jti: 'x' }))
-      .replace(/=+$/, '');
+    const part = (value: object) => base64url.encode(JSON.stringify(value));
+    const header = (alg: string) => part({ alg, kid: 'agent-1' });
+    const body = part({ iss: 'agent-a', sub: 'agent-a', aud: BROKER, iat: T, exp: T + 60, jti: 'x' });
     const untouchable: KeyResolver = {
       forIssuer: () => {
         throw new Error('no key lookup expected');
@@ -311,18 +335,24 @@ describe('verifyAttestation: issuer tokens', () => {
   });
 
   it("refuses a token signed with another issuer's key", async () => {
-    const token = await sign({ ...secondIssuerKey, kid: 'issuer-1' }, {
-      iss: 'https://ci.example',
-      sub: 'repo:acme/deployer:ref:refs/heads/main',
-      repository_owner: 'acme',
-      workflow_ref: workflow,
-    });
+    const token = await sign(
+      { ...secondIssuerKey, kid: 'issuer-1' },
+      {
+        iss: 'https://ci.example',
+        sub: 'repo:acme/deployer:ref:refs/heads/main',
+        repository_owner: 'acme',
+        workflow_ref: workflow,
+      },
+    );
     const error = await rejectionOf(verify(token, bundleWith([releaseBot()], [issuer()])));
     expect([error.code, error.reason]).toEqual(['invalid_grant', 'bad_signature']);
   });
 
   it("refuses an algorithm the broker allows but the issuer's narrower list does not", async () => {
-    const rsaOnly = trustedIssuer('ci', [issuerKey, rsaIssuerKey], { claims: { repository_owner: 'acme' }, algorithms: ['RS256'] });
+    const rsaOnly = trustedIssuer('ci', [issuerKey, rsaIssuerKey], {
+      claims: { repository_owner: 'acme' },
+      algorithms: ['RS256'],
+    });
     const bundle = bundleWith([releaseBot()], [rsaOnly]);
     const error = await rejectionOf(verify(await ciToken(), bundle));
     expect([error.code, error.reason]).toEqual(['invalid_grant', 'alg_not_allowed']);
@@ -361,12 +391,82 @@ describe('verifyAttestation: issuer tokens', () => {
   });
 });
 
+describe('verifyAttestation: the demo inventory of trusted issuers', () => {
+  /** The real issuers and agents, with every issuer's remote JWKS replaced by one test key of its algorithm. */
+  const demoKeys = (): KeyResolver => ({
+    ...localKeys,
+    forIssuer: (trusted) =>
+      createLocalJWKSet({ keys: [trusted.algorithms.includes('ES256') ? issuerKey.jwk : rsaIssuerKey.jwk] }),
+  });
+  const github = 'https://token.actions.githubusercontent.com';
+  const releaseClaims = {
+    iss: github,
+    sub: 'repo:acme/deployer:ref:refs/heads/main',
+    repository_owner: 'acme',
+    workflow_ref: 'acme/deployer/.github/workflows/release.yml@refs/heads/main',
+  };
+
+  it('binds a GitHub Actions token of the release workflow to release-bot', async () => {
+    const verified = await verify(await sign(rsaIssuerKey, releaseClaims), demo, { keys: demoKeys() });
+    expect([verified.agent.id, verified.via]).toEqual(['release-bot', 'github-actions']);
+  });
+
+  it('refuses a GitHub Actions token signed with ES256', async () => {
+    const error = await rejectionOf(verify(await sign(issuerKey, releaseClaims), demo, { keys: demoKeys() }));
+    expect(error.reason).toBe('alg_not_allowed');
+  });
+
+  it('refuses a GitHub Actions token from another organisation', async () => {
+    const token = await sign(rsaIssuerKey, { ...releaseClaims, repository_owner: 'evil' });
+    const error = await rejectionOf(verify(token, demo, { keys: demoKeys() }));
+    expect(error.reason).toBe('claim_mismatch');
+  });
+
+  it('refuses a GitHub Actions token from another workflow of the repository', async () => {
+    const token = await sign(rsaIssuerKey, {
+      ...releaseClaims,
+      workflow_ref: 'acme/deployer/.github/workflows/ci.yml@refs/heads/main',
+    });
+    const error = await rejectionOf(verify(token, demo, { keys: demoKeys() }));
+    expect(error.reason).toBe('unknown_agent');
+  });
+
+  it('binds a SPIFFE SVID of the trust domain to its agent', async () => {
+    const token = await sign(issuerKey, {
+      iss: 'https://spire.acme.example',
+      sub: 'spiffe://acme.example/agents/attack-path-scanner',
+    });
+    const verified = await verify(token, demo, { keys: demoKeys() });
+    expect([verified.agent.id, verified.via]).toEqual(['attack-path-scanner', 'spire']);
+  });
+
+  it('refuses a SPIFFE SVID from another trust domain', async () => {
+    const token = await sign(issuerKey, {
+      iss: 'https://spire.acme.example',
+      sub: 'spiffe://evil.example/agents/attack-path-scanner',
+    });
+    const error = await rejectionOf(verify(token, demo, { keys: demoKeys() }));
+    expect(error.reason).toBe('claim_mismatch');
+  });
+
+  it("accepts a Kubernetes token up to the issuer's 600-second max age", async () => {
+    const token = await sign(issuerKey, {
+      iss: 'https://kubernetes.default.svc.cluster.local',
+      sub: 'system:serviceaccount:agents:graph-indexer',
+      iat: T - 600 - clockSkew,
+      exp: T + 60,
+    });
+    expect((await verify(token, demo, { keys: demoKeys() })).agent.id).toBe('graph-indexer');
+  });
+});
+
 describe('verifyAttestation: replay bookkeeping', () => {
-  const agents = () => [selfSignedAgent('agent-a', agentKey), issuerAgent('workload', 'one', 'w'), issuerAgent('workload-2', 'two', 'w')];
-  const issuers = () => [
-    trustedIssuer('one', [issuerKey], { maxAge: 600 }),
-    trustedIssuer('two', [secondIssuerKey]),
+  const agents = () => [
+    selfSignedAgent('agent-a', agentKey),
+    issuerAgent('workload', 'one', 'w'),
+    issuerAgent('workload-2', 'two', 'w'),
   ];
+  const issuers = () => [trustedIssuer('one', [issuerKey], { maxAge: 600 }), trustedIssuer('two', [secondIssuerKey])];
 
   it('remembers the jti until exp plus the clock skew when exp comes first', async () => {
     const token = await sign(agentKey, { iss: 'agent-a', sub: 'agent-a', iat: T - 10, exp: T + 60 });
@@ -387,7 +487,10 @@ describe('verifyAttestation: replay bookkeeping', () => {
   it('keys replay on the issuer and the jti, so one jti from two issuers is two attestations', async () => {
     const bundle = bundleWith(agents(), issuers());
     const one = await verify(await sign(issuerKey, { iss: 'https://one.example', sub: 'w', jti: 'same' }), bundle);
-    const two = await verify(await sign(secondIssuerKey, { iss: 'https://two.example', sub: 'w', jti: 'same' }), bundle);
+    const two = await verify(
+      await sign(secondIssuerKey, { iss: 'https://two.example', sub: 'w', jti: 'same' }),
+      bundle,
+    );
     const again = await verify(await sign(issuerKey, { iss: 'https://one.example', sub: 'w', jti: 'same' }), bundle);
     expect(one.replayKey).not.toBe(two.replayKey);
     expect(again.replayKey).toBe(one.replayKey);

@@ -83,9 +83,9 @@ describe('unmatchedClaims', () => {
   const payload = { sub: 'spiffe://acme.example/agents/a', repository_owner: 'acme', run_attempt: 1 };
 
   it('returns nothing when every required claim is satisfied', () => {
-    expect(unmatchedClaims({ sub: 'spiffe://acme.example/*', repository_owner: 'acme', run_attempt: 1 }, payload)).toEqual(
-      [],
-    );
+    expect(
+      unmatchedClaims({ sub: 'spiffe://acme.example/*', repository_owner: 'acme', run_attempt: 1 }, payload),
+    ).toEqual([]);
   });
 
   it('returns nothing when nothing is required', () => {
@@ -94,7 +94,10 @@ describe('unmatchedClaims', () => {
 
   it('names every claim that does not match or is missing', () => {
     expect(
-      unmatchedClaims({ sub: 'spiffe://other.example/*', repository_owner: 'acme', environment: 'prod', run_attempt: 2 }, payload),
+      unmatchedClaims(
+        { sub: 'spiffe://other.example/*', repository_owner: 'acme', environment: 'prod', run_attempt: 2 },
+        payload,
+      ),
     ).toEqual(['sub', 'environment', 'run_attempt']);
   });
 });

@@ -6,7 +6,9 @@ import { BrokerError } from '../../worker/core/errors';
 
 function expectBrokerError(error: unknown): BrokerError {
   if (error instanceof BrokerError) return error;
-  throw new Error(`expected a BrokerError, got ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`);
+  throw new Error(
+    `expected a BrokerError, got ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`,
+  );
 }
 
 /** The refusal a synchronous call throws. */

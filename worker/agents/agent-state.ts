@@ -13,6 +13,12 @@ export interface AdmitRequest {
 
 export type AdmitResult = { admitted: true } | { admitted: false; reason: 'replayed' };
 
+/**
+ * Extra seconds a used attestation is remembered past `replayUntil`: the worker verified it before this
+ * call, on a clock that may differ a little from this object's.
+ */
+const CLOCK_MARGIN_SECONDS = 60;
+
 export class AgentState extends DurableObject<Env> {
   readonly #sql: SqlStorage;
 
@@ -37,11 +43,11 @@ export class AgentState extends DurableObject<Env> {
     const seen = this.#sql
       .exec<{ expires_at: number }>('SELECT expires_at FROM seen_attestations WHERE key = ?', request.replayKey)
       .toArray()[0];
-    if (seen !== undefined && seen.expires_at > now) return { admitted: false, reason: 'replayed' };
+    if (seen !== undefined && seen.expires_at >= now) return { admitted: false, reason: 'replayed' };
     this.#sql.exec(
       'INSERT OR REPLACE INTO seen_attestations (key, expires_at) VALUES (?, ?)',
       request.replayKey,
-      request.replayUntil,
+      request.replayUntil + CLOCK_MARGIN_SECONDS,
     );
     await this.#scheduleCleanup();
     return { admitted: true };
@@ -58,7 +64,7 @@ export class AgentState extends DurableObject<Env> {
 
   /** Forgets attestations past their retention; they would be refused as expired or too old anyway. */
   override async alarm(): Promise<void> {
-    this.#sql.exec('DELETE FROM seen_attestations WHERE expires_at <= ?', Math.floor(Date.now() / 1000));
+    this.#sql.exec('DELETE FROM seen_attestations WHERE expires_at < ?', Math.floor(Date.now() / 1000));
     await this.#scheduleCleanup();
   }
 }

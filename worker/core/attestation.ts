@@ -7,7 +7,7 @@
 import { decodeJwt, decodeProtectedHeader, errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from 'jose';
 import { type Agent, ATTESTATION_ALGORITHMS, type PolicyBundle, type TrustedIssuer } from '../policy/bundle';
 import { unmatchedClaims } from './claim-match';
-import { refuse } from './errors';
+import { BrokerError, refuse } from './errors';
 
 /** Finds verification keys: per trusted issuer (remote or inline JWKS) and per self-signing agent. */
 export interface KeyResolver {
@@ -61,10 +61,13 @@ function keySourceFor(iss: unknown, sub: unknown, ctx: AttestationContext): KeyS
       bind: (payload) => bindIssuerToken(trusted, payload, bundle),
     };
   }
+  // Not a trusted issuer: only a self-signed assertion (iss = sub = an agent id) remains.
+  if (iss !== sub) throw refuse('untrusted_issuer', { iss, sub: sub ?? null });
   const agent = bundle.agents[iss];
-  if (agent === undefined || iss !== sub)
-    throw refuse(agent === undefined ? 'untrusted_issuer' : 'unknown_agent', { iss });
-  if (agent.attestation.kind !== 'self_signed') throw refuse('untrusted_issuer', { iss, agent: agent.id });
+  if (agent === undefined) throw refuse('unknown_agent', { agent: iss });
+  if (agent.attestation.kind !== 'self_signed') {
+    throw refuse('untrusted_issuer', { iss, agent: agent.id, note: 'this agent attests through its issuer' });
+  }
   const selfSigned = { ...agent, attestation: agent.attestation };
   return {
     via: 'self',
@@ -147,7 +150,13 @@ export async function verifyAttestation(token: string, ctx: AttestationContext):
   if (typeof header.alg !== 'string' || !(ATTESTATION_ALGORITHMS as readonly string[]).includes(header.alg)) {
     throw refuse('alg_not_allowed', { alg: header.alg ?? null });
   }
-  const source = keySourceFor(unverified.iss, unverified.sub, ctx);
+  let source: KeySource;
+  try {
+    source = keySourceFor(unverified.iss, unverified.sub, ctx);
+  } catch (error) {
+    // A refusal passes through; a key resolver that fails to build a key set is a key-source failure.
+    throw error instanceof BrokerError ? error : refusalFromJose(error, now);
+  }
   const { clockSkew } = ctx.bundle.settings.attestations;
   let payload: JWTPayload;
   try {

@@ -55,7 +55,7 @@ export interface Authorization {
   actions: readonly string[];
   /** Token lifetime in seconds: the request's, or the policy default, capped by every grant that allowed it. */
   ttl: number;
-  /** True when the requested TTL was above the cap and was lowered. */
+  /** True when the TTL asked for (or, if none was, the default) was above the cap and was lowered. */
   ttlCapped: boolean;
   /** Ids of the permit policies that allowed the actions. */
   grants: string[];
@@ -75,6 +75,8 @@ function taskContext(request: AuthorizationRequest, bundle: PolicyBundle): TaskC
 
 /** The longest TTL the satisfied grants allow: the most generous grant wins for one action. */
 function grantCap(policies: readonly string[], bundle: PolicyBundle): number {
+  // Cedar never allows without a determining permit; if an engine did, refuse rather than guess a lifetime.
+  if (policies.length === 0) throw new Error('policy engine allowed an action without a determining policy');
   const caps = policies.map((id) => bundle.cedar.grants[id]?.maxTtl ?? bundle.settings.tokens.maxTtl);
   return Math.min(Math.max(...caps), TTL_CEILING_SECONDS);
 }

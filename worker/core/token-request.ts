@@ -40,7 +40,17 @@ const Fields = z.object({
     .transform((scope) => [...new Set(scope.split(' ').filter((action) => action !== ''))])
     .pipe(z.array(Action).min(1).max(MAX_ACTIONS)),
   task: Task,
-  requested_ttl: z.coerce.number().int().positive().max(86_400).optional(),
+  // A JSON integer, or in the form encoding a string of decimal digits; nothing else is coerced.
+  requested_ttl: z
+    .union([
+      z.number(),
+      z
+        .string()
+        .regex(/^[0-9]{1,9}$/, 'must be whole seconds')
+        .transform(Number),
+    ])
+    .pipe(z.number().int().positive().max(86_400))
+    .optional(),
   actor_token: z.never({ error: 'delegation (actor_token) is not supported' }).optional(),
 });
 

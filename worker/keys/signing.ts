@@ -15,11 +15,17 @@ interface CachedKey {
   until: number;
 }
 
-let cached: CachedKey | undefined;
-let imported: Promise<{ key: SigningKey; jwks: JWK[] }> | undefined;
+interface ImportedKey {
+  key: SigningKey;
+  jwks: JWK[];
+}
 
-function importSecret(secret: string): Promise<{ key: SigningKey; jwks: JWK[] }> {
-  imported ??= (async () => {
+let cached: CachedKey | undefined;
+let imported: { secret: string; key: Promise<ImportedKey> } | undefined;
+
+function importSecret(secret: string): Promise<ImportedKey> {
+  if (imported?.secret === secret) return imported.key;
+  const key = (async () => {
     const jwk = JSON.parse(secret) as JWK;
     if (typeof jwk.kid !== 'string' || jwk.kty !== 'EC' || jwk.crv !== 'P-256' || typeof jwk.d !== 'string') {
       throw new Error('SIGNING_KEY must be a private EC P-256 JWK with a kid');
@@ -28,7 +34,8 @@ function importSecret(secret: string): Promise<{ key: SigningKey; jwks: JWK[] }>
     const key = (await importJWK(jwk, SIGNING_ALG)) as CryptoKey;
     return { key: { kid: jwk.kid, key }, jwks: [{ ...publicJwk, alg: SIGNING_ALG, use: 'sig' }] };
   })();
-  return imported;
+  imported = { secret, key };
+  return key;
 }
 
 function keysObject(env: Env) {

@@ -46,19 +46,24 @@ export const Agent = z.object({
 });
 export type Agent = z.infer<typeof Agent>;
 
-export const TrustedIssuer = z.object({
-  id: z.string().min(1),
-  /** The `iss` value its tokens carry. */
-  issuer: z.string().min(1),
-  jwksUri: z.url().optional(),
-  jwks: Jwks.optional(),
-  algorithms: z.array(z.enum(ATTESTATION_ALGORITHMS)).min(1),
-  /** The claim that names the workload (`sub` for GitHub, Kubernetes and SPIFFE). */
-  subjectClaim: z.string().min(1),
-  /** Claims every token of this issuer must carry, whatever the agent. */
-  claims: z.record(z.string(), ClaimMatch),
-  maxAge: z.number().int().positive(),
-});
+export const TrustedIssuer = z
+  .object({
+    id: z.string().min(1),
+    /** The `iss` value its tokens carry. */
+    issuer: z.string().min(1),
+    jwksUri: z.url().optional(),
+    jwks: Jwks.optional(),
+    algorithms: z.array(z.enum(ATTESTATION_ALGORITHMS)).min(1),
+    /** The claim that names the workload (`sub` for GitHub, Kubernetes and SPIFFE). */
+    subjectClaim: z.string().min(1),
+    /** Claims every token of this issuer must carry, whatever the agent. */
+    claims: z.record(z.string(), ClaimMatch),
+    maxAge: z.number().int().positive(),
+  })
+  .refine(
+    (issuer) => (issuer.jwksUri === undefined) !== (issuer.jwks === undefined),
+    'exactly one of jwksUri and jwks',
+  );
 export type TrustedIssuer = z.infer<typeof TrustedIssuer>;
 
 export const Grant = z.object({

@@ -1,0 +1,51 @@
+import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { AgentState } from '../worker/agents/agent-state';
+
+const agent = (name: string) => env.AGENT_STATE.get(env.AGENT_STATE.idFromName(name));
+const now = () => Math.floor(Date.now() / 1000);
+
+async function rows(name: string): Promise<{ key: string; expires_at: number }[]> {
+  return runInDurableObject(agent(name), (_instance: AgentState, state) =>
+    state.storage.sql
+      .exec<{ key: string; expires_at: number }>('SELECT key, expires_at FROM seen_attestations')
+      .toArray(),
+  );
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('AgentState.admit: attestation replay protection', () => {
+  it('admits an attestation once', async () => {
+    const stub = agent('once');
+    const request = { replayKey: 'issuer\njti-1', replayUntil: now() + 300 };
+    expect(await stub.admit(request)).toEqual({ admitted: true });
+    expect(await stub.admit(request)).toEqual({ admitted: false, reason: 'replayed' });
+    expect(await stub.admit({ ...request, replayKey: 'other-issuer\njti-1' })).toEqual({ admitted: true });
+  });
+
+  it('still refuses at the very second the attestation stops being acceptable, and for a margin after', async () => {
+    const stub = agent('boundary');
+    const replayUntil = now();
+    expect(await stub.admit({ replayKey: 'k', replayUntil })).toEqual({ admitted: true });
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime((replayUntil + 59) * 1000);
+    expect(await stub.admit({ replayKey: 'k', replayUntil })).toEqual({ admitted: false, reason: 'replayed' });
+  });
+
+  it('forgets attestations once they could no longer be accepted anyway', async () => {
+    const name = 'cleanup';
+    const stub = agent(name);
+    await stub.admit({ replayKey: 'short', replayUntil: now() + 10 });
+    await stub.admit({ replayKey: 'long', replayUntil: now() + 3600 });
+    expect((await rows(name)).map((row) => row.key).sort()).toEqual(['long', 'short']);
+
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime((now() + 10 + 61) * 1000);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect((await rows(name)).map((row) => row.key)).toEqual(['long']);
+  });
+});
