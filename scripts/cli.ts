@@ -4,6 +4,9 @@
  *   npm run cli -- keygen [--kid ID]
  *       A new ES256 key pair for a self-signed agent: keep the private JWK with the agent, paste the
  *       public JWK into the agent's `attestation.self_signed.keys` in policies/agents.yaml.
+ *   npm run cli -- admin-credential --id ID
+ *       A new admin credential: give the credential to its holder (it is shown once), and add the printed
+ *       entry, with the role it should have, to policies/admins.yaml.
  *   npm run cli -- attest --agent ID --key FILE [--broker URL]
  *       Prints a fresh self-signed attestation (single use, two minutes).
  *   npm run cli -- token --agent ID --key FILE --audience API --scope "a b" --task "what" [--justification "why"]
@@ -12,6 +15,7 @@
  */
 import { parseArgs } from 'node:util';
 import { exportJWK, generateKeyPair } from 'jose';
+import { newAdminCredential } from '../worker/core/admin-credential';
 import { exchangeToken, readPrivateJwk, selfSignedAttestation } from './lib/agent';
 
 const { positionals, values } = parseArgs({
@@ -20,6 +24,7 @@ const { positionals, values } = parseArgs({
     agent: { type: 'string' },
     key: { type: 'string' },
     kid: { type: 'string' },
+    id: { type: 'string' },
     broker: { type: 'string', default: process.env.TESSERA_URL ?? 'http://localhost:8787' },
     audience: { type: 'string' },
     scope: { type: 'string' },
@@ -48,6 +53,15 @@ switch (positionals[0]) {
     console.log(JSON.stringify({ ...(await exportJWK(publicKey)), ...meta }));
     break;
   }
+  case 'admin-credential': {
+    const id = required('id');
+    const { credential, secretSha256 } = await newAdminCredential(id);
+    console.log('# the credential: give it to its holder; it is not stored anywhere');
+    console.log(credential);
+    console.log('# add to policies/admins.yaml under credentials (role: admin | approver | auditor)');
+    console.log(`  - { id: ${id}, role: auditor, secret_sha256: ${secretSha256} }`);
+    break;
+  }
   case 'attest': {
     const jwk = await readPrivateJwk(required('key'));
     console.log(await selfSignedAttestation(required('agent'), jwk, values.broker));
@@ -68,6 +82,6 @@ switch (positionals[0]) {
     break;
   }
   default:
-    console.error('usage: npm run cli -- keygen | attest | token   (see scripts/cli.ts)');
+    console.error('usage: npm run cli -- keygen | admin-credential | attest | token   (see scripts/cli.ts)');
     process.exit(2);
 }

@@ -5,15 +5,22 @@ import { Hono } from 'hono';
 import { refuse } from './core/errors';
 import type { AppEnv } from './http/app-env';
 import { errorResponse, handleError } from './http/errors';
+import { adminRoutes } from './routes/admin';
 import { discoveryRoutes } from './routes/discovery';
+import { introspectionRoutes } from './routes/introspection';
+import { revocationRoutes } from './routes/revocation';
 import { tokenRoutes } from './routes/token';
 
 const app = new Hono<AppEnv>();
 app.route('/', discoveryRoutes);
 app.route('/', tokenRoutes);
+app.route('/', revocationRoutes);
+app.route('/', introspectionRoutes);
+app.route('/', adminRoutes);
 app.notFound(() => errorResponse(refuse('not_found')));
 app.onError(handleError);
 
 export default app;
 export { AgentState } from './agents/agent-state';
+export { KillSwitchControl, KillSwitchShard } from './control/kill-switch';
 export { SigningKeys } from './keys/signing-keys';

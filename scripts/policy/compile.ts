@@ -9,6 +9,7 @@ import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { importJWK } from 'jose';
 import { z } from 'zod';
 import {
+  ADMIN_ROLES,
   type Agent,
   ATTESTATION_ALGORITHMS,
   ClaimMatch,
@@ -24,11 +25,14 @@ const Seconds = z.number().int().positive();
 const AgentId = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'an agent id is 1-64 of a-z 0-9 . _ - ');
 const Claims = z.record(z.string(), ClaimMatch).default({});
 
+const RateLimitFile = z.strictObject({ per_minute: Seconds.max(600_000), burst: Seconds.max(10_000) });
+
 const SettingsFile = z.strictObject({
   tokens: z.strictObject({ default_ttl: Seconds.max(TTL_CEILING_SECONDS), max_ttl: Seconds.max(TTL_CEILING_SECONDS) }),
   attestations: z.strictObject({ max_age: Seconds.max(3600), clock_skew: z.number().int().min(0).max(300) }),
   signing_keys: z.strictObject({ rotation_period: z.number().int().min(600) }),
   jwks: z.strictObject({ cache_max_age: Seconds, refetch_interval: Seconds }),
+  rate_limit: RateLimitFile,
 });
 
 const AgentsFile = z.strictObject({
@@ -39,6 +43,7 @@ const AgentsFile = z.strictObject({
       description: z.string().default(''),
       labels: z.array(z.string().min(1)).default([]),
       demo: z.boolean().default(false),
+      rate_limit: RateLimitFile.optional(),
       attestation: z.union([
         z.strictObject({ self_signed: z.strictObject({ keys: Jwks.shape.keys }) }),
         z.strictObject({ issuer: z.string().min(1), subject: z.string().min(1), claims: Claims }),
@@ -64,6 +69,26 @@ const IssuersFile = z.strictObject({
         message: 'give exactly one of jwks_uri and jwks',
       }),
   ),
+});
+
+const AdminsFile = z.strictObject({
+  credentials: z
+    .array(
+      z.strictObject({
+        id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'a credential id is 1-64 of a-z 0-9 -'),
+        role: z.enum(ADMIN_ROLES),
+        secret_sha256: z.string().regex(/^[0-9a-f]{64}$/, 'the hex SHA-256 that `npm run cli -- admin-credential` prints'),
+        demo: z.boolean().default(false),
+      }),
+    )
+    .default([]),
+  cloudflare_access: z
+    .strictObject({
+      team_domain: z.url({ protocol: /^https$/ }),
+      audience: z.string().min(1),
+      roles: z.array(z.strictObject({ match: z.string().min(1), role: z.enum(ADMIN_ROLES) })).min(1),
+    })
+    .optional(),
 });
 
 export interface CompileOptions {
@@ -263,8 +288,23 @@ export async function compilePolicies(dir: string, options: CompileOptions = {})
       labels: agent.labels,
       demo: agent.demo,
       attestation,
+      ...(agent.rate_limit && { rateLimit: { perMinute: agent.rate_limit.per_minute, burst: agent.rate_limit.burst } }),
     };
   }
+
+  const adminsFile = await readYaml(join(dir, 'admins.yaml'), AdminsFile);
+  const credentialList = adminsFile.data.credentials;
+  const credentialLine = (index: number) => adminsFile.lineOf(['credentials', index]);
+  failIfDuplicate(credentialList.map((c) => c.id), adminsFile.path, credentialLine, 'credential id');
+  failIfDuplicate(credentialList.map((c) => c.secret_sha256), adminsFile.path, credentialLine, 'credential secret');
+  const credentials: PolicyBundle['admins']['credentials'] = {};
+  for (const [index, credential] of credentialList.entries()) {
+    if (options.forDeploy && credential.demo) {
+      throw new PolicyError(adminsFile.path, credentialLine(index), `credential ${credential.id} is a demo credential (its secret is public); remove it before deploying`);
+    }
+    credentials[credential.id] = { id: credential.id, role: credential.role, secretSha256: credential.secret_sha256, demo: credential.demo };
+  }
+  const access = adminsFile.data.cloudflare_access;
 
   const schemaPath = join(dir, 'schema.cedarschema');
   const schemaText = await readFile(schemaPath, 'utf8');
@@ -276,9 +316,14 @@ export async function compilePolicies(dir: string, options: CompileOptions = {})
       attestations: { maxAge: s.attestations.max_age, clockSkew: s.attestations.clock_skew },
       signingKeys: { rotationPeriod: s.signing_keys.rotation_period },
       jwks: { cacheMaxAge: s.jwks.cache_max_age, refetchInterval: s.jwks.refetch_interval },
+      rateLimit: { perMinute: s.rate_limit.per_minute, burst: s.rate_limit.burst },
     },
     agents,
     issuers,
+    admins: {
+      credentials,
+      ...(access && { access: { teamDomain: access.team_domain, audience: access.audience, roles: access.roles } }),
+    },
     cedar: compiledCedar,
   };
   // The worker re-validates with the same schema at start-up; checking here fails the build instead.

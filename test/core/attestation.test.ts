@@ -9,7 +9,8 @@ import {
   SignJWT,
 } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type KeyResolver, KeySourceError, verifyAttestation } from '../../worker/core/attestation';
+import { type KeyResolver, verifyAttestation } from '../../worker/core/attestation';
+import { KeySourceError } from '../../worker/core/errors';
 import type {
   Agent,
   AttestationAlgorithm,

@@ -1,49 +1,117 @@
 /**
- * Per-agent durable state, one object per agent id: attestation replay protection now; revocation,
- * suspension and rate limits join it so that one RPC (`admit`) answers everything `/token` needs to know.
+ * Per-agent durable state, one object per agent id. `/token` asks it one question (`admit`): is the agent
+ * suspended, is the attestation a replay, is the task finished, is the agent over its rate limit? Admins
+ * and token holders change it (revoke, suspend, resume, finish a task); introspection reads it.
+ *
+ * Every change is written to the object's storage before the call returns, so a revocation that has
+ * answered survives the object being evicted or restarted.
  */
 import { DurableObject } from 'cloudflare:workers';
-
-export interface AdmitRequest {
-  /** Issuer and `jti` of the attestation: accepted once. */
-  replayKey: string;
-  /** Epoch seconds until which the key must be remembered. */
-  replayUntil: number;
-}
-
-export type AdmitResult = { admitted: true } | { admitted: false; reason: 'replayed' };
+import type { RateLimit } from '../policy/bundle';
 
 /**
  * Extra seconds a used attestation is remembered past `replayUntil`: the worker verified it before this
  * call, on a clock that may differ a little from this object's.
  */
 const CLOCK_MARGIN_SECONDS = 60;
+/** How long a finished task is remembered: its tokens are dead, and its id is not issued again. */
+export const FINISHED_TASK_RETENTION_SECONDS = 24 * 3600;
+
+export interface AdmitRequest {
+  /** Issuer and `jti` of the attestation: accepted once. */
+  replayKey: string;
+  /** Epoch seconds until which the key must be remembered. */
+  replayUntil: number;
+  taskId: string;
+  rateLimit: RateLimit;
+}
+
+export type AdmitResult =
+  | { admitted: true }
+  | { admitted: false; reason: 'replayed' | 'suspended' | 'task_finished' }
+  | { admitted: false; reason: 'rate_limited'; retryAfter: number };
+
+export interface AgentStatus {
+  suspended: boolean;
+  /** Tokens of this agent issued (`iat`) before this epoch second are dead. */
+  revokedBefore: number | null;
+  /** Who last suspended, resumed or revoked the agent, when and why. */
+  lastChange: { action: 'revoke' | 'suspend' | 'resume'; by: string; reason: string; at: number } | null;
+}
+
+export interface TokenRef {
+  jti: string;
+  taskId: string;
+  iat: number;
+}
+
+export type TokenStatus =
+  | { active: true }
+  | { active: false; reason: 'revoked' | 'revoked_before' | 'suspended' | 'task_finished' };
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+const STATUS_KEY = 'status';
+const NO_STATUS: AgentStatus = { suspended: false, revokedBefore: null, lastChange: null };
+
+const nowSeconds = () => Date.now() / 1000;
 
 export class AgentState extends DurableObject<Env> {
   readonly #sql: SqlStorage;
+  #status: AgentStatus = NO_STATUS;
+  /** The rate-limit bucket lives in memory: an evicted object starts again with a full bucket. */
+  #bucket: Bucket | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.#sql = ctx.storage.sql;
     this.#sql.exec(
-      `CREATE TABLE IF NOT EXISTS seen_attestations (
-         key TEXT PRIMARY KEY,
-         expires_at INTEGER NOT NULL
-       );
-       CREATE INDEX IF NOT EXISTS seen_attestations_expiry ON seen_attestations (expires_at);`,
+      `CREATE TABLE IF NOT EXISTS seen_attestations (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+       CREATE INDEX IF NOT EXISTS seen_attestations_expiry ON seen_attestations (expires_at);
+       CREATE TABLE IF NOT EXISTS revoked_tokens (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+       CREATE INDEX IF NOT EXISTS revoked_tokens_expiry ON revoked_tokens (expires_at);
+       CREATE TABLE IF NOT EXISTS finished_tasks (task_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+       CREATE INDEX IF NOT EXISTS finished_tasks_expiry ON finished_tasks (expires_at);`,
+    );
+    void ctx.blockConcurrencyWhile(async () => {
+      this.#status = (await ctx.storage.get<AgentStatus>(STATUS_KEY)) ?? NO_STATUS;
+    });
+  }
+
+  #has(table: 'seen_attestations' | 'revoked_tokens' | 'finished_tasks', column: string, value: string): boolean {
+    const now = Math.floor(nowSeconds());
+    return (
+      this.#sql.exec(`SELECT 1 FROM ${table} WHERE ${column} = ? AND expires_at >= ?`, value, now).toArray().length > 0
     );
   }
 
+  /** Takes one request from the bucket, or says how long until one is there. */
+  #takeFromBucket(limit: RateLimit): number | undefined {
+    const now = nowSeconds();
+    const perSecond = limit.perMinute / 60;
+    const previous = this.#bucket ?? { tokens: limit.burst, at: now };
+    const tokens = Math.min(limit.burst, previous.tokens + (now - previous.at) * perSecond);
+    if (tokens < 1) {
+      this.#bucket = { tokens, at: now };
+      return Math.max(1, Math.ceil((1 - tokens) / perSecond));
+    }
+    this.#bucket = { tokens: tokens - 1, at: now };
+    return undefined;
+  }
+
   /**
-   * Records an attestation as used, or refuses it as a replay. The write is durable before this returns,
-   * and survives the object being evicted or restarted.
+   * Admits a `/token` request, or says why not. An admitted attestation is recorded as used (durably)
+   * before this returns; a refused one is not consumed.
    */
   async admit(request: AdmitRequest): Promise<AdmitResult> {
-    const now = Math.floor(Date.now() / 1000);
-    const seen = this.#sql
-      .exec<{ expires_at: number }>('SELECT expires_at FROM seen_attestations WHERE key = ?', request.replayKey)
-      .toArray()[0];
-    if (seen !== undefined && seen.expires_at >= now) return { admitted: false, reason: 'replayed' };
+    if (this.#status.suspended) return { admitted: false, reason: 'suspended' };
+    if (this.#has('seen_attestations', 'key', request.replayKey)) return { admitted: false, reason: 'replayed' };
+    if (this.#has('finished_tasks', 'task_id', request.taskId)) return { admitted: false, reason: 'task_finished' };
+    const retryAfter = this.#takeFromBucket(request.rateLimit);
+    if (retryAfter !== undefined) return { admitted: false, reason: 'rate_limited', retryAfter };
     this.#sql.exec(
       'INSERT OR REPLACE INTO seen_attestations (key, expires_at) VALUES (?, ?)',
       request.replayKey,
@@ -53,18 +121,92 @@ export class AgentState extends DurableObject<Env> {
     return { admitted: true };
   }
 
+  /** Whether a token of this agent is still alive as far as revocation, suspension and tasks go. */
+  async tokenStatus(token: TokenRef): Promise<TokenStatus> {
+    if (this.#status.suspended) return { active: false, reason: 'suspended' };
+    if (this.#status.revokedBefore !== null && token.iat < this.#status.revokedBefore) {
+      return { active: false, reason: 'revoked_before' };
+    }
+    if (this.#has('revoked_tokens', 'jti', token.jti)) return { active: false, reason: 'revoked' };
+    if (this.#has('finished_tasks', 'task_id', token.taskId)) return { active: false, reason: 'task_finished' };
+    return { active: true };
+  }
+
+  async status(): Promise<AgentStatus> {
+    return this.#status;
+  }
+
+  /** Revokes one token until it would have expired anyway. */
+  async revokeToken(jti: string, exp: number): Promise<void> {
+    this.#sql.exec('INSERT OR REPLACE INTO revoked_tokens (jti, expires_at) VALUES (?, ?)', jti, exp);
+    await this.#scheduleCleanup();
+  }
+
+  /** Finishes a task: every token of it is dead, and no new one is issued for it. */
+  async finishTask(taskId: string): Promise<void> {
+    const until = Math.ceil(nowSeconds()) + FINISHED_TASK_RETENTION_SECONDS;
+    this.#sql.exec('INSERT OR REPLACE INTO finished_tasks (task_id, expires_at) VALUES (?, ?)', taskId, until);
+    await this.#scheduleCleanup();
+  }
+
+  async #setStatus(status: AgentStatus): Promise<AgentStatus> {
+    await this.ctx.storage.put(STATUS_KEY, status);
+    this.#status = status;
+    return status;
+  }
+
+  /**
+   * Revokes every token the agent holds now. The cut-off is rounded up to the next second (`iat` has
+   * second precision), so a token minted by a request in flight during the revocation is dead too.
+   */
+  async revokeAll(by: string, reason: string): Promise<AgentStatus> {
+    const now = nowSeconds();
+    return this.#setStatus({
+      ...this.#status,
+      revokedBefore: Math.ceil(now + 0.001),
+      lastChange: { action: 'revoke', by, reason, at: Math.floor(now) },
+    });
+  }
+
+  /** The per-agent kill switch: refuses every `/token` and revokes every token held now. */
+  async suspend(by: string, reason: string): Promise<AgentStatus> {
+    const now = nowSeconds();
+    return this.#setStatus({
+      suspended: true,
+      revokedBefore: Math.ceil(now + 0.001),
+      lastChange: { action: 'suspend', by, reason, at: Math.floor(now) },
+    });
+  }
+
+  /** Lifts a suspension; tokens revoked by it stay revoked. */
+  async resume(by: string, reason: string): Promise<AgentStatus> {
+    return this.#setStatus({
+      ...this.#status,
+      suspended: false,
+      lastChange: { action: 'resume', by, reason, at: Math.floor(nowSeconds()) },
+    });
+  }
+
   async #scheduleCleanup(): Promise<void> {
     const next = this.#sql
-      .exec<{ at: number | null }>('SELECT MIN(expires_at) AS at FROM seen_attestations')
+      .exec<{ at: number | null }>(
+        `SELECT MIN(at) AS at FROM (
+           SELECT MIN(expires_at) AS at FROM seen_attestations
+           UNION ALL SELECT MIN(expires_at) FROM revoked_tokens
+           UNION ALL SELECT MIN(expires_at) FROM finished_tasks)`,
+      )
       .toArray()[0]?.at;
     if (next === null || next === undefined) return;
     const current = await this.ctx.storage.getAlarm();
     if (current === null || current > next * 1000) await this.ctx.storage.setAlarm(next * 1000);
   }
 
-  /** Forgets attestations past their retention; they would be refused as expired or too old anyway. */
+  /** Forgets what can no longer matter: used attestations, revoked tokens and finished tasks past expiry. */
   override async alarm(): Promise<void> {
-    this.#sql.exec('DELETE FROM seen_attestations WHERE expires_at < ?', Math.floor(Date.now() / 1000));
+    const now = Math.floor(nowSeconds());
+    for (const table of ['seen_attestations', 'revoked_tokens', 'finished_tasks']) {
+      this.#sql.exec(`DELETE FROM ${table} WHERE expires_at < ?`, now);
+    }
     await this.#scheduleCleanup();
   }
 }

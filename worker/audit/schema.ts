@@ -13,7 +13,7 @@ export const auditEvents = sqliteTable(
     id: text('id').notNull().unique(),
     /** Epoch milliseconds of the decision. */
     at: integer('at').notNull(),
-    /** What was decided, e.g. `token.exchange`. */
+    /** What was decided: `token.exchange`, `token.revoke`, `task.complete`, `admin.kill_switch`, ... */
     event: text('event').notNull(),
     decision: text('decision', { enum: ['granted', 'refused'] }).notNull(),
     /** Public OAuth error code of a refusal. */
@@ -42,6 +42,11 @@ export const auditEvents = sqliteTable(
     ip: text('ip'),
     colo: text('colo'),
     userAgent: text('user_agent'),
+    /** Admin calls: who (credential id or Access email), with which role, on what, and why. */
+    actor: text('actor'),
+    actorRole: text('actor_role'),
+    target: text('target'),
+    adminReason: text('admin_reason'),
   },
   (table) => [
     index('audit_events_agent_seq').on(table.agent, table.seq),

@@ -1,7 +1,9 @@
 /**
  * Access tokens: JWTs in the RFC 9068 profile, scoped to one audience, the granted actions and one task.
  */
-import { base64url, SignJWT } from 'jose';
+import { base64url, errors, type JWTVerifyGetKey, jwtVerify, SignJWT } from 'jose';
+import { z } from 'zod';
+import { KeySourceError } from './errors';
 
 /** Header `typ` of every access token (RFC 9068 §2.1). */
 export const ACCESS_TOKEN_TYP = 'at+jwt';
@@ -12,6 +14,7 @@ export interface SigningKey {
   key: CryptoKey;
 }
 
+/** The claims of an access token (RFC 9068 §2.2 plus Tessera's `task`, `owner` and `policy`). */
 export interface AccessTokenClaims {
   iss: string;
   sub: string;
@@ -69,4 +72,47 @@ export function signAccessToken(claims: AccessTokenClaims, signingKey: SigningKe
   return new SignJWT({ ...claims })
     .setProtectedHeader({ alg: SIGNING_ALG, typ: ACCESS_TOKEN_TYP, kid: signingKey.kid })
     .sign(signingKey.key);
+}
+
+const Claims = z.object({
+  iss: z.string(),
+  sub: z.string().min(1),
+  client_id: z.string(),
+  aud: z.string(),
+  iat: z.number().int(),
+  nbf: z.number().int(),
+  exp: z.number().int(),
+  jti: z.string().min(1),
+  scope: z.string(),
+  task: z.object({ id: z.string().min(1), hash: z.string() }),
+  owner: z.string(),
+  policy: z.string(),
+});
+
+export type AccessTokenCheck = { valid: true; claims: AccessTokenClaims } | { valid: false; reason: string };
+
+/**
+ * Verifies one of the broker's own access tokens: signature by a published key, `typ: at+jwt`, ES256,
+ * `iss`, `exp`/`nbf` with `clockTolerance`, and the claims' shape. Revocation is not checked here.
+ *
+ * @throws {KeySourceError} when the broker's keys cannot be had (a fault, not an invalid token).
+ */
+export async function verifyAccessToken(
+  token: string,
+  options: { issuer: string; getKey: JWTVerifyGetKey; now: Date; clockTolerance: number },
+): Promise<AccessTokenCheck> {
+  try {
+    const { payload } = await jwtVerify(token, options.getKey, {
+      issuer: options.issuer,
+      typ: ACCESS_TOKEN_TYP,
+      algorithms: [SIGNING_ALG],
+      currentDate: options.now,
+      clockTolerance: options.clockTolerance,
+    });
+    const claims = Claims.safeParse(payload);
+    return claims.success ? { valid: true, claims: claims.data } : { valid: false, reason: 'malformed_claims' };
+  } catch (error) {
+    if (error instanceof KeySourceError) throw error;
+    return { valid: false, reason: error instanceof errors.JOSEError ? error.code : 'malformed' };
+  }
 }

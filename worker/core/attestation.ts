@@ -7,17 +7,12 @@
 import { decodeJwt, decodeProtectedHeader, errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from 'jose';
 import { type Agent, ATTESTATION_ALGORITHMS, type PolicyBundle, type TrustedIssuer } from '../policy/bundle';
 import { unmatchedClaims } from './claim-match';
-import { BrokerError, refuse } from './errors';
+import { BrokerError, KeySourceError, refuse } from './errors';
 
 /** Finds verification keys: per trusted issuer (remote or inline JWKS) and per self-signing agent. */
 export interface KeyResolver {
   forIssuer(issuer: TrustedIssuer): JWTVerifyGetKey;
   forAgent(agent: Agent & { attestation: { kind: 'self_signed' } }): JWTVerifyGetKey;
-}
-
-/** Marks a failure of the key source itself (a JWKS that does not answer), as opposed to a bad token. */
-export class KeySourceError extends Error {
-  override readonly name = 'KeySourceError';
 }
 
 export interface AttestationContext {

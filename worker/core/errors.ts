@@ -16,12 +16,14 @@ export type ErrorCode =
   | 'slow_down'
   | 'temporarily_unavailable'
   | 'server_error'
+  | 'invalid_token'
+  | 'insufficient_scope'
   | 'not_found'
   | 'method_not_allowed';
 
 interface ReasonSpec {
   readonly code: ErrorCode;
-  readonly status: 400 | 403 | 404 | 405 | 413 | 415 | 429 | 500 | 503;
+  readonly status: 400 | 401 | 403 | 404 | 405 | 413 | 415 | 429 | 500 | 503;
   readonly description: string;
 }
 
@@ -62,6 +64,21 @@ const REASONS = {
     status: 400,
     description: 'a requested action needs a written task.justification',
   },
+  // State gates: the agent's durable state and the global kill switch.
+  agent_suspended: { code: 'access_denied', status: 403, description: 'the agent is suspended' },
+  kill_switch_engaged: {
+    code: 'access_denied',
+    status: 403,
+    description: 'token issuance is stopped by the global kill switch',
+  },
+  rate_limited: { code: 'slow_down', status: 429, description: 'too many token requests; retry after the delay given' },
+  task_finished: { code: 'invalid_request', status: 400, description: 'the task is finished' },
+  // Bearer tokens and admin credentials (RFC 6750 §3.1).
+  credential_required: { code: 'invalid_token', status: 401, description: 'a credential is required' },
+  credential_invalid: { code: 'invalid_token', status: 401, description: 'the credential is not valid' },
+  role_required: { code: 'insufficient_scope', status: 403, description: 'the credential lacks the required role' },
+  wrong_task: { code: 'insufficient_scope', status: 403, description: 'the token belongs to another task' },
+  unknown_target: { code: 'not_found', status: 404, description: 'no such agent, token or task' },
   // Broker faults: fail closed.
   store_unavailable: {
     code: 'temporarily_unavailable',
@@ -96,26 +113,37 @@ export class BrokerError extends Error {
   readonly status: ReasonSpec['status'];
   /** Public text: safe to return to the caller. */
   readonly description: string;
+  /** Response headers the refusal needs (`Retry-After`, `WWW-Authenticate`). */
+  readonly headers: Readonly<Record<string, string>>;
 
   constructor(
     readonly reason: Reason,
     /** Internal detail for the audit log; never returned to the caller. */
     readonly detail: Readonly<Record<string, unknown>> = {},
-    options?: { cause?: unknown; description?: string },
+    options?: RefusalOptions,
   ) {
     const spec: ReasonSpec = REASONS[reason];
     super(`${reason}: ${spec.description}`, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = spec.code;
     this.status = spec.status;
     this.description = options?.description ?? spec.description;
+    this.headers = options?.headers ?? {};
   }
 }
 
+export interface RefusalOptions {
+  cause?: unknown;
+  /** Replaces the generic public description where the detail is safe and useful to the caller. */
+  description?: string;
+  headers?: Record<string, string>;
+}
+
 /** Creates a refusal for `reason`, with internal `detail` for the audit log. */
-export function refuse(
-  reason: Reason,
-  detail?: Record<string, unknown>,
-  options?: { cause?: unknown; description?: string },
-): BrokerError {
+export function refuse(reason: Reason, detail?: Record<string, unknown>, options?: RefusalOptions): BrokerError {
   return new BrokerError(reason, detail, options);
+}
+
+/** A failure of a key source itself (a JWKS that does not answer), as opposed to a bad token. */
+export class KeySourceError extends Error {
+  override readonly name = 'KeySourceError';
 }

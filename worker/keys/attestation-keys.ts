@@ -4,7 +4,8 @@
  * registered keys. A JWKS that cannot be fetched becomes a {@link KeySourceError}: the request is refused.
  */
 import { createLocalJWKSet, createRemoteJWKSet, errors, type JWTVerifyGetKey } from 'jose';
-import { type KeyResolver, KeySourceError } from '../core/attestation';
+import type { KeyResolver } from '../core/attestation';
+import { KeySourceError } from '../core/errors';
 import type { Agent, PolicyBundle, TrustedIssuer } from '../policy/bundle';
 
 function remoteJwks(uri: string, settings: PolicyBundle['settings']['jwks']): JWTVerifyGetKey {

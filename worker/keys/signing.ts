@@ -3,8 +3,9 @@
  * isolate until the key's window closes (so `/token` does not call the object per request), or imported
  * from the `SIGNING_KEY` secret when one is set.
  */
-import { importJWK, type JWK } from 'jose';
+import { createLocalJWKSet, errors, importJWK, type JWK, type JWTVerifyGetKey } from 'jose';
 import { SIGNING_ALG, type SigningKey } from '../core/access-token';
+import { KeySourceError } from '../core/errors';
 import type { PublishedJwks } from './signing-keys';
 
 /** Refetch a cached key at least this often, so an isolate notices a key set replaced by hand. */
@@ -59,4 +60,49 @@ export async function publishedJwks(env: Env): Promise<PublishedJwks> {
     return { keys: jwks, nextChange: Math.floor(Date.now() / 1000) + MAX_KEY_CACHE_SECONDS };
   }
   return keysObject(env).jwks();
+}
+
+/** An unknown `kid` refetches the broker's JWKS at most this often (a forged kid costs one fetch). */
+const VERIFY_REFETCH_MS = 5000;
+
+interface VerificationKeys {
+  getKey: JWTVerifyGetKey;
+  fetchedAt: number;
+  /** Epoch ms after which the set must be fetched again (the next rotation or removal). */
+  until: number;
+}
+
+let verification: VerificationKeys | undefined;
+
+async function loadVerificationKeys(env: Env): Promise<VerificationKeys> {
+  let jwks: PublishedJwks;
+  try {
+    jwks = await publishedJwks(env);
+  } catch (error) {
+    throw new KeySourceError(`broker JWKS unavailable: ${String(error)}`, { cause: error });
+  }
+  verification = {
+    getKey: createLocalJWKSet({ keys: jwks.keys }),
+    fetchedAt: Date.now(),
+    until: jwks.nextChange * 1000,
+  };
+  return verification;
+}
+
+/**
+ * Keys to verify the broker's own access tokens (introspection, revocation, task completion), cached in
+ * the isolate until the key set next changes. Throws {@link KeySourceError} when the keys cannot be had.
+ */
+export function accessTokenKeys(env: Env): JWTVerifyGetKey {
+  return async (header, token) => {
+    let keys =
+      verification !== undefined && Date.now() < verification.until ? verification : await loadVerificationKeys(env);
+    try {
+      return await keys.getKey(header, token);
+    } catch (error) {
+      if (!(error instanceof errors.JWKSNoMatchingKey) || Date.now() - keys.fetchedAt < VERIFY_REFETCH_MS) throw error;
+      keys = await loadVerificationKeys(env);
+      return keys.getKey(header, token);
+    }
+  };
 }

@@ -36,6 +36,13 @@ const AgentAttestation = z.discriminatedUnion('kind', [
   }),
 ]);
 
+/** A token bucket: `burst` requests at once, refilled at `perMinute`. */
+export const RateLimit = z.object({
+  perMinute: z.number().int().positive(),
+  burst: z.number().int().positive(),
+});
+export type RateLimit = z.infer<typeof RateLimit>;
+
 export const Agent = z.object({
   id: z.string().min(1),
   owner: z.string().min(1),
@@ -43,6 +50,8 @@ export const Agent = z.object({
   labels: z.array(z.string()),
   demo: z.boolean(),
   attestation: AgentAttestation,
+  /** The agent's `/token` rate limit; the broker default when absent. */
+  rateLimit: RateLimit.optional(),
 });
 export type Agent = z.infer<typeof Agent>;
 
@@ -83,8 +92,32 @@ export const Settings = z.object({
   attestations: z.object({ maxAge: z.number().int().positive(), clockSkew: z.number().int().nonnegative().max(300) }),
   signingKeys: z.object({ rotationPeriod: z.number().int().min(600) }),
   jwks: z.object({ cacheMaxAge: z.number().int().positive(), refetchInterval: z.number().int().positive() }),
+  rateLimit: RateLimit,
 });
 export type Settings = z.infer<typeof Settings>;
+
+/** Admin roles: `admin` (kill switch, revoke, suspend), `approver` (approvals), `auditor` (read the audit log). */
+export const ADMIN_ROLES = ['admin', 'approver', 'auditor'] as const;
+export type AdminRole = (typeof ADMIN_ROLES)[number];
+
+export const AdminCredential = z.object({
+  id: z.string().min(1),
+  role: z.enum(ADMIN_ROLES),
+  /** Hex SHA-256 of the credential's secret part; the secret itself is never stored. */
+  secretSha256: z.string().regex(/^[0-9a-f]{64}$/),
+  demo: z.boolean(),
+});
+export type AdminCredential = z.infer<typeof AdminCredential>;
+
+export const AccessConfig = z.object({
+  /** e.g. `https://acme.cloudflareaccess.com`: the `iss` of Access JWTs; certs at `/cdn-cgi/access/certs`. */
+  teamDomain: z.url(),
+  /** The Access application's AUD tag. */
+  audience: z.string().min(1),
+  /** First match wins: an exact email or a glob such as `*@acme.com`. */
+  roles: z.array(z.object({ match: z.string().min(1), role: z.enum(ADMIN_ROLES) })),
+});
+export type AccessConfig = z.infer<typeof AccessConfig>;
 
 export const PolicyBundle = z.object({
   /** Content hash of everything below: the `policy` claim of every token and audit record. */
@@ -92,6 +125,7 @@ export const PolicyBundle = z.object({
   settings: Settings,
   agents: z.record(z.string(), Agent),
   issuers: z.record(z.string(), TrustedIssuer),
+  admins: z.object({ credentials: z.record(z.string(), AdminCredential), access: AccessConfig.optional() }),
   cedar: z.object({
     schema: z.string(),
     /** Every action the schema declares, so unknown actions are refused before Cedar sees them. */

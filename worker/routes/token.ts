@@ -4,148 +4,123 @@
  * audited: a granted token is returned only after its audit record is committed.
  */
 import { Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
-import { createMiddleware } from 'hono/factory';
-import { admitAttestation } from '../agents/admit';
-import { type AuditDraft, writeAudit } from '../audit/store';
 import { accessTokenClaims, signAccessToken, taskHash } from '../core/access-token';
 import { verifyAttestation } from '../core/attestation';
 import { refuse } from '../core/errors';
 import { authorize } from '../core/policy';
-import { ACCESS_TOKEN_TYPE, MAX_BODY_BYTES, parseTokenRequest } from '../core/token-request';
+import { ACCESS_TOKEN_TYPE, parseTokenRequest } from '../core/token-request';
 import type { AppEnv } from '../http/app-env';
+import { commitAudit, startAudit } from '../http/audit-trail';
 import { NO_STORE } from '../http/errors';
 import { brokerIssuer } from '../http/issuer';
+import { limitBody } from '../http/limits';
 import { readFields } from '../http/read-body';
 import { createKeyResolver } from '../keys/attestation-keys';
 import { signingKey } from '../keys/signing';
 import { loadedPolicy } from '../policy/loaded';
+import { admitExchange } from '../state/gates';
 
 const keyResolver = createKeyResolver(loadedPolicy().bundle);
 
-/** Opens the audit record with the request's origin; the handler and the error handler complete it. */
-const startAudit = createMiddleware<{ Bindings: Env; Variables: { audit: AuditDraft } }>(
-  async function startAudit(c, next) {
-    c.set('audit', {
-      at: Date.now(),
-      event: 'token.exchange',
-      ip: c.req.header('cf-connecting-ip') ?? null,
-      colo: (c.req.raw.cf?.colo as string | undefined) ?? null,
-      userAgent: c.req.header('user-agent')?.slice(0, 256) ?? null,
-      details: {},
-    });
-    await next();
-  },
-);
-
 export const tokenRoutes = new Hono<AppEnv>();
 
-tokenRoutes.post(
-  '/token',
-  startAudit,
-  bodyLimit({
-    maxSize: MAX_BODY_BYTES,
-    onError: () => {
-      throw refuse('body_too_large');
-    },
-  }),
-  async function exchangeToken(c) {
-    const audit = c.var.audit;
-    const { bundle, engine } = loadedPolicy();
-    const now = new Date();
-    const issuer = brokerIssuer(c.env);
+tokenRoutes.post('/token', startAudit('token.exchange'), limitBody, async function exchangeToken(c) {
+  const audit = c.var.audit;
+  const { bundle, engine } = loadedPolicy();
+  const now = new Date();
+  const issuer = brokerIssuer(c.env);
 
-    const request = parseTokenRequest(await readFields(c.req.raw));
-    const taskId = request.task.id ?? crypto.randomUUID();
-    const hash = await taskHash(request.task.description);
-    Object.assign(audit, {
-      audience: request.audience,
-      requestedActions: request.actions.join(' '),
-      requestedTtl: request.requestedTtl ?? null,
-      taskId,
-      taskDescription: request.task.description,
-      taskHash: hash,
-      justification: request.task.justification ?? null,
-    });
+  const request = parseTokenRequest(await readFields(c.req.raw));
+  const taskId = request.task.id ?? crypto.randomUUID();
+  const hash = await taskHash(request.task.description);
+  Object.assign(audit, {
+    audience: request.audience,
+    requestedActions: request.actions.join(' '),
+    requestedTtl: request.requestedTtl ?? null,
+    taskId,
+    taskDescription: request.task.description,
+    taskHash: hash,
+    justification: request.task.justification ?? null,
+  });
 
-    // Verification gate.
-    const attestation = await verifyAttestation(request.subjectToken, {
-      now,
-      brokerIssuer: issuer,
-      bundle,
-      keys: keyResolver,
-    });
-    Object.assign(audit, {
-      agent: attestation.agent.id,
-      owner: attestation.agent.owner,
-      attestationVia: attestation.via,
-      attestationJti: attestation.jti,
-    });
+  // Verification gate.
+  const attestation = await verifyAttestation(request.subjectToken, {
+    now,
+    brokerIssuer: issuer,
+    bundle,
+    keys: keyResolver,
+  });
+  Object.assign(audit, {
+    agent: attestation.agent.id,
+    owner: attestation.agent.owner,
+    attestationVia: attestation.via,
+    attestationJti: attestation.jti,
+  });
 
-    // The durable replay check and the signing key are I/O: start them, decide policy meanwhile.
-    const admission = admitAttestation(c.env, attestation);
-    const key = signingKey(c.env, Math.floor(now.getTime() / 1000)).catch((error: unknown) => {
-      throw refuse('signing_unavailable', { message: String(error) }, { cause: error });
-    });
-    key.catch(() => undefined); // awaited below; do not let an early refusal leave it unhandled
-    let authorization: ReturnType<typeof authorize> | undefined;
-    let denial: unknown;
-    try {
-      authorization = authorize(engine, bundle, {
-        agent: attestation.agent,
-        audience: request.audience,
-        actions: request.actions,
-        requestedTtl: request.requestedTtl,
-        justification: request.task.justification !== undefined,
-        taskId,
-        via: attestation.via,
-        now,
-      });
-    } catch (error) {
-      denial = error;
-    }
-    const admitted = await admission;
-    if (!admitted.admitted) throw refuse('replayed', { jti: attestation.jti });
-    if (authorization === undefined) throw denial;
-
-    const claims = accessTokenClaims({
-      issuer,
+  // The durable state gates and the signing key are I/O: start them, decide policy meanwhile.
+  const admission = admitExchange(c.env, {
+    agentId: attestation.agent.id,
+    replayKey: attestation.replayKey,
+    replayUntil: attestation.replayUntil,
+    taskId,
+    rateLimit: attestation.agent.rateLimit ?? bundle.settings.rateLimit,
+  });
+  const key = signingKey(c.env, Math.floor(now.getTime() / 1000)).catch((error: unknown) => {
+    throw refuse('signing_unavailable', { message: String(error) }, { cause: error });
+  });
+  key.catch(() => undefined); // awaited below; do not let an early refusal leave it unhandled
+  let authorization: ReturnType<typeof authorize> | undefined;
+  let denial: unknown;
+  try {
+    authorization = authorize(engine, bundle, {
       agent: attestation.agent,
       audience: request.audience,
-      actions: authorization.actions,
-      task: { id: taskId, hash },
-      policyVersion: bundle.version,
-      ttl: authorization.ttl,
-      jti: crypto.randomUUID(),
+      actions: request.actions,
+      requestedTtl: request.requestedTtl,
+      justification: request.task.justification !== undefined,
+      taskId,
+      via: attestation.via,
       now,
     });
-    const accessToken = await signAccessToken(claims, await key);
-    Object.assign(audit, { grantedActions: claims.scope, tokenJti: claims.jti, tokenExp: claims.exp });
-    audit.details = {
-      grants: authorization.grants,
-      ttl: authorization.ttl,
-      ...(authorization.ttlCapped && { ttlCapped: true }),
-    };
-    try {
-      await writeAudit(c.env.AUDIT_DB, audit, { decision: 'granted', policyVersion: bundle.version });
-    } catch (error) {
-      throw refuse('audit_unavailable', { message: String(error) }, { cause: error });
-    }
+  } catch (error) {
+    denial = error;
+  }
+  await admission;
+  if (authorization === undefined) throw denial;
 
-    return c.json(
-      {
-        access_token: accessToken,
-        issued_token_type: ACCESS_TOKEN_TYPE,
-        token_type: 'Bearer',
-        expires_in: authorization.ttl,
-        scope: claims.scope,
-        task_id: taskId,
-      },
-      200,
-      NO_STORE,
-    );
-  },
-);
+  const claims = accessTokenClaims({
+    issuer,
+    agent: attestation.agent,
+    audience: request.audience,
+    actions: authorization.actions,
+    task: { id: taskId, hash },
+    policyVersion: bundle.version,
+    ttl: authorization.ttl,
+    jti: crypto.randomUUID(),
+    now,
+  });
+  const accessToken = await signAccessToken(claims, await key);
+  Object.assign(audit, { grantedActions: claims.scope, tokenJti: claims.jti, tokenExp: claims.exp });
+  audit.details = {
+    grants: authorization.grants,
+    ttl: authorization.ttl,
+    ...(authorization.ttlCapped && { ttlCapped: true }),
+  };
+  await commitAudit(c);
+
+  return c.json(
+    {
+      access_token: accessToken,
+      issued_token_type: ACCESS_TOKEN_TYPE,
+      token_type: 'Bearer',
+      expires_in: authorization.ttl,
+      scope: claims.scope,
+      task_id: taskId,
+    },
+    200,
+    NO_STORE,
+  );
+});
 
 tokenRoutes.all('/token', () => {
   throw refuse('method_not_allowed');

@@ -1,0 +1,89 @@
+/**
+ * Reading the audit log: filters, newest first, cursor pagination (`GET /admin/audit`), and the lookups
+ * admins need to act on what it shows (a token's agent, a task's agents).
+ */
+import { and, desc, eq, getTableColumns, gte, lt, lte, type SQL } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/d1';
+import { z } from 'zod';
+import { type AuditEvent, auditEvents } from './schema';
+
+export const AuditQuery = z.strictObject({
+  agent: z.string().min(1).max(128).optional(),
+  task: z.string().min(1).max(128).optional(),
+  decision: z.enum(['granted', 'refused']).optional(),
+  event: z.string().min(1).max(64).optional(),
+  since: z.iso.datetime({ offset: true }).optional(),
+  until: z.iso.datetime({ offset: true }).optional(),
+  /** The `next_cursor` of the previous page. */
+  cursor: z
+    .string()
+    .regex(/^[1-9][0-9]{0,14}$/)
+    .optional(),
+  limit: z
+    .string()
+    .regex(/^[0-9]{1,3}$/)
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(500))
+    .default(50),
+});
+export type AuditQuery = z.infer<typeof AuditQuery>;
+
+const COLUMNS = Object.entries(getTableColumns(auditEvents)).map(([field, column]) => [field, column.name] as const);
+
+/** A record as the API shows it: D1 column names, `detail` parsed. */
+export function auditRecordJson(record: AuditEvent): Record<string, unknown> {
+  const json: Record<string, unknown> = {};
+  for (const [field, column] of COLUMNS) json[column] = record[field as keyof AuditEvent];
+  json.detail = record.detail === null ? null : JSON.parse(record.detail);
+  return json;
+}
+
+/** One page of records matching `query`, newest first, and the cursor of the next page (null at the end). */
+export async function listAudit(
+  db: D1Database,
+  query: AuditQuery,
+): Promise<{ records: AuditEvent[]; nextCursor: string | null }> {
+  const conditions: SQL[] = [];
+  if (query.agent !== undefined) conditions.push(eq(auditEvents.agent, query.agent));
+  if (query.task !== undefined) conditions.push(eq(auditEvents.taskId, query.task));
+  if (query.decision !== undefined) conditions.push(eq(auditEvents.decision, query.decision));
+  if (query.event !== undefined) conditions.push(eq(auditEvents.event, query.event));
+  if (query.since !== undefined) conditions.push(gte(auditEvents.at, Date.parse(query.since)));
+  if (query.until !== undefined) conditions.push(lte(auditEvents.at, Date.parse(query.until)));
+  if (query.cursor !== undefined) conditions.push(lt(auditEvents.seq, Number(query.cursor)));
+  const rows = await drizzle(db)
+    .select()
+    .from(auditEvents)
+    .where(and(...conditions))
+    .orderBy(desc(auditEvents.seq))
+    .limit(query.limit + 1);
+  const records = rows.slice(0, query.limit);
+  const last = records.at(-1);
+  return { records, nextCursor: rows.length > query.limit && last !== undefined ? String(last.seq) : null };
+}
+
+/** The agent and expiry of an issued token, from its grant record. */
+export async function findIssuedToken(
+  db: D1Database,
+  jti: string,
+): Promise<{ agent: string; exp: number } | undefined> {
+  const [row] = await drizzle(db)
+    .select({ agent: auditEvents.agent, exp: auditEvents.tokenExp })
+    .from(auditEvents)
+    .where(
+      and(eq(auditEvents.tokenJti, jti), eq(auditEvents.decision, 'granted'), eq(auditEvents.event, 'token.exchange')),
+    )
+    .limit(1);
+  return row?.agent && row.exp !== null ? { agent: row.agent, exp: row.exp } : undefined;
+}
+
+/** Every agent that was issued a token for `taskId`. */
+export async function agentsOfTask(db: D1Database, taskId: string): Promise<string[]> {
+  const rows = await drizzle(db)
+    .selectDistinct({ agent: auditEvents.agent })
+    .from(auditEvents)
+    .where(
+      and(eq(auditEvents.taskId, taskId), eq(auditEvents.decision, 'granted'), eq(auditEvents.event, 'token.exchange')),
+    );
+  return rows.flatMap((row) => (row.agent === null ? [] : [row.agent]));
+}

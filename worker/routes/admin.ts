@@ -1,0 +1,190 @@
+/**
+ * `/admin/*`: what the admin on call reaches for. Every call needs a role (see `admin/auth.ts`), is audited
+ * with who, what, on which target and why, and answers only once the change is durable everywhere it
+ * must be (all kill-switch shards; the agent's state).
+ */
+import { type Context, Hono } from 'hono';
+import { z } from 'zod';
+import { type AdminEnv, requireRole } from '../admin/auth';
+import type { AgentStatus } from '../agents/agent-state';
+import { AuditQuery, agentsOfTask, auditRecordJson, findIssuedToken, listAudit } from '../audit/query';
+import { KILL_SWITCH_SHARDS, type KillSwitchReport } from '../control/kill-switch';
+import { refuse } from '../core/errors';
+import type { AppEnv } from '../http/app-env';
+import { commitAudit, startAudit } from '../http/audit-trail';
+import { NO_STORE } from '../http/errors';
+import { limitBody } from '../http/limits';
+import { readFields } from '../http/read-body';
+import { loadedPolicy } from '../policy/loaded';
+import { agentStub } from '../state/gates';
+import { callStore } from '../state/store-call';
+
+/** An engage or release waits this long for all shards before answering 503 (repeat it to complete it). */
+const KILL_SWITCH_DEADLINE_MS = 15_000;
+
+const Reason = z.string().trim().min(1, 'a reason is required').max(1000);
+const ReasonBody = z.object({ reason: Reason });
+const KillSwitchBody = z.object({
+  engaged: z.union([z.boolean(), z.enum(['true', 'false']).transform((value) => value === 'true')]),
+  reason: Reason,
+});
+
+async function readBody<S extends z.ZodType>(c: Context<AdminEnv>, schema: S): Promise<z.output<S>> {
+  const parsed = schema.safeParse(await readFields(c.req.raw));
+  if (!parsed.success) {
+    const [issue] = parsed.error.issues;
+    const field = issue?.path.join('.') || 'body';
+    throw refuse('invalid_field', { field }, { description: `invalid ${field}: ${issue?.message ?? 'invalid'}` });
+  }
+  return parsed.data;
+}
+
+/** Audits the action's target and reason, then answers with `body` once the record is committed. */
+async function done(c: Context<AdminEnv>, body: Record<string, unknown>) {
+  await commitAudit(c);
+  return c.json(body, 200, NO_STORE);
+}
+
+function killSwitch(env: Env) {
+  return env.KILL_SWITCH.get(env.KILL_SWITCH.idFromName('global'));
+}
+
+function killSwitchJson(report: KillSwitchReport) {
+  return {
+    engaged: report.engaged,
+    reason: report.reason,
+    by: report.by,
+    at: report.at === null ? null : new Date(report.at * 1000).toISOString(),
+    version: report.version,
+    shards: report.shards,
+  };
+}
+
+function agentJson(id: string, status: AgentStatus) {
+  const agent = loadedPolicy().bundle.agents[id];
+  return {
+    agent: id,
+    owner: agent?.owner ?? null,
+    description: agent?.description ?? null,
+    suspended: status.suspended,
+    revoked_before: status.revokedBefore === null ? null : new Date(status.revokedBefore * 1000).toISOString(),
+    last_change:
+      status.lastChange === null
+        ? null
+        : { ...status.lastChange, at: new Date(status.lastChange.at * 1000).toISOString() },
+  };
+}
+
+/** The agent named in the path: it must be in the inventory. */
+function agentParam(c: Context<AdminEnv>): string {
+  const id = c.req.param('agent') ?? '';
+  if (!Object.hasOwn(loadedPolicy().bundle.agents, id)) throw refuse('unknown_target', { agent: id.slice(0, 128) });
+  c.var.audit.agent = id;
+  c.var.audit.target = `agent:${id}`;
+  return id;
+}
+
+export const adminRoutes = new Hono<AppEnv>();
+
+adminRoutes.get(
+  '/admin/kill-switch',
+  startAudit('admin.kill_switch.read'),
+  requireRole('admin', 'auditor'),
+  async (c) => {
+    c.var.audit.target = 'kill-switch';
+    const report = await callStore('kill_switch', () => killSwitch(c.env).report(), KILL_SWITCH_DEADLINE_MS);
+    return done(c, killSwitchJson(report));
+  },
+);
+
+adminRoutes.put(
+  '/admin/kill-switch',
+  startAudit('admin.kill_switch.set'),
+  requireRole('admin'),
+  limitBody,
+  async (c) => {
+    const { engaged, reason } = await readBody(c, KillSwitchBody);
+    Object.assign(c.var.audit, { target: 'kill-switch', adminReason: reason, details: { engaged } });
+    const change = { engaged, reason, by: c.var.admin.id };
+    const report = await callStore('kill_switch', () => killSwitch(c.env).set(change), KILL_SWITCH_DEADLINE_MS);
+    c.var.audit.details = { engaged, version: report.version, shards: KILL_SWITCH_SHARDS };
+    return done(c, killSwitchJson(report));
+  },
+);
+
+adminRoutes.get('/admin/agents/:agent', startAudit('admin.agent.read'), requireRole('admin', 'auditor'), async (c) => {
+  const id = agentParam(c);
+  const status = await callStore('agent_state', () => agentStub(c.env, id).status());
+  return done(c, agentJson(id, status));
+});
+
+for (const action of ['revoke', 'suspend', 'resume'] as const) {
+  adminRoutes.post(
+    `/admin/agents/:agent/${action}`,
+    startAudit(`admin.agent.${action}`),
+    requireRole('admin'),
+    limitBody,
+    async (c) => {
+      const id = agentParam(c);
+      const { reason } = await readBody(c, ReasonBody);
+      c.var.audit.adminReason = reason;
+      const by = c.var.admin.id;
+      const stub = agentStub(c.env, id);
+      const status = await callStore('agent_state', async (): Promise<AgentStatus> => {
+        if (action === 'revoke') return stub.revokeAll(by, reason);
+        if (action === 'suspend') return stub.suspend(by, reason);
+        return stub.resume(by, reason);
+      });
+      return done(c, agentJson(id, status));
+    },
+  );
+}
+
+adminRoutes.post(
+  '/admin/tokens/:jti/revoke',
+  startAudit('admin.token.revoke'),
+  requireRole('admin'),
+  limitBody,
+  async (c) => {
+    const jti = c.req.param('jti').slice(0, 128);
+    c.var.audit.target = `token:${jti}`;
+    const { reason } = await readBody(c, ReasonBody);
+    c.var.audit.adminReason = reason;
+    const issued = await callStore('audit_log', () => findIssuedToken(c.env.AUDIT_DB, jti));
+    if (issued === undefined) throw refuse('unknown_target', { jti });
+    Object.assign(c.var.audit, { agent: issued.agent, tokenJti: jti, tokenExp: issued.exp });
+    await callStore('agent_state', () => agentStub(c.env, issued.agent).revokeToken(jti, issued.exp));
+    return done(c, { jti, agent: issued.agent, revoked: true });
+  },
+);
+
+adminRoutes.post(
+  '/admin/tasks/:task_id/revoke',
+  startAudit('admin.task.revoke'),
+  requireRole('admin'),
+  limitBody,
+  async (c) => {
+    const taskId = c.req.param('task_id').slice(0, 128);
+    Object.assign(c.var.audit, { target: `task:${taskId}`, taskId });
+    const { reason } = await readBody(c, ReasonBody);
+    c.var.audit.adminReason = reason;
+    const agents = await callStore('audit_log', () => agentsOfTask(c.env.AUDIT_DB, taskId));
+    if (agents.length === 0) throw refuse('unknown_target', { task: taskId });
+    await callStore('agent_state', () =>
+      Promise.all(agents.map((agent) => agentStub(c.env, agent).finishTask(taskId))),
+    );
+    c.var.audit.details = { agents };
+    return done(c, { task_id: taskId, agents, revoked: true });
+  },
+);
+
+adminRoutes.get('/admin/audit', startAudit('admin.audit.read'), requireRole('admin', 'auditor'), async (c) => {
+  const query = AuditQuery.safeParse(c.req.query());
+  if (!query.success) {
+    const field = query.error.issues[0]?.path.join('.') || 'query';
+    throw refuse('invalid_field', { field }, { description: `invalid ${field}` });
+  }
+  c.var.audit.details = { query: query.data };
+  const page = await callStore('audit_log', () => listAudit(c.env.AUDIT_DB, query.data));
+  return done(c, { records: page.records.map(auditRecordJson), next_cursor: page.nextCursor });
+});

@@ -1,0 +1,83 @@
+/**
+ * Ending tokens early: `POST /revoke` (RFC 7009) for whoever holds a token, and
+ * `POST /tasks/{task_id}/complete` for the agent when its task is done. Both answer only once the agent's
+ * state has durably recorded the change, and both are audited.
+ */
+import { Hono } from 'hono';
+import { z } from 'zod';
+import { writeAudit } from '../audit/store';
+import { refuse } from '../core/errors';
+import type { AppEnv } from '../http/app-env';
+import { commitAudit, startAudit } from '../http/audit-trail';
+import { bearerCredential, challenge, checkOwnToken } from '../http/bearer';
+import { NO_STORE } from '../http/errors';
+import { limitBody } from '../http/limits';
+import { readFields } from '../http/read-body';
+import { loadedPolicy } from '../policy/loaded';
+import { agentStub } from '../state/gates';
+import { callStore } from '../state/store-call';
+
+const TokenField = z.object({
+  token: z
+    .string()
+    .min(1)
+    .max(16 * 1024),
+  token_type_hint: z.string().optional(),
+});
+
+/** Reads the `token` parameter of an RFC 7009 / RFC 7662 request. */
+export async function readTokenParameter(request: Request): Promise<string> {
+  const parsed = TokenField.safeParse(await readFields(request));
+  if (!parsed.success) throw refuse('invalid_field', { field: 'token' }, { description: 'missing token' });
+  return parsed.data.token;
+}
+
+export const revocationRoutes = new Hono<AppEnv>();
+
+revocationRoutes.post('/revoke', startAudit('token.revoke'), limitBody, async function revokeToken(c) {
+  const check = await checkOwnToken(c.env, await readTokenParameter(c.req.raw));
+  if (!check.valid) {
+    // RFC 7009 §2.2: an invalid token is answered like a revoked one; the attempt is still audited.
+    await writeAudit(
+      c.env.AUDIT_DB,
+      { ...c.var.audit, details: { token: check.reason } },
+      {
+        decision: 'refused',
+        reason: 'invalid_token',
+        policyVersion: loadedPolicy().bundle.version,
+      },
+    ).catch((error: unknown) => console.error('audit write failed for a revocation', error));
+    return c.json({}, 200, NO_STORE);
+  }
+  const { claims } = check;
+  await callStore('agent_state', () => agentStub(c.env, claims.sub).revokeToken(claims.jti, claims.exp));
+  Object.assign(c.var.audit, {
+    agent: claims.sub,
+    owner: claims.owner,
+    audience: claims.aud,
+    taskId: claims.task.id,
+    tokenJti: claims.jti,
+    tokenExp: claims.exp,
+  });
+  await commitAudit(c);
+  return c.json({}, 200, NO_STORE);
+});
+
+revocationRoutes.post('/tasks/:task_id/complete', startAudit('task.complete'), async function completeTask(c) {
+  const taskId = c.req.param('task_id');
+  c.var.audit.taskId = taskId.slice(0, 128);
+  const token = bearerCredential(c);
+  if (token === undefined) throw refuse('credential_required', {}, { headers: challenge('tessera') });
+  const check = await checkOwnToken(c.env, token);
+  if (!check.valid) {
+    throw refuse('credential_invalid', { token: check.reason }, { headers: challenge('tessera', 'invalid_token') });
+  }
+  const { claims } = check;
+  Object.assign(c.var.audit, { agent: claims.sub, owner: claims.owner, audience: claims.aud, tokenJti: claims.jti });
+  if (claims.task.id !== taskId) {
+    throw refuse('wrong_task', { tokenTask: claims.task.id }, { headers: challenge('tessera', 'insufficient_scope') });
+  }
+  await callStore('agent_state', () => agentStub(c.env, claims.sub).finishTask(taskId));
+  await commitAudit(c);
+  return c.json({ task_id: taskId, completed: true }, 200, NO_STORE);
+});

@@ -1,0 +1,69 @@
+/**
+ * The durable-state gates, as the worker asks them: the agent's object and the agent's kill-switch shard,
+ * in parallel, each bounded by a deadline. `/token` asks whether to admit a request; introspection asks
+ * whether a token is still alive.
+ */
+import type { AdmitResult, TokenRef, TokenStatus } from '../agents/agent-state';
+import { shardOf, shardStub } from '../control/kill-switch';
+import { refuse } from '../core/errors';
+import type { RateLimit } from '../policy/bundle';
+import { callStore } from './store-call';
+
+export function agentStub(env: Env, agentId: string) {
+  return env.AGENT_STATE.get(env.AGENT_STATE.idFromName(agentId));
+}
+
+function killSwitchState(env: Env, agentId: string) {
+  return callStore('kill_switch', () => shardStub(env, shardOf(agentId)).state());
+}
+
+export interface AdmissionRequest {
+  agentId: string;
+  replayKey: string;
+  replayUntil: number;
+  taskId: string;
+  rateLimit: RateLimit;
+}
+
+/**
+ * Admits a `/token` request or throws the refusal: kill switch engaged, agent suspended, attestation
+ * replayed, task finished, rate limited; or 503 when either store does not answer.
+ */
+export async function admitExchange(env: Env, request: AdmissionRequest): Promise<void> {
+  const { agentId, ...admit } = request;
+  const [killSwitch, admission] = await Promise.allSettled([
+    killSwitchState(env, agentId),
+    callStore('agent_state', async (): Promise<AdmitResult> => await agentStub(env, agentId).admit(admit)),
+  ]);
+  if (killSwitch.status === 'rejected') throw killSwitch.reason;
+  if (killSwitch.value.engaged) throw refuse('kill_switch_engaged', { version: killSwitch.value.version });
+  if (admission.status === 'rejected') throw admission.reason;
+  const result = admission.value;
+  if (result.admitted) return;
+  switch (result.reason) {
+    case 'suspended':
+      throw refuse('agent_suspended');
+    case 'replayed':
+      throw refuse('replayed');
+    case 'task_finished':
+      throw refuse('task_finished', { task: request.taskId });
+    case 'rate_limited':
+      throw refuse(
+        'rate_limited',
+        { retryAfter: result.retryAfter },
+        { headers: { 'Retry-After': String(result.retryAfter) } },
+      );
+  }
+}
+
+export type Liveness = { active: true } | { active: false; reason: string };
+
+/** Whether a (verified, unexpired) token is alive: not killed by the kill switch, revocation or its task. */
+export async function tokenLiveness(env: Env, agentId: string, token: TokenRef): Promise<Liveness> {
+  const [killSwitch, status] = await Promise.all([
+    killSwitchState(env, agentId),
+    callStore('agent_state', async (): Promise<TokenStatus> => await agentStub(env, agentId).tokenStatus(token)),
+  ]);
+  if (killSwitch.engaged) return { active: false, reason: 'kill_switch_engaged' };
+  return status;
+}
