@@ -77,7 +77,9 @@ const AdminsFile = z.strictObject({
       z.strictObject({
         id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'a credential id is 1-64 of a-z 0-9 -'),
         role: z.enum(ADMIN_ROLES),
-        secret_sha256: z.string().regex(/^[0-9a-f]{64}$/, 'the hex SHA-256 that `npm run cli -- admin-credential` prints'),
+        secret_sha256: z
+          .string()
+          .regex(/^[0-9a-f]{64}$/, 'the hex SHA-256 that `npm run cli -- admin-credential` prints'),
         demo: z.boolean().default(false),
       }),
     )
@@ -295,14 +297,33 @@ export async function compilePolicies(dir: string, options: CompileOptions = {})
   const adminsFile = await readYaml(join(dir, 'admins.yaml'), AdminsFile);
   const credentialList = adminsFile.data.credentials;
   const credentialLine = (index: number) => adminsFile.lineOf(['credentials', index]);
-  failIfDuplicate(credentialList.map((c) => c.id), adminsFile.path, credentialLine, 'credential id');
-  failIfDuplicate(credentialList.map((c) => c.secret_sha256), adminsFile.path, credentialLine, 'credential secret');
+  failIfDuplicate(
+    credentialList.map((c) => c.id),
+    adminsFile.path,
+    credentialLine,
+    'credential id',
+  );
+  failIfDuplicate(
+    credentialList.map((c) => c.secret_sha256),
+    adminsFile.path,
+    credentialLine,
+    'credential secret',
+  );
   const credentials: PolicyBundle['admins']['credentials'] = {};
   for (const [index, credential] of credentialList.entries()) {
     if (options.forDeploy && credential.demo) {
-      throw new PolicyError(adminsFile.path, credentialLine(index), `credential ${credential.id} is a demo credential (its secret is public); remove it before deploying`);
+      throw new PolicyError(
+        adminsFile.path,
+        credentialLine(index),
+        `credential ${credential.id} is a demo credential (its secret is public); remove it before deploying`,
+      );
     }
-    credentials[credential.id] = { id: credential.id, role: credential.role, secretSha256: credential.secret_sha256, demo: credential.demo };
+    credentials[credential.id] = {
+      id: credential.id,
+      role: credential.role,
+      secretSha256: credential.secret_sha256,
+      demo: credential.demo,
+    };
   }
   const access = adminsFile.data.cloudflare_access;
 

@@ -42,6 +42,7 @@ async function accessIdentity(
       issuer: config.teamDomain.replace(/\/$/, ''),
       audience: config.audience,
       algorithms: ['RS256'],
+      requiredClaims: ['exp', 'iat'],
     });
     const id = typeof payload.email === 'string' ? payload.email : payload.common_name;
     if (typeof id !== 'string' || id === '') return undefined;

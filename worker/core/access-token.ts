@@ -93,13 +93,14 @@ export type AccessTokenCheck = { valid: true; claims: AccessTokenClaims } | { va
 
 /**
  * Verifies one of the broker's own access tokens: signature by a published key, `typ: at+jwt`, ES256,
- * `iss`, `exp`/`nbf` with `clockTolerance`, and the claims' shape. Revocation is not checked here.
+ * `iss`, `exp`/`nbf` with no tolerance (the broker issues and checks them on its own clock: a token is dead
+ * from its `exp` on, RFC 7519 §4.1.4), and the claims' shape. Revocation is not checked here.
  *
  * @throws {KeySourceError} when the broker's keys cannot be had (a fault, not an invalid token).
  */
 export async function verifyAccessToken(
   token: string,
-  options: { issuer: string; getKey: JWTVerifyGetKey; now: Date; clockTolerance: number },
+  options: { issuer: string; getKey: JWTVerifyGetKey; now: Date },
 ): Promise<AccessTokenCheck> {
   try {
     const { payload } = await jwtVerify(token, options.getKey, {
@@ -107,7 +108,6 @@ export async function verifyAccessToken(
       typ: ACCESS_TOKEN_TYP,
       algorithms: [SIGNING_ALG],
       currentDate: options.now,
-      clockTolerance: options.clockTolerance,
     });
     const claims = Claims.safeParse(payload);
     return claims.success ? { valid: true, claims: claims.data } : { valid: false, reason: 'malformed_claims' };

@@ -2,7 +2,6 @@ import type { Context } from 'hono';
 import { verifyAccessToken } from '../core/access-token';
 import { KeySourceError, refuse } from '../core/errors';
 import { accessTokenKeys } from '../keys/signing';
-import { loadedPolicy } from '../policy/loaded';
 import { brokerIssuer } from './issuer';
 
 /** The `WWW-Authenticate` challenge of a protected endpoint (RFC 6750 §3). */
@@ -30,7 +29,6 @@ export async function checkOwnToken(env: Env, token: string) {
       issuer: brokerIssuer(env),
       getKey: accessTokenKeys(env),
       now: new Date(),
-      clockTolerance: loadedPolicy().bundle.settings.attestations.clockSkew,
     });
   } catch (error) {
     if (error instanceof KeySourceError)

@@ -1,0 +1,298 @@
+/** Cloudflare Access in front of /admin/*: Cf-Access-Jwt-Assertion verified and mapped to a role. */
+import {
+  base64url,
+  type CryptoKey,
+  exportJWK,
+  generateKeyPair,
+  type JWK,
+  type JWTHeaderParameters,
+  type JWTPayload,
+  SignJWT,
+} from 'jose';
+import { afterEach, beforeAll, beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
+import creds from '../scripts/demo/admin-credentials.json';
+import { adminFetch, bearer, expectInvalidToken, INSUFFICIENT_SCOPE_CHALLENGE, sendAudited } from './admin-helpers';
+import { lastAudit, readError } from './helpers';
+
+// Cloudflare Access: the team, application audience and role rules of policies/admins.yaml.
+const TEAM_DOMAIN = 'https://acme.cloudflareaccess.com';
+const ACCESS_AUD = '4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2';
+const CERTS_URL = `${TEAM_DOMAIN}/cdn-cgi/access/certs`;
+const ACCESS_KID = 'access-test-key-1';
+
+/** The team's signing key: created once, as the broker caches the team's certs per isolate. */
+let accessKey: CryptoKey;
+let accessPublicJwk: JWK;
+
+beforeAll(async () => {
+  const { privateKey, publicKey } = await generateKeyPair('RS256');
+  accessKey = privateKey;
+  accessPublicJwk = { ...(await exportJWK(publicKey)), kid: ACCESS_KID, alg: 'RS256', use: 'sig' };
+});
+
+interface AccessJwtOptions {
+  claims?: JWTPayload;
+  omit?: readonly string[];
+  header?: Partial<JWTHeaderParameters>;
+  key?: CryptoKey | Uint8Array;
+  now?: number;
+}
+
+/** Signs an Access JWT; by default a fresh, valid one for `email`. */
+function accessJwt(email: string, options: AccessJwtOptions = {}): Promise<string> {
+  const now = options.now ?? Math.floor(Date.now() / 1000);
+  const payload: JWTPayload = {
+    iss: TEAM_DOMAIN,
+    aud: [ACCESS_AUD],
+    email,
+    sub: crypto.randomUUID(),
+    type: 'app',
+    identity_nonce: 'nonce',
+    iat: now,
+    nbf: now,
+    exp: now + 600,
+    ...options.claims,
+  };
+  for (const claim of options.omit ?? []) delete payload[claim];
+  return new SignJWT(payload)
+    .setProtectedHeader({ alg: 'RS256', kid: ACCESS_KID, ...options.header })
+    .sign(options.key ?? accessKey);
+}
+
+const viaAccess = (jwt: string) => ({ 'cf-access-jwt-assertion': jwt });
+
+let clockJumps = 0;
+
+/**
+ * Moves the clock past the broker's cache of the team certs (jose caches a JWKS for 10 minutes), so that the
+ * next verification must fetch them. Each jump goes an hour further than the last, past any certs cached at
+ * the previous jump's time.
+ */
+function jumpPastCertsCache(): void {
+  clockJumps += 1;
+  const target = Date.now() + clockJumps * 3600 * 1000;
+  vi.useFakeTimers({ toFake: ['Date'] });
+  vi.setSystemTime(target);
+}
+
+describe('/admin/*: Cloudflare Access identities', () => {
+  let certs: MockInstance<typeof fetch>;
+
+  beforeEach(() => {
+    certs = vi.spyOn(globalThis, 'fetch').mockImplementation(async (input) => {
+      const url = input instanceof Request ? input.url : String(input);
+      if (url !== CERTS_URL) throw new Error(`unexpected outbound fetch: ${url}`);
+      return Response.json({ keys: [accessPublicJwk] });
+    });
+  });
+
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.restoreAllMocks();
+  });
+
+  it('verifies against the team certs and lets alice@example.com, an admin, engage and release the kill switch', async () => {
+    const jwt = await accessJwt('alice@example.com');
+    try {
+      const { response, audit } = await sendAudited(() =>
+        adminFetch('/admin/kill-switch', {
+          method: 'PUT',
+          body: { engaged: true, reason: 'alice drills the kill switch' },
+          headers: viaAccess(jwt),
+        }),
+      );
+      expect(response.status, await response.clone().text()).toBe(200);
+      expect(await response.json()).toMatchObject({ engaged: true, by: 'alice@example.com' });
+      expect(audit).toMatchObject({
+        event: 'admin.kill_switch.set',
+        decision: 'granted',
+        actor: 'alice@example.com',
+        actorRole: 'admin',
+        adminReason: 'alice drills the kill switch',
+      });
+    } finally {
+      const release = await adminFetch('/admin/kill-switch', {
+        method: 'PUT',
+        body: { engaged: false, reason: 'drill over' },
+        headers: viaAccess(jwt),
+      });
+      expect(release.status).toBe(200);
+      expect(await release.json()).toMatchObject({ engaged: false, by: 'alice@example.com' });
+    }
+    const state = await adminFetch('/admin/kill-switch', { headers: bearer(creds.auditor) });
+    expect(await state.json()).toMatchObject({ engaged: false });
+  });
+
+  it('fetches the certs from the team domain', async () => {
+    jumpPastCertsCache();
+    const response = await adminFetch('/admin/kill-switch', { headers: viaAccess(await accessJwt('bob@example.com')) });
+    expect(response.status).toBe(200);
+    expect(certs).toHaveBeenCalled();
+    const [input] = certs.mock.calls[0] ?? [];
+    expect(input instanceof Request ? input.url : String(input)).toBe(CERTS_URL);
+  });
+
+  it('accepts the audience as a string as well as an array', async () => {
+    const jwt = await accessJwt('alice@example.com', { claims: { aud: ACCESS_AUD } });
+    const response = await adminFetch('/admin/kill-switch', { headers: viaAccess(jwt) });
+    expect(response.status).toBe(200);
+  });
+
+  it('maps any other @example.com identity to auditor: it may read, not change', async () => {
+    const jwt = await accessJwt('bob@example.com');
+    const read = await sendAudited(() => adminFetch('/admin/kill-switch', { headers: viaAccess(jwt) }));
+    expect(read.response.status).toBe(200);
+    expect(read.audit).toMatchObject({ decision: 'granted', actor: 'bob@example.com', actorRole: 'auditor' });
+
+    const change = await sendAudited(() =>
+      adminFetch('/admin/kill-switch', {
+        method: 'PUT',
+        body: { engaged: true, reason: 'bob should not be able to' },
+        headers: viaAccess(jwt),
+      }),
+    );
+    expect(change.response.status).toBe(403);
+    expect((await readError(change.response)).error).toBe('insufficient_scope');
+    expect(change.response.headers.get('www-authenticate')).toBe(INSUFFICIENT_SCOPE_CHALLENGE);
+    expect(change.audit).toMatchObject({
+      decision: 'refused',
+      reason: 'role_required',
+      actor: 'bob@example.com',
+      actorRole: 'auditor',
+    });
+  });
+
+  it('applies the first matching rule: erin@example.com is an approver, not an auditor', async () => {
+    const jwt = await accessJwt('erin@example.com');
+    const { response, audit } = await sendAudited(() => adminFetch('/admin/kill-switch', { headers: viaAccess(jwt) }));
+    expect(response.status).toBe(403);
+    expect((await readError(response)).error).toBe('insufficient_scope');
+    expect(audit).toMatchObject({ reason: 'role_required', actor: 'erin@example.com', actorRole: 'approver' });
+  });
+
+  it('refuses an authenticated identity that no rule maps to a role, and records her email', async () => {
+    const jwt = await accessJwt('mallory@evil.example');
+    const { response, audit } = await sendAudited(() => adminFetch('/admin/kill-switch', { headers: viaAccess(jwt) }));
+    expect(response.status).toBe(403);
+    expect((await readError(response)).error).toBe('insufficient_scope');
+    expect(response.headers.get('www-authenticate')).toBe(INSUFFICIENT_SCOPE_CHALLENGE);
+    expect(audit).toMatchObject({
+      event: 'admin.kill_switch.read',
+      decision: 'refused',
+      errorCode: 'insufficient_scope',
+      reason: 'role_required',
+      actor: 'mallory@evil.example',
+      actorRole: null,
+    });
+  });
+
+  it('does not match a look-alike domain against *@example.com', async () => {
+    const jwt = await accessJwt('mallory@example.com.evil.example');
+    const { response, audit } = await sendAudited(() => adminFetch('/admin/kill-switch', { headers: viaAccess(jwt) }));
+    expect(response.status).toBe(403);
+    expect(audit).toMatchObject({ reason: 'role_required', actorRole: null });
+  });
+});
+
+describe('/admin/*: Cloudflare Access JWTs that must be refused', () => {
+  let certs: MockInstance<typeof fetch>;
+
+  beforeEach(() => {
+    certs = vi.spyOn(globalThis, 'fetch').mockImplementation(async () => Response.json({ keys: [accessPublicJwk] }));
+  });
+
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.restoreAllMocks();
+  });
+
+  const now = () => Math.floor(Date.now() / 1000);
+
+  it.each<[string, () => Promise<string>]>([
+    ['for another application audience', () => accessJwt('alice@example.com', { claims: { aud: ['other-app-aud'] } })],
+    ['without an audience', () => accessJwt('alice@example.com', { omit: ['aud'] })],
+    [
+      'from another team (wrong iss)',
+      () => accessJwt('alice@example.com', { claims: { iss: 'https://evil.cloudflareaccess.com' } }),
+    ],
+    ['without an issuer', () => accessJwt('alice@example.com', { omit: ['iss'] })],
+    ['that has expired', () => accessJwt('alice@example.com', { now: now() - 7200 })],
+    ['that is not yet valid', () => accessJwt('alice@example.com', { claims: { nbf: now() + 3600 } })],
+    ['without an expiry', () => accessJwt('alice@example.com', { omit: ['exp'] })],
+    [
+      'signed by an unknown key under the team kid',
+      async () => accessJwt('alice@example.com', { key: (await generateKeyPair('RS256')).privateKey }),
+    ],
+    [
+      'signed by an unknown key with an unknown kid',
+      async () =>
+        accessJwt('alice@example.com', {
+          key: (await generateKeyPair('RS256')).privateKey,
+          header: { kid: 'attacker-kid' },
+        }),
+    ],
+    [
+      'signed with HS256 (alg confusion)',
+      () =>
+        accessJwt('alice@example.com', {
+          header: { alg: 'HS256' },
+          key: new TextEncoder().encode(JSON.stringify(accessPublicJwk)),
+        }),
+    ],
+    [
+      'that is unsigned (alg none)',
+      async () => {
+        const signed = await accessJwt('alice@example.com');
+        const [, payload] = signed.split('.');
+        return `${base64url.encode(JSON.stringify({ alg: 'none', kid: ACCESS_KID }))}.${payload}.`;
+      },
+    ],
+    [
+      'whose email was changed after signing',
+      async () => {
+        const [header, , signature] = (await accessJwt('bob@example.com')).split('.');
+        const claims = { iss: TEAM_DOMAIN, aud: [ACCESS_AUD], email: 'alice@example.com', exp: now() + 600 };
+        return `${header}.${base64url.encode(JSON.stringify(claims))}.${signature}`;
+      },
+    ],
+    ['without an email or common name', () => accessJwt('alice@example.com', { omit: ['email'] })],
+    ['that is not a JWT', async () => 'not-a-jwt'],
+  ])('refuses one %s with 401 invalid_token', async (_name, token) => {
+    const jwt = await token();
+    const { response, audit } = await sendAudited(() => adminFetch('/admin/kill-switch', { headers: viaAccess(jwt) }));
+    await expectInvalidToken(response);
+    expect(audit).toMatchObject({
+      event: 'admin.kill_switch.read',
+      decision: 'refused',
+      errorCode: 'invalid_token',
+      reason: 'credential_invalid',
+      actor: null,
+      actorRole: null,
+    });
+  });
+
+  it.each<[string, () => Promise<Response>]>([
+    ['answers 500', async () => new Response('upstream error', { status: 500 })],
+    ['is unreachable', async () => Promise.reject(new TypeError('network connection lost'))],
+    ['answers with something that is not JSON', async () => new Response('<html>', { status: 200 })],
+    ['answers with a JSON document that is not a key set', async () => Response.json({ keys: 'none' })],
+  ])('fails closed with 401, never 500, when the certs endpoint %s', async (_name, answer) => {
+    jumpPastCertsCache();
+    certs.mockImplementation(answer);
+    const jwt = await accessJwt('alice@example.com');
+    const { response, audit } = await sendAudited(() => adminFetch('/admin/kill-switch', { headers: viaAccess(jwt) }));
+    expect(certs).toHaveBeenCalled();
+    await expectInvalidToken(response);
+    expect(audit).toMatchObject({ decision: 'refused', reason: 'credential_invalid', actor: null });
+  });
+
+  it('lets a broker credential decide when both a credential and an Access JWT are sent', async () => {
+    const response = await adminFetch('/admin/kill-switch', {
+      method: 'PUT',
+      body: { engaged: false, reason: 'precedence check' },
+      headers: { ...bearer(creds.auditor), ...viaAccess(await accessJwt('alice@example.com')) },
+    });
+    expect(response.status).toBe(403);
+    expect(await lastAudit()).toMatchObject({ actor: 'demo-auditor', actorRole: 'auditor' });
+  });
+});

@@ -1,0 +1,265 @@
+/**
+ * `POST /introspect` (RFC 7662): an active token is described by its claims; anything else, whether it
+ * never was a token of this broker, was tampered with, has expired, was revoked by any path, or is held
+ * while the global kill switch is engaged, is `{ active: false }` and nothing more.
+ *
+ * Every test runs on a frozen clock that only moves forward across the file (an agent-wide revocation
+ * leaves a cut-off behind it), and starts with a fresh rate-limit bucket (the agent's object is evicted).
+ */
+import { evictDurableObject } from 'cloudflare:test';
+import { env, exports } from 'cloudflare:workers';
+import { base64url, decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from 'jose';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import creds from '../scripts/demo/admin-credentials.json';
+import { loadedPolicy } from '../worker/policy/loaded';
+import { attestation, DEMO_AGENT, exchange, ISSUER, readError, TICKETS } from './helpers';
+
+const { bundle } = loadedPolicy();
+const DESCRIPTION = 'Summarise ticket T-1234 and post the summary as a comment';
+
+const agentObject = () => env.AGENT_STATE.get(env.AGENT_STATE.idFromName(DEMO_AGENT));
+
+/** The fake clock, in epoch ms; it never goes back, even across tests. */
+let clock = 0;
+
+function setClock(ms: number): void {
+  clock = ms;
+  vi.setSystemTime(clock);
+}
+
+beforeEach(async () => {
+  clock = Math.max(clock, Date.now()) + 5_000;
+  vi.useFakeTimers({ toFake: ['Date'] });
+  vi.setSystemTime(clock);
+  // A fresh rate-limit bucket: an evicted object starts with a full one.
+  await agentObject().status();
+  await evictDurableObject(agentObject());
+});
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+interface Issued {
+  token: string;
+  jti: string;
+  exp: number;
+  taskId: string;
+}
+
+async function issue(taskId: string = crypto.randomUUID(), ttl?: number): Promise<Issued> {
+  const response = await exchange({
+    task: { description: DESCRIPTION, id: taskId },
+    ...(ttl !== undefined && { requested_ttl: ttl }),
+  });
+  expect(response.status, await response.clone().text()).toBe(200);
+  const token = ((await response.json()) as { access_token: string }).access_token;
+  const claims = decodeJwt(token);
+  return { token, jti: String(claims.jti), exp: Number(claims.exp), taskId };
+}
+
+function request(path: string, init: { method?: string; body: unknown; headers?: Record<string, string> }) {
+  return exports.default.fetch(`${ISSUER}${path}`, {
+    method: init.method ?? 'POST',
+    headers: { 'content-type': 'application/json', ...init.headers },
+    body: JSON.stringify(init.body),
+  });
+}
+
+function introspectForm(fields: Record<string, string>): Promise<Response> {
+  return exports.default.fetch(`${ISSUER}/introspect`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(fields).toString(),
+  });
+}
+
+/** Introspects `token` in the RFC's form encoding and returns the answer. */
+async function introspect(token: string): Promise<Record<string, unknown>> {
+  const response = await introspectForm({ token });
+  expect(response.status).toBe(200);
+  expect(response.headers.get('cache-control')).toBe('no-store');
+  return (await response.json()) as Record<string, unknown>;
+}
+
+function admin(path: string, body: unknown = { reason: 'incident INC-7' }, method = 'POST') {
+  return request(path, { method, body, headers: { authorization: `Bearer ${creds.admin}` } });
+}
+
+async function expectOk(response: Response): Promise<void> {
+  expect(response.status, await response.clone().text()).toBe(200);
+}
+
+/** `token` with its payload changed and its signature kept. */
+function tampered(token: string): string {
+  const [header, , signature] = token.split('.');
+  const payload = { ...decodeJwt(token), scope: 'tickets:read tickets:comment tickets:delete' };
+  return [header, base64url.encode(JSON.stringify(payload)), signature].join('.');
+}
+
+/** The token with `alg: none` (RFC 7519 §6) and no signature, under the broker's own `kid`. */
+function unsignedCopy(token: string): string {
+  const [, payload] = token.split('.');
+  const header = { ...decodeProtectedHeader(token), alg: 'none' };
+  return `${base64url.encode(JSON.stringify(header))}.${payload}.`;
+}
+
+/** The token's claims signed by a key the broker never published, under the broker's own `kid`. */
+async function forgedCopy(token: string): Promise<string> {
+  const { privateKey } = await generateKeyPair('ES256');
+  const { kid } = decodeProtectedHeader(token);
+  return new SignJWT(decodeJwt(token))
+    .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', ...(kid !== undefined && { kid }) })
+    .sign(privateKey);
+}
+
+describe('POST /introspect: an active token (RFC 7662 §2.2)', () => {
+  it('answers active with the token type and every claim of the token', async () => {
+    const issued = await issue('task-introspect');
+    const body = await introspect(issued.token);
+    const now = Math.floor(clock / 1000);
+    expect(body).toEqual({
+      active: true,
+      token_type: 'Bearer',
+      iss: ISSUER,
+      sub: DEMO_AGENT,
+      client_id: DEMO_AGENT,
+      aud: TICKETS,
+      iat: now,
+      nbf: now,
+      exp: now + bundle.settings.tokens.defaultTtl,
+      jti: issued.jti,
+      scope: 'tickets:read tickets:comment',
+      task: { id: 'task-introspect', hash: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/) },
+      owner: 'alice@example.com',
+      policy: bundle.version,
+    });
+    expect(body).toEqual({ active: true, token_type: 'Bearer', ...decodeJwt(issued.token) });
+  });
+
+  it('accepts a JSON body as well as the form encoding', async () => {
+    const issued = await issue();
+    const response = await request('/introspect', { body: { token: issued.token } });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('cache-control')).toBe('no-store');
+    expect(await response.json()).toMatchObject({ active: true, jti: issued.jti });
+  });
+
+  it('accepts a token_type_hint', async () => {
+    const issued = await issue();
+    const response = await introspectForm({ token: issued.token, token_type_hint: 'access_token' });
+    expect(await response.json()).toMatchObject({ active: true, jti: issued.jti });
+  });
+
+  it('is active until the second before the token expires', async () => {
+    const issued = await issue(undefined, 60);
+    setClock((issued.exp - 1) * 1000);
+    expect(await introspect(issued.token)).toMatchObject({ active: true, jti: issued.jti });
+  });
+});
+
+describe('POST /introspect: inactive tokens say nothing more', () => {
+  const notOurs: Array<[string, (issued: Issued) => Promise<string>]> = [
+    ['garbage', async () => 'not-a-token'],
+    ['a token whose payload was changed', async (issued) => tampered(issued.token)],
+    ["a copy signed by another key under the broker's kid", (issued) => forgedCopy(issued.token)],
+    ['an unsigned copy (alg none)', async (issued) => unsignedCopy(issued.token)],
+    ["an agent's attestation (a JWT the broker did not issue)", async () => attestation()],
+  ];
+
+  it.each(notOurs)('answers inactive for %s', async (_, make) => {
+    const issued = await issue();
+    expect(await introspect(await make(issued))).toEqual({ active: false });
+    // The genuine token is untouched.
+    expect(await introspect(issued.token)).toMatchObject({ active: true });
+  });
+
+  it('answers inactive once the token has expired', async () => {
+    const issued = await issue(undefined, 60);
+    setClock((issued.exp + bundle.settings.attestations.clockSkew + 1) * 1000);
+    expect(await introspect(issued.token)).toEqual({ active: false });
+  });
+
+  // RFC 7519 §4.1.4: on or after `exp` the token must not be accepted. The broker judges its own tokens on
+  // its own clock, so no skew applies.
+  it('answers inactive from the very second of its exp', async () => {
+    const issued = await issue(undefined, 60);
+    setClock(issued.exp * 1000);
+    expect(await introspect(issued.token)).toEqual({ active: false });
+  });
+});
+
+describe('POST /introspect: revoked tokens', () => {
+  afterEach(async () => {
+    if ((await agentObject().status()).suspended) {
+      await expectOk(await admin(`/admin/agents/${DEMO_AGENT}/resume`, { reason: 'test cleanup' }));
+    }
+  });
+
+  const paths: Array<[string, (issued: Issued) => Promise<Response>]> = [
+    ['revoked by its holder (RFC 7009)', (issued) => request('/revoke', { body: { token: issued.token } })],
+    [
+      'of a completed task',
+      (issued) =>
+        request(`/tasks/${issued.taskId}/complete`, {
+          body: {},
+          headers: { authorization: `Bearer ${issued.token}` },
+        }),
+    ],
+    ['revoked by an admin by its jti', (issued) => admin(`/admin/tokens/${issued.jti}/revoke`)],
+    ['of a task revoked by an admin', (issued) => admin(`/admin/tasks/${issued.taskId}/revoke`)],
+    ['of an agent revoked by an admin', () => admin(`/admin/agents/${DEMO_AGENT}/revoke`)],
+    ['of a suspended agent', () => admin(`/admin/agents/${DEMO_AGENT}/suspend`)],
+  ];
+
+  it.each(paths)('answers inactive for a token %s', async (_, revoke) => {
+    const issued = await issue();
+    expect(await introspect(issued.token)).toMatchObject({ active: true });
+    await expectOk(await revoke(issued));
+    expect(await introspect(issued.token)).toEqual({ active: false });
+  });
+});
+
+describe('POST /introspect: the global kill switch', () => {
+  it('answers inactive for every token while the kill switch is engaged', async () => {
+    const issued = await issue();
+    expect(await introspect(issued.token)).toMatchObject({ active: true });
+
+    const engage = await admin('/admin/kill-switch', { engaged: true, reason: 'drill' }, 'PUT');
+    try {
+      await expectOk(engage);
+      expect(await engage.json()).toMatchObject({ engaged: true });
+      expect(await introspect(issued.token)).toEqual({ active: false });
+    } finally {
+      await expectOk(await admin('/admin/kill-switch', { engaged: false, reason: 'drill over' }, 'PUT'));
+    }
+    const fresh = await issue();
+    expect(await introspect(fresh.token)).toMatchObject({ active: true });
+  });
+});
+
+describe('POST /introspect: bad requests', () => {
+  it('refuses a request without a token with 400 invalid_request', async () => {
+    for (const response of [
+      await introspectForm({}),
+      await introspectForm({ token: '' }),
+      await request('/introspect', { body: {} }),
+      await request('/introspect', { body: { token: 42 } }),
+    ]) {
+      expect(response.status).toBe(400);
+      expect(response.headers.get('cache-control')).toBe('no-store');
+      expect((await readError(response)).error).toBe('invalid_request');
+    }
+  });
+
+  it('refuses a content type other than form or JSON with 415 invalid_request', async () => {
+    const issued = await issue();
+    const response = await exports.default.fetch(`${ISSUER}/introspect`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: issued.token,
+    });
+    expect(response.status).toBe(415);
+    expect((await readError(response)).error).toBe('invalid_request');
+  });
+});

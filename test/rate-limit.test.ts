@@ -1,0 +1,193 @@
+/**
+ * The per-agent rate limit on `POST /token`: a token bucket (policy default 120/min, burst 20) kept in the
+ * agent's Durable Object memory. Past the burst the agent gets 429 `slow_down` with an honest
+ * `Retry-After`; a refused request is audited and does not use up its attestation.
+ *
+ * Every test runs on a frozen clock (the bucket refills only when a test moves it) and starts with a full
+ * bucket: the agent's object is evicted, which drops its memory and keeps its storage.
+ */
+import { evictDurableObject, runInDurableObject } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { AgentState } from '../worker/agents/agent-state';
+import { loadedPolicy } from '../worker/policy/loaded';
+import { attestation, DEMO_AGENT, exchange, exchangeFields, lastAudit, postJson, readError } from './helpers';
+
+const { perMinute, burst } = loadedPolicy().bundle.settings.rateLimit;
+
+const agentObject = (name: string = DEMO_AGENT) => env.AGENT_STATE.get(env.AGENT_STATE.idFromName(name));
+
+/** The fake clock, in epoch ms; it never goes back, even across tests. */
+let clock = 0;
+
+function advance(seconds: number): void {
+  clock += seconds * 1000;
+  vi.setSystemTime(clock);
+}
+
+/** Evicts the agent's object and checks that the next call really meets a new instance. */
+async function evict(name: string = DEMO_AGENT): Promise<void> {
+  const stub = agentObject(name);
+  const instances = new WeakSet<object>();
+  await runInDurableObject(stub, (instance: AgentState) => {
+    instances.add(instance);
+  });
+  await evictDurableObject(stub);
+  let recreated = false;
+  await runInDurableObject(stub, (instance: AgentState) => {
+    recreated = !instances.has(instance);
+  });
+  expect(recreated).toBe(true);
+}
+
+beforeEach(async () => {
+  clock = Math.max(clock, Date.now()) + 5_000;
+  vi.useFakeTimers({ toFake: ['Date'] });
+  vi.setSystemTime(clock);
+  await evict();
+});
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+/** Sends `count` valid exchanges one after the other and returns their statuses. */
+async function exchanges(count: number): Promise<number[]> {
+  const statuses: number[] = [];
+  for (let i = 0; i < count; i += 1) {
+    const response = await exchange();
+    await response.arrayBuffer();
+    statuses.push(response.status);
+  }
+  return statuses;
+}
+
+/** Takes the whole burst, checking every request of it passes. */
+async function drain(): Promise<void> {
+  expect(await exchanges(burst)).toEqual(Array(burst).fill(200));
+}
+
+/** Expects a 429 `slow_down` and returns its `Retry-After`, in seconds. */
+async function expectSlowDown(response: Response): Promise<number> {
+  expect(response.status, await response.clone().text()).toBe(429);
+  expect(response.headers.get('cache-control')).toBe('no-store');
+  const body = await readError(response);
+  expect(body.error).toBe('slow_down');
+  expect(body).not.toHaveProperty('access_token');
+  const retryAfter = response.headers.get('retry-after');
+  expect(retryAfter).toMatch(/^[1-9][0-9]*$/);
+  return Number(retryAfter);
+}
+
+describe('POST /token: the per-agent rate limit', () => {
+  it('passes the burst and answers the next request with 429 slow_down and Retry-After', async () => {
+    expect(burst).toBe(20);
+    await drain();
+    const retryAfter = await expectSlowDown(await exchange());
+    // The bucket is empty; one request comes back after 60 / perMinute seconds, rounded up.
+    expect(retryAfter).toBe(Math.ceil(60 / perMinute));
+  });
+
+  it('audits the refusal with its reason and issues nothing', async () => {
+    await drain();
+    const subject_token = await attestation();
+    await expectSlowDown(await exchange({ subject_token }));
+    const record = await lastAudit();
+    expect(record).toMatchObject({
+      event: 'token.exchange',
+      decision: 'refused',
+      errorCode: 'slow_down',
+      reason: 'rate_limited',
+      agent: DEMO_AGENT,
+      tokenJti: null,
+      grantedActions: null,
+    });
+    expect(JSON.parse(record.detail ?? '{}')).toMatchObject({ retryAfter: expect.any(Number) });
+  });
+
+  it('does not consume the attestation of a refused request: it passes once the agent has waited', async () => {
+    await drain();
+    const fields = await exchangeFields();
+    const retryAfter = await expectSlowDown(await postJson(fields));
+
+    advance(retryAfter);
+    const admitted = await postJson(fields);
+    expect(admitted.status, await admitted.clone().text()).toBe(200);
+    // Now it is used: the same attestation again is a replay.
+    const replayed = await postJson(fields);
+    expect(replayed.status).toBe(400);
+    expect((await readError(replayed)).error).toBe('invalid_grant');
+    expect(await lastAudit()).toMatchObject({ reason: 'replayed' });
+  });
+
+  it('admits an agent that waits Retry-After, however often it was refused before', async () => {
+    await drain();
+    let retryAfter = 0;
+    for (let i = 0; i < 5; i += 1) retryAfter = await expectSlowDown(await exchange());
+    advance(retryAfter);
+    expect((await exchange()).status).toBe(200);
+  });
+
+  it('refills at perMinute / 60 requests a second', async () => {
+    await drain();
+    advance(1);
+    const perSecond = perMinute / 60;
+    expect(await exchanges(perSecond + 1)).toEqual([...Array(perSecond).fill(200), 429]);
+  });
+
+  it('never holds more than the burst, however long the agent was idle', async () => {
+    await drain();
+    advance(120);
+    expect(await exchanges(burst + 1)).toEqual([...Array(burst).fill(200), 429]);
+  });
+
+  it('starts a full bucket again after its object is evicted, and still remembers what is durable', async () => {
+    const used = await exchangeFields();
+    expect((await postJson(used)).status).toBe(200);
+    expect(await exchanges(burst)).toEqual([...Array(burst - 1).fill(200), 429]);
+
+    await evict();
+
+    // In memory, gone: a full bucket.
+    expect(await exchanges(burst)).toEqual(Array(burst).fill(200));
+    // In storage, kept: the used attestation is still a replay.
+    const replayed = await postJson(used);
+    expect(replayed.status).toBe(400);
+    expect((await readError(replayed)).error).toBe('invalid_grant');
+    expect(await lastAudit()).toMatchObject({ reason: 'replayed' });
+  });
+});
+
+describe('AgentState.admit: one bucket per agent', () => {
+  const rateLimit = { perMinute: 60, burst: 2 };
+  const admitTo = (name: string, key: string) =>
+    agentObject(name).admit({
+      replayKey: `issuer\n${key}`,
+      replayUntil: Math.floor(clock / 1000) + 300,
+      taskId: 'task-rate',
+      rateLimit,
+    });
+
+  it('refuses the request after the burst with rate_limited and a retry delay', async () => {
+    expect(await admitTo('rate-a', 'a1')).toEqual({ admitted: true });
+    expect(await admitTo('rate-a', 'a2')).toEqual({ admitted: true });
+    expect(await admitTo('rate-a', 'a3')).toEqual({ admitted: false, reason: 'rate_limited', retryAfter: 1 });
+  });
+
+  it("leaves another agent's bucket untouched", async () => {
+    await admitTo('rate-b', 'b1');
+    await admitTo('rate-b', 'b2');
+    expect(await admitTo('rate-b', 'b3')).toMatchObject({ admitted: false, reason: 'rate_limited' });
+    expect(await admitTo('rate-c', 'c1')).toEqual({ admitted: true });
+    expect(await admitTo('rate-c', 'c2')).toEqual({ admitted: true });
+  });
+
+  it('does not record a refused attestation as used', async () => {
+    await admitTo('rate-d', 'd1');
+    await admitTo('rate-d', 'd2');
+    expect(await admitTo('rate-d', 'd3')).toMatchObject({ admitted: false, reason: 'rate_limited' });
+    advance(1);
+    expect(await admitTo('rate-d', 'd3')).toEqual({ admitted: true });
+    expect(await admitTo('rate-d', 'd3')).toEqual({ admitted: false, reason: 'replayed' });
+  });
+});
