@@ -6,7 +6,11 @@ export default defineConfig({
     cloudflareTest(async () => ({
       wrangler: { configPath: './wrangler.toml' },
       miniflare: {
-        bindings: { TEST_MIGRATIONS: await readD1Migrations('./migrations') },
+        bindings: {
+          TEST_MIGRATIONS: await readD1Migrations('./migrations'),
+          // Signs approval notifications in tests; a deployment sets it with `wrangler secret put`.
+          APPROVAL_WEBHOOK_SECRET: 'test-webhook-secret',
+        },
       },
     })),
   ],

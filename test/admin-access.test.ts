@@ -91,24 +91,24 @@ describe('/admin/*: Cloudflare Access identities', () => {
     vi.restoreAllMocks();
   });
 
-  it('verifies against the team certs and lets alice@example.com, an admin, engage and release the kill switch', async () => {
-    const jwt = await accessJwt('alice@example.com');
+  it('verifies against the team certs and lets frank@example.com, an admin, engage and release the kill switch', async () => {
+    const jwt = await accessJwt('frank@example.com');
     try {
       const { response, audit } = await sendAudited(() =>
         adminFetch('/admin/kill-switch', {
           method: 'PUT',
-          body: { engaged: true, reason: 'alice drills the kill switch' },
+          body: { engaged: true, reason: 'frank drills the kill switch' },
           headers: viaAccess(jwt),
         }),
       );
       expect(response.status, await response.clone().text()).toBe(200);
-      expect(await response.json()).toMatchObject({ engaged: true, by: 'alice@example.com' });
+      expect(await response.json()).toMatchObject({ engaged: true, by: 'frank@example.com' });
       expect(audit).toMatchObject({
         event: 'admin.kill_switch.set',
         decision: 'granted',
-        actor: 'alice@example.com',
+        actor: 'frank@example.com',
         actorRole: 'admin',
-        adminReason: 'alice drills the kill switch',
+        adminReason: 'frank drills the kill switch',
       });
     } finally {
       const release = await adminFetch('/admin/kill-switch', {
@@ -117,7 +117,7 @@ describe('/admin/*: Cloudflare Access identities', () => {
         headers: viaAccess(jwt),
       });
       expect(release.status).toBe(200);
-      expect(await release.json()).toMatchObject({ engaged: false, by: 'alice@example.com' });
+      expect(await release.json()).toMatchObject({ engaged: false, by: 'frank@example.com' });
     }
     const state = await adminFetch('/admin/kill-switch', { headers: bearer(creds.auditor) });
     expect(await state.json()).toMatchObject({ engaged: false });
@@ -133,7 +133,7 @@ describe('/admin/*: Cloudflare Access identities', () => {
   });
 
   it('accepts the audience as a string as well as an array', async () => {
-    const jwt = await accessJwt('alice@example.com', { claims: { aud: ACCESS_AUD } });
+    const jwt = await accessJwt('frank@example.com', { claims: { aud: ACCESS_AUD } });
     const response = await adminFetch('/admin/kill-switch', { headers: viaAccess(jwt) });
     expect(response.status).toBe(200);
   });
@@ -209,24 +209,24 @@ describe('/admin/*: Cloudflare Access JWTs that must be refused', () => {
   const now = () => Math.floor(Date.now() / 1000);
 
   it.each<[string, () => Promise<string>]>([
-    ['for another application audience', () => accessJwt('alice@example.com', { claims: { aud: ['other-app-aud'] } })],
-    ['without an audience', () => accessJwt('alice@example.com', { omit: ['aud'] })],
+    ['for another application audience', () => accessJwt('frank@example.com', { claims: { aud: ['other-app-aud'] } })],
+    ['without an audience', () => accessJwt('frank@example.com', { omit: ['aud'] })],
     [
       'from another team (wrong iss)',
-      () => accessJwt('alice@example.com', { claims: { iss: 'https://evil.cloudflareaccess.com' } }),
+      () => accessJwt('frank@example.com', { claims: { iss: 'https://evil.cloudflareaccess.com' } }),
     ],
-    ['without an issuer', () => accessJwt('alice@example.com', { omit: ['iss'] })],
-    ['that has expired', () => accessJwt('alice@example.com', { now: now() - 7200 })],
-    ['that is not yet valid', () => accessJwt('alice@example.com', { claims: { nbf: now() + 3600 } })],
-    ['without an expiry', () => accessJwt('alice@example.com', { omit: ['exp'] })],
+    ['without an issuer', () => accessJwt('frank@example.com', { omit: ['iss'] })],
+    ['that has expired', () => accessJwt('frank@example.com', { now: now() - 7200 })],
+    ['that is not yet valid', () => accessJwt('frank@example.com', { claims: { nbf: now() + 3600 } })],
+    ['without an expiry', () => accessJwt('frank@example.com', { omit: ['exp'] })],
     [
       'signed by an unknown key under the team kid',
-      async () => accessJwt('alice@example.com', { key: (await generateKeyPair('RS256')).privateKey }),
+      async () => accessJwt('frank@example.com', { key: (await generateKeyPair('RS256')).privateKey }),
     ],
     [
       'signed by an unknown key with an unknown kid',
       async () =>
-        accessJwt('alice@example.com', {
+        accessJwt('frank@example.com', {
           key: (await generateKeyPair('RS256')).privateKey,
           header: { kid: 'attacker-kid' },
         }),
@@ -234,7 +234,7 @@ describe('/admin/*: Cloudflare Access JWTs that must be refused', () => {
     [
       'signed with HS256 (alg confusion)',
       () =>
-        accessJwt('alice@example.com', {
+        accessJwt('frank@example.com', {
           header: { alg: 'HS256' },
           key: new TextEncoder().encode(JSON.stringify(accessPublicJwk)),
         }),
@@ -242,7 +242,7 @@ describe('/admin/*: Cloudflare Access JWTs that must be refused', () => {
     [
       'that is unsigned (alg none)',
       async () => {
-        const signed = await accessJwt('alice@example.com');
+        const signed = await accessJwt('frank@example.com');
         const [, payload] = signed.split('.');
         return `${base64url.encode(JSON.stringify({ alg: 'none', kid: ACCESS_KID }))}.${payload}.`;
       },
@@ -251,11 +251,11 @@ describe('/admin/*: Cloudflare Access JWTs that must be refused', () => {
       'whose email was changed after signing',
       async () => {
         const [header, , signature] = (await accessJwt('bob@example.com')).split('.');
-        const claims = { iss: TEAM_DOMAIN, aud: [ACCESS_AUD], email: 'alice@example.com', exp: now() + 600 };
+        const claims = { iss: TEAM_DOMAIN, aud: [ACCESS_AUD], email: 'frank@example.com', exp: now() + 600 };
         return `${header}.${base64url.encode(JSON.stringify(claims))}.${signature}`;
       },
     ],
-    ['without an email or common name', () => accessJwt('alice@example.com', { omit: ['email'] })],
+    ['without an email or common name', () => accessJwt('frank@example.com', { omit: ['email'] })],
     ['that is not a JWT', async () => 'not-a-jwt'],
   ])('refuses one %s with 401 invalid_token', async (_name, token) => {
     const jwt = await token();
@@ -279,7 +279,7 @@ describe('/admin/*: Cloudflare Access JWTs that must be refused', () => {
   ])('fails closed with 401, never 500, when the certs endpoint %s', async (_name, answer) => {
     jumpPastCertsCache();
     certs.mockImplementation(answer);
-    const jwt = await accessJwt('alice@example.com');
+    const jwt = await accessJwt('frank@example.com');
     const { response, audit } = await sendAudited(() => adminFetch('/admin/kill-switch', { headers: viaAccess(jwt) }));
     expect(certs).toHaveBeenCalled();
     await expectInvalidToken(response);
@@ -290,7 +290,7 @@ describe('/admin/*: Cloudflare Access JWTs that must be refused', () => {
     const response = await adminFetch('/admin/kill-switch', {
       method: 'PUT',
       body: { engaged: false, reason: 'precedence check' },
-      headers: { ...bearer(creds.auditor), ...viaAccess(await accessJwt('alice@example.com')) },
+      headers: { ...bearer(creds.auditor), ...viaAccess(await accessJwt('frank@example.com')) },
     });
     expect(response.status).toBe(403);
     expect(await lastAudit()).toMatchObject({ actor: 'demo-auditor', actorRole: 'auditor' });

@@ -34,7 +34,7 @@ function flipChar(value: string, index: number): string {
 }
 
 /** An access token and the task it was issued for, to aim the token and task routes at. */
-const issued = { jti: '', taskId: `admin-auth-${crypto.randomUUID()}`, accessToken: '' };
+const issued = { jti: '', taskId: `admin-auth-${crypto.randomUUID()}`, accessToken: '', approvalId: '' };
 
 beforeAll(async () => {
   const response = await exchange({ task: { description: 'Token for the admin route matrix', id: issued.taskId } });
@@ -43,6 +43,13 @@ beforeAll(async () => {
   const grant = await lastAudit();
   expect(grant).toMatchObject({ event: 'token.exchange', decision: 'granted', taskId: issued.taskId });
   issued.jti = grant.tokenJti ?? '';
+  const pending = await exchange({
+    audience: 'https://iam.example.com',
+    scope: 'iam:disable-user',
+    task: { description: 'Approval for the admin route matrix', justification: 'route matrix' },
+  });
+  expect(pending.status).toBe(400);
+  issued.approvalId = ((await pending.json()) as { approval_id: string }).approval_id;
 });
 
 interface AdminRoute {
@@ -114,6 +121,25 @@ const ROUTES: Record<string, AdminRoute> = {
     path: () => '/admin/audit?limit=1',
     event: 'admin.audit.read',
     roles: ['admin', 'auditor'],
+  },
+  'GET /admin/approvals': {
+    method: 'GET',
+    path: () => '/admin/approvals?status=pending',
+    event: 'admin.approval.list',
+    roles: ['approver', 'admin', 'auditor'],
+  },
+  'GET /admin/approvals/:id': {
+    method: 'GET',
+    path: () => `/admin/approvals/${issued.approvalId}`,
+    event: 'admin.approval.read',
+    roles: ['approver', 'admin', 'auditor'],
+  },
+  'POST /admin/approvals/:id': {
+    method: 'POST',
+    path: () => `/admin/approvals/${issued.approvalId}`,
+    body: { decision: 'deny', reason: 'route matrix' },
+    event: 'admin.approval.decide',
+    roles: ['approver'],
   },
 };
 
@@ -309,7 +335,7 @@ describe('admin credentials: minting and hashing (worker/core/admin-credential)'
 
   it('matches a minted credential once its hash is stored, and only with its own secret', async () => {
     const { credential, secretSha256 } = await newAdminCredential('ops-oncall');
-    const entry: AdminCredential = { id: 'ops-oncall', role: 'auditor', secretSha256, demo: false };
+    const entry: AdminCredential = { id: 'ops-oncall', role: 'auditor', secretSha256, groups: [], demo: false };
     expect(await matchAdminCredential(credential, { 'ops-oncall': entry })).toEqual(entry);
     expect(await matchAdminCredential(credential, {})).toBeUndefined();
     const other = await newAdminCredential('ops-oncall');

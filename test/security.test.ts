@@ -257,7 +257,7 @@ describe('POST /token: attestation issuer and agent binding', () => {
 
 describe('POST /token: authorization gate (RFC 8707, RFC 6749 §5.2)', () => {
   it('rejects an audience not granted to the agent', async () => {
-    await expectRefused(() => exchange({ audience: 'https://iam.example.com', scope: 'iam:read-user' }), {
+    await expectRefused(() => exchange({ audience: 'https://payroll.example.com', scope: 'tickets:read' }), {
       status: 400,
       error: 'invalid_target',
       reason: 'audience_not_granted',

@@ -2,6 +2,8 @@
 interface BrokerSecrets {
   /** Optional secret: a private EC P-256 JWK (with `kid`) to sign with instead of broker-managed keys. */
   SIGNING_KEY?: string;
+  /** Optional secret: the HMAC key that signs approval notifications to the approvers' webhook. */
+  APPROVAL_WEBHOOK_SECRET?: string;
 }
 
 interface Env extends BrokerSecrets {}

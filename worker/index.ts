@@ -6,6 +6,7 @@ import { refuse } from './core/errors';
 import type { AppEnv } from './http/app-env';
 import { errorResponse, handleError } from './http/errors';
 import { adminRoutes } from './routes/admin';
+import { approvalRoutes } from './routes/approvals';
 import { discoveryRoutes } from './routes/discovery';
 import { introspectionRoutes } from './routes/introspection';
 import { revocationRoutes } from './routes/revocation';
@@ -17,6 +18,7 @@ app.route('/', tokenRoutes);
 app.route('/', revocationRoutes);
 app.route('/', introspectionRoutes);
 app.route('/', adminRoutes);
+app.route('/', approvalRoutes);
 app.notFound(() => errorResponse(refuse('not_found')));
 app.onError(handleError);
 

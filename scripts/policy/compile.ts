@@ -33,6 +33,11 @@ const SettingsFile = z.strictObject({
   signing_keys: z.strictObject({ rotation_period: z.number().int().min(600) }),
   jwks: z.strictObject({ cache_max_age: Seconds, refetch_interval: Seconds }),
   rate_limit: RateLimitFile,
+  approvals: z.strictObject({
+    expires_in: Seconds.max(7 * 24 * 3600),
+    poll_interval: Seconds.max(60),
+    webhook: z.url({ protocol: /^https?$/ }).optional(),
+  }),
 });
 
 const AgentsFile = z.strictObject({
@@ -80,6 +85,7 @@ const AdminsFile = z.strictObject({
         secret_sha256: z
           .string()
           .regex(/^[0-9a-f]{64}$/, 'the hex SHA-256 that `npm run cli -- admin-credential` prints'),
+        groups: z.array(z.string().min(1)).default([]),
         demo: z.boolean().default(false),
       }),
     )
@@ -88,7 +94,15 @@ const AdminsFile = z.strictObject({
     .strictObject({
       team_domain: z.url({ protocol: /^https$/ }),
       audience: z.string().min(1),
-      roles: z.array(z.strictObject({ match: z.string().min(1), role: z.enum(ADMIN_ROLES) })).min(1),
+      roles: z
+        .array(
+          z.strictObject({
+            match: z.string().min(1),
+            role: z.enum(ADMIN_ROLES),
+            groups: z.array(z.string().min(1)).default([]),
+          }),
+        )
+        .min(1),
     })
     .optional(),
 });
@@ -193,15 +207,41 @@ function compileCedar(schemaPath: string, schema: string, files: readonly CedarF
         if (json.json.effect === 'forbid')
           throw new PolicyError(file.path, line, '@max_ttl only applies to permit policies');
       }
+      const approval = approvalRequirement(annotations, json.json.effect, file.path, line);
       policies[id] = text;
       grants[id] = {
         source: `${file.path}:${line}`,
         effect: json.json.effect,
         ...(maxTtl !== undefined && { maxTtl }),
+        ...(approval !== undefined && { approval }),
       };
     });
   }
   return { schema, actions, policies, grants };
+}
+
+/** `@approvals("n")`, `@approver_group("g")`, `@four_eyes("true"|"false")` of a permit, if any. */
+function approvalRequirement(
+  annotations: Record<string, string>,
+  effect: 'permit' | 'forbid',
+  file: string,
+  line: number,
+): Grant['approval'] {
+  const { approvals, approver_group: group, four_eyes: fourEyes } = annotations;
+  if (approvals === undefined) {
+    if (group !== undefined || fourEyes !== undefined) {
+      throw new PolicyError(file, line, '@approver_group and @four_eyes need @approvals');
+    }
+    return undefined;
+  }
+  if (effect === 'forbid') throw new PolicyError(file, line, '@approvals only applies to permit policies');
+  const count = Number(approvals);
+  if (!Number.isInteger(count) || count < 1 || count > 5)
+    throw new PolicyError(file, line, '@approvals must be 1 to 5');
+  if (fourEyes !== undefined && fourEyes !== 'true' && fourEyes !== 'false') {
+    throw new PolicyError(file, line, '@four_eyes must be "true" or "false"');
+  }
+  return { count, ...(group !== undefined && { group }), fourEyes: fourEyes === 'true' };
 }
 
 function contentHash(value: unknown): string {
@@ -322,6 +362,7 @@ export async function compilePolicies(dir: string, options: CompileOptions = {})
       id: credential.id,
       role: credential.role,
       secretSha256: credential.secret_sha256,
+      groups: credential.groups,
       demo: credential.demo,
     };
   }
@@ -338,6 +379,11 @@ export async function compilePolicies(dir: string, options: CompileOptions = {})
       signingKeys: { rotationPeriod: s.signing_keys.rotation_period },
       jwks: { cacheMaxAge: s.jwks.cache_max_age, refetchInterval: s.jwks.refetch_interval },
       rateLimit: { perMinute: s.rate_limit.per_minute, burst: s.rate_limit.burst },
+      approvals: {
+        expiresIn: s.approvals.expires_in,
+        pollInterval: s.approvals.poll_interval,
+        ...(s.approvals.webhook !== undefined && { webhook: s.approvals.webhook }),
+      },
     },
     agents,
     issuers,

@@ -12,7 +12,7 @@ import { refusalOf } from './refusal';
 
 const TICKETS = 'https://tickets.example.com';
 const GRAPH = 'https://graph.example.com';
-const IAM = 'https://iam.example.com';
+const PAYROLL = 'https://payroll.example.com';
 /** A Wednesday, inside the business hours of `support-close-in-hours`. */
 const WEDNESDAY_10H = new Date('2025-06-04T10:00:00Z');
 const SATURDAY_10H = new Date('2025-06-07T10:00:00Z');
@@ -34,6 +34,7 @@ function request(overrides: Partial<AuthorizationRequest> = {}): AuthorizationRe
     actions: ['tickets:read'],
     requestedTtl: undefined,
     justification: false,
+    approved: false,
     taskId: 'task-1',
     via: 'self',
     now: WEDNESDAY_10H,
@@ -117,13 +118,13 @@ describe('authorize with the demo policies', () => {
   });
 
   it('refuses an action that a forbid policy denies on an audience where other actions are granted', () => {
-    const error = refusalOf(() => authorize(cedar, demo, request({ actions: ['tickets:read', 'iam:disable-user'] })));
+    const error = refusalOf(() => authorize(cedar, demo, request({ actions: ['tickets:read', 'iam:rotate-key'] })));
     expect([error.code, error.reason]).toEqual(['invalid_scope', 'action_not_granted']);
-    expect(error.detail.actions).toEqual(['iam:disable-user']);
+    expect(error.detail.actions).toEqual(['iam:rotate-key']);
   });
 
   it('refuses an audience on which nothing at all is granted to the agent', () => {
-    const error = refusalOf(() => authorize(cedar, demo, request({ audience: IAM, actions: ['iam:read-user'] })));
+    const error = refusalOf(() => authorize(cedar, demo, request({ audience: PAYROLL, actions: ['tickets:read'] })));
     expect([error.code, error.reason]).toEqual(['invalid_target', 'audience_not_granted']);
   });
 
@@ -199,6 +200,7 @@ describe('authorize: probing the engine', () => {
       context: {
         task_id: 'T-9',
         justification_present: false,
+        approved: false,
         requested_ttl: 77,
         now: WEDNESDAY_10H.getTime() / 1000,
         hour_utc: 10,
@@ -226,17 +228,26 @@ describe('authorize: probing the engine', () => {
     const denyClose = (q: CedarQuery) => (q.action === 'tickets:close' ? deny : allow('p'));
     const without = fakeEngine(denyClose);
     refusalOf(() => authorize(without, demo, request({ actions: ['tickets:read', 'tickets:close'] })));
-    expect(
-      without.queries.filter((q) => q.action === 'tickets:close').map((q) => q.context.justification_present),
-    ).toEqual([false, true]);
+    const probes = (engine: ReturnType<typeof fakeEngine>) =>
+      engine.queries
+        .filter((q) => q.action === 'tickets:close')
+        .map((q) => [q.context.justification_present, q.context.approved]);
+    // As asked, with a justification, after approval, with both.
+    expect(probes(without)).toEqual([
+      [false, false],
+      [true, false],
+      [false, true],
+      [true, true],
+    ]);
 
     const withJustification = fakeEngine(denyClose);
     refusalOf(() =>
       authorize(withJustification, demo, request({ actions: ['tickets:read', 'tickets:close'], justification: true })),
     );
-    expect(
-      withJustification.queries.filter((q) => q.action === 'tickets:close').map((q) => q.context.justification_present),
-    ).toEqual([true]);
+    expect(probes(withJustification)).toEqual([
+      [true, false],
+      [true, true],
+    ]);
   });
 
   it('asks for a justification only when one would make the difference', () => {

@@ -18,6 +18,8 @@ export interface AdminIdentity {
   /** The credential id, or the Access identity's email (or service token common name). */
   id: string;
   role: AdminRole;
+  /** Approver groups (from the credential, or the Access rule that matched). */
+  groups: string[];
   via: 'credential' | 'cloudflare_access';
 }
 
@@ -36,7 +38,7 @@ function accessKeys(config: AccessConfig): JWTVerifyGetKey {
 async function accessIdentity(
   assertion: string,
   config: AccessConfig,
-): Promise<{ id: string; role?: AdminRole } | undefined> {
+): Promise<{ id: string; role?: AdminRole; groups: string[] } | undefined> {
   try {
     const { payload } = await jwtVerify(assertion, accessKeys(config), {
       issuer: config.teamDomain.replace(/\/$/, ''),
@@ -46,7 +48,8 @@ async function accessIdentity(
     });
     const id = typeof payload.email === 'string' ? payload.email : payload.common_name;
     if (typeof id !== 'string' || id === '') return undefined;
-    return { id, role: config.roles.find((rule) => claimMatches(rule.match, id))?.role };
+    const rule = config.roles.find((candidate) => claimMatches(candidate.match, id));
+    return { id, groups: rule?.groups ?? [], ...(rule !== undefined && { role: rule.role }) };
   } catch {
     return undefined;
   }
@@ -59,11 +62,12 @@ async function identify(
   const { admins } = loadedPolicy().bundle;
   if (credential !== undefined) {
     const stored = await matchAdminCredential(credential, admins.credentials);
-    return stored === undefined ? {} : { id: stored.id, role: stored.role, via: 'credential' };
+    return stored === undefined ? {} : { id: stored.id, role: stored.role, groups: stored.groups, via: 'credential' };
   }
   if (assertion !== undefined && admins.access !== undefined) {
     const identity = await accessIdentity(assertion, admins.access);
-    if (identity?.role !== undefined) return { id: identity.id, role: identity.role, via: 'cloudflare_access' };
+    if (identity?.role !== undefined)
+      return { id: identity.id, role: identity.role, groups: identity.groups, via: 'cloudflare_access' };
     return identity === undefined ? {} : { id: identity.id };
   }
   return {};

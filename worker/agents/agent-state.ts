@@ -7,7 +7,18 @@
  * answered survives the object being evicted or restarted.
  */
 import { DurableObject } from 'cloudflare:workers';
+import type { PendingApprovalMessage } from '../approvals/webhook';
+import {
+  type ApprovalRecord,
+  type ApprovalTerms,
+  type Approver,
+  type DecideOutcome,
+  decideApproval,
+  type PollOutcome,
+  pollApproval,
+} from '../core/approval';
 import type { RateLimit } from '../policy/bundle';
+import { deliverDue, NOTIFICATIONS_TABLE, queueNotification } from './notifications';
 
 /**
  * Extra seconds a used attestation is remembered past `replayUntil`: the worker verified it before this
@@ -16,6 +27,8 @@ import type { RateLimit } from '../policy/bundle';
 const CLOCK_MARGIN_SECONDS = 60;
 /** How long a finished task is remembered: its tokens are dead, and its id is not issued again. */
 export const FINISHED_TASK_RETENTION_SECONDS = 24 * 3600;
+/** How long a decided or expired approval stays readable after its expiry. */
+const APPROVAL_RETENTION_SECONDS = 24 * 3600;
 
 export interface AdmitRequest {
   /** Issuer and `jti` of the attestation: accepted once. */
@@ -24,10 +37,12 @@ export interface AdmitRequest {
   replayUntil: number;
   taskId: string;
   rateLimit: RateLimit;
+  /** Polling a step-up approval (CIBA): its id and the exact terms asked for. */
+  approval?: { id: string; terms: ApprovalTerms };
 }
 
 export type AdmitResult =
-  | { admitted: true }
+  | { admitted: true; approval?: PollOutcome | { status: 'unknown' } }
   | { admitted: false; reason: 'replayed' | 'suspended' | 'task_finished' }
   | { admitted: false; reason: 'rate_limited'; retryAfter: number };
 
@@ -74,7 +89,9 @@ export class AgentState extends DurableObject<Env> {
        CREATE TABLE IF NOT EXISTS revoked_tokens (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
        CREATE INDEX IF NOT EXISTS revoked_tokens_expiry ON revoked_tokens (expires_at);
        CREATE TABLE IF NOT EXISTS finished_tasks (task_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
-       CREATE INDEX IF NOT EXISTS finished_tasks_expiry ON finished_tasks (expires_at);`,
+       CREATE INDEX IF NOT EXISTS finished_tasks_expiry ON finished_tasks (expires_at);
+       CREATE TABLE IF NOT EXISTS approvals (id TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at INTEGER NOT NULL);
+       ${NOTIFICATIONS_TABLE};`,
     );
     void ctx.blockConcurrencyWhile(async () => {
       this.#status = (await ctx.storage.get<AgentStatus>(STATUS_KEY)) ?? NO_STATUS;
@@ -118,7 +135,55 @@ export class AgentState extends DurableObject<Env> {
       request.replayUntil + CLOCK_MARGIN_SECONDS,
     );
     await this.#scheduleCleanup();
-    return { admitted: true };
+    if (request.approval === undefined) return { admitted: true };
+    const record = this.#approval(request.approval.id);
+    if (record === undefined) return { admitted: true, approval: { status: 'unknown' } };
+    const polled = pollApproval(record, request.approval.terms, Math.floor(nowSeconds()));
+    this.#saveApproval(polled.record);
+    return { admitted: true, approval: polled.outcome };
+  }
+
+  #approval(id: string): ApprovalRecord | undefined {
+    const row = this.#sql.exec<{ record: string }>('SELECT record FROM approvals WHERE id = ?', id).toArray()[0];
+    return row === undefined ? undefined : (JSON.parse(row.record) as ApprovalRecord);
+  }
+
+  #saveApproval(record: ApprovalRecord): void {
+    this.#sql.exec(
+      'INSERT OR REPLACE INTO approvals (id, record, expires_at) VALUES (?, ?, ?)',
+      record.id,
+      JSON.stringify(record),
+      record.expiresAt + APPROVAL_RETENTION_SECONDS,
+    );
+  }
+
+  /** Records a pending approval and, when a webhook is configured, queues its announcement. */
+  async createApproval(record: ApprovalRecord, message: PendingApprovalMessage | undefined): Promise<void> {
+    this.#saveApproval(record);
+    if (message !== undefined) queueNotification(this.#sql, message, record.createdAt, record.expiresAt);
+    await this.#scheduleCleanup();
+  }
+
+  async approval(id: string): Promise<ApprovalRecord | undefined> {
+    return this.#approval(id);
+  }
+
+  /** An approver's decision; the record as it stands after it. */
+  async decideApproval(
+    id: string,
+    input: { approver: Approver; decision: 'approve' | 'deny'; reason: string },
+  ): Promise<{ outcome: DecideOutcome | { decided: false; reason: 'unknown' }; record?: ApprovalRecord }> {
+    const record = this.#approval(id);
+    if (record === undefined) return { outcome: { decided: false, reason: 'unknown' } };
+    const decided = decideApproval(record, input, Math.floor(nowSeconds()));
+    this.#saveApproval(decided.record);
+    return decided;
+  }
+
+  /** Puts a collected approval back to approved when no token came of the collection (a broker fault). */
+  async releaseApproval(id: string): Promise<void> {
+    const record = this.#approval(id);
+    if (record?.status === 'collected') this.#saveApproval({ ...record, status: 'approved' });
   }
 
   /** Whether a token of this agent is still alive as far as revocation, suspension and tasks go. */
@@ -193,7 +258,9 @@ export class AgentState extends DurableObject<Env> {
         `SELECT MIN(at) AS at FROM (
            SELECT MIN(expires_at) AS at FROM seen_attestations
            UNION ALL SELECT MIN(expires_at) FROM revoked_tokens
-           UNION ALL SELECT MIN(expires_at) FROM finished_tasks)`,
+           UNION ALL SELECT MIN(expires_at) FROM finished_tasks
+           UNION ALL SELECT MIN(expires_at) FROM approvals
+           UNION ALL SELECT MIN(next_at) FROM notifications)`,
       )
       .toArray()[0]?.at;
     if (next === null || next === undefined) return;
@@ -201,10 +268,14 @@ export class AgentState extends DurableObject<Env> {
     if (current === null || current > next * 1000) await this.ctx.storage.setAlarm(next * 1000);
   }
 
-  /** Forgets what can no longer matter: used attestations, revoked tokens and finished tasks past expiry. */
+  /**
+   * Delivers approval notifications that are due, and forgets what can no longer matter: used
+   * attestations, revoked tokens, finished tasks and approvals past their retention.
+   */
   override async alarm(): Promise<void> {
     const now = Math.floor(nowSeconds());
-    for (const table of ['seen_attestations', 'revoked_tokens', 'finished_tasks']) {
+    await deliverDue(this.#sql, this.env, now);
+    for (const table of ['seen_attestations', 'revoked_tokens', 'finished_tasks', 'approvals']) {
       this.#sql.exec(`DELETE FROM ${table} WHERE expires_at < ?`, now);
     }
     await this.#scheduleCleanup();

@@ -87,3 +87,20 @@ export async function agentsOfTask(db: D1Database, taskId: string): Promise<stri
     );
   return rows.flatMap((row) => (row.agent === null ? [] : [row.agent]));
 }
+
+/** Ids of the approvals opened since `sinceMs` (newest first, at most `limit`), from their audit records. */
+export async function approvalsOpened(db: D1Database, sinceMs: number, limit: number): Promise<string[]> {
+  const rows = await drizzle(db)
+    .select({ target: auditEvents.target })
+    .from(auditEvents)
+    .where(
+      and(
+        eq(auditEvents.event, 'token.exchange'),
+        eq(auditEvents.reason, 'approval_required'),
+        gte(auditEvents.at, sinceMs),
+      ),
+    )
+    .orderBy(desc(auditEvents.seq))
+    .limit(limit);
+  return rows.flatMap((row) => (row.target?.startsWith('approval:') ? [row.target.slice('approval:'.length)] : []));
+}

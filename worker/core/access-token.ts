@@ -28,6 +28,8 @@ export interface AccessTokenClaims {
   task: { id: string; hash: string };
   owner: string;
   policy: string;
+  /** When an action needed step-up approval: the approval and who approved (one id, or several). */
+  approval?: { id: string; by: string | string[] };
 }
 
 /** Base64url SHA-256 of a task description: the `task.hash` claim. */
@@ -46,6 +48,7 @@ export interface AccessTokenInput {
   ttl: number;
   jti: string;
   now: Date;
+  approval?: { id: string; by: string[] };
 }
 
 /** Builds the claims of an access token; `iat` = `nbf` = now, `exp` = now + ttl. */
@@ -64,6 +67,12 @@ export function accessTokenClaims(input: AccessTokenInput): AccessTokenClaims {
     task: input.task,
     owner: input.agent.owner,
     policy: input.policyVersion,
+    ...(input.approval !== undefined && {
+      approval: {
+        id: input.approval.id,
+        by: input.approval.by.length === 1 ? (input.approval.by[0] as string) : input.approval.by,
+      },
+    }),
   };
 }
 
@@ -87,6 +96,7 @@ const Claims = z.object({
   task: z.object({ id: z.string().min(1), hash: z.string() }),
   owner: z.string(),
   policy: z.string(),
+  approval: z.object({ id: z.string(), by: z.union([z.string(), z.array(z.string())]) }).optional(),
 });
 
 export type AccessTokenCheck = { valid: true; claims: AccessTokenClaims } | { valid: false; reason: string };

@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'invalid_target'
   | 'invalid_scope'
   | 'access_denied'
+  | 'authorization_pending'
+  | 'expired_token'
   | 'slow_down'
   | 'temporarily_unavailable'
   | 'server_error'
@@ -73,6 +75,29 @@ const REASONS = {
   },
   rate_limited: { code: 'slow_down', status: 429, description: 'too many token requests; retry after the delay given' },
   task_finished: { code: 'invalid_request', status: 400, description: 'the task is finished' },
+  // Step-up approval (OpenID CIBA poll mode, §11).
+  approval_required: {
+    code: 'authorization_pending',
+    status: 400,
+    description: 'a requested action needs approval; poll with approval_id',
+  },
+  approval_pending: { code: 'authorization_pending', status: 400, description: 'the approval is not decided yet' },
+  approval_poll_too_fast: { code: 'slow_down', status: 400, description: 'polling faster than the interval' },
+  approval_denied: { code: 'access_denied', status: 400, description: 'the approval was denied' },
+  approval_expired: { code: 'expired_token', status: 400, description: 'the approval expired before a decision' },
+  approval_unknown: { code: 'invalid_grant', status: 400, description: 'no such approval for this agent' },
+  approval_used: { code: 'invalid_grant', status: 400, description: 'the approval has already been used' },
+  approval_mismatch: {
+    code: 'invalid_grant',
+    status: 400,
+    description: 'the request differs from the one the approval is for',
+  },
+  approval_not_pending: { code: 'invalid_request', status: 400, description: 'the approval is no longer pending' },
+  approver_not_allowed: {
+    code: 'access_denied',
+    status: 403,
+    description: 'this approver may not decide this approval',
+  },
   // Bearer tokens and admin credentials (RFC 6750 §3.1).
   credential_required: { code: 'invalid_token', status: 401, description: 'a credential is required' },
   credential_invalid: { code: 'invalid_token', status: 401, description: 'the credential is not valid' },
@@ -115,6 +140,8 @@ export class BrokerError extends Error {
   readonly description: string;
   /** Response headers the refusal needs (`Retry-After`, `WWW-Authenticate`). */
   readonly headers: Readonly<Record<string, string>>;
+  /** Extra public members of the error body (`approval_id`, `interval`, `expires_in`). */
+  readonly body: Readonly<Record<string, string | number>>;
 
   constructor(
     readonly reason: Reason,
@@ -128,6 +155,7 @@ export class BrokerError extends Error {
     this.status = spec.status;
     this.description = options?.description ?? spec.description;
     this.headers = options?.headers ?? {};
+    this.body = options?.body ?? {};
   }
 }
 
@@ -136,6 +164,7 @@ export interface RefusalOptions {
   /** Replaces the generic public description where the detail is safe and useful to the caller. */
   description?: string;
   headers?: Record<string, string>;
+  body?: Record<string, string | number>;
 }
 
 /** Creates a refusal for `reason`, with internal `detail` for the audit log. */

@@ -4,7 +4,8 @@
  * Pure over a {@link PolicyEngine} (pre-parsed Cedar). One Cedar request per action, principal `Agent`,
  * action `Action`, resource `Api` (the audience). A denial is explained by asking again under a more
  * permissive context: if the action would be permitted with a justification, the justification is what
- * is missing. The same probing will say "approval needed" once step-up approval lands.
+ * is missing; if it would be permitted once humans approve (`context.approved`), approval is what is
+ * missing, and the grant's annotations say who must approve.
  */
 import { type Agent, type PolicyBundle, TTL_CEILING_SECONDS } from '../policy/bundle';
 import { refuse } from './errors';
@@ -13,6 +14,8 @@ import { refuse } from './errors';
 export interface TaskContext {
   task_id: string;
   justification_present: boolean;
+  /** True when humans approved this exact request (step-up approval). */
+  approved: boolean;
   requested_ttl: number;
   /** Epoch seconds, and the UTC hour (0-23) and weekday (0 = Sunday) for time-of-day policies. */
   now: number;
@@ -46,9 +49,23 @@ export interface AuthorizationRequest {
   actions: readonly string[];
   requestedTtl: number | undefined;
   justification: boolean;
+  /** True when the request collects an approval humans granted for exactly this request. */
+  approved: boolean;
   taskId: string;
   via: string;
   now: Date;
+}
+
+/** Who must approve: merged over every grant that needs approval (the strictest of them wins). */
+export interface ApprovalRequirement {
+  /** Distinct approvers needed. */
+  count: number;
+  /** Groups every approver must belong to. */
+  groups: string[];
+  /** The agent's owner may not approve. */
+  fourEyes: boolean;
+  /** The requested actions that need the approval. */
+  actions: string[];
 }
 
 export interface Authorization {
@@ -59,12 +76,15 @@ export interface Authorization {
   ttlCapped: boolean;
   /** Ids of the permit policies that allowed the actions. */
   grants: string[];
+  /** Set when some action is allowed only after approval: no token until humans approve. */
+  approval?: ApprovalRequirement;
 }
 
 function taskContext(request: AuthorizationRequest, bundle: PolicyBundle): TaskContext {
   return {
     task_id: request.taskId,
     justification_present: request.justification,
+    approved: request.approved,
     requested_ttl: request.requestedTtl ?? bundle.settings.tokens.defaultTtl,
     now: Math.floor(request.now.getTime() / 1000),
     hour_utc: request.now.getUTCHours(),
@@ -81,10 +101,33 @@ function grantCap(policies: readonly string[], bundle: PolicyBundle): number {
   return Math.min(Math.max(...caps), TTL_CEILING_SECONDS);
 }
 
+type Requirement = Omit<ApprovalRequirement, 'actions'>;
+
+function mergeRequirement(
+  into: Requirement | undefined,
+  policies: readonly string[],
+  bundle: PolicyBundle,
+): Requirement {
+  // A grant that needs approval without saying who: one approver, any group, owner allowed.
+  const found = policies.map((id) => bundle.cedar.grants[id]?.approval ?? { count: 1, fourEyes: false });
+  return found.reduce<Requirement>(
+    (merged, next) => ({
+      count: Math.max(merged.count, next.count),
+      groups:
+        'group' in next && next.group !== undefined && !merged.groups.includes(next.group)
+          ? [...merged.groups, next.group]
+          : merged.groups,
+      fourEyes: merged.fourEyes || next.fourEyes,
+    }),
+    into ?? { count: 1, groups: [], fourEyes: false },
+  );
+}
+
 /**
- * Decides a token request. Every requested action must be allowed; the token's TTL is the smallest cap
- * among them (a TTL above the cap is lowered, not refused).
+ * Decides a token request. Every requested action must be allowed (or allowed after approval); the
+ * token's TTL is the smallest cap among them (a TTL above the cap is lowered, not refused).
  *
+ * @returns the authorization; with `approval` set when humans must approve before a token is issued.
  * @throws {BrokerError} `invalid_scope` (`action_not_granted`, `justification_required`) or
  *   `invalid_target` (`audience_not_granted`: no action at all is granted on that audience).
  */
@@ -93,26 +136,45 @@ export function authorize(engine: PolicyEngine, bundle: PolicyBundle, request: A
   const context = taskContext(request, bundle);
   const probe = (action: string, ctx: TaskContext) =>
     engine.evaluate({ agent: request.agent, action, audience: request.audience, context: ctx });
-  const permissive = { ...context, justification_present: true };
+  const justified = { ...context, justification_present: true };
+  const approved = { ...context, approved: true };
+  const permissive = { ...context, justification_present: true, approved: true };
 
   const denied: string[] = [...unknown];
   const needJustification: string[] = [];
+  const needApproval: string[] = [];
+  let approval: Requirement | undefined;
   const grants = new Set<string>();
   let cap = TTL_CEILING_SECONDS;
+  const allow = (policies: readonly string[]) => {
+    for (const id of policies) grants.add(id);
+    cap = Math.min(cap, grantCap(policies, bundle));
+  };
   for (const action of request.actions) {
     if (unknown.includes(action)) continue;
     const answer = probe(action, context);
     if (answer.allow) {
-      for (const id of answer.policies) grants.add(id);
-      cap = Math.min(cap, grantCap(answer.policies, bundle));
-    } else if (!context.justification_present && probe(action, permissive).allow) {
+      allow(answer.policies);
+      continue;
+    }
+    if (!context.justification_present && probe(action, justified).allow) {
+      needJustification.push(action);
+      continue;
+    }
+    const afterApproval = context.approved ? undefined : probe(action, approved);
+    if (afterApproval?.allow) {
+      needApproval.push(action);
+      allow(afterApproval.policies);
+      approval = mergeRequirement(approval, afterApproval.policies, bundle);
+    } else if (!context.justification_present && !context.approved && probe(action, permissive).allow) {
+      // Needs both: the justification first, so the approvers read it.
       needJustification.push(action);
     } else {
       denied.push(action);
     }
   }
 
-  if (denied.length === request.actions.length && needJustification.length === 0) {
+  if (denied.length === request.actions.length) {
     const anyGranted = bundle.cedar.actions.some((action) => probe(action, permissive).allow);
     if (!anyGranted) throw refuse('audience_not_granted', { audience: request.audience });
   }
@@ -125,5 +187,6 @@ export function authorize(engine: PolicyEngine, bundle: PolicyBundle, request: A
     ttl: Math.min(wanted, cap),
     ttlCapped: wanted > cap,
     grants: [...grants],
+    ...(approval !== undefined && { approval: { ...approval, actions: needApproval } }),
   };
 }

@@ -52,6 +52,8 @@ const Fields = z.object({
     .pipe(z.number().int().positive().max(86_400))
     .optional(),
   actor_token: z.never({ error: 'delegation (actor_token) is not supported' }).optional(),
+  /** Polling a step-up approval: the `approval_id` of an `authorization_pending` answer. */
+  approval_id: z.string().min(1).max(200).optional(),
 });
 
 export interface TokenRequest {
@@ -60,6 +62,7 @@ export interface TokenRequest {
   actions: string[];
   task: Task;
   requestedTtl: number | undefined;
+  approvalId: string | undefined;
 }
 
 /** Turns the first schema issue into public text that names the field but echoes no value. */
@@ -103,5 +106,6 @@ export function parseTokenRequest(raw: Record<string, unknown>): TokenRequest {
     actions: parsed.data.scope,
     task: parsed.data.task,
     requestedTtl: parsed.data.requested_ttl,
+    approvalId: parsed.data.approval_id,
   };
 }

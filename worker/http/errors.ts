@@ -15,7 +15,7 @@ export const NO_STORE = { 'Cache-Control': 'no-store', Pragma: 'no-cache' } as c
 
 export function errorResponse(error: BrokerError): Response {
   return Response.json(
-    { error: error.code, error_description: error.description },
+    { ...error.body, error: error.code, error_description: error.description },
     { status: error.status, headers: { ...NO_STORE, ...error.headers } },
   );
 }

@@ -81,6 +81,10 @@ export const Grant = z.object({
   effect: z.enum(['permit', 'forbid']),
   /** The `@max_ttl` annotation: the longest token this grant allows, in seconds. */
   maxTtl: z.number().int().positive().max(TTL_CEILING_SECONDS).optional(),
+  /** `@approvals`, `@approver_group`, `@four_eyes`: who must approve when this grant needs `context.approved`. */
+  approval: z
+    .object({ count: z.number().int().min(1).max(5), group: z.string().min(1).optional(), fourEyes: z.boolean() })
+    .optional(),
 });
 export type Grant = z.infer<typeof Grant>;
 
@@ -93,6 +97,14 @@ export const Settings = z.object({
   signingKeys: z.object({ rotationPeriod: z.number().int().min(600) }),
   jwks: z.object({ cacheMaxAge: z.number().int().positive(), refetchInterval: z.number().int().positive() }),
   rateLimit: RateLimit,
+  approvals: z.object({
+    /** Seconds a pending approval waits for its decision. */
+    expiresIn: z.number().int().positive(),
+    /** Seconds an agent waits between polls (CIBA `interval`). */
+    pollInterval: z.number().int().positive(),
+    /** Where a pending approval is announced (HMAC-signed with the `APPROVAL_WEBHOOK_SECRET` secret). */
+    webhook: z.url().optional(),
+  }),
 });
 export type Settings = z.infer<typeof Settings>;
 
@@ -105,6 +117,8 @@ export const AdminCredential = z.object({
   role: z.enum(ADMIN_ROLES),
   /** Hex SHA-256 of the credential's secret part; the secret itself is never stored. */
   secretSha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /** Approver groups (e.g. `security`) a grant's `@approver_group` can require. */
+  groups: z.array(z.string().min(1)),
   demo: z.boolean(),
 });
 export type AdminCredential = z.infer<typeof AdminCredential>;
@@ -115,7 +129,7 @@ export const AccessConfig = z.object({
   /** The Access application's AUD tag. */
   audience: z.string().min(1),
   /** First match wins: an exact email or a glob such as `*@acme.com`. */
-  roles: z.array(z.object({ match: z.string().min(1), role: z.enum(ADMIN_ROLES) })),
+  roles: z.array(z.object({ match: z.string().min(1), role: z.enum(ADMIN_ROLES), groups: z.array(z.string().min(1)) })),
 });
 export type AccessConfig = z.infer<typeof AccessConfig>;
 

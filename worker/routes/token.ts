@@ -4,10 +4,12 @@
  * audited: a granted token is returned only after its audit record is committed.
  */
 import { Hono } from 'hono';
+import { approvedBy, checkApprovalOwner, openApproval, releaseApproval } from '../approvals/step-up';
 import { accessTokenClaims, signAccessToken, taskHash } from '../core/access-token';
+import { approvalTerms, newApprovalId } from '../core/approval';
 import { verifyAttestation } from '../core/attestation';
 import { refuse } from '../core/errors';
-import { authorize } from '../core/policy';
+import { type Authorization, authorize } from '../core/policy';
 import { ACCESS_TOKEN_TYPE, parseTokenRequest } from '../core/token-request';
 import type { AppEnv } from '../http/app-env';
 import { commitAudit, startAudit } from '../http/audit-trail';
@@ -57,6 +59,25 @@ tokenRoutes.post('/token', startAudit('token.exchange'), limitBody, async functi
     attestationJti: attestation.jti,
   });
 
+  const terms = approvalTerms({ ...request, taskId, taskHash: hash, justification: request.task.justification });
+  const { approvalId } = request;
+  if (approvalId !== undefined) {
+    checkApprovalOwner(approvalId, attestation.agent.id);
+    audit.target = `approval:${approvalId}`;
+  }
+  const decide = (approved: boolean) =>
+    authorize(engine, bundle, {
+      agent: attestation.agent,
+      audience: request.audience,
+      actions: request.actions,
+      requestedTtl: request.requestedTtl,
+      justification: request.task.justification !== undefined,
+      approved,
+      taskId,
+      via: attestation.via,
+      now,
+    });
+
   // The durable state gates and the signing key are I/O: start them, decide policy meanwhile.
   const admission = admitExchange(c.env, {
     agentId: attestation.agent.id,
@@ -64,29 +85,50 @@ tokenRoutes.post('/token', startAudit('token.exchange'), limitBody, async functi
     replayUntil: attestation.replayUntil,
     taskId,
     rateLimit: attestation.agent.rateLimit ?? bundle.settings.rateLimit,
+    ...(approvalId !== undefined && { approval: { id: approvalId, terms } }),
   });
   const key = signingKey(c.env, Math.floor(now.getTime() / 1000)).catch((error: unknown) => {
     throw refuse('signing_unavailable', { message: String(error) }, { cause: error });
   });
   key.catch(() => undefined); // awaited below; do not let an early refusal leave it unhandled
-  let authorization: ReturnType<typeof authorize> | undefined;
+  let authorization: Authorization | undefined;
   let denial: unknown;
-  try {
-    authorization = authorize(engine, bundle, {
-      agent: attestation.agent,
-      audience: request.audience,
-      actions: request.actions,
-      requestedTtl: request.requestedTtl,
-      justification: request.task.justification !== undefined,
-      taskId,
-      via: attestation.via,
-      now,
-    });
-  } catch (error) {
-    denial = error;
+  if (approvalId === undefined) {
+    try {
+      authorization = decide(false);
+    } catch (error) {
+      denial = error;
+    }
   }
-  await admission;
+  const polled = await admission;
+
+  let approval: { id: string; by: string[] } | undefined;
+  if (approvalId !== undefined) {
+    // Collected (single use) by the poll: from here on, a failure must put it back.
+    approval = { id: approvalId, by: approvedBy(approvalId, polled) };
+    audit.details = { approval };
+    try {
+      authorization = decide(true);
+    } catch (error) {
+      await releaseApproval(c.env, attestation.agent.id, approvalId);
+      throw error;
+    }
+  }
   if (authorization === undefined) throw denial;
+  if (authorization.approval !== undefined) {
+    const pendingId = newApprovalId(attestation.agent.id);
+    audit.target = `approval:${pendingId}`;
+    await openApproval(c.env, bundle, {
+      id: pendingId,
+      agent: attestation.agent,
+      terms,
+      requirement: authorization.approval,
+      ttl: authorization.ttl,
+      taskDescription: request.task.description,
+      issuer,
+      now: Math.floor(now.getTime() / 1000),
+    });
+  }
 
   const claims = accessTokenClaims({
     issuer,
@@ -98,28 +140,34 @@ tokenRoutes.post('/token', startAudit('token.exchange'), limitBody, async functi
     ttl: authorization.ttl,
     jti: crypto.randomUUID(),
     now,
+    ...(approval !== undefined && { approval }),
   });
-  const accessToken = await signAccessToken(claims, await key);
-  Object.assign(audit, { grantedActions: claims.scope, tokenJti: claims.jti, tokenExp: claims.exp });
-  audit.details = {
-    grants: authorization.grants,
-    ttl: authorization.ttl,
-    ...(authorization.ttlCapped && { ttlCapped: true }),
-  };
-  await commitAudit(c);
-
-  return c.json(
-    {
-      access_token: accessToken,
-      issued_token_type: ACCESS_TOKEN_TYPE,
-      token_type: 'Bearer',
-      expires_in: authorization.ttl,
-      scope: claims.scope,
-      task_id: taskId,
-    },
-    200,
-    NO_STORE,
-  );
+  try {
+    const accessToken = await signAccessToken(claims, await key);
+    Object.assign(audit, { grantedActions: claims.scope, tokenJti: claims.jti, tokenExp: claims.exp });
+    audit.details = {
+      grants: authorization.grants,
+      ttl: authorization.ttl,
+      ...(authorization.ttlCapped && { ttlCapped: true }),
+      ...(approval !== undefined && { approval }),
+    };
+    await commitAudit(c);
+    return c.json(
+      {
+        access_token: accessToken,
+        issued_token_type: ACCESS_TOKEN_TYPE,
+        token_type: 'Bearer',
+        expires_in: authorization.ttl,
+        scope: claims.scope,
+        task_id: taskId,
+      },
+      200,
+      NO_STORE,
+    );
+  } catch (error) {
+    if (approval !== undefined) await releaseApproval(c.env, attestation.agent.id, approval.id);
+    throw error;
+  }
 });
 
 tokenRoutes.all('/token', () => {

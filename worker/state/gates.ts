@@ -5,6 +5,7 @@
  */
 import type { AdmitResult, TokenRef, TokenStatus } from '../agents/agent-state';
 import { shardOf, shardStub } from '../control/kill-switch';
+import type { ApprovalTerms, PollOutcome } from '../core/approval';
 import { refuse } from '../core/errors';
 import type { RateLimit } from '../policy/bundle';
 import { callStore } from './store-call';
@@ -23,13 +24,18 @@ export interface AdmissionRequest {
   replayUntil: number;
   taskId: string;
   rateLimit: RateLimit;
+  approval?: { id: string; terms: ApprovalTerms };
 }
 
 /**
  * Admits a `/token` request or throws the refusal: kill switch engaged, agent suspended, attestation
- * replayed, task finished, rate limited; or 503 when either store does not answer.
+ * replayed, task finished, rate limited; or 503 when either store does not answer. When the request polls
+ * an approval, returns what the poll found.
  */
-export async function admitExchange(env: Env, request: AdmissionRequest): Promise<void> {
+export async function admitExchange(
+  env: Env,
+  request: AdmissionRequest,
+): Promise<PollOutcome | { status: 'unknown' } | undefined> {
   const { agentId, ...admit } = request;
   const [killSwitch, admission] = await Promise.allSettled([
     killSwitchState(env, agentId),
@@ -39,7 +45,7 @@ export async function admitExchange(env: Env, request: AdmissionRequest): Promis
   if (killSwitch.value.engaged) throw refuse('kill_switch_engaged', { version: killSwitch.value.version });
   if (admission.status === 'rejected') throw admission.reason;
   const result = admission.value;
-  if (result.admitted) return;
+  if (result.admitted) return result.approval;
   switch (result.reason) {
     case 'suspended':
       throw refuse('agent_suspended');

@@ -1,0 +1,97 @@
+/**
+ * The agent's outbox of approval notifications: delivered by the agent object's alarm, retried with
+ * backoff until delivered, six attempts, or the approval's expiry. Delivery never blocks or loses the
+ * approval itself, and every attempt is audited.
+ */
+
+import { deliverWebhook, type PendingApprovalMessage } from '../approvals/webhook';
+import { writeAudit } from '../audit/store';
+import { loadedPolicy } from '../policy/loaded';
+
+const MAX_ATTEMPTS = 6;
+/** Seconds before retry n (1-based): 5, 20, 80, 320, 1280. */
+const backoff = (attempt: number) => 5 * 4 ** (attempt - 1);
+
+export const NOTIFICATIONS_TABLE = `CREATE TABLE IF NOT EXISTS notifications (
+  approval_id TEXT PRIMARY KEY, message TEXT NOT NULL, attempts INTEGER NOT NULL,
+  next_at INTEGER NOT NULL, expires_at INTEGER NOT NULL)`;
+
+export function queueNotification(sql: SqlStorage, message: PendingApprovalMessage, now: number, expiresAt: number) {
+  sql.exec(
+    'INSERT OR REPLACE INTO notifications (approval_id, message, attempts, next_at, expires_at) VALUES (?, ?, 0, ?, ?)',
+    message.approval.id,
+    JSON.stringify(message),
+    now,
+    expiresAt,
+  );
+}
+
+async function audit(
+  env: Env,
+  message: PendingApprovalMessage,
+  outcome: { delivered: boolean; reason?: string },
+  detail: object,
+) {
+  const { version } = loadedPolicy().bundle;
+  await writeAudit(
+    env.AUDIT_DB,
+    {
+      at: Date.now(),
+      event: 'approval.notify',
+      agent: message.approval.agent,
+      owner: message.approval.owner,
+      audience: message.approval.audience,
+      taskId: message.approval.task.id,
+      target: `approval:${message.approval.id}`,
+      details: detail as Record<string, unknown>,
+    },
+    {
+      decision: outcome.delivered ? 'granted' : 'refused',
+      policyVersion: version,
+      ...(outcome.reason !== undefined && { reason: outcome.reason }),
+    },
+  ).catch((error: unknown) => console.error('audit write failed for a notification', error));
+}
+
+/** Delivers every notification due at `now`; reschedules or drops the ones that fail. */
+export async function deliverDue(sql: SqlStorage, env: Env, now: number): Promise<void> {
+  const due = sql
+    .exec<{ approval_id: string; message: string; attempts: number; expires_at: number }>(
+      'SELECT approval_id, message, attempts, expires_at FROM notifications WHERE next_at <= ?',
+      now,
+    )
+    .toArray();
+  const url = loadedPolicy().bundle.settings.approvals.webhook;
+  for (const row of due) {
+    const message = JSON.parse(row.message) as PendingApprovalMessage;
+    const attempt = row.attempts + 1;
+    if (url === undefined || !env.APPROVAL_WEBHOOK_SECRET) {
+      sql.exec('DELETE FROM notifications WHERE approval_id = ?', row.approval_id);
+      await audit(
+        env,
+        message,
+        { delivered: false, reason: 'webhook_not_configured' },
+        { secret: Boolean(env.APPROVAL_WEBHOOK_SECRET) },
+      );
+      continue;
+    }
+    const delivery = await deliverWebhook(url, env.APPROVAL_WEBHOOK_SECRET, message, now);
+    const giveUp = !delivery.delivered && (attempt >= MAX_ATTEMPTS || now + backoff(attempt) >= row.expires_at);
+    if (delivery.delivered || giveUp) sql.exec('DELETE FROM notifications WHERE approval_id = ?', row.approval_id);
+    else {
+      sql.exec(
+        'UPDATE notifications SET attempts = ?, next_at = ? WHERE approval_id = ?',
+        attempt,
+        now + backoff(attempt),
+        row.approval_id,
+      );
+    }
+    const reason = delivery.delivered ? undefined : giveUp ? 'webhook_gave_up' : 'webhook_failed';
+    await audit(
+      env,
+      message,
+      { delivered: delivery.delivered, ...(reason && { reason }) },
+      { url, attempt, ...delivery },
+    );
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * Step-up approval for humans: `GET /admin/approvals?status=pending`, `GET /admin/approvals/{id}` and
+ * `POST /admin/approvals/{id}` `{ decision, reason }` (role `approver`). An approval lives in its agent's
+ * Durable Object; the audit log says which approvals were opened.
+ */
+import { type Context, Hono } from 'hono';
+import { z } from 'zod';
+import { type AdminEnv, requireRole } from '../admin/auth';
+import { approvalsOpened } from '../audit/query';
+import { type ApprovalRecord, agentOfApproval, approvalStatus } from '../core/approval';
+import { refuse } from '../core/errors';
+import type { AppEnv } from '../http/app-env';
+import { commitAudit, startAudit } from '../http/audit-trail';
+import { NO_STORE } from '../http/errors';
+import { limitBody } from '../http/limits';
+import { readFields } from '../http/read-body';
+import { loadedPolicy } from '../policy/loaded';
+import { agentStub } from '../state/gates';
+import { callStore } from '../state/store-call';
+
+/** How many recently opened approvals a listing looks at. */
+const LIST_LIMIT = 200;
+/** Decided approvals stay readable this long after their expiry (as in the agent's state). */
+const LIST_WINDOW_SECONDS = 24 * 3600;
+
+const STATUSES = ['pending', 'approved', 'denied', 'expired', 'collected'] as const;
+const ListQuery = z.strictObject({ status: z.enum(STATUSES).default('pending') });
+const Decision = z.object({ decision: z.enum(['approve', 'deny']), reason: z.string().trim().min(1).max(1000) });
+
+function iso(seconds: number): string {
+  return new Date(seconds * 1000).toISOString();
+}
+
+function approvalJson(record: ApprovalRecord, now: number) {
+  return {
+    id: record.id,
+    status: approvalStatus(record, now),
+    agent: record.agent,
+    owner: record.owner,
+    audience: record.terms.audience,
+    actions: record.terms.actions,
+    needs_approval: record.requirement.actions,
+    task: { id: record.terms.taskId, description: record.taskDescription, hash: record.terms.taskHash },
+    justification: record.terms.justification,
+    ttl: record.ttl,
+    created_at: iso(record.createdAt),
+    expires_at: iso(record.expiresAt),
+    approvals_required: record.requirement.count,
+    approver_groups: record.requirement.groups,
+    four_eyes: record.requirement.fourEyes,
+    decisions: record.decisions.map((d) => ({ ...d, at: iso(d.at) })),
+  };
+}
+
+/** The approval named in the path, from its agent's state; 404 when there is none. */
+async function loadApproval(c: Context<AdminEnv>): Promise<ApprovalRecord> {
+  const id = c.req.param('id') ?? '';
+  c.var.audit.target = `approval:${id.slice(0, 128)}`;
+  const agent = agentOfApproval(id);
+  if (agent === undefined || !Object.hasOwn(loadedPolicy().bundle.agents, agent))
+    throw refuse('unknown_target', { approval: id.slice(0, 128) });
+  const record = await callStore('agent_state', () => agentStub(c.env, agent).approval(id));
+  if (record === undefined) throw refuse('unknown_target', { approval: id });
+  Object.assign(c.var.audit, { agent: record.agent, owner: record.owner, taskId: record.terms.taskId });
+  return record;
+}
+
+const now = () => Math.floor(Date.now() / 1000);
+
+export const approvalRoutes = new Hono<AppEnv>();
+
+approvalRoutes.get(
+  '/admin/approvals',
+  startAudit('admin.approval.list'),
+  requireRole('approver', 'admin', 'auditor'),
+  async (c) => {
+    const query = ListQuery.safeParse(c.req.query());
+    if (!query.success)
+      throw refuse(
+        'invalid_field',
+        { field: 'status' },
+        { description: `invalid status: one of ${STATUSES.join(', ')}` },
+      );
+    const { expiresIn } = loadedPolicy().bundle.settings.approvals;
+    const since = (now() - expiresIn - LIST_WINDOW_SECONDS) * 1000;
+    const ids = await callStore('audit_log', () => approvalsOpened(c.env.AUDIT_DB, since, LIST_LIMIT));
+    const records = await callStore('agent_state', () =>
+      Promise.all(
+        ids.map(async (id): Promise<ApprovalRecord | null> => {
+          const record = await agentStub(c.env, agentOfApproval(id) ?? '').approval(id);
+          return record ?? null;
+        }),
+      ),
+    );
+    const at = now();
+    const approvals = records
+      .filter((record): record is ApprovalRecord => record !== null && approvalStatus(record, at) === query.data.status)
+      .map((record) => approvalJson(record, at));
+    c.var.audit.details = { status: query.data.status, count: approvals.length };
+    await commitAudit(c);
+    return c.json({ approvals }, 200, NO_STORE);
+  },
+);
+
+approvalRoutes.get(
+  '/admin/approvals/:id',
+  startAudit('admin.approval.read'),
+  requireRole('approver', 'admin', 'auditor'),
+  async (c) => {
+    const record = await loadApproval(c);
+    await commitAudit(c);
+    return c.json(approvalJson(record, now()), 200, NO_STORE);
+  },
+);
+
+approvalRoutes.post(
+  '/admin/approvals/:id',
+  startAudit('admin.approval.decide'),
+  requireRole('approver'),
+  limitBody,
+  async (c) => {
+    const record = await loadApproval(c);
+    const body = Decision.safeParse(await readFields(c.req.raw));
+    if (!body.success) {
+      const field = body.error.issues[0]?.path.join('.') || 'body';
+      throw refuse(
+        'invalid_field',
+        { field },
+        { description: `invalid ${field}: decision is approve or deny, with a reason` },
+      );
+    }
+    const { decision, reason } = body.data;
+    Object.assign(c.var.audit, { adminReason: reason, details: { decision } });
+    const { id, groups } = c.var.admin;
+    const decided = await callStore('agent_state', () =>
+      agentStub(c.env, record.agent).decideApproval(record.id, { approver: { id, groups }, decision, reason }),
+    );
+    if (!decided.outcome.decided) {
+      const why = decided.outcome.reason;
+      if (why === 'unknown') throw refuse('unknown_target', { approval: record.id });
+      if (why === 'not_pending') throw refuse('approval_not_pending', { status: approvalStatus(record, now()) });
+      throw refuse('approver_not_allowed', { rule: why, requirement: record.requirement });
+    }
+    const after = decided.record ?? record;
+    c.var.audit.details = { decision, status: approvalStatus(after, now()) };
+    await commitAudit(c);
+    return c.json(approvalJson(after, now()), 200, NO_STORE);
+  },
+);
