@@ -7,6 +7,10 @@
  *   npm run cli -- admin-credential --id ID
  *       A new admin credential: give the credential to its holder (it is shown once), and add the printed
  *       entry, with the role it should have, to policies/admins.yaml.
+ *   npm run cli -- approvals [--status pending|approved|denied|expired|collected]
+ *   npm run cli -- approve APPROVAL_ID --reason "why"      (and: deny APPROVAL_ID --reason "why")
+ *       List and decide step-up approvals, as an approver. The credential comes from --credential or
+ *       TESSERA_ADMIN_CREDENTIAL.
  *   npm run cli -- attest --agent ID --key FILE [--broker URL]
  *       Prints a fresh self-signed attestation (single use, two minutes).
  *   npm run cli -- token --agent ID --key FILE --audience API --scope "a b" --task "what" [--justification "why"]
@@ -16,6 +20,7 @@
 import { parseArgs } from 'node:util';
 import { exportJWK, generateKeyPair } from 'jose';
 import { newAdminCredential } from '../worker/core/admin-credential';
+import { adminCall } from './lib/admin';
 import { exchangeToken, readPrivateJwk, selfSignedAttestation } from './lib/agent';
 
 const { positionals, values } = parseArgs({
@@ -31,6 +36,9 @@ const { positionals, values } = parseArgs({
     task: { type: 'string' },
     justification: { type: 'string' },
     ttl: { type: 'string' },
+    status: { type: 'string', default: 'pending' },
+    reason: { type: 'string' },
+    credential: { type: 'string', default: process.env.TESSERA_ADMIN_CREDENTIAL ?? '' },
   },
 });
 
@@ -62,6 +70,35 @@ switch (positionals[0]) {
     console.log(`  - { id: ${id}, role: auditor, secret_sha256: ${secretSha256} }`);
     break;
   }
+  case 'approvals': {
+    const { status, body } = await adminCall({
+      broker: values.broker,
+      credential: required('credential'),
+      method: 'GET',
+      path: `/admin/approvals?status=${encodeURIComponent(values.status)}`,
+    });
+    console.log(JSON.stringify(body, null, 2));
+    process.exit(status === 200 ? 0 : 1);
+    break;
+  }
+  case 'approve':
+  case 'deny': {
+    const id = positionals[1];
+    if (id === undefined) {
+      console.error(`usage: npm run cli -- ${positionals[0]} APPROVAL_ID --reason "why"`);
+      process.exit(2);
+    }
+    const { status, body } = await adminCall({
+      broker: values.broker,
+      credential: required('credential'),
+      method: 'POST',
+      path: `/admin/approvals/${encodeURIComponent(id)}`,
+      body: { decision: positionals[0], reason: required('reason') },
+    });
+    console.log(JSON.stringify(body, null, 2));
+    process.exit(status === 200 ? 0 : 1);
+    break;
+  }
   case 'attest': {
     const jwk = await readPrivateJwk(required('key'));
     console.log(await selfSignedAttestation(required('agent'), jwk, values.broker));
@@ -82,6 +119,8 @@ switch (positionals[0]) {
     break;
   }
   default:
-    console.error('usage: npm run cli -- keygen | admin-credential | attest | token   (see scripts/cli.ts)');
+    console.error(
+      'usage: npm run cli -- keygen | admin-credential | attest | token | approvals | approve | deny   (see scripts/cli.ts)',
+    );
     process.exit(2);
 }

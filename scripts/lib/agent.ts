@@ -37,6 +37,8 @@ export interface ExchangeRequest {
   scope: string;
   task: { description: string; id?: string; justification?: string };
   requestedTtl?: number;
+  /** Polling a step-up approval: the `approval_id` of an `authorization_pending` answer. */
+  approvalId?: string;
 }
 
 /** Performs the RFC 8693 exchange; returns the HTTP status and the parsed JSON body. */
@@ -55,6 +57,7 @@ export async function exchangeToken(
       scope: request.scope,
       task: request.task,
       ...(request.requestedTtl !== undefined && { requested_ttl: request.requestedTtl }),
+      ...(request.approvalId !== undefined && { approval_id: request.approvalId }),
     }),
   });
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
