@@ -12,6 +12,7 @@ import {
   type ApprovalRecord,
   type ApprovalTerms,
   type Approver,
+  approvalStatus,
   type DecideOutcome,
   decideApproval,
   type PollOutcome,
@@ -274,7 +275,10 @@ export class AgentState extends DurableObject<Env> {
    */
   override async alarm(): Promise<void> {
     const now = Math.floor(nowSeconds());
-    await deliverDue(this.#sql, this.env, now);
+    await deliverDue(this.#sql, this.env, now, (id) => {
+      const record = this.#approval(id);
+      return record !== undefined && approvalStatus(record, now) === 'pending';
+    });
     for (const table of ['seen_attestations', 'revoked_tokens', 'finished_tasks', 'approvals']) {
       this.#sql.exec(`DELETE FROM ${table} WHERE expires_at < ?`, now);
     }

@@ -53,8 +53,16 @@ async function audit(
   ).catch((error: unknown) => console.error('audit write failed for a notification', error));
 }
 
-/** Delivers every notification due at `now`; reschedules or drops the ones that fail. */
-export async function deliverDue(sql: SqlStorage, env: Env, now: number): Promise<void> {
+/**
+ * Delivers every notification due at `now` whose approval is still pending; reschedules or drops the ones
+ * that fail. An approval decided meanwhile needs no announcement any more.
+ */
+export async function deliverDue(
+  sql: SqlStorage,
+  env: Env,
+  now: number,
+  stillPending: (approvalId: string) => boolean,
+): Promise<void> {
   const due = sql
     .exec<{ approval_id: string; message: string; attempts: number; expires_at: number }>(
       'SELECT approval_id, message, attempts, expires_at FROM notifications WHERE next_at <= ?',
@@ -64,6 +72,10 @@ export async function deliverDue(sql: SqlStorage, env: Env, now: number): Promis
   const url = loadedPolicy().bundle.settings.approvals.webhook;
   for (const row of due) {
     const message = JSON.parse(row.message) as PendingApprovalMessage;
+    if (!stillPending(row.approval_id)) {
+      sql.exec('DELETE FROM notifications WHERE approval_id = ?', row.approval_id);
+      continue;
+    }
     const attempt = row.attempts + 1;
     if (url === undefined || !env.APPROVAL_WEBHOOK_SECRET) {
       sql.exec('DELETE FROM notifications WHERE approval_id = ?', row.approval_id);

@@ -60,7 +60,7 @@ export interface Approver {
   groups: readonly string[];
 }
 
-export type ApproverRefusal = 'four_eyes' | 'not_in_group' | 'already_approved';
+export type ApproverRefusal = 'self_approval' | 'four_eyes' | 'not_in_group' | 'already_approved';
 
 /**
  * Whether `approver` may add an approval: in every required group, not the agent's owner when four-eyes
@@ -75,7 +75,7 @@ export function approverRefusal(
 ): ApproverRefusal | undefined {
   if (requirement.fourEyes && approver.id.toLowerCase() === owner.toLowerCase()) return 'four_eyes';
   if (!requirement.groups.every((group) => approver.groups.includes(group))) return 'not_in_group';
-  if (approvedBy.includes(approver.id)) return 'already_approved';
+  if (approvedBy.some((by) => by.toLowerCase() === approver.id.toLowerCase())) return 'already_approved';
   return undefined;
 }
 
@@ -149,6 +149,10 @@ export function decideApproval(
   now: number,
 ): { outcome: DecideOutcome; record: ApprovalRecord } {
   if (approvalStatus(record, now) !== 'pending') return { outcome: { decided: false, reason: 'not_pending' }, record };
+  // Approvers are never the agent itself (spec: Step-up approval), whatever the policy says.
+  if (input.approver.id.toLowerCase() === record.agent.toLowerCase()) {
+    return { outcome: { decided: false, reason: 'self_approval' }, record };
+  }
   const approvedBy = record.decisions.filter((d) => d.decision === 'approve').map((d) => d.by);
   const refusal = approverRefusal(record.requirement, input.approver, record.owner, approvedBy);
   if (refusal !== undefined) return { outcome: { decided: false, reason: refusal }, record };

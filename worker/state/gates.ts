@@ -41,8 +41,25 @@ export async function admitExchange(
     killSwitchState(env, agentId),
     callStore('agent_state', async (): Promise<AdmitResult> => await agentStub(env, agentId).admit(admit)),
   ]);
-  if (killSwitch.status === 'rejected') throw killSwitch.reason;
-  if (killSwitch.value.engaged) throw refuse('kill_switch_engaged', { version: killSwitch.value.version });
+  const refusal =
+    killSwitch.status === 'rejected'
+      ? killSwitch.reason
+      : killSwitch.value.engaged
+        ? refuse('kill_switch_engaged', { version: killSwitch.value.version })
+        : undefined;
+  if (refusal !== undefined) {
+    // This poll collected an approval that no token will come of: put it back for the next poll.
+    if (
+      admission.status === 'fulfilled' &&
+      admission.value.admitted &&
+      admission.value.approval?.status === 'approved'
+    ) {
+      await agentStub(env, agentId)
+        .releaseApproval(request.approval?.id ?? '')
+        .catch((error: unknown) => console.error('could not release approval', error));
+    }
+    throw refusal;
+  }
   if (admission.status === 'rejected') throw admission.reason;
   const result = admission.value;
   if (result.admitted) return result.approval;
