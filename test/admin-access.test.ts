@@ -1,65 +1,36 @@
 /** Cloudflare Access in front of /admin/*: Cf-Access-Jwt-Assertion verified and mapped to a role. */
-import {
-  base64url,
-  type CryptoKey,
-  exportJWK,
-  generateKeyPair,
-  type JWK,
-  type JWTHeaderParameters,
-  type JWTPayload,
-  SignJWT,
-} from 'jose';
+import { base64url, generateKeyPair } from 'jose';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
 import creds from '../scripts/demo/admin-credentials.json';
-import { adminFetch, bearer, expectInvalidToken, INSUFFICIENT_SCOPE_CHALLENGE, sendAudited } from './admin-helpers';
-import { lastAudit, readError } from './helpers';
+import {
+  ACCESS_AUD,
+  ACCESS_CERTS_URL,
+  ACCESS_TEAM_DOMAIN,
+  type AccessJwtOptions,
+  type AccessTeam,
+  adminFetch,
+  bearer,
+  expectInvalidToken,
+  INSUFFICIENT_SCOPE_CHALLENGE,
+  mockAccessCerts,
+  newAccessTeam,
+  sendAudited,
+  signAccessJwt,
+  viaAccess,
+} from './admin-helpers';
+import { lastAudit, nowSeconds, readError } from './helpers';
 
-// Cloudflare Access: the team, application audience and role rules of policies/admins.yaml.
-const TEAM_DOMAIN = 'https://acme.cloudflareaccess.com';
-const ACCESS_AUD = '4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2';
-const CERTS_URL = `${TEAM_DOMAIN}/cdn-cgi/access/certs`;
 const ACCESS_KID = 'access-test-key-1';
 
 /** The team's signing key: created once, as the broker caches the team's certs per isolate. */
-let accessKey: CryptoKey;
-let accessPublicJwk: JWK;
+let team: AccessTeam;
 
 beforeAll(async () => {
-  const { privateKey, publicKey } = await generateKeyPair('RS256');
-  accessKey = privateKey;
-  accessPublicJwk = { ...(await exportJWK(publicKey)), kid: ACCESS_KID, alg: 'RS256', use: 'sig' };
+  team = await newAccessTeam(ACCESS_KID);
 });
 
-interface AccessJwtOptions {
-  claims?: JWTPayload;
-  omit?: readonly string[];
-  header?: Partial<JWTHeaderParameters>;
-  key?: CryptoKey | Uint8Array;
-  now?: number;
-}
-
-/** Signs an Access JWT; by default a fresh, valid one for `email`. */
-function accessJwt(email: string, options: AccessJwtOptions = {}): Promise<string> {
-  const now = options.now ?? Math.floor(Date.now() / 1000);
-  const payload: JWTPayload = {
-    iss: TEAM_DOMAIN,
-    aud: [ACCESS_AUD],
-    email,
-    sub: crypto.randomUUID(),
-    type: 'app',
-    identity_nonce: 'nonce',
-    iat: now,
-    nbf: now,
-    exp: now + 600,
-    ...options.claims,
-  };
-  for (const claim of options.omit ?? []) delete payload[claim];
-  return new SignJWT(payload)
-    .setProtectedHeader({ alg: 'RS256', kid: ACCESS_KID, ...options.header })
-    .sign(options.key ?? accessKey);
-}
-
-const viaAccess = (jwt: string) => ({ 'cf-access-jwt-assertion': jwt });
+/** Signs an Access JWT with the team's key; by default a fresh, valid one for `email`. */
+const accessJwt = (email: string, options?: AccessJwtOptions) => signAccessJwt(team, email, options);
 
 let clockJumps = 0;
 
@@ -75,22 +46,19 @@ function jumpPastCertsCache(): void {
   vi.setSystemTime(target);
 }
 
+/** Outbound `fetch`, mocked for every test: the team's certs URL serves the team's key. */
+let certs: MockInstance<typeof fetch>;
+
+beforeEach(() => {
+  certs = mockAccessCerts(team);
+});
+
+afterEach(() => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+});
+
 describe('/admin/*: Cloudflare Access identities', () => {
-  let certs: MockInstance<typeof fetch>;
-
-  beforeEach(() => {
-    certs = vi.spyOn(globalThis, 'fetch').mockImplementation(async (input) => {
-      const url = input instanceof Request ? input.url : String(input);
-      if (url !== CERTS_URL) throw new Error(`unexpected outbound fetch: ${url}`);
-      return Response.json({ keys: [accessPublicJwk] });
-    });
-  });
-
-  afterEach(() => {
-    vi.useRealTimers();
-    vi.restoreAllMocks();
-  });
-
   it('verifies against the team certs and lets frank@example.com, an admin, engage and release the kill switch', async () => {
     const jwt = await accessJwt('frank@example.com');
     try {
@@ -129,7 +97,7 @@ describe('/admin/*: Cloudflare Access identities', () => {
     expect(response.status).toBe(200);
     expect(certs).toHaveBeenCalled();
     const [input] = certs.mock.calls[0] ?? [];
-    expect(input instanceof Request ? input.url : String(input)).toBe(CERTS_URL);
+    expect(input instanceof Request ? input.url : String(input)).toBe(ACCESS_CERTS_URL);
   });
 
   it('accepts the audience as a string as well as an array', async () => {
@@ -195,19 +163,6 @@ describe('/admin/*: Cloudflare Access identities', () => {
 });
 
 describe('/admin/*: Cloudflare Access JWTs that must be refused', () => {
-  let certs: MockInstance<typeof fetch>;
-
-  beforeEach(() => {
-    certs = vi.spyOn(globalThis, 'fetch').mockImplementation(async () => Response.json({ keys: [accessPublicJwk] }));
-  });
-
-  afterEach(() => {
-    vi.useRealTimers();
-    vi.restoreAllMocks();
-  });
-
-  const now = () => Math.floor(Date.now() / 1000);
-
   it.each<[string, () => Promise<string>]>([
     ['for another application audience', () => accessJwt('frank@example.com', { claims: { aud: ['other-app-aud'] } })],
     ['without an audience', () => accessJwt('frank@example.com', { omit: ['aud'] })],
@@ -216,8 +171,8 @@ describe('/admin/*: Cloudflare Access JWTs that must be refused', () => {
       () => accessJwt('frank@example.com', { claims: { iss: 'https://evil.cloudflareaccess.com' } }),
     ],
     ['without an issuer', () => accessJwt('frank@example.com', { omit: ['iss'] })],
-    ['that has expired', () => accessJwt('frank@example.com', { now: now() - 7200 })],
-    ['that is not yet valid', () => accessJwt('frank@example.com', { claims: { nbf: now() + 3600 } })],
+    ['that has expired', () => accessJwt('frank@example.com', { now: nowSeconds() - 7200 })],
+    ['that is not yet valid', () => accessJwt('frank@example.com', { claims: { nbf: nowSeconds() + 3600 } })],
     ['without an expiry', () => accessJwt('frank@example.com', { omit: ['exp'] })],
     [
       'signed by an unknown key under the team kid',
@@ -236,7 +191,7 @@ describe('/admin/*: Cloudflare Access JWTs that must be refused', () => {
       () =>
         accessJwt('frank@example.com', {
           header: { alg: 'HS256' },
-          key: new TextEncoder().encode(JSON.stringify(accessPublicJwk)),
+          key: new TextEncoder().encode(JSON.stringify(team.publicJwk)),
         }),
     ],
     [
@@ -251,7 +206,12 @@ describe('/admin/*: Cloudflare Access JWTs that must be refused', () => {
       'whose email was changed after signing',
       async () => {
         const [header, , signature] = (await accessJwt('bob@example.com')).split('.');
-        const claims = { iss: TEAM_DOMAIN, aud: [ACCESS_AUD], email: 'frank@example.com', exp: now() + 600 };
+        const claims = {
+          iss: ACCESS_TEAM_DOMAIN,
+          aud: [ACCESS_AUD],
+          email: 'frank@example.com',
+          exp: nowSeconds() + 600,
+        };
         return `${header}.${base64url.encode(JSON.stringify(claims))}.${signature}`;
       },
     ],

@@ -15,7 +15,7 @@ import {
   REALM_CHALLENGE,
   sendAudited,
 } from './admin-helpers';
-import { exchange, lastAudit, readError } from './helpers';
+import { exchange, flipChar, lastAudit, readError } from './helpers';
 
 const ROLE_CREDENTIALS: Record<AdminRole, { id: string; credential: string }> = {
   admin: { id: 'demo-admin', credential: creds.admin },
@@ -27,10 +27,6 @@ function secretOf(credential: string): string {
   const parsed = parseAdminCredential(credential);
   if (parsed === undefined) throw new Error(`not an admin credential: ${credential}`);
   return parsed.secret;
-}
-
-function flipChar(value: string, index: number): string {
-  return `${value.slice(0, index)}${value[index] === 'A' ? 'B' : 'A'}${value.slice(index + 1)}`;
 }
 
 /** An access token and the task it was issued for, to aim the token and task routes at. */

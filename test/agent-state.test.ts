@@ -1,15 +1,13 @@
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
-import { env } from 'cloudflare:workers';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { AgentState } from '../worker/agents/agent-state';
+import { agentObject, nowSeconds } from './helpers';
 
-const agent = (name: string) => env.AGENT_STATE.get(env.AGENT_STATE.idFromName(name));
-const now = () => Math.floor(Date.now() / 1000);
 /** The rest of an admit request: a task and a rate limit that does not get in the way. */
 const rest = { taskId: 'task-1', rateLimit: { perMinute: 600, burst: 100 } };
 
 async function rows(name: string): Promise<{ key: string; expires_at: number }[]> {
-  return runInDurableObject(agent(name), (_instance: AgentState, state) =>
+  return runInDurableObject(agentObject(name), (_instance: AgentState, state) =>
     state.storage.sql
       .exec<{ key: string; expires_at: number }>('SELECT key, expires_at FROM seen_attestations')
       .toArray(),
@@ -22,16 +20,16 @@ afterEach(() => {
 
 describe('AgentState.admit: attestation replay protection', () => {
   it('admits an attestation once', async () => {
-    const stub = agent('once');
-    const request = { replayKey: 'issuer\njti-1', replayUntil: now() + 300, ...rest };
+    const stub = agentObject('once');
+    const request = { replayKey: 'issuer\njti-1', replayUntil: nowSeconds() + 300, ...rest };
     expect(await stub.admit(request)).toEqual({ admitted: true });
     expect(await stub.admit(request)).toEqual({ admitted: false, reason: 'replayed' });
     expect(await stub.admit({ ...request, replayKey: 'other-issuer\njti-1' })).toEqual({ admitted: true });
   });
 
   it('still refuses at the very second the attestation stops being acceptable, and for a margin after', async () => {
-    const stub = agent('boundary');
-    const replayUntil = now();
+    const stub = agentObject('boundary');
+    const replayUntil = nowSeconds();
     expect(await stub.admit({ replayKey: 'k', replayUntil, ...rest })).toEqual({ admitted: true });
     vi.useFakeTimers({ toFake: ['Date'] });
     vi.setSystemTime((replayUntil + 59) * 1000);
@@ -40,13 +38,13 @@ describe('AgentState.admit: attestation replay protection', () => {
 
   it('forgets attestations once they could no longer be accepted anyway', async () => {
     const name = 'cleanup';
-    const stub = agent(name);
-    await stub.admit({ replayKey: 'short', replayUntil: now() + 10, ...rest });
-    await stub.admit({ replayKey: 'long', replayUntil: now() + 3600, ...rest });
+    const stub = agentObject(name);
+    await stub.admit({ replayKey: 'short', replayUntil: nowSeconds() + 10, ...rest });
+    await stub.admit({ replayKey: 'long', replayUntil: nowSeconds() + 3600, ...rest });
     expect((await rows(name)).map((row) => row.key).sort()).toEqual(['long', 'short']);
 
     vi.useFakeTimers({ toFake: ['Date'] });
-    vi.setSystemTime((now() + 10 + 61) * 1000);
+    vi.setSystemTime((nowSeconds() + 10 + 61) * 1000);
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     expect((await rows(name)).map((row) => row.key)).toEqual(['long']);
   });

@@ -13,46 +13,39 @@
  */
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
-import { base64url } from 'jose';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import creds from '../scripts/demo/admin-credentials.json';
 import type { AgentState } from '../worker/agents/agent-state';
 import { deliverDue } from '../worker/agents/notifications';
 import type { PendingApprovalMessage } from '../worker/approvals/webhook';
 import type { AuditEvent } from '../worker/audit/schema';
 import type { ApprovalRecord } from '../worker/core/approval';
-import { adminFetch, bearer } from './admin-helpers';
-import { auditRecords, DEMO_AGENT, type ExchangeFields, exchange, ISSUER } from './helpers';
+import { adminFetch, bearer, readApproval } from './admin-helpers';
+import {
+  agentObject,
+  auditRecords,
+  DEMO_AGENT,
+  DISABLE_USER,
+  detailOf,
+  IAM,
+  ISSUER,
+  nowSeconds,
+  openApproval,
+  poll,
+  sha256Base64url,
+  useForwardClock,
+} from './helpers';
 
 const WEBHOOK = 'https://hooks.example.com/tessera/approvals';
 const SECRET = 'test-webhook-secret';
-const IAM = 'https://iam.example.com';
-const DISABLE_USER = 'iam:disable-user';
 const EXPIRES_IN = 900;
 const INTERVAL = 5;
 /** Seconds from one attempt to the next. */
 const BACKOFF = [5, 20, 80, 320, 1280] as const;
 
-const agentObject = () => env.AGENT_STATE.get(env.AGENT_STATE.idFromName(DEMO_AGENT));
-
-/** The fake clock, in epoch ms; it never goes back, even across tests. */
-let clock = 0;
-
-function advance(seconds: number): void {
-  clock += seconds * 1000;
-  vi.setSystemTime(clock);
-}
-
-const nowSeconds = () => Math.floor(Date.now() / 1000);
-
-beforeEach(() => {
-  clock = Math.max(clock, Date.now() + 24 * 3600 * 1000) + 5_000;
-  vi.useFakeTimers({ toFake: ['Date'] });
-  vi.setSystemTime(clock);
-});
+const clock = useForwardClock(24 * 3600 * 1000);
 
 afterEach(() => {
-  vi.useRealTimers();
   vi.restoreAllMocks();
 });
 
@@ -95,33 +88,6 @@ async function notifyRecords(approvalId: string): Promise<AuditEvent[]> {
   return (await auditRecords()).filter((r) => r.event === 'approval.notify' && r.target === `approval:${approvalId}`);
 }
 
-const detailOf = (record: AuditEvent | undefined) => JSON.parse(record?.detail ?? 'null') as Record<string, unknown>;
-
-interface Pending {
-  id: string;
-  task: { description: string; id: string; justification: string };
-  openedAt: number;
-}
-
-/** Asks for `iam:disable-user`, which needs approval, and returns the approval it opened. */
-async function openApproval(): Promise<Pending> {
-  const task = {
-    description: 'Disable the account of j.doe, taken over in incident INC-77',
-    id: `inc-77-${crypto.randomUUID()}`,
-    justification: 'j.doe signed in from two continents within a minute',
-  };
-  const openedAt = nowSeconds();
-  const response = await exchange({ audience: IAM, scope: DISABLE_USER, task });
-  expect(response.status, await response.clone().text()).toBe(400);
-  const body = (await response.json()) as { error: string; approval_id: string };
-  expect(body.error).toBe('authorization_pending');
-  return { id: body.approval_id, task, openedAt };
-}
-
-function poll(pending: Pending, extra: ExchangeFields = {}): Promise<Response> {
-  return exchange({ audience: IAM, scope: DISABLE_USER, task: pending.task, approval_id: pending.id, ...extra });
-}
-
 /** Runs the agent object's alarm now; it must have one scheduled. */
 async function runAlarm(): Promise<void> {
   expect(await runDurableObjectAlarm(agentObject())).toBe(true);
@@ -147,21 +113,11 @@ async function verifySignature(header: string | null, body: string, secret: stri
   return (await hmacHex(secret, `${t}.${body}`)) === v1 ? Number(t) : undefined;
 }
 
-async function sha256Base64url(text: string): Promise<string> {
-  return base64url.encode(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text))));
-}
-
-async function readStatus(id: string): Promise<string> {
-  const response = await adminFetch(`/admin/approvals/${id}`, { headers: bearer(creds.auditor) });
-  expect(response.status).toBe(200);
-  return ((await response.json()) as { status: string }).status;
-}
-
 describe('approval webhook: delivery', () => {
   it('POSTs the pending approval to the webhook as JSON, signed with Tessera-Signature', async () => {
     const pending = await openApproval();
     const sent = webhookUp();
-    advance(2);
+    clock.advance(2);
     const deliveredAt = nowSeconds();
     await runAlarm();
 
@@ -217,7 +173,7 @@ describe('approval webhook: delivery', () => {
     expect(detailOf(records[0])).toEqual({ url: WEBHOOK, attempt: 1, delivered: true, status: 204 });
 
     for (const seconds of BACKOFF) {
-      advance(seconds);
+      clock.advance(seconds);
       await runAlarm();
     }
     expect(messagesOf(sent, pending.id)).toHaveLength(1);
@@ -253,14 +209,14 @@ describe('approval webhook: when it is down', () => {
     expect(detailOf(record)).toMatchObject({ url: WEBHOOK, attempt: 1, delivered: false, error: expect.any(String) });
     expect(String(detailOf(record).error)).toMatch(error);
 
-    expect(await readStatus(pending.id)).toBe('pending');
+    expect((await readApproval(pending.id, creds.auditor)).status).toBe('pending');
     const approval = await adminFetch(`/admin/approvals/${pending.id}`, {
       method: 'POST',
       body: { decision: 'approve', reason: 'saw it in the dashboard' },
       headers: bearer(creds.approver),
     });
     expect(approval.status).toBe(200);
-    advance(INTERVAL);
+    clock.advance(INTERVAL);
     const collected = await poll(pending);
     expect(collected.status, await collected.clone().text()).toBe(200);
   });
@@ -271,11 +227,11 @@ describe('approval webhook: when it is down', () => {
     const sent = mockWebhook(async () => new Response(null, { status: up ? 200 : 503 }));
     const openedAt = nowSeconds();
     await runAlarm();
-    advance(BACKOFF[0] - 1);
+    clock.advance(BACKOFF[0] - 1);
     await runAlarm();
     expect(messagesOf(sent, pending.id)).toHaveLength(1);
 
-    advance(1);
+    clock.advance(1);
     await runAlarm();
     const second = messagesOf(sent, pending.id)[1];
     expect(second).toBeDefined();
@@ -284,14 +240,14 @@ describe('approval webhook: when it is down', () => {
     expect(second?.body).toBe(messagesOf(sent, pending.id)[0]?.body);
 
     up = true;
-    advance(BACKOFF[1] - 1);
+    clock.advance(BACKOFF[1] - 1);
     await runAlarm();
     expect(messagesOf(sent, pending.id)).toHaveLength(2);
-    advance(1);
+    clock.advance(1);
     await runAlarm();
     expect(messagesOf(sent, pending.id)).toHaveLength(3);
     for (const seconds of BACKOFF.slice(2)) {
-      advance(seconds);
+      clock.advance(seconds);
       await runAlarm();
     }
     expect(messagesOf(sent, pending.id)).toHaveLength(3);
@@ -310,11 +266,11 @@ describe('approval webhook: when it is down', () => {
     await runAlarm();
     // Attempts at 0, 5, 25, 105 and 425 s; the sixth would be at 1705 s, after the expiry at 900 s.
     for (const seconds of BACKOFF.slice(0, 4)) {
-      advance(seconds);
+      clock.advance(seconds);
       await runAlarm();
     }
     expect(messagesOf(sent, pending.id)).toHaveLength(5);
-    advance(BACKOFF[4] + 3600);
+    clock.advance(BACKOFF[4] + 3600);
     await runAlarm();
     expect(messagesOf(sent, pending.id)).toHaveLength(5);
 
@@ -378,11 +334,11 @@ describe('approval webhook: when it is down', () => {
     const sent = mockWebhook(async () => new Response(null, { status: 503 }));
     await runAlarm();
     for (const seconds of BACKOFF) {
-      advance(seconds);
+      clock.advance(seconds);
       await runAlarm();
     }
     expect(messagesOf(sent, id)).toHaveLength(6);
-    advance(BACKOFF[4] * 4);
+    clock.advance(BACKOFF[4] * 4);
     await runAlarm();
     expect(messagesOf(sent, id)).toHaveLength(6);
 
@@ -426,6 +382,6 @@ describe('approval webhook: when it is down', () => {
     expect(more).toEqual([]);
     expect(record).toMatchObject({ decision: 'refused', reason: 'webhook_not_configured' });
     expect(detailOf(record)).toEqual({ secret: false });
-    expect(await readStatus(pending.id)).toBe('pending');
+    expect((await readApproval(pending.id, creds.auditor)).status).toBe('pending');
   });
 });

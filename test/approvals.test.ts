@@ -10,101 +10,61 @@
  * in the real future, so no webhook delivery runs behind a test's back. Each test starts with a fresh
  * rate-limit bucket (the demo agent's object is evicted).
  */
-import { evictDurableObject } from 'cloudflare:test';
-import { env, exports } from 'cloudflare:workers';
-import { type CryptoKey, decodeJwt, exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
+import { env } from 'cloudflare:workers';
+import { decodeJwt } from 'jose';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import creds from '../scripts/demo/admin-credentials.json';
-import type { AuditEvent } from '../worker/audit/schema';
-import { adminFetch, bearer, sendAudited } from './admin-helpers';
-import { auditRecords, DEMO_AGENT, type ExchangeFields, exchange, ISSUER, lastAudit, readError } from './helpers';
+import {
+  type AccessTeam,
+  type ApprovalJson,
+  adminFetch,
+  bearer,
+  mockAccessCerts,
+  newAccessTeam,
+  readApproval,
+  sendAudited,
+  signAccessJwt,
+  viaAccess,
+} from './admin-helpers';
+import {
+  APPROVAL_ID,
+  agentObject,
+  auditRecords,
+  DEMO_AGENT,
+  DISABLE_USER,
+  detailOf,
+  type ExchangeFields,
+  evictAgentObject,
+  expectError,
+  IAM,
+  ISSUER,
+  incidentTask,
+  introspect,
+  lastAudit,
+  nowSeconds,
+  openApproval,
+  type Pending,
+  poll,
+  requestDisable,
+  useForwardClock,
+} from './helpers';
 
-const IAM = 'https://iam.example.com';
-const DISABLE_USER = 'iam:disable-user';
 const OWNER = 'alice@example.com';
 const GRANT = 'disable-user-after-approval';
 /** policies/tessera.yaml `approvals` and the grant's @max_ttl. */
 const INTERVAL = 5;
 const EXPIRES_IN = 900;
 const APPROVED_TTL = 120;
-const APPROVAL_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.demo-agent$/;
 
-const agentObject = () => env.AGENT_STATE.get(env.AGENT_STATE.idFromName(DEMO_AGENT));
-
-/** The fake clock, in epoch ms; it never goes back, even across tests. */
-let clock = 0;
-
-function advance(seconds: number): void {
-  clock += seconds * 1000;
-  vi.setSystemTime(clock);
-}
-
-const nowSeconds = () => Math.floor(Date.now() / 1000);
-
-/** Evicts the demo agent's object (woken first: only a running object can be evicted), emptying its bucket. */
-async function freshRateLimit(): Promise<void> {
-  const stub = agentObject();
-  await stub.status();
-  await evictDurableObject(stub);
-}
+const clock = useForwardClock(24 * 3600 * 1000);
 
 beforeEach(async () => {
-  clock = Math.max(clock, Date.now() + 24 * 3600 * 1000) + 5_000;
-  vi.useFakeTimers({ toFake: ['Date'] });
-  vi.setSystemTime(clock);
-  await freshRateLimit();
+  await evictAgentObject();
 });
 
 afterEach(() => {
-  vi.useRealTimers();
   vi.restoreAllMocks();
 });
-
-interface StepUpTask {
-  description: string;
-  id?: string;
-  justification?: string;
-}
-
-/** A fresh incident task that needs `iam:disable-user`, with a written justification. */
-function incidentTask(overrides: Partial<StepUpTask> = {}): StepUpTask {
-  return {
-    description: 'Disable the account of j.doe, taken over in incident INC-77',
-    id: `inc-77-${crypto.randomUUID()}`,
-    justification: 'j.doe signed in from two continents within a minute; the SOC confirmed the takeover',
-    ...overrides,
-  };
-}
-
-/** Asks for `iam:disable-user` on the IAM API for `task` (a fresh attestation each time). */
-function requestDisable(task: StepUpTask, extra: ExchangeFields = {}): Promise<Response> {
-  return exchange({ audience: IAM, scope: DISABLE_USER, task, ...extra });
-}
-
-interface Pending {
-  id: string;
-  task: StepUpTask;
-  /** Other fields of the request that opened it (a `requested_ttl`), sent again on every poll. */
-  extra: ExchangeFields;
-  /** Epoch seconds at which it was opened. */
-  openedAt: number;
-}
-
-/** Opens an approval and checks the `authorization_pending` answer. */
-async function openApproval(task: StepUpTask = incidentTask(), extra: ExchangeFields = {}): Promise<Pending> {
-  const openedAt = nowSeconds();
-  const response = await requestDisable(task, extra);
-  expect(response.status, await response.clone().text()).toBe(400);
-  const body = (await response.json()) as { error: string; approval_id: string };
-  expect(body.error).toBe('authorization_pending');
-  expect(body.approval_id).toMatch(APPROVAL_ID);
-  return { id: body.approval_id, task, extra, openedAt };
-}
-
-/** Polls: the same request again, with a fresh attestation and the approval id (and `overrides`). */
-function poll(pending: Pending, overrides: ExchangeFields = {}): Promise<Response> {
-  return requestDisable(pending.task, { ...pending.extra, approval_id: pending.id, ...overrides });
-}
 
 function decide(
   id: string,
@@ -127,24 +87,11 @@ interface Collected {
 
 /** Waits out the interval and collects the token of an approved approval. */
 async function collect(pending: Pending): Promise<Collected> {
-  advance(INTERVAL);
+  clock.advance(INTERVAL);
   const response = await poll(pending);
   expect(response.status, await response.clone().text()).toBe(200);
   const body = (await response.json()) as Collected['body'];
   return { token: body.access_token, claims: decodeJwt(body.access_token), body };
-}
-
-interface ApprovalJson {
-  id: string;
-  status: string;
-  decisions: { by: string; decision: string; reason: string; at: string }[];
-  [field: string]: unknown;
-}
-
-async function readApproval(id: string, credential = creds.approver): Promise<ApprovalJson> {
-  const response = await adminFetch(`/admin/approvals/${id}`, { headers: bearer(credential) });
-  expect(response.status, await response.clone().text()).toBe(200);
-  return (await response.json()) as ApprovalJson;
 }
 
 async function listIds(status?: string, credential = creds.approver): Promise<string[]> {
@@ -152,15 +99,6 @@ async function listIds(status?: string, credential = creds.approver): Promise<st
   const response = await adminFetch(`/admin/approvals${query}`, { headers: bearer(credential) });
   expect(response.status, await response.clone().text()).toBe(200);
   return ((await response.json()) as { approvals: ApprovalJson[] }).approvals.map((approval) => approval.id);
-}
-
-async function expectError(response: Response, status: number, code: string): Promise<Record<string, unknown>> {
-  expect(response.status, await response.clone().text()).toBe(status);
-  expect(response.headers.get('cache-control')).toBe('no-store');
-  const body = await readError(response);
-  expect(body.error).toBe(code);
-  expect(body).not.toHaveProperty('access_token');
-  return body as unknown as Record<string, unknown>;
 }
 
 /** The newest record is a refused token exchange for `reason`. */
@@ -173,8 +111,6 @@ async function expectRefusedExchange(reason: string, target?: string): Promise<v
     ...(target !== undefined && { target }),
   });
 }
-
-const detailOf = (record: AuditEvent | undefined) => JSON.parse(record?.detail ?? 'null') as Record<string, unknown>;
 
 describe('POST /token: asking for an action that needs approval', () => {
   it('refuses it without a justification with invalid_scope, and opens no approval', async () => {
@@ -240,7 +176,7 @@ describe('POST /token: asking for an action that needs approval', () => {
   it('does not issue on the same request without approval_id once approved: it opens another approval', async () => {
     const pending = await openApproval();
     await approve(pending.id);
-    advance(INTERVAL);
+    clock.advance(INTERVAL);
     const again = await requestDisable(pending.task);
     const body = await expectError(again, 400, 'authorization_pending');
     expect(body.approval_id).not.toBe(pending.id);
@@ -251,24 +187,24 @@ describe('POST /token: asking for an action that needs approval', () => {
 describe('POST /token: polling an approval', () => {
   it('keeps answering authorization_pending, with the seconds left, until someone decides', async () => {
     const pending = await openApproval();
-    advance(INTERVAL);
+    clock.advance(INTERVAL);
     const first = await expectError(await poll(pending), 400, 'authorization_pending');
     expect(first).toMatchObject({ approval_id: pending.id, interval: INTERVAL, expires_in: EXPIRES_IN - INTERVAL });
     await expectRefusedExchange('approval_pending', `approval:${pending.id}`);
-    advance(60);
+    clock.advance(60);
     const second = await expectError(await poll(pending), 400, 'authorization_pending');
     expect(second).toMatchObject({ expires_in: EXPIRES_IN - INTERVAL - 60 });
   });
 
   it('tells an agent that polls sooner than the interval to slow down, with Retry-After', async () => {
     const pending = await openApproval();
-    advance(INTERVAL - 1);
+    clock.advance(INTERVAL - 1);
     const response = await poll(pending);
     expect(response.headers.get('retry-after')).toBe(String(INTERVAL));
     const body = await expectError(response, 400, 'slow_down');
     expect(body).toMatchObject({ approval_id: pending.id, interval: INTERVAL });
     await expectRefusedExchange('approval_poll_too_fast', `approval:${pending.id}`);
-    advance(1);
+    clock.advance(1);
     await expectError(await poll(pending), 400, 'authorization_pending');
     await expectError(await poll(pending), 400, 'slow_down');
   });
@@ -276,7 +212,7 @@ describe('POST /token: polling an approval', () => {
   it('does not hand over an approved approval to a poll that came too soon; the next one gets it', async () => {
     const pending = await openApproval();
     await approve(pending.id);
-    advance(1);
+    clock.advance(1);
     await expectError(await poll(pending), 400, 'slow_down');
     expect((await readApproval(pending.id)).status).toBe('approved');
     const { claims } = await collect(pending);
@@ -300,10 +236,10 @@ describe('POST /token: polling an approval', () => {
     expect(Number(claims.exp) - Number(claims.iat)).toBe(APPROVED_TTL);
     expect((await readApproval(pending.id)).status).toBe('collected');
 
-    advance(INTERVAL);
+    clock.advance(INTERVAL);
     await expectError(await poll(pending), 400, 'invalid_grant');
     await expectRefusedExchange('approval_used', `approval:${pending.id}`);
-    advance(60);
+    clock.advance(60);
     await expectError(await poll(pending), 400, 'invalid_grant');
     await expectRefusedExchange('approval_used');
   });
@@ -316,16 +252,16 @@ describe('POST /token: polling an approval', () => {
       status: 'denied',
       decisions: [{ by: 'demo-approver', decision: 'deny', reason: 'not the account in the ticket' }],
     });
-    advance(INTERVAL);
+    clock.advance(INTERVAL);
     await expectError(await poll(pending), 400, 'access_denied');
     await expectRefusedExchange('approval_denied', `approval:${pending.id}`);
-    advance(INTERVAL);
+    clock.advance(INTERVAL);
     await expectError(await poll(pending), 400, 'access_denied');
   });
 
   it('refuses an approval nobody decided in time with expired_token, and no one can decide it then', async () => {
     const pending = await openApproval();
-    advance(EXPIRES_IN);
+    clock.advance(EXPIRES_IN);
     await expectError(await poll(pending), 400, 'expired_token');
     await expectRefusedExchange('approval_expired', `approval:${pending.id}`);
     expect((await readApproval(pending.id)).status).toBe('expired');
@@ -343,7 +279,7 @@ describe('POST /token: polling an approval', () => {
   it('refuses an approved approval collected only after its expiry with expired_token', async () => {
     const pending = await openApproval();
     await approve(pending.id);
-    advance(EXPIRES_IN);
+    clock.advance(EXPIRES_IN);
     await expectError(await poll(pending), 400, 'expired_token');
     expect((await readApproval(pending.id)).status).toBe('expired');
   });
@@ -363,7 +299,7 @@ describe('POST /token: polling an approval', () => {
     async (_name, change) => {
       const pending = await openApproval();
       await approve(pending.id);
-      advance(INTERVAL);
+      clock.advance(INTERVAL);
       await expectError(await poll(pending, change(pending)), 400, 'invalid_grant');
       await expectRefusedExchange('approval_mismatch', `approval:${pending.id}`);
       expect((await readApproval(pending.id)).status).toBe('approved');
@@ -375,7 +311,7 @@ describe('POST /token: polling an approval', () => {
   it('holds a requested_ttl to what was asked: collected only with the same one, for a token of that lifetime', async () => {
     const pending = await openApproval(incidentTask(), { requested_ttl: 60 });
     await approve(pending.id);
-    advance(INTERVAL);
+    clock.advance(INTERVAL);
     await expectError(await poll(pending, { requested_ttl: undefined }), 400, 'invalid_grant');
     await expectRefusedExchange('approval_mismatch');
     await expectError(await poll(pending, { requested_ttl: APPROVED_TTL }), 400, 'invalid_grant');
@@ -398,7 +334,7 @@ describe('POST /token: polling an approval', () => {
     const pending = await openApproval();
     await approve(pending.id);
     const foreign = pending.id.replace(/\.demo-agent$/, '.release-bot');
-    advance(INTERVAL);
+    clock.advance(INTERVAL);
     await expectError(await poll(pending, { approval_id: foreign }), 400, 'invalid_grant');
     await expectRefusedExchange('approval_unknown');
     expect((await readApproval(pending.id)).status).toBe('approved');
@@ -555,45 +491,26 @@ describe('POST /admin/approvals/{id}: deciding', () => {
   });
 });
 
-// Cloudflare Access: the team, application audience and role rules of policies/admins.yaml.
-const TEAM_DOMAIN = 'https://acme.cloudflareaccess.com';
-const ACCESS_AUD = '4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2';
-const CERTS_URL = `${TEAM_DOMAIN}/cdn-cgi/access/certs`;
 const ACCESS_KID = 'approvals-test-access-key';
 
 describe('POST /admin/approvals/{id}: four-eyes, with approvers signed in through Cloudflare Access', () => {
-  let accessKey: CryptoKey;
-  let accessPublicJwk: JWK;
+  let team: AccessTeam;
 
   beforeAll(async () => {
-    const { privateKey, publicKey } = await generateKeyPair('RS256');
-    accessKey = privateKey;
-    accessPublicJwk = { ...(await exportJWK(publicKey)), kid: ACCESS_KID, alg: 'RS256', use: 'sig' };
+    team = await newAccessTeam(ACCESS_KID);
   });
 
   beforeEach(() => {
-    vi.spyOn(globalThis, 'fetch').mockImplementation(async (input) => {
-      const url = input instanceof Request ? input.url : String(input);
-      if (url !== CERTS_URL) throw new Error(`unexpected outbound fetch: ${url}`);
-      return Response.json({ keys: [accessPublicJwk] });
-    });
+    mockAccessCerts(team);
   });
 
-  function viaAccess(email: string): Promise<Record<string, string>> {
-    const now = nowSeconds();
-    return new SignJWT({ iss: TEAM_DOMAIN, aud: [ACCESS_AUD], email, sub: crypto.randomUUID(), type: 'app' })
-      .setProtectedHeader({ alg: 'RS256', kid: ACCESS_KID })
-      .setIssuedAt(now)
-      .setNotBefore(now)
-      .setExpirationTime(now + 600)
-      .sign(accessKey)
-      .then((jwt) => ({ 'cf-access-jwt-assertion': jwt }));
-  }
+  /** The headers of an approver signed in through Access as `email`. */
+  const viaAccessAs = async (email: string) => viaAccess(await signAccessJwt(team, email));
 
   it("refuses alice@example.com, the agent's owner, with 403 access_denied, and records why", async () => {
     const pending = await openApproval();
     const { response, audit } = await sendAudited(async () =>
-      decide(pending.id, { decision: 'approve', reason: 'my own agent, I know it' }, await viaAccess(OWNER)),
+      decide(pending.id, { decision: 'approve', reason: 'my own agent, I know it' }, await viaAccessAs(OWNER)),
     );
     await expectError(response, 403, 'access_denied');
     expect(audit).toMatchObject({
@@ -608,14 +525,14 @@ describe('POST /admin/approvals/{id}: four-eyes, with approvers signed in throug
     expect(detailOf(audit)).toMatchObject({ rule: 'four_eyes' });
     const approval = await readApproval(pending.id);
     expect([approval.status, approval.decisions]).toEqual(['pending', []]);
-    advance(INTERVAL);
+    clock.advance(INTERVAL);
     await expectError(await poll(pending), 400, 'authorization_pending');
   });
 
   it('lets erin@example.com, an approver of group security, approve; her email is on the token', async () => {
     const pending = await openApproval();
     const { response, audit } = await sendAudited(async () =>
-      decide(pending.id, { decision: 'approve', reason: 'checked INC-77' }, await viaAccess('erin@example.com')),
+      decide(pending.id, { decision: 'approve', reason: 'checked INC-77' }, await viaAccessAs('erin@example.com')),
     );
     expect(response.status, await response.clone().text()).toBe(200);
     expect(await response.json()).toMatchObject({
@@ -629,7 +546,11 @@ describe('POST /admin/approvals/{id}: four-eyes, with approvers signed in throug
 
   it('does not let an Access auditor decide', async () => {
     const pending = await openApproval();
-    const response = await decide(pending.id, { decision: 'approve', reason: 'r' }, await viaAccess('bob@example.com'));
+    const response = await decide(
+      pending.id,
+      { decision: 'approve', reason: 'r' },
+      await viaAccessAs('bob@example.com'),
+    );
     await expectError(response, 403, 'insufficient_scope');
     expect((await readApproval(pending.id)).status).toBe('pending');
   });
@@ -672,7 +593,7 @@ describe('GET /admin/approvals: reading and listing', () => {
 
   it('lists by status: pending by default, approved, denied, collected and expired', async () => {
     const expired = await openApproval();
-    advance(EXPIRES_IN - 300);
+    clock.advance(EXPIRES_IN - 300);
     const pending = await openApproval();
     const approved = await openApproval();
     await approve(approved.id);
@@ -681,7 +602,7 @@ describe('GET /admin/approvals: reading and listing', () => {
     const collected = await openApproval();
     await approve(collected.id);
     await collect(collected);
-    advance(300);
+    clock.advance(300);
 
     const expected: Record<string, Pending> = { pending, approved, denied, collected, expired };
     for (const [status, approval] of Object.entries(expected)) {
@@ -696,7 +617,7 @@ describe('GET /admin/approvals: reading and listing', () => {
 
   it('lists the newest approvals first, each in full', async () => {
     const older = await openApproval();
-    advance(1);
+    clock.advance(1);
     const newer = await openApproval();
     const response = await adminFetch('/admin/approvals?status=pending', { headers: bearer(creds.auditor) });
     const { approvals } = (await response.json()) as { approvals: ApprovalJson[] };
@@ -747,13 +668,7 @@ describe('a collected approval: audit, introspection, and a collection that fail
     const pending = await openApproval();
     await approve(pending.id);
     const { token } = await collect(pending);
-    const response = await exports.default.fetch(`${ISSUER}/introspect`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ token }),
-    });
-    expect(response.status).toBe(200);
-    expect(await response.json()).toMatchObject({
+    expect(await introspect(token)).toMatchObject({
       active: true,
       sub: DEMO_AGENT,
       aud: IAM,
@@ -770,7 +685,7 @@ describe('a collected approval: audit, introspection, and a collection that fail
       if (query.startsWith('insert into "audit_events"')) throw new Error('D1 unavailable');
       return prepare(query);
     });
-    advance(INTERVAL);
+    clock.advance(INTERVAL);
     await expectError(await poll(pending), 503, 'temporarily_unavailable');
     vi.restoreAllMocks();
 
@@ -782,7 +697,7 @@ describe('a collected approval: audit, introspection, and a collection that fail
 
     const { claims } = await collect(pending);
     expect(claims.approval).toEqual({ id: pending.id, by: 'demo-approver' });
-    advance(INTERVAL);
+    clock.advance(INTERVAL);
     await expectError(await poll(pending), 400, 'invalid_grant');
   });
 
@@ -797,7 +712,7 @@ describe('a collected approval: audit, introspection, and a collection that fail
       });
     expect((await killSwitch(true)).status).toBe(200);
     try {
-      advance(INTERVAL);
+      clock.advance(INTERVAL);
       await expectError(await poll(pending), 403, 'access_denied');
       await expectRefusedExchange('kill_switch_engaged');
     } finally {

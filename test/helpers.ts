@@ -1,10 +1,24 @@
 /**
- * Test helpers: attestations signed with the demo agent's key (or any key), and calls to the worker
- * running in this isolate with its real Durable Objects and local D1.
+ * Test helpers: attestations signed with the demo agent's key (or any key), calls to the worker running in
+ * this isolate with its real Durable Objects and local D1, the tokens it issues, the demo agent's Durable
+ * Object, a fake clock that only moves forward, step-up approvals, and the audit log.
  */
+import { evictDurableObject, runInDurableObject } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
-import { type CryptoKey, importJWK, type JWK, type JWTPayload, SignJWT } from 'jose';
+import {
+  base64url,
+  type CryptoKey,
+  decodeJwt,
+  decodeProtectedHeader,
+  generateKeyPair,
+  importJWK,
+  type JWK,
+  type JWTPayload,
+  SignJWT,
+} from 'jose';
+import { afterEach, beforeEach, expect, vi } from 'vitest';
 import demoKey from '../scripts/demo/demo-agent.private.jwk.json';
+import type { AgentState } from '../worker/agents/agent-state';
 import type { AuditEvent } from '../worker/audit/schema';
 
 export const ISSUER = env.ISSUER;
@@ -12,13 +26,35 @@ export const DEMO_AGENT = 'demo-agent';
 export const DEMO_KID = demoKey.kid;
 export const TICKETS = 'https://tickets.example.com';
 export const GRAPH = 'https://graph.example.com';
+export const IAM = 'https://iam.example.com';
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+/** The description of the demo agent's task in a default request. */
+export const TASK_DESCRIPTION = 'Summarise ticket T-1234 and post the summary as a comment';
+
+/** The time in epoch seconds (the fake time while `Date` is faked). */
+export const nowSeconds = (): number => Math.floor(Date.now() / 1000);
+
+// ---------------------------------------------------------------------------------------------------------
+// Attestations, and JWTs tampered with
 
 /** The demo agent's private key (committed, demo only) as a signing key. */
 export async function demoSigningKey(): Promise<CryptoKey> {
   const { _comment, ...jwk } = demoKey;
   return (await importJWK(jwk as JWK, 'ES256')) as CryptoKey;
+}
+
+/** The claims of a valid self-signed attestation of the demo agent at `now` (epoch seconds), with `overrides`. */
+export function demoClaims(overrides: JWTPayload = {}, now: number = nowSeconds()): JWTPayload {
+  return {
+    iss: DEMO_AGENT,
+    sub: DEMO_AGENT,
+    aud: ISSUER,
+    iat: now,
+    exp: now + 120,
+    jti: crypto.randomUUID(),
+    ...overrides,
+  };
 }
 
 export interface AttestationOptions {
@@ -34,22 +70,31 @@ export interface AttestationOptions {
 
 /** Signs an attestation; by default a fresh, valid self-signed assertion of the demo agent. */
 export async function attestation(options: AttestationOptions = {}): Promise<string> {
-  const now = options.now ?? Math.floor(Date.now() / 1000);
-  const defaults: JWTPayload = {
-    iss: DEMO_AGENT,
-    sub: DEMO_AGENT,
-    aud: ISSUER,
-    iat: now,
-    exp: now + 120,
-    jti: crypto.randomUUID(),
-  };
-  const payload: JWTPayload = { ...defaults, ...options.claims };
+  const payload = demoClaims(options.claims, options.now);
   for (const claim of options.omit ?? []) delete payload[claim];
   const alg = options.alg ?? 'ES256';
   return new SignJWT(payload)
     .setProtectedHeader({ alg, kid: DEMO_KID, ...options.header })
     .sign(options.key ?? (await demoSigningKey()));
 }
+
+/** Replaces the character at `index` of `value` (base64url, or any string) with a different one. */
+export function flipChar(value: string, index: number): string {
+  const replacement = value[index] === 'A' ? 'B' : 'A';
+  return `${value.slice(0, index)}${replacement}${value.slice(index + 1)}`;
+}
+
+/** The token's claims signed by a key the broker never published, under the broker's own `kid`. */
+export async function forgedCopy(token: string): Promise<string> {
+  const { privateKey } = await generateKeyPair('ES256');
+  const { kid } = decodeProtectedHeader(token);
+  return new SignJWT(decodeJwt(token))
+    .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', ...(kid !== undefined && { kid }) })
+    .sign(privateKey);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Requests to the worker, and its errors
 
 export interface ExchangeFields {
   grant_type?: string;
@@ -71,7 +116,7 @@ export async function exchangeFields(overrides: ExchangeFields = {}): Promise<Ex
     subject_token_type: JWT_TOKEN_TYPE,
     audience: TICKETS,
     scope: 'tickets:read tickets:comment',
-    task: { description: 'Summarise ticket T-1234 and post the summary as a comment' },
+    task: { description: TASK_DESCRIPTION },
     ...overrides,
   };
   for (const [name, value] of Object.entries(fields)) if (value === undefined) delete fields[name];
@@ -87,13 +132,13 @@ export function postJson(body: unknown, headers: Record<string, string> = {}): P
   });
 }
 
-/** POSTs a form-encoded body to `/token`; a `task` object is sent as a JSON string, as the spec says. */
-export function postForm(fields: ExchangeFields): Promise<Response> {
+/** POSTs form-encoded `fields` to `path` (`/token` by default); a `task` object goes as a JSON string, per the spec. */
+export function postForm(fields: ExchangeFields, path = '/token'): Promise<Response> {
   const form = new URLSearchParams();
   for (const [name, value] of Object.entries(fields)) {
     form.append(name, typeof value === 'string' ? value : JSON.stringify(value));
   }
-  return exports.default.fetch(`${ISSUER}/token`, {
+  return exports.default.fetch(`${ISSUER}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
     body: form.toString(),
@@ -119,6 +164,174 @@ export async function readError(response: Response): Promise<TokenError> {
   return body;
 }
 
+/** Checks an error answer: `status`, not cached, the OAuth error `code` and no token; returns its body. */
+export async function expectError(response: Response, status: number, code: string): Promise<Record<string, unknown>> {
+  expect(response.status, await response.clone().text()).toBe(status);
+  expect(response.headers.get('cache-control')).toBe('no-store');
+  const body = await readError(response);
+  expect(body.error).toBe(code);
+  expect(body).not.toHaveProperty('access_token');
+  return body as unknown as Record<string, unknown>;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Tokens the broker issues
+
+/** A token issued by {@link issue}, with the claims the tests look at. */
+export interface Issued {
+  token: string;
+  jti: string;
+  iat: number;
+  exp: number;
+  taskId: string;
+}
+
+/** Issues a token to the demo agent for `taskId` (a fresh task when none is given), asking for `ttl` if given. */
+export async function issue(taskId: string = crypto.randomUUID(), ttl?: number): Promise<Issued> {
+  const response = await exchange({
+    task: { description: TASK_DESCRIPTION, id: taskId },
+    ...(ttl !== undefined && { requested_ttl: ttl }),
+  });
+  expect(response.status, await response.clone().text()).toBe(200);
+  const token = ((await response.json()) as { access_token: string }).access_token;
+  const claims = decodeJwt(token);
+  return {
+    token,
+    jti: String(claims.jti),
+    iat: Number(claims.iat),
+    exp: Number(claims.exp),
+    taskId: (claims.task as { id: string }).id,
+  };
+}
+
+/** Introspects `token` in the RFC 7662 form encoding, checks the answer is a 200 not to cache, and returns it. */
+export async function introspect(token: string): Promise<Record<string, unknown>> {
+  const response = await postForm({ token }, '/introspect');
+  expect(response.status).toBe(200);
+  expect(response.headers.get('cache-control')).toBe('no-store');
+  return (await response.json()) as Record<string, unknown>;
+}
+
+/** The SHA-256 of `text`, base64url-encoded: the `hash` of a task with that description. */
+export async function sha256Base64url(text: string): Promise<string> {
+  return base64url.encode(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text))));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The agents' Durable Objects
+
+/** The stub of an agent's Durable Object (the demo agent's by default). */
+export const agentObject = (name: string = DEMO_AGENT) => env.AGENT_STATE.get(env.AGENT_STATE.idFromName(name));
+
+/** Evicts an agent's object (woken first) and checks a new instance follows: a full rate-limit bucket, same storage. */
+export async function evictAgentObject(name: string = DEMO_AGENT): Promise<void> {
+  const stub = agentObject(name);
+  const instances = new WeakSet<object>();
+  await runInDurableObject(stub, (instance: AgentState) => {
+    instances.add(instance);
+  });
+  await evictDurableObject(stub);
+  let recreated = false;
+  await runInDurableObject(stub, (instance: AgentState) => {
+    recreated = !instances.has(instance);
+  });
+  expect(recreated).toBe(true);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A fake clock
+
+/** A fake `Date` that never goes back, even across tests: each test starts it 5 s past where it stood (or later). */
+export interface ForwardClock {
+  /** The time it shows, in epoch milliseconds. */
+  readonly ms: number;
+  /** Moves the clock `seconds` on. */
+  advance(seconds: number): void;
+  /** Sets the clock to `ms`, in epoch milliseconds. */
+  set(ms: number): void;
+}
+
+/** Fakes `Date` in each test of the calling file, `leadMs` ahead of real time; call before the file's `beforeEach`. */
+export function useForwardClock(leadMs = 0): ForwardClock {
+  let ms = 0;
+  const set = (to: number): void => {
+    ms = to;
+    vi.setSystemTime(ms);
+  };
+  beforeEach(() => {
+    const from = Math.max(ms, Date.now() + leadMs) + 5_000;
+    vi.useFakeTimers({ toFake: ['Date'] });
+    set(from);
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  return {
+    get ms() {
+      return ms;
+    },
+    advance: (seconds) => set(ms + seconds * 1000),
+    set,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Step-up approvals: `iam:disable-user` on the IAM API needs one (policies/tessera.yaml)
+
+export const DISABLE_USER = 'iam:disable-user';
+/** An approval id: a UUID, a dot, and the agent it belongs to. */
+export const APPROVAL_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.demo-agent$/;
+
+export interface StepUpTask {
+  description: string;
+  id?: string;
+  justification?: string;
+}
+
+/** A fresh incident task that needs `iam:disable-user`, with a written justification. */
+export function incidentTask(overrides: Partial<StepUpTask> = {}): StepUpTask {
+  return {
+    description: 'Disable the account of j.doe, taken over in incident INC-77',
+    id: `inc-77-${crypto.randomUUID()}`,
+    justification: 'j.doe signed in from two continents within a minute; the SOC confirmed the takeover',
+    ...overrides,
+  };
+}
+
+/** Asks for `iam:disable-user` on the IAM API for `task` (a fresh attestation each time). */
+export function requestDisable(task: StepUpTask, extra: ExchangeFields = {}): Promise<Response> {
+  return exchange({ audience: IAM, scope: DISABLE_USER, task, ...extra });
+}
+
+/** An approval opened by {@link openApproval}. */
+export interface Pending {
+  id: string;
+  task: StepUpTask;
+  /** Other fields of the request that opened it (a `requested_ttl`), sent again on every poll. */
+  extra: ExchangeFields;
+  /** Epoch seconds at which it was opened. */
+  openedAt: number;
+}
+
+/** Opens an approval and checks the `authorization_pending` answer. */
+export async function openApproval(task: StepUpTask = incidentTask(), extra: ExchangeFields = {}): Promise<Pending> {
+  const openedAt = nowSeconds();
+  const response = await requestDisable(task, extra);
+  expect(response.status, await response.clone().text()).toBe(400);
+  const body = (await response.json()) as { error: string; approval_id: string };
+  expect(body.error).toBe('authorization_pending');
+  expect(body.approval_id).toMatch(APPROVAL_ID);
+  return { id: body.approval_id, task, extra, openedAt };
+}
+
+/** Polls: the same request again, with a fresh attestation and the approval id (and `overrides`). */
+export function poll(pending: Pending, overrides: ExchangeFields = {}): Promise<Response> {
+  return requestDisable(pending.task, { ...pending.extra, approval_id: pending.id, ...overrides });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The audit log
+
 /** Every audit record, oldest first, with columns in their D1 (snake_case) names mapped to the schema's. */
 export async function auditRecords(): Promise<AuditEvent[]> {
   const { results } = await env.AUDIT_DB.prepare('SELECT * FROM audit_events ORDER BY seq').all<
@@ -142,3 +355,7 @@ export async function lastAudit(): Promise<AuditEvent> {
   if (last === undefined) throw new Error('no audit record');
   return last;
 }
+
+/** A record's `detail`, parsed (null when there is no record or no detail). */
+export const detailOf = (record: AuditEvent | undefined) =>
+  JSON.parse(record?.detail ?? 'null') as Record<string, unknown>;

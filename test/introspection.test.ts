@@ -6,57 +6,35 @@
  * Every test runs on a frozen clock that only moves forward across the file (an agent-wide revocation
  * leaves a cut-off behind it), and starts with a fresh rate-limit bucket (the agent's object is evicted).
  */
-import { evictDurableObject } from 'cloudflare:test';
-import { env, exports } from 'cloudflare:workers';
-import { base64url, decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from 'jose';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { exports } from 'cloudflare:workers';
+import { base64url, decodeJwt, decodeProtectedHeader } from 'jose';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import creds from '../scripts/demo/admin-credentials.json';
 import { loadedPolicy } from '../worker/policy/loaded';
-import { attestation, DEMO_AGENT, exchange, ISSUER, readError, TICKETS } from './helpers';
+import {
+  agentObject,
+  attestation,
+  DEMO_AGENT,
+  evictAgentObject,
+  forgedCopy,
+  ISSUER,
+  type Issued,
+  introspect,
+  issue,
+  postForm,
+  readError,
+  TICKETS,
+  useForwardClock,
+} from './helpers';
 
 const { bundle } = loadedPolicy();
-const DESCRIPTION = 'Summarise ticket T-1234 and post the summary as a comment';
 
-const agentObject = () => env.AGENT_STATE.get(env.AGENT_STATE.idFromName(DEMO_AGENT));
-
-/** The fake clock, in epoch ms; it never goes back, even across tests. */
-let clock = 0;
-
-function setClock(ms: number): void {
-  clock = ms;
-  vi.setSystemTime(clock);
-}
+const clock = useForwardClock();
 
 beforeEach(async () => {
-  clock = Math.max(clock, Date.now()) + 5_000;
-  vi.useFakeTimers({ toFake: ['Date'] });
-  vi.setSystemTime(clock);
   // A fresh rate-limit bucket: an evicted object starts with a full one.
-  await agentObject().status();
-  await evictDurableObject(agentObject());
+  await evictAgentObject();
 });
-
-afterEach(() => {
-  vi.useRealTimers();
-});
-
-interface Issued {
-  token: string;
-  jti: string;
-  exp: number;
-  taskId: string;
-}
-
-async function issue(taskId: string = crypto.randomUUID(), ttl?: number): Promise<Issued> {
-  const response = await exchange({
-    task: { description: DESCRIPTION, id: taskId },
-    ...(ttl !== undefined && { requested_ttl: ttl }),
-  });
-  expect(response.status, await response.clone().text()).toBe(200);
-  const token = ((await response.json()) as { access_token: string }).access_token;
-  const claims = decodeJwt(token);
-  return { token, jti: String(claims.jti), exp: Number(claims.exp), taskId };
-}
 
 function request(path: string, init: { method?: string; body: unknown; headers?: Record<string, string> }) {
   return exports.default.fetch(`${ISSUER}${path}`, {
@@ -66,21 +44,8 @@ function request(path: string, init: { method?: string; body: unknown; headers?:
   });
 }
 
-function introspectForm(fields: Record<string, string>): Promise<Response> {
-  return exports.default.fetch(`${ISSUER}/introspect`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams(fields).toString(),
-  });
-}
-
-/** Introspects `token` in the RFC's form encoding and returns the answer. */
-async function introspect(token: string): Promise<Record<string, unknown>> {
-  const response = await introspectForm({ token });
-  expect(response.status).toBe(200);
-  expect(response.headers.get('cache-control')).toBe('no-store');
-  return (await response.json()) as Record<string, unknown>;
-}
+/** POSTs form-encoded `fields` to `/introspect`. */
+const introspectForm = (fields: Record<string, string>) => postForm(fields, '/introspect');
 
 function admin(path: string, body: unknown = { reason: 'incident INC-7' }, method = 'POST') {
   return request(path, { method, body, headers: { authorization: `Bearer ${creds.admin}` } });
@@ -104,20 +69,11 @@ function unsignedCopy(token: string): string {
   return `${base64url.encode(JSON.stringify(header))}.${payload}.`;
 }
 
-/** The token's claims signed by a key the broker never published, under the broker's own `kid`. */
-async function forgedCopy(token: string): Promise<string> {
-  const { privateKey } = await generateKeyPair('ES256');
-  const { kid } = decodeProtectedHeader(token);
-  return new SignJWT(decodeJwt(token))
-    .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', ...(kid !== undefined && { kid }) })
-    .sign(privateKey);
-}
-
 describe('POST /introspect: an active token (RFC 7662 §2.2)', () => {
   it('answers active with the token type and every claim of the token', async () => {
     const issued = await issue('task-introspect');
     const body = await introspect(issued.token);
-    const now = Math.floor(clock / 1000);
+    const now = Math.floor(clock.ms / 1000);
     expect(body).toEqual({
       active: true,
       token_type: 'Bearer',
@@ -153,7 +109,7 @@ describe('POST /introspect: an active token (RFC 7662 §2.2)', () => {
 
   it('is active until the second before the token expires', async () => {
     const issued = await issue(undefined, 60);
-    setClock((issued.exp - 1) * 1000);
+    clock.set((issued.exp - 1) * 1000);
     expect(await introspect(issued.token)).toMatchObject({ active: true, jti: issued.jti });
   });
 });
@@ -176,7 +132,7 @@ describe('POST /introspect: inactive tokens say nothing more', () => {
 
   it('answers inactive once the token has expired', async () => {
     const issued = await issue(undefined, 60);
-    setClock((issued.exp + bundle.settings.attestations.clockSkew + 1) * 1000);
+    clock.set((issued.exp + bundle.settings.attestations.clockSkew + 1) * 1000);
     expect(await introspect(issued.token)).toEqual({ active: false });
   });
 
@@ -184,7 +140,7 @@ describe('POST /introspect: inactive tokens say nothing more', () => {
   // its own clock, so no skew applies.
   it('answers inactive from the very second of its exp', async () => {
     const issued = await issue(undefined, 60);
-    setClock(issued.exp * 1000);
+    clock.set(issued.exp * 1000);
     expect(await introspect(issued.token)).toEqual({ active: false });
   });
 });

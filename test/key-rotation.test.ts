@@ -4,7 +4,7 @@ import { createLocalJWKSet, decodeProtectedHeader, errors, type JSONWebKeySet, j
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { TTL_CEILING_SECONDS } from '../worker/policy/bundle';
 import { loadedPolicy } from '../worker/policy/loaded';
-import { exchange, ISSUER, TICKETS } from './helpers';
+import { ISSUER, issue, TICKETS } from './helpers';
 
 const { settings } = loadedPolicy().bundle;
 const PERIOD = settings.signingKeys.rotationPeriod;
@@ -13,12 +13,6 @@ const keysObject = () => env.SIGNING_KEYS.get(env.SIGNING_KEYS.idFromName('globa
 
 async function jwks(): Promise<JSONWebKeySet> {
   return (await (await exports.default.fetch(`${ISSUER}/.well-known/jwks.json`)).json()) as JSONWebKeySet;
-}
-
-async function issue(ttl: number): Promise<string> {
-  const response = await exchange({ requested_ttl: ttl });
-  expect(response.status).toBe(200);
-  return ((await response.json()) as { access_token: string }).access_token;
 }
 
 afterEach(() => {
@@ -44,7 +38,7 @@ describe('signing key rotation', () => {
 
     // Just before the rotation: a 600 s token signed by the first key.
     vi.setSystemTime(start + (PERIOD - 10) * 1000);
-    const old = await issue(600);
+    const { token: old } = await issue(undefined, 600);
     expect(decodeProtectedHeader(old).kid).toBe(firstKid);
 
     // The rotation alarm fires: the next key signs, the first stays published, a new next key appears.
@@ -55,7 +49,7 @@ describe('signing key rotation', () => {
     expect(kids).toContain(firstKid);
     expect(kids).toContain(nextKid);
     expect(kids).toHaveLength(3);
-    const fresh = await issue(60);
+    const { token: fresh } = await issue(undefined, 60);
     expect(decodeProtectedHeader(fresh).kid).toBe(nextKid);
 
     // The old token still verifies against the published JWKS while it is live.

@@ -1,10 +1,21 @@
-import { evictDurableObject } from 'cloudflare:test';
-import { env, exports } from 'cloudflare:workers';
+import { exports } from 'cloudflare:workers';
 import { decodeJwt } from 'jose';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import creds from '../scripts/demo/admin-credentials.json';
 import { KILL_SWITCH_SHARDS, KillSwitchShard } from '../worker/control/kill-switch';
-import { auditRecords, DEMO_AGENT, exchange, exchangeFields, ISSUER, lastAudit, postJson, readError } from './helpers';
+import {
+  auditRecords,
+  DEMO_AGENT,
+  evictAgentObject,
+  exchange,
+  exchangeFields,
+  ISSUER,
+  introspect,
+  issue,
+  lastAudit,
+  postJson,
+  readError,
+} from './helpers';
 
 const ADMIN = { authorization: `Bearer ${creds.admin}`, 'content-type': 'application/json' };
 
@@ -23,21 +34,6 @@ async function killSwitchState(): Promise<Record<string, unknown>> {
   >;
 }
 
-async function introspect(token: string): Promise<{ active: boolean }> {
-  const response = await exports.default.fetch(`${ISSUER}/introspect`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ token }),
-  });
-  return (await response.json()) as { active: boolean };
-}
-
-async function issue(): Promise<string> {
-  const response = await exchange();
-  expect(response.status).toBe(200);
-  return ((await response.json()) as { access_token: string }).access_token;
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 afterEach(async () => {
@@ -47,7 +43,7 @@ afterEach(async () => {
 
 describe('PUT /admin/kill-switch: the global kill switch', () => {
   it('stops all issuance once engaged, and every token reads inactive until released', async () => {
-    const before = await issue();
+    const { token: before } = await issue();
     expect(await introspect(before)).toMatchObject({ active: true });
 
     const engaged = await setKillSwitch(true, 'suspected credential leak');
@@ -139,7 +135,7 @@ describe('the kill switch under concurrent load', () => {
 
   it('kills every token of an agent whose requests were in flight during an agent revoke', async () => {
     // The previous test drained the agent's rate-limit bucket; it lives in the object's memory.
-    await evictDurableObject(env.AGENT_STATE.get(env.AGENT_STATE.idFromName(DEMO_AGENT)));
+    await evictAgentObject();
     const bodies = await Promise.all(Array.from({ length: 16 }, () => exchangeFields()));
     let revokeAnswered = false;
     const flights: Promise<{ startedBeforeRevoke: boolean; response: Response }>[] = [];

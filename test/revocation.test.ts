@@ -7,94 +7,44 @@
  * leaves a cut-off (`revoked_before`) behind it, and a later test must not issue tokens under it by
  * accident. Each test also starts with a fresh rate-limit bucket (the agent's object is evicted).
  */
-import { evictDurableObject, runInDurableObject } from 'cloudflare:test';
-import { env, exports } from 'cloudflare:workers';
-import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from 'jose';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { runInDurableObject } from 'cloudflare:test';
+import { exports } from 'cloudflare:workers';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import creds from '../scripts/demo/admin-credentials.json';
 import type { AgentState } from '../worker/agents/agent-state';
 import { loadedPolicy } from '../worker/policy/loaded';
-import { DEMO_AGENT, exchange, ISSUER, lastAudit, readError, TICKETS } from './helpers';
+import {
+  agentObject,
+  DEMO_AGENT,
+  evictAgentObject,
+  exchange,
+  expectError,
+  forgedCopy,
+  ISSUER,
+  type Issued,
+  introspect,
+  issue,
+  lastAudit,
+  postForm,
+  TASK_DESCRIPTION,
+  TICKETS,
+  useForwardClock,
+} from './helpers';
 
 const { clockSkew } = loadedPolicy().bundle.settings.attestations;
 const OWNER = 'alice@example.com';
-const DESCRIPTION = 'Summarise ticket T-1234 and post the summary as a comment';
 
-const agentObject = () => env.AGENT_STATE.get(env.AGENT_STATE.idFromName(DEMO_AGENT));
-
-/** The fake clock, in epoch ms; it never goes back, even across tests. */
-let clock = 0;
-
-function advance(seconds: number): void {
-  clock += seconds * 1000;
-  vi.setSystemTime(clock);
-}
-
-/** Evicts the demo agent's object and checks that the next call really meets a new instance. */
-async function evictAgentObject(): Promise<void> {
-  const stub = agentObject();
-  const instances = new WeakSet<object>();
-  await runInDurableObject(stub, (instance: AgentState) => {
-    instances.add(instance);
-  });
-  await evictDurableObject(stub);
-  let recreated = false;
-  await runInDurableObject(stub, (instance: AgentState) => {
-    recreated = !instances.has(instance);
-  });
-  expect(recreated).toBe(true);
-}
+const clock = useForwardClock();
 
 beforeEach(async () => {
-  clock = Math.max(clock, Date.now()) + 5_000;
-  vi.useFakeTimers({ toFake: ['Date'] });
-  vi.setSystemTime(clock);
   await evictAgentObject();
 });
-
-afterEach(() => {
-  vi.useRealTimers();
-});
-
-interface Issued {
-  token: string;
-  jti: string;
-  iat: number;
-  exp: number;
-  taskId: string;
-}
-
-/** Issues a token to the demo agent for `taskId` (a fresh task when none is given). */
-async function issue(taskId: string = crypto.randomUUID(), ttl?: number): Promise<Issued> {
-  const response = await exchange({
-    task: { description: DESCRIPTION, id: taskId },
-    ...(ttl !== undefined && { requested_ttl: ttl }),
-  });
-  expect(response.status, await response.clone().text()).toBe(200);
-  const token = ((await response.json()) as { access_token: string }).access_token;
-  const claims = decodeJwt(token);
-  return {
-    token,
-    jti: String(claims.jti),
-    iat: Number(claims.iat),
-    exp: Number(claims.exp),
-    taskId: (claims.task as { id: string }).id,
-  };
-}
 
 function post(path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
   return exports.default.fetch(`${ISSUER}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: JSON.stringify(body),
-  });
-}
-
-function postForm(path: string, fields: Record<string, string>): Promise<Response> {
-  return exports.default.fetch(`${ISSUER}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams(fields).toString(),
   });
 }
 
@@ -107,9 +57,7 @@ function admin(path: string, body: unknown = { reason: 'incident INC-42' }, cred
 }
 
 async function isActive(token: string): Promise<boolean> {
-  const response = await post('/introspect', { token });
-  expect(response.status).toBe(200);
-  return ((await response.json()) as { active: boolean }).active;
+  return (await introspect(token)).active as boolean;
 }
 
 /** The jtis the agent's object holds as revoked, straight from its storage. */
@@ -120,21 +68,6 @@ function revokedJtis(): Promise<string[]> {
       .toArray()
       .map((row) => row.jti),
   );
-}
-
-/** The token's claims signed by a key the broker never published, under the broker's own `kid`. */
-async function forgedCopy(token: string): Promise<string> {
-  const { privateKey } = await generateKeyPair('ES256');
-  const { kid } = decodeProtectedHeader(token);
-  return new SignJWT(decodeJwt(token))
-    .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', ...(kid !== undefined && { kid }) })
-    .sign(privateKey);
-}
-
-async function expectError(response: Response, status: number, code: string): Promise<void> {
-  expect(response.status, await response.clone().text()).toBe(status);
-  expect(response.headers.get('cache-control')).toBe('no-store');
-  expect((await readError(response)).error).toBe(code);
 }
 
 /** The newest audit record is the admin call `event` by the demo admin on `target`, with its reason. */
@@ -167,8 +100,8 @@ describe('POST /revoke (RFC 7009)', () => {
   it('accepts the form encoding (RFC 7009 §2.1), with or without a token_type_hint', async () => {
     const plain = await issue();
     const hinted = await issue();
-    expect((await postForm('/revoke', { token: plain.token })).status).toBe(200);
-    expect((await postForm('/revoke', { token: hinted.token, token_type_hint: 'access_token' })).status).toBe(200);
+    expect((await postForm({ token: plain.token }, '/revoke')).status).toBe(200);
+    expect((await postForm({ token: hinted.token, token_type_hint: 'access_token' }, '/revoke')).status).toBe(200);
     expect(await isActive(plain.token)).toBe(false);
     expect(await isActive(hinted.token)).toBe(false);
   });
@@ -218,7 +151,7 @@ describe('POST /revoke (RFC 7009)', () => {
 
   it('answers 200 for an expired token and records nothing', async () => {
     const expired = await issue(undefined, 60);
-    advance(expired.exp - Math.floor(clock / 1000) + clockSkew + 1);
+    clock.advance(expired.exp - Math.floor(clock.ms / 1000) + clockSkew + 1);
 
     const response = await revoke(expired.token);
     expect(response.status).toBe(200);
@@ -247,8 +180,8 @@ describe('POST /revoke (RFC 7009)', () => {
       decision: 'refused',
       errorCode: 'invalid_request',
     });
-    await expectError(await postForm('/revoke', {}), 400, 'invalid_request');
-    await expectError(await postForm('/revoke', { token: '' }), 400, 'invalid_request');
+    await expectError(await postForm({}, '/revoke'), 400, 'invalid_request');
+    await expectError(await postForm({ token: '' }, '/revoke'), 400, 'invalid_request');
   });
 
   it("keeps a revocation when the agent's Durable Object is evicted", async () => {
@@ -295,7 +228,7 @@ describe('POST /tasks/{task_id}/complete', () => {
     const issued = await issue('task-closed');
     await complete('task-closed', issued.token);
 
-    const response = await exchange({ task: { description: DESCRIPTION, id: 'task-closed' } });
+    const response = await exchange({ task: { description: TASK_DESCRIPTION, id: 'task-closed' } });
     await expectError(response, 400, 'invalid_request');
     expect(await lastAudit()).toMatchObject({
       event: 'token.exchange',
@@ -314,7 +247,7 @@ describe('POST /tasks/{task_id}/complete', () => {
     await evictAgentObject();
 
     expect(await isActive(issued.token)).toBe(false);
-    const response = await exchange({ task: { description: DESCRIPTION, id: 'task-closed-durably' } });
+    const response = await exchange({ task: { description: TASK_DESCRIPTION, id: 'task-closed-durably' } });
     await expectError(response, 400, 'invalid_request');
   });
 
@@ -338,7 +271,7 @@ describe('POST /tasks/{task_id}/complete', () => {
 
   it('answers 401 for an expired token of the task', async () => {
     const expired = await issue('task-expired-credential', 60);
-    advance(expired.exp - Math.floor(clock / 1000) + clockSkew + 1);
+    clock.advance(expired.exp - Math.floor(clock.ms / 1000) + clockSkew + 1);
     const response = await complete('task-expired-credential', expired.token);
     await expectError(response, 401, 'invalid_token');
   });
@@ -372,13 +305,13 @@ describe('POST /admin/agents/{agent}/revoke', () => {
 
     const response = await admin(`/admin/agents/${DEMO_AGENT}/revoke`);
     expect(response.status).toBe(200);
-    const now = Math.floor(clock / 1000);
+    const now = Math.floor(clock.ms / 1000);
     expect(await response.json()).toEqual({
       agent: DEMO_AGENT,
       owner: OWNER,
       description: expect.any(String),
       suspended: false,
-      revoked_before: new Date(Math.ceil(clock / 1000 + 0.001) * 1000).toISOString(),
+      revoked_before: new Date(Math.ceil(clock.ms / 1000 + 0.001) * 1000).toISOString(),
       last_change: {
         action: 'revoke',
         by: 'demo-admin',
@@ -398,7 +331,7 @@ describe('POST /admin/agents/{agent}/revoke', () => {
   it('leaves tokens issued after the revocation alive', async () => {
     const old = await issue();
     expect((await admin(`/admin/agents/${DEMO_AGENT}/revoke`)).status).toBe(200);
-    advance(2);
+    clock.advance(2);
     const fresh = await issue();
     expect(await isActive(fresh.token)).toBe(true);
     expect(await isActive(old.token)).toBe(false);
@@ -434,7 +367,7 @@ describe('POST /admin/agents/{agent}/suspend and /resume', () => {
       agent: DEMO_AGENT,
       owner: OWNER,
       suspended: true,
-      revoked_before: new Date(Math.ceil(clock / 1000 + 0.001) * 1000).toISOString(),
+      revoked_before: new Date(Math.ceil(clock.ms / 1000 + 0.001) * 1000).toISOString(),
       last_change: { action: 'suspend', by: 'demo-admin', reason: 'incident INC-42' },
     });
     await expectAdminAudit('admin.agent.suspend', `agent:${DEMO_AGENT}`);
@@ -448,7 +381,7 @@ describe('POST /admin/agents/{agent}/suspend and /resume', () => {
       tokenJti: null,
     });
     // A suspension is not a cut-off: it holds however long after it the agent asks.
-    advance(60);
+    clock.advance(60);
     await expectError(await exchange(), 403, 'access_denied');
   });
 
@@ -469,14 +402,14 @@ describe('POST /admin/agents/{agent}/suspend and /resume', () => {
   it('keeps a suspension when the agent object is evicted', async () => {
     await admin(`/admin/agents/${DEMO_AGENT}/suspend`);
     await evictAgentObject();
-    advance(2);
+    clock.advance(2);
     await expectError(await exchange(), 403, 'access_denied');
   });
 
   it('resumes: /token works again, but the tokens the suspension revoked stay inactive', async () => {
     const held = await issue();
     await admin(`/admin/agents/${DEMO_AGENT}/suspend`);
-    advance(2);
+    clock.advance(2);
 
     const response = await admin(`/admin/agents/${DEMO_AGENT}/resume`, { reason: 'false alarm' });
     expect(response.status).toBe(200);
@@ -532,7 +465,7 @@ describe('POST /admin/tasks/{task_id}/revoke', () => {
     expect(await isActive(second.token)).toBe(false);
     expect(await isActive(other.token)).toBe(true);
     await expectError(
-      await exchange({ task: { description: DESCRIPTION, id: 'task-admin-task' } }),
+      await exchange({ task: { description: TASK_DESCRIPTION, id: 'task-admin-task' } }),
       400,
       'invalid_request',
     );

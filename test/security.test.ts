@@ -2,8 +2,6 @@
  * Security failure cases of `POST /token`: every way an attestation or a request can be bad must be
  * refused with the spec's status and OAuth code, audited with its tagged reason, and issue no token.
  */
-import { evictDurableObject, runInDurableObject } from 'cloudflare:test';
-import { env } from 'cloudflare:workers';
 import {
   base64url,
   type CryptoKey,
@@ -23,11 +21,14 @@ import {
   auditRecords,
   DEMO_AGENT,
   DEMO_KID,
+  demoClaims,
+  evictAgentObject,
   exchange,
   exchangeFields,
+  flipChar,
   GRAPH,
-  ISSUER,
   lastAudit,
+  nowSeconds,
   postJson,
   readError,
   TICKETS,
@@ -40,8 +41,6 @@ const GITHUB_ISS = 'https://token.actions.githubusercontent.com';
 const GITHUB_JWKS = 'https://token.actions.githubusercontent.com/.well-known/jwks';
 const SPIRE_ISS = 'https://spire.acme.example';
 const SPIRE_JWKS = 'https://spire.acme.example/keys';
-
-const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 async function grantedCount(): Promise<number> {
   return (await auditRecords()).filter((record) => record.decision === 'granted').length;
@@ -97,27 +96,7 @@ async function expectGranted(response: Response): Promise<TokenResponse> {
   return body;
 }
 
-/** The demo agent's default claims, for attestations built by hand. */
-function demoClaims(overrides: JWTPayload = {}): JWTPayload {
-  const now = nowSeconds();
-  return {
-    iss: DEMO_AGENT,
-    sub: DEMO_AGENT,
-    aud: ISSUER,
-    iat: now,
-    exp: now + 120,
-    jti: crypto.randomUUID(),
-    ...overrides,
-  };
-}
-
 const encodeJson = (value: unknown) => base64url.encode(JSON.stringify(value));
-
-/** Replaces one character of a base64url string with a different one. */
-function flipChar(value: string, index: number): string {
-  const replacement = value[index] === 'A' ? 'B' : 'A';
-  return `${value.slice(0, index)}${replacement}${value.slice(index + 1)}`;
-}
 
 /** The demo agent's registered public key, as anyone reading `policies/agents.yaml` has it. */
 function demoPublicJwk(): JWK {
@@ -215,17 +194,7 @@ describe('POST /token: attestation replay (jti)', () => {
     const subject_token = await attestation();
     await expectGranted(await exchange({ subject_token }));
 
-    const stub = env.AGENT_STATE.get(env.AGENT_STATE.idFromName(DEMO_AGENT));
-    const instances = new WeakSet<object>();
-    await runInDurableObject(stub, (instance) => {
-      instances.add(instance);
-    });
-    await evictDurableObject(stub);
-    let recreated = false;
-    await runInDurableObject(stub, (instance) => {
-      recreated = !instances.has(instance);
-    });
-    expect(recreated).toBe(true);
+    await evictAgentObject();
 
     await expectRefused(() => exchange({ subject_token }), invalidGrant('replayed'));
   });

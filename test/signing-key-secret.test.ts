@@ -2,20 +2,19 @@ import { env } from 'cloudflare:workers';
 import { createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { publishedJwks, signingKey } from '../worker/keys/signing';
+import { nowSeconds } from './helpers';
 
 async function privateJwk(kid: string) {
   const { privateKey } = await generateKeyPair('ES256', { extractable: true });
   return { ...(await exportJWK(privateKey)), kid };
 }
 
-const now = () => Math.floor(Date.now() / 1000);
-
 describe('signing with a key imported from the SIGNING_KEY secret', () => {
   it('signs with the secret key and publishes only its public part', async () => {
     const jwk = await privateJwk('imported-1');
     const withSecret = { ...env, SIGNING_KEY: JSON.stringify(jwk) };
 
-    const key = await signingKey(withSecret, now());
+    const key = await signingKey(withSecret, nowSeconds());
     expect(key.kid).toBe('imported-1');
     const jwks = await publishedJwks(withSecret);
     expect(jwks.keys).toEqual([
@@ -30,7 +29,7 @@ describe('signing with a key imported from the SIGNING_KEY secret', () => {
     const { d: _private, ...publicOnly } = await privateJwk('public-only');
     const { kid: _kid, ...noKid } = await privateJwk('x');
     for (const secret of [JSON.stringify(publicOnly), JSON.stringify(noKid), 'not json']) {
-      await expect(signingKey({ ...env, SIGNING_KEY: secret }, now())).rejects.toThrow();
+      await expect(signingKey({ ...env, SIGNING_KEY: secret }, nowSeconds())).rejects.toThrow();
     }
   });
 });

@@ -13,6 +13,7 @@ import {
   postForm,
   postJson,
   readError,
+  sha256Base64url,
   TICKETS,
   TOKEN_EXCHANGE,
 } from './helpers';
@@ -29,14 +30,6 @@ interface TokenResponse {
 async function brokerJwks() {
   const response = await exports.default.fetch(`${ISSUER}/.well-known/jwks.json`);
   return createLocalJWKSet((await response.json()) as JSONWebKeySet);
-}
-
-async function sha256Base64url(text: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)));
-  return btoa(String.fromCharCode(...digest))
-    .replace(/\+/g, '-')
-    .replace(/\//g, '_')
-    .replace(/=+$/, '');
 }
 
 describe('POST /token: RFC 8693 token exchange', () => {

@@ -27,7 +27,7 @@ import { deliverDue, NOTIFICATIONS_TABLE, queueNotification } from './notificati
  */
 const CLOCK_MARGIN_SECONDS = 60;
 /** How long a finished task is remembered: its tokens are dead, and its id is not issued again. */
-export const FINISHED_TASK_RETENTION_SECONDS = 24 * 3600;
+const FINISHED_TASK_RETENTION_SECONDS = 24 * 3600;
 /** How long a decided or expired approval stays readable after its expiry. */
 const APPROVAL_RETENTION_SECONDS = 24 * 3600;
 

@@ -22,7 +22,7 @@ export interface KillSwitchState {
   at: number | null;
 }
 
-export const RELEASED: KillSwitchState = { engaged: false, version: 0, reason: null, by: null, at: null };
+const RELEASED: KillSwitchState = { engaged: false, version: 0, reason: null, by: null, at: null };
 
 const STATE_KEY = 'state';
 

@@ -8,7 +8,7 @@ import { type AuditDraft, writeAudit } from '../audit/store';
 import { refuse } from '../core/errors';
 import { loadedPolicy } from '../policy/loaded';
 
-export type AuditedEnv = { Bindings: Env; Variables: { audit: AuditDraft } };
+type AuditedEnv = { Bindings: Env; Variables: { audit: AuditDraft } };
 
 /** Opens the audit record for `event` with the request's origin. */
 export function startAudit(event: string) {

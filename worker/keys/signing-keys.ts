@@ -32,7 +32,7 @@ export interface PublishedJwks {
   nextChange: number;
 }
 
-export function rotationConfig(bundle: PolicyBundle): RotationConfig {
+function rotationConfig(bundle: PolicyBundle): RotationConfig {
   return {
     period: bundle.settings.signingKeys.rotationPeriod,
     retention: TTL_CEILING_SECONDS + bundle.settings.attestations.clockSkew,

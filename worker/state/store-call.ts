@@ -5,7 +5,7 @@
 import { refuse } from '../core/errors';
 
 /** How long a request waits for a Durable Object before refusing with 503. */
-export const STORE_DEADLINE_MS = 3000;
+const STORE_DEADLINE_MS = 3000;
 
 /**
  * @throws {BrokerError} `store_unavailable` (503) naming the store, when the call fails or is too slow.
