@@ -3,7 +3,7 @@ import creds from '../scripts/demo/admin-credentials.json';
 import { matchAdminCredential } from '../worker/admin/credentials';
 import type { AuditEvent } from '../worker/audit/schema';
 import { newAdminCredential, parseAdminCredential, secretHash } from '../worker/core/admin-credential';
-import app from '../worker/index';
+import { app } from '../worker/index';
 import type { AdminCredential, AdminRole } from '../worker/policy/bundle';
 import { loadedPolicy } from '../worker/policy/loaded';
 import {
@@ -116,6 +116,12 @@ const ROUTES: Record<string, AdminRoute> = {
     method: 'GET',
     path: () => '/admin/audit?limit=1',
     event: 'admin.audit.read',
+    roles: ['admin', 'auditor'],
+  },
+  'GET /admin/audit/verify': {
+    method: 'GET',
+    path: () => '/admin/audit/verify',
+    event: 'admin.audit.verify',
     roles: ['admin', 'auditor'],
   },
   'GET /admin/approvals': {

@@ -1,5 +1,6 @@
 /**
- * Tessera: the Worker's wiring. Routes, the error handler, and the Durable Object classes wrangler binds.
+ * Tessera: the Worker's wiring. Routes, the error handler, the cron trigger, and the Durable Object classes
+ * wrangler binds.
  */
 import { Hono } from 'hono';
 import { refuse } from './core/errors';
@@ -12,7 +13,8 @@ import { introspectionRoutes } from './routes/introspection';
 import { revocationRoutes } from './routes/revocation';
 import { tokenRoutes } from './routes/token';
 
-const app = new Hono<AppEnv>();
+/** The HTTP routes; the default export adds the cron trigger. */
+export const app = new Hono<AppEnv>();
 app.route('/', discoveryRoutes);
 app.route('/', tokenRoutes);
 app.route('/', revocationRoutes);
@@ -22,7 +24,18 @@ app.route('/', approvalRoutes);
 app.notFound(() => errorResponse(refuse('not_found')));
 app.onError(handleError);
 
-export default app;
+export default {
+  fetch: app.fetch,
+  /** The cron trigger: seal new audit records into the hash chain. */
+  async scheduled(_controller, env, ctx) {
+    ctx.waitUntil(
+      env.AUDIT_SEALER.get(env.AUDIT_SEALER.idFromName('global'))
+        .seal()
+        .then(() => undefined),
+    );
+  },
+} satisfies ExportedHandler<Env>;
 export { AgentState } from './agents/agent-state';
+export { AuditSealer } from './audit/sealer';
 export { KillSwitchControl, KillSwitchShard } from './control/kill-switch';
 export { SigningKeys } from './keys/signing-keys';

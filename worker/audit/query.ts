@@ -2,10 +2,10 @@
  * Reading the audit log: filters, newest first, cursor pagination (`GET /admin/audit`), and the lookups
  * admins need to act on what it shows (a token's agent, a task's agents).
  */
-import { and, desc, eq, getTableColumns, gte, lt, lte, type SQL } from 'drizzle-orm';
+import { and, desc, eq, getTableColumns, gte, inArray, lt, lte, type SQL } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/d1';
 import { z } from 'zod';
-import { type AuditEvent, auditEvents } from './schema';
+import { type AuditEvent, auditEvents, auditSeals } from './schema';
 
 export const AuditQuery = z.strictObject({
   agent: z.string().min(1).max(128).optional(),
@@ -30,19 +30,28 @@ export type AuditQuery = z.infer<typeof AuditQuery>;
 
 const COLUMNS = Object.entries(getTableColumns(auditEvents)).map(([field, column]) => [field, column.name] as const);
 
-/** A record as the API shows it: D1 column names, `detail` parsed. */
-export function auditRecordJson(record: AuditEvent): Record<string, unknown> {
+/** A record as the API shows it: D1 column names, `detail` parsed, and its seal (null until sealed). */
+export function auditRecordJson(
+  record: AuditEvent,
+  seal?: { prevHash: string; hash: string },
+): Record<string, unknown> {
   const json: Record<string, unknown> = {};
   for (const [field, column] of COLUMNS) json[column] = record[field as keyof AuditEvent];
   json.detail = record.detail === null ? null : JSON.parse(record.detail);
+  json.prev_hash = seal?.prevHash ?? null;
+  json.hash = seal?.hash ?? null;
   return json;
 }
 
-/** One page of records matching `query`, newest first, and the cursor of the next page (null at the end). */
-export async function listAudit(
-  db: D1Database,
-  query: AuditQuery,
-): Promise<{ records: AuditEvent[]; nextCursor: string | null }> {
+export interface AuditPage {
+  records: AuditEvent[];
+  /** The seals of the page's sealed records, by `seq`. */
+  seals: Map<number, { prevHash: string; hash: string }>;
+  nextCursor: string | null;
+}
+
+/** One page of records matching `query`, newest first, their seals, and the next page's cursor (null at the end). */
+export async function listAudit(db: D1Database, query: AuditQuery): Promise<AuditPage> {
   const conditions: SQL[] = [];
   if (query.agent !== undefined) conditions.push(eq(auditEvents.agent, query.agent));
   if (query.task !== undefined) conditions.push(eq(auditEvents.taskId, query.task));
@@ -59,7 +68,23 @@ export async function listAudit(
     .limit(query.limit + 1);
   const records = rows.slice(0, query.limit);
   const last = records.at(-1);
-  return { records, nextCursor: rows.length > query.limit && last !== undefined ? String(last.seq) : null };
+  const sealRows =
+    records.length === 0
+      ? []
+      : await drizzle(db)
+          .select()
+          .from(auditSeals)
+          .where(
+            inArray(
+              auditSeals.seq,
+              records.map((record) => record.seq),
+            ),
+          );
+  return {
+    records,
+    seals: new Map(sealRows.map((seal) => [seal.seq, { prevHash: seal.prevHash, hash: seal.hash }])),
+    nextCursor: rows.length > query.limit && last !== undefined ? String(last.seq) : null,
+  };
 }
 
 /** The agent and expiry of an issued token, from its grant record. */

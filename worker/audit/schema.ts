@@ -58,3 +58,15 @@ export const auditEvents = sqliteTable(
 
 export type AuditEvent = typeof auditEvents.$inferSelect;
 export type NewAuditEvent = typeof auditEvents.$inferInsert;
+
+/**
+ * The hash chain over `audit_events`, one seal per record in `seq` order, written by the `AuditSealer`
+ * object off the request path: `hash` = SHA-256 of `prev_hash` and the record's canonical JSON.
+ * Append-only like the records it seals.
+ */
+export const auditSeals = sqliteTable('audit_seals', {
+  /** The sealed record's `seq`. */
+  seq: integer('seq').primaryKey(),
+  prevHash: text('prev_hash').notNull(),
+  hash: text('hash').notNull(),
+});

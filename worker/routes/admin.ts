@@ -7,6 +7,7 @@ import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { type AdminEnv, requireRole } from '../admin/auth';
 import type { AgentStatus } from '../agents/agent-state';
+import { verifyChain } from '../audit/chain';
 import { AuditQuery, agentsOfTask, auditRecordJson, findIssuedToken, listAudit } from '../audit/query';
 import { KILL_SWITCH_SHARDS, type KillSwitchReport } from '../control/kill-switch';
 import { refuse } from '../core/errors';
@@ -19,7 +20,7 @@ import { loadedPolicy } from '../policy/loaded';
 import { agentStub } from '../state/gates';
 import { callStore } from '../state/store-call';
 
-/** An engage or release waits this long for all shards before answering 503 (repeat it to complete it). */
+/** An engage or release waits this long for all shards before answering 503 (repeat it to complete it); a chain check as long. */
 const KILL_SWITCH_DEADLINE_MS = 15_000;
 
 const Reason = z.string().trim().min(1, 'a reason is required').max(1000);
@@ -178,6 +179,16 @@ adminRoutes.post(
   },
 );
 
+adminRoutes.get('/admin/audit/verify', startAudit('admin.audit.verify'), requireRole('admin', 'auditor'), async (c) => {
+  const sealer = c.env.AUDIT_SEALER.get(c.env.AUDIT_SEALER.idFromName('global'));
+  // Seal what is new first; a seal that no longer matches its record stops the sealer, and the check
+  // below then reports where, against the head anchored so far.
+  const head = await sealer.seal().catch(() => callStore('audit_sealer', () => sealer.head()));
+  const report = await callStore('audit_log', () => verifyChain(c.env.AUDIT_DB, head), KILL_SWITCH_DEADLINE_MS);
+  c.var.audit.details = { valid: report.valid, records: report.records, problems: report.problems.length };
+  return done(c, { valid: report.valid, records: report.records, head: report.head, problems: report.problems });
+});
+
 adminRoutes.get('/admin/audit', startAudit('admin.audit.read'), requireRole('admin', 'auditor'), async (c) => {
   const query = AuditQuery.safeParse(c.req.query());
   if (!query.success) {
@@ -186,5 +197,8 @@ adminRoutes.get('/admin/audit', startAudit('admin.audit.read'), requireRole('adm
   }
   c.var.audit.details = { query: query.data };
   const page = await callStore('audit_log', () => listAudit(c.env.AUDIT_DB, query.data));
-  return done(c, { records: page.records.map(auditRecordJson), next_cursor: page.nextCursor });
+  return done(c, {
+    records: page.records.map((record) => auditRecordJson(record, page.seals.get(record.seq))),
+    next_cursor: page.nextCursor,
+  });
 });
