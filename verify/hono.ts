@@ -1,0 +1,102 @@
+/**
+ * `requireAgent`: Hono middleware that lets a request through only with a valid Tessera token granting the
+ * route's actions, and answers RFC 6750 / RFC 9449 challenges otherwise. Hono is needed only for types.
+ */
+import type { Context, MiddlewareHandler } from 'hono';
+import { DPOP_ALGORITHMS } from './dpop.ts';
+import { VerifyError } from './errors.ts';
+import { type AgentTokenClaims, type VerifyAgentTokenOptions, verifyAgentToken } from './token.ts';
+
+/** What `requireAgent` sets on the context: `c.get('agent')`. */
+export type AgentVariables = { agent: AgentTokenClaims };
+
+export type RequireAgentOptions = Omit<VerifyAgentTokenOptions, 'dpop' | 'now'> & {
+  /** The `realm` of the challenge; default the audience. */
+  realm?: string;
+  /**
+   * The URL clients call, when it differs from the one the Worker sees (behind a proxy): a proof's
+   * `htu` must match it. Default `c.req.url`.
+   */
+  publicUrl?: (c: Context) => string;
+};
+
+type Credential = { scheme: 'Bearer' | 'DPoP'; token: string } | undefined;
+
+/** `Authorization: Bearer <token>` (RFC 6750 §2.1) or `DPoP <token>` (RFC 9449 §7.1). */
+function credential(header: string | undefined): Credential | 'malformed' {
+  if (header === undefined || header === '') return undefined;
+  const match = /^(Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(header);
+  if (match === null) return 'malformed';
+  return { scheme: match[1]?.toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer', token: match[2] as string };
+}
+
+function quoted(value: string): string {
+  return `"${value.replace(/["\\]/g, '')}"`;
+}
+
+function refusal(error: VerifyError, realm: string, dpopChallenge: boolean): Response {
+  const params = [`realm=${quoted(realm)}`];
+  if (error.error !== undefined)
+    params.push(`error=${quoted(error.error)}`, `error_description=${quoted(error.message)}`);
+  const challenge = dpopChallenge
+    ? `DPoP ${params.join(', ')}, algs=${quoted(DPOP_ALGORITHMS.join(' '))}`
+    : `Bearer ${params.join(', ')}`;
+  const body =
+    error.status === 503
+      ? { error: 'temporarily_unavailable', error_description: 'cannot verify the token now' }
+      : { error: error.error ?? 'invalid_request', error_description: error.message };
+  return Response.json(body, {
+    status: error.status,
+    headers: { 'WWW-Authenticate': challenge, 'Cache-Control': 'no-store' },
+  });
+}
+
+/**
+ * Requires a Tessera access token for `audience` granting every action in `actions`; sets the verified
+ * claims as `c.get('agent')`. Refuses with `401` (no or bad token, bad DPoP proof), `403` (an action is
+ * missing) or `503` (the broker's keys or introspection did not answer), each with a `WWW-Authenticate`
+ * challenge.
+ *
+ * @example
+ * const app = new Hono<{ Variables: AgentVariables }>();
+ * app.post(
+ *   '/tickets/:id/comments',
+ *   requireAgent({ issuer: 'https://tessera.example.com', audience: 'https://tickets.example.com', actions: ['tickets:comment'] }),
+ *   (c) => c.json({ by: c.get('agent').sub, task: c.get('agent').task.id }),
+ * );
+ *
+ * @throws {TypeError} at creation when `issuer` or `audience` is missing.
+ */
+export function requireAgent(options: RequireAgentOptions): MiddlewareHandler<{ Variables: AgentVariables }> {
+  if (typeof options.issuer !== 'string' || options.issuer === '') throw new TypeError('issuer is required');
+  if (typeof options.audience !== 'string' || options.audience === '') throw new TypeError('audience is required');
+  const { realm = options.audience, publicUrl, ...verifyOptions } = options;
+
+  return async function requireAgentToken(c, next) {
+    const presented = credential(c.req.header('authorization'));
+    const dpopChallenge = presented !== 'malformed' && presented?.scheme === 'DPoP';
+    if (presented === undefined || presented === 'malformed') {
+      const error =
+        presented === undefined
+          ? new VerifyError('missing_token', 'a token is required')
+          : new VerifyError('malformed', 'the Authorization header is not a Bearer or DPoP token');
+      return refusal(error, realm, options.requireDpop === true);
+    }
+    const proof = c.req.header('dpop');
+    try {
+      // A JWT has no comma: one that does is several DPoP headers joined, which RFC 9449 §4.3 refuses.
+      if (proof?.includes(',')) throw new VerifyError('dpop_invalid', 'more than one DPoP header');
+      const claims = await verifyAgentToken(presented.token, {
+        ...verifyOptions,
+        ...(presented.scheme === 'DPoP' && {
+          dpop: { proof, method: c.req.method, url: publicUrl?.(c) ?? c.req.url },
+        }),
+      });
+      c.set('agent', claims);
+    } catch (error) {
+      if (!(error instanceof VerifyError)) throw error;
+      return refusal(error, realm, dpopChallenge || options.requireDpop === true || error.code === 'dpop_required');
+    }
+    await next();
+  };
+}
