@@ -38,6 +38,13 @@ const SettingsFile = z.strictObject({
     poll_interval: Seconds.max(60),
     webhook: z.url({ protocol: /^https?$/ }).optional(),
   }),
+  dpop: z
+    .strictObject({
+      proof_max_age: Seconds.max(300).default(60),
+      nonce: z.boolean().default(false),
+      required_audiences: z.array(z.string().min(1)).default([]),
+    })
+    .default({ proof_max_age: 60, nonce: false, required_audiences: [] }),
 });
 
 const AgentsFile = z.strictObject({
@@ -49,6 +56,7 @@ const AgentsFile = z.strictObject({
       labels: z.array(z.string().min(1)).default([]),
       demo: z.boolean().default(false),
       rate_limit: RateLimitFile.optional(),
+      require_dpop: z.boolean().default(false),
       attestation: z.union([
         z.strictObject({ self_signed: z.strictObject({ keys: Jwks.shape.keys }) }),
         z.strictObject({ issuer: z.string().min(1), subject: z.string().min(1), claims: Claims }),
@@ -331,6 +339,7 @@ export async function compilePolicies(dir: string, options: CompileOptions = {})
       demo: agent.demo,
       attestation,
       ...(agent.rate_limit && { rateLimit: { perMinute: agent.rate_limit.per_minute, burst: agent.rate_limit.burst } }),
+      ...(agent.require_dpop && { requireDpop: true }),
     };
   }
 
@@ -383,6 +392,11 @@ export async function compilePolicies(dir: string, options: CompileOptions = {})
         expiresIn: s.approvals.expires_in,
         pollInterval: s.approvals.poll_interval,
         ...(s.approvals.webhook !== undefined && { webhook: s.approvals.webhook }),
+      },
+      dpop: {
+        maxAge: s.dpop.proof_max_age,
+        nonce: s.dpop.nonce,
+        requiredAudiences: s.dpop.required_audiences,
       },
     },
     agents,

@@ -30,6 +30,8 @@ const CLOCK_MARGIN_SECONDS = 60;
 const FINISHED_TASK_RETENTION_SECONDS = 24 * 3600;
 /** How long a decided or expired approval stays readable after its expiry. */
 const APPROVAL_RETENTION_SECONDS = 24 * 3600;
+/** A DPoP nonce is handed out for this long, and accepted for up to twice as long (RFC 9449 §8). */
+const DPOP_NONCE_LIFETIME_SECONDS = 300;
 
 export interface AdmitRequest {
   /** Issuer and `jti` of the attestation: accepted once. */
@@ -40,11 +42,14 @@ export interface AdmitRequest {
   rateLimit: RateLimit;
   /** Polling a step-up approval (CIBA): its id and the exact terms asked for. */
   approval?: { id: string; terms: ApprovalTerms };
+  /** The request's DPoP proof: its id is accepted once; with `requireNonce`, its nonce must be ours. */
+  dpop?: { replayKey: string; replayUntil: number; nonce: string | undefined; requireNonce: boolean };
 }
 
 export type AdmitResult =
-  | { admitted: true; approval?: PollOutcome | { status: 'unknown' } }
-  | { admitted: false; reason: 'replayed' | 'suspended' | 'task_finished' }
+  | { admitted: true; approval?: PollOutcome | { status: 'unknown' }; dpopNonce?: string }
+  | { admitted: false; reason: 'replayed' | 'suspended' | 'task_finished' | 'dpop_replayed' }
+  | { admitted: false; reason: 'dpop_nonce'; dpopNonce: string }
   | { admitted: false; reason: 'rate_limited'; retryAfter: number };
 
 export interface AgentStatus {
@@ -80,6 +85,8 @@ export class AgentState extends DurableObject<Env> {
   #status: AgentStatus = NO_STATUS;
   /** The rate-limit bucket lives in memory: an evicted object starts again with a full bucket. */
   #bucket: Bucket | undefined;
+  /** DPoP nonces live in memory too: after an eviction, an agent's next proof is asked for the new one. */
+  #nonces: { current: string; previous: string | undefined; issuedAt: number } | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -120,28 +127,53 @@ export class AgentState extends DurableObject<Env> {
     return undefined;
   }
 
+  /** The nonce to hand out now, rotated every {@link DPOP_NONCE_LIFETIME_SECONDS}; the previous one still counts. */
+  #dpopNonces() {
+    const now = nowSeconds();
+    if (this.#nonces === undefined || now - this.#nonces.issuedAt >= DPOP_NONCE_LIFETIME_SECONDS) {
+      this.#nonces = { current: crypto.randomUUID(), previous: this.#nonces?.current, issuedAt: now };
+    }
+    return this.#nonces;
+  }
+
+  #markUsed(key: string, until: number): void {
+    this.#sql.exec(
+      'INSERT OR REPLACE INTO seen_attestations (key, expires_at) VALUES (?, ?)',
+      key,
+      until + CLOCK_MARGIN_SECONDS,
+    );
+  }
+
   /**
-   * Admits a `/token` request, or says why not. An admitted attestation is recorded as used (durably)
-   * before this returns; a refused one is not consumed.
+   * Admits a `/token` request, or says why not. An admitted attestation (and DPoP proof) is recorded as used
+   * (durably) before this returns; a refused one is not consumed.
    */
   async admit(request: AdmitRequest): Promise<AdmitResult> {
     if (this.#status.suspended) return { admitted: false, reason: 'suspended' };
     if (this.#has('seen_attestations', 'key', request.replayKey)) return { admitted: false, reason: 'replayed' };
+    const { dpop } = request;
+    let dpopNonce: string | undefined;
+    if (dpop?.requireNonce) {
+      const nonces = this.#dpopNonces();
+      dpopNonce = nonces.current;
+      if (dpop.nonce === undefined || (dpop.nonce !== nonces.current && dpop.nonce !== nonces.previous))
+        return { admitted: false, reason: 'dpop_nonce', dpopNonce };
+    }
+    if (dpop !== undefined && this.#has('seen_attestations', 'key', dpop.replayKey))
+      return { admitted: false, reason: 'dpop_replayed' };
     if (this.#has('finished_tasks', 'task_id', request.taskId)) return { admitted: false, reason: 'task_finished' };
     const retryAfter = this.#takeFromBucket(request.rateLimit);
     if (retryAfter !== undefined) return { admitted: false, reason: 'rate_limited', retryAfter };
-    this.#sql.exec(
-      'INSERT OR REPLACE INTO seen_attestations (key, expires_at) VALUES (?, ?)',
-      request.replayKey,
-      request.replayUntil + CLOCK_MARGIN_SECONDS,
-    );
+    this.#markUsed(request.replayKey, request.replayUntil);
+    if (dpop !== undefined) this.#markUsed(dpop.replayKey, dpop.replayUntil);
     await this.#scheduleCleanup();
-    if (request.approval === undefined) return { admitted: true };
+    const admitted = { admitted: true as const, ...(dpopNonce !== undefined && { dpopNonce }) };
+    if (request.approval === undefined) return admitted;
     const record = this.#approval(request.approval.id);
-    if (record === undefined) return { admitted: true, approval: { status: 'unknown' } };
+    if (record === undefined) return { ...admitted, approval: { status: 'unknown' } };
     const polled = pollApproval(record, request.approval.terms, Math.floor(nowSeconds()));
     this.#saveApproval(polled.record);
-    return { admitted: true, approval: polled.outcome };
+    return { ...admitted, approval: polled.outcome };
   }
 
   #approval(id: string): ApprovalRecord | undefined {

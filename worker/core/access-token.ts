@@ -30,6 +30,8 @@ export interface AccessTokenClaims {
   policy: string;
   /** When an action needed step-up approval: the approval and who approved (one id, or several). */
   approval?: { id: string; by: string | string[] };
+  /** DPoP binding (RFC 9449 §6.1): the thumbprint of the key every proof must be signed with. */
+  cnf?: { jkt: string };
 }
 
 /** Base64url SHA-256 of a task description: the `task.hash` claim. */
@@ -49,6 +51,8 @@ export interface AccessTokenInput {
   jti: string;
   now: Date;
   approval?: { id: string; by: string[] };
+  /** RFC 7638 thumbprint of the DPoP key the token is bound to. */
+  dpopJkt?: string;
 }
 
 /** Builds the claims of an access token; `iat` = `nbf` = now, `exp` = now + ttl. */
@@ -73,6 +77,7 @@ export function accessTokenClaims(input: AccessTokenInput): AccessTokenClaims {
         by: input.approval.by.length === 1 ? (input.approval.by[0] as string) : input.approval.by,
       },
     }),
+    ...(input.dpopJkt !== undefined && { cnf: { jkt: input.dpopJkt } }),
   };
 }
 
@@ -97,6 +102,7 @@ const Claims = z.object({
   owner: z.string(),
   policy: z.string(),
   approval: z.object({ id: z.string(), by: z.union([z.string(), z.array(z.string())]) }).optional(),
+  cnf: z.object({ jkt: z.string() }).optional(),
 });
 
 export type AccessTokenCheck = { valid: true; claims: AccessTokenClaims } | { valid: false; reason: string };

@@ -6,7 +6,7 @@
  * detail would help an attacker (signatures, keys, inventory); the reason and its detail go to the audit record.
  */
 
-/** OAuth error codes used by the broker (RFC 6749 §5.2, RFC 8693 §2.2.2, RFC 8707, OpenID CIBA). */
+/** OAuth error codes used by the broker (RFC 6749 §5.2, RFC 8693 §2.2.2, RFC 8707, RFC 9449, OpenID CIBA). */
 export type ErrorCode =
   | 'invalid_request'
   | 'invalid_grant'
@@ -19,6 +19,8 @@ export type ErrorCode =
   | 'temporarily_unavailable'
   | 'server_error'
   | 'invalid_token'
+  | 'invalid_dpop_proof'
+  | 'use_dpop_nonce'
   | 'insufficient_scope'
   | 'not_found'
   | 'method_not_allowed';
@@ -58,6 +60,19 @@ const REASONS = {
   missing_claim: { code: 'invalid_grant', status: 400, description: 'attestation lacks a required claim' },
   claim_mismatch: { code: 'invalid_grant', status: 400, description: ATTESTATION_REJECTED },
   replayed: { code: 'invalid_grant', status: 400, description: 'attestation has already been used' },
+  // Proof of possession (RFC 9449 §5, §8).
+  dpop_required: {
+    code: 'invalid_request',
+    status: 400,
+    description: 'policy requires a DPoP-bound token: send a DPoP proof',
+  },
+  invalid_dpop_proof: { code: 'invalid_dpop_proof', status: 400, description: 'the DPoP proof is not valid' },
+  dpop_replayed: { code: 'invalid_dpop_proof', status: 400, description: 'the DPoP proof has already been used' },
+  dpop_nonce_required: {
+    code: 'use_dpop_nonce',
+    status: 400,
+    description: 'the DPoP proof must carry the nonce given in the DPoP-Nonce header',
+  },
   // Authorization gate: policy.
   audience_not_granted: { code: 'invalid_target', status: 400, description: 'audience is not granted to this agent' },
   action_not_granted: { code: 'invalid_scope', status: 400, description: 'a requested action is not granted' },

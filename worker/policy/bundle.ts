@@ -52,6 +52,8 @@ export const Agent = z.object({
   attestation: AgentAttestation,
   /** The agent's `/token` rate limit; the broker default when absent. */
   rateLimit: RateLimit.optional(),
+  /** Every token of this agent must be DPoP-bound (RFC 9449). */
+  requireDpop: z.boolean().optional(),
 });
 export type Agent = z.infer<typeof Agent>;
 
@@ -104,6 +106,15 @@ export const Settings = z.object({
     pollInterval: z.number().int().positive(),
     /** Where a pending approval is announced (HMAC-signed with the `APPROVAL_WEBHOOK_SECRET` secret). */
     webhook: z.url().optional(),
+  }),
+  /** DPoP-bound tokens (RFC 9449) at `/token`. */
+  dpop: z.object({
+    /** Seconds a proof is accepted after its `iat`. */
+    maxAge: z.number().int().positive(),
+    /** Proofs must carry a nonce the broker issued (RFC 9449 §8). */
+    nonce: z.boolean(),
+    /** Audiences whose tokens must be DPoP-bound, whatever the agent. */
+    requiredAudiences: z.array(z.string().min(1)),
   }),
 });
 export type Settings = z.infer<typeof Settings>;

@@ -2,6 +2,7 @@
  * Discovery: authorization server metadata (RFC 8414) and the public signing keys (RFC 7517).
  */
 import { Hono } from 'hono';
+import { DPOP_ALGORITHMS } from '../../verify/dpop.ts';
 import { refuse } from '../core/errors';
 import { TOKEN_EXCHANGE_GRANT } from '../core/token-request';
 import type { AppEnv } from '../http/app-env';
@@ -27,6 +28,7 @@ discoveryRoutes.get('/.well-known/oauth-authorization-server', (c) => {
       response_types_supported: [],
       token_endpoint_auth_methods_supported: ['none'],
       scopes_supported: loadedPolicy().bundle.cedar.actions,
+      dpop_signing_alg_values_supported: DPOP_ALGORITHMS,
     },
     200,
     { 'Cache-Control': `public, max-age=${JWKS_MAX_AGE_SECONDS}` },

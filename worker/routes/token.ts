@@ -4,6 +4,7 @@
  * audited: a granted token is returned only after its audit record is committed.
  */
 import { Hono } from 'hono';
+import { DPOP_CLOCK_TOLERANCE_SECONDS } from '../../verify/dpop.ts';
 import { approvedBy, checkApprovalOwner, openApproval, releaseApproval } from '../approvals/step-up';
 import { accessTokenClaims, signAccessToken, taskHash } from '../core/access-token';
 import { approvalTerms, newApprovalId } from '../core/approval';
@@ -13,6 +14,7 @@ import { type Authorization, authorize } from '../core/policy';
 import { ACCESS_TOKEN_TYPE, parseTokenRequest } from '../core/token-request';
 import type { AppEnv } from '../http/app-env';
 import { commitAudit, startAudit } from '../http/audit-trail';
+import { tokenRequestProof } from '../http/dpop';
 import { NO_STORE } from '../http/errors';
 import { brokerIssuer } from '../http/issuer';
 import { limitBody } from '../http/limits';
@@ -45,19 +47,22 @@ tokenRoutes.post('/token', startAudit('token.exchange'), limitBody, async functi
     justification: request.task.justification ?? null,
   });
 
-  // Verification gate.
-  const attestation = await verifyAttestation(request.subjectToken, {
-    now,
-    brokerIssuer: issuer,
-    bundle,
-    keys: keyResolver,
-  });
+  // Verification gate: the attestation, and the DPoP proof of the key the token will be bound to.
+  const [attestation, proof] = await Promise.all([
+    verifyAttestation(request.subjectToken, { now, brokerIssuer: issuer, bundle, keys: keyResolver }),
+    tokenRequestProof(c, `${issuer}/token`, bundle.settings.dpop, now),
+  ]);
   Object.assign(audit, {
     agent: attestation.agent.id,
     owner: attestation.agent.owner,
     attestationVia: attestation.via,
     attestationJti: attestation.jti,
   });
+  if (proof === undefined) {
+    if (attestation.agent.requireDpop) throw refuse('dpop_required', { requiredBy: 'agent' });
+    if (bundle.settings.dpop.requiredAudiences.includes(request.audience))
+      throw refuse('dpop_required', { requiredBy: 'audience' });
+  }
 
   const terms = approvalTerms({ ...request, taskId, taskHash: hash, justification: request.task.justification });
   const { approvalId } = request;
@@ -86,6 +91,14 @@ tokenRoutes.post('/token', startAudit('token.exchange'), limitBody, async functi
     taskId,
     rateLimit: attestation.agent.rateLimit ?? bundle.settings.rateLimit,
     ...(approvalId !== undefined && { approval: { id: approvalId, terms } }),
+    ...(proof !== undefined && {
+      dpop: {
+        replayKey: `dpop:${proof.jkt}:${proof.jti}`,
+        replayUntil: proof.iat + bundle.settings.dpop.maxAge + DPOP_CLOCK_TOLERANCE_SECONDS,
+        nonce: proof.nonce,
+        requireNonce: bundle.settings.dpop.nonce,
+      },
+    }),
   });
   const key = signingKey(c.env, Math.floor(now.getTime() / 1000)).catch((error: unknown) => {
     throw refuse('signing_unavailable', { message: String(error) }, { cause: error });
@@ -100,12 +113,12 @@ tokenRoutes.post('/token', startAudit('token.exchange'), limitBody, async functi
       denial = error;
     }
   }
-  const polled = await admission;
+  const admitted = await admission;
 
   let approval: { id: string; by: string[] } | undefined;
   if (approvalId !== undefined) {
     // Collected (single use) by the poll: from here on, a failure must put it back.
-    approval = { id: approvalId, by: approvedBy(approvalId, polled) };
+    approval = { id: approvalId, by: approvedBy(approvalId, admitted.approval) };
     audit.details = { approval };
     try {
       authorization = decide(true);
@@ -141,6 +154,7 @@ tokenRoutes.post('/token', startAudit('token.exchange'), limitBody, async functi
     jti: crypto.randomUUID(),
     now,
     ...(approval !== undefined && { approval }),
+    ...(proof !== undefined && { dpopJkt: proof.jkt }),
   });
   try {
     const accessToken = await signAccessToken(claims, await key);
@@ -150,19 +164,20 @@ tokenRoutes.post('/token', startAudit('token.exchange'), limitBody, async functi
       ttl: authorization.ttl,
       ...(authorization.ttlCapped && { ttlCapped: true }),
       ...(approval !== undefined && { approval }),
+      ...(claims.cnf !== undefined && { cnf: claims.cnf }),
     };
     await commitAudit(c);
     return c.json(
       {
         access_token: accessToken,
         issued_token_type: ACCESS_TOKEN_TYPE,
-        token_type: 'Bearer',
+        token_type: claims.cnf === undefined ? 'Bearer' : 'DPoP',
         expires_in: authorization.ttl,
         scope: claims.scope,
         task_id: taskId,
       },
       200,
-      NO_STORE,
+      admitted.dpopNonce === undefined ? NO_STORE : { ...NO_STORE, 'DPoP-Nonce': admitted.dpopNonce },
     );
   } catch (error) {
     if (approval !== undefined) await releaseApproval(c.env, attestation.agent.id, approval.id);

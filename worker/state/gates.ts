@@ -25,17 +25,22 @@ export interface AdmissionRequest {
   taskId: string;
   rateLimit: RateLimit;
   approval?: { id: string; terms: ApprovalTerms };
+  dpop?: { replayKey: string; replayUntil: number; nonce: string | undefined; requireNonce: boolean };
+}
+
+export interface Admission {
+  /** What polling the approval found, when the request polls one. */
+  approval?: PollOutcome | { status: 'unknown' };
+  /** The DPoP nonce to hand out for the agent's next proof, when nonces are required. */
+  dpopNonce?: string;
 }
 
 /**
- * Admits a `/token` request or throws the refusal: kill switch engaged, agent suspended, attestation
- * replayed, task finished, rate limited; or 503 when either store does not answer. When the request polls
- * an approval, returns what the poll found.
+ * Admits a `/token` request or throws the refusal: kill switch engaged, agent suspended, attestation or
+ * DPoP proof replayed, DPoP nonce missing or stale, task finished, rate limited; or 503 when either store
+ * does not answer. When the request polls an approval, returns what the poll found.
  */
-export async function admitExchange(
-  env: Env,
-  request: AdmissionRequest,
-): Promise<PollOutcome | { status: 'unknown' } | undefined> {
+export async function admitExchange(env: Env, request: AdmissionRequest): Promise<Admission> {
   const { agentId, ...admit } = request;
   const [killSwitch, admission] = await Promise.allSettled([
     killSwitchState(env, agentId),
@@ -62,12 +67,19 @@ export async function admitExchange(
   }
   if (admission.status === 'rejected') throw admission.reason;
   const result = admission.value;
-  if (result.admitted) return result.approval;
+  if (result.admitted) {
+    const { approval, dpopNonce } = result;
+    return { ...(approval !== undefined && { approval }), ...(dpopNonce !== undefined && { dpopNonce }) };
+  }
   switch (result.reason) {
     case 'suspended':
       throw refuse('agent_suspended');
     case 'replayed':
       throw refuse('replayed');
+    case 'dpop_replayed':
+      throw refuse('dpop_replayed');
+    case 'dpop_nonce':
+      throw refuse('dpop_nonce_required', {}, { headers: { 'DPoP-Nonce': result.dpopNonce } });
     case 'task_finished':
       throw refuse('task_finished', { task: request.taskId });
     case 'rate_limited':
