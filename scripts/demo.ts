@@ -1,25 +1,29 @@
 /**
  * `npm run demo`: plays an agent end to end against a running broker (TESSERA_URL, default
- * http://localhost:8787), or starts `npm run dev` itself when none answers.
+ * http://localhost:8787) and the example tickets API (TICKETS_API_URL, default http://localhost:8788),
+ * starting `npm run dev` and `npm run example:api` itself when they do not answer.
  *
  *  1. makes a self-signed attestation for the demo agent,
  *  2. exchanges it for a token for the tickets API,
- *  3. verifies the token against the broker's JWKS, as a downstream API would,
+ *  3. comments on a ticket: the tickets API (examples/tickets-api) verifies the token with `tessera/verify`,
  *  4. asks for an action outside the policy and shows the refusal,
  *  5. shows that an attestation is single use,
- *  6. asks for a destructive action, which policy holds for a human's approval (step-up),
- *  7. has it approved from the command line, as an approver would,
- *  8. collects exactly one token for it, naming the approval and the approver.
+ *  6. binds a token to its own key (DPoP); the API accepts it with a proof and refuses it stolen,
+ *  7. asks for a refund token without DPoP, which policy refuses,
+ *  8. asks for a destructive action, which policy holds for a human's approval (step-up),
+ *  9. has it approved from the command line, as an approver would,
+ * 10. collects exactly one token for it, naming the approval and the approver.
  *
  * Prints the decoded token, and exits non-zero if any step does not behave as shown.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { createRemoteJWKSet, decodeProtectedHeader, type JWK, jwtVerify } from 'jose';
-import { exchangeToken, readPrivateJwk, selfSignedAttestation } from './lib/agent';
+import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, type JWK, jwtVerify } from 'jose';
+import { type DpopKey, dpopProof, exchangeToken, newDpopKey, readPrivateJwk, selfSignedAttestation } from './lib/agent';
 
 const BROKER = process.env.TESSERA_URL ?? 'http://localhost:8787';
+const TICKETS_API = process.env.TICKETS_API_URL ?? 'http://localhost:8788';
 const AGENT = 'demo-agent';
 const KEY_FILE = fileURLToPath(new URL('./demo/demo-agent.private.jwk.json', import.meta.url));
 const TICKETS = 'https://tickets.example.com';
@@ -36,19 +40,22 @@ function expectThat(condition: boolean, message: string): void {
   if (!condition) throw new DemoFailure(message);
 }
 
-async function brokerAnswers(): Promise<boolean> {
+async function answers(url: string): Promise<boolean> {
   try {
-    return (await fetch(`${BROKER}/.well-known/oauth-authorization-server`)).ok;
+    await fetch(url);
+    return true;
   } catch {
     return false;
   }
 }
 
-/** Starts `npm run dev` on the broker's port and waits until it answers (up to 90 s). */
-async function startBroker(): Promise<ChildProcess> {
-  const port = new URL(BROKER).port || '8787';
-  console.log(`no broker at ${BROKER}; starting one with npm run dev ...`);
-  const child = spawn('npm', ['run', 'dev', '--', '--port', port], {
+const BROKER_METADATA = `${BROKER}/.well-known/oauth-authorization-server`;
+
+/** Starts `npm run <script> -- --port <port>` and waits until `probe` answers (up to 90 s). */
+async function startServer(script: string, base: string, probe: string): Promise<ChildProcess> {
+  const port = new URL(base).port;
+  console.log(`nothing answers at ${base}; starting npm run ${script} ...`);
+  const child = spawn('npm', ['run', script, '--', '--port', port], {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -61,14 +68,14 @@ async function startBroker(): Promise<ChildProcess> {
   });
   for (let waited = 0; waited < 90_000; waited += 500) {
     if (child.exitCode !== null) break;
-    if (await brokerAnswers()) return child;
+    if (await answers(probe)) return child;
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
-  stopBroker(child);
-  throw new DemoFailure(`the broker did not start:\n${log.slice(-2000)}`);
+  stopServer(child);
+  throw new DemoFailure(`npm run ${script} did not start:\n${log.slice(-2000)}`);
 }
 
-function stopBroker(child: ChildProcess): void {
+function stopServer(child: ChildProcess): void {
   if (child.pid !== undefined && child.exitCode === null) {
     try {
       process.kill(-child.pid, 'SIGTERM');
@@ -78,8 +85,33 @@ function stopBroker(child: ChildProcess): void {
   }
 }
 
+/** Calls the example tickets API as the agent: with its token, and a DPoP proof when it has a key. */
+async function callTicketsApi(
+  path: string,
+  token: string,
+  options: { dpop?: DpopKey; scheme?: 'Bearer' | 'DPoP' } = {},
+): Promise<{ status: number; body: Record<string, unknown>; challenge: string | null }> {
+  const url = `${TICKETS_API}${path}`;
+  const scheme = options.scheme ?? (options.dpop === undefined ? 'Bearer' : 'DPoP');
+  const proof = options.dpop && (await dpopProof(options.dpop, { method: 'POST', url, accessToken: token }));
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: {
+      authorization: `${scheme} ${token}`,
+      'content-type': 'application/json',
+      ...(proof !== undefined && { dpop: proof }),
+    },
+    body: JSON.stringify({ text: 'Summary: the customer cannot log in since the 2FA reset; escalated to IAM.' }),
+  });
+  return {
+    status: response.status,
+    body: (await response.json()) as Record<string, unknown>,
+    challenge: response.headers.get('www-authenticate'),
+  };
+}
+
 async function play(): Promise<void> {
-  const metadata = (await (await fetch(`${BROKER}/.well-known/oauth-authorization-server`)).json()) as {
+  const metadata = (await (await fetch(BROKER_METADATA)).json()) as {
     issuer: string;
     jwks_uri: string;
   };
@@ -104,29 +136,15 @@ async function play(): Promise<void> {
   expectThat(typeof accessToken === 'string', 'no access_token in the answer');
   expectThat(answer.expires_in === 600, 'requested 900 s, expected the grant to cap it at 600 s');
 
-  step('3. the tickets API verifies it against the broker JWKS');
-  const { payload, protectedHeader } = await jwtVerify(
-    accessToken as string,
-    createRemoteJWKSet(new URL(metadata.jwks_uri)),
-    {
-      issuer: metadata.issuer,
-      audience: TICKETS,
-      typ: 'at+jwt',
-      algorithms: ['ES256'],
-    },
-  );
+  step(`3. it comments on ticket T-1234: the tickets API (${TICKETS_API}) checks the token with tessera/verify`);
   console.log('header:', JSON.stringify(decodeProtectedHeader(accessToken as string)));
-  console.log('claims:', JSON.stringify(payload, null, 2));
-  const actions = String(payload.scope).split(' ');
-  expectThat(protectedHeader.typ === 'at+jwt', 'token typ is not at+jwt');
-  expectThat(actions.includes('tickets:comment'), 'token does not carry tickets:comment');
+  console.log('claims:', JSON.stringify(decodeJwt(accessToken as string), null, 2));
+  const commented = await callTicketsApi('/tickets/T-1234/comments', accessToken as string);
+  console.log(`HTTP ${commented.status}`, JSON.stringify(commented.body));
+  expectThat(commented.status === 201, 'the tickets API did not accept the token');
   expectThat(
-    payload.sub === AGENT && payload.owner === 'alice@example.com',
-    'token does not name the agent and its owner',
-  );
-  expectThat((payload.task as { id?: string }).id === task.id, 'token is not bound to the task');
-  console.log(
-    `verified: ${payload.sub} may ${actions.join(', ')} on ${payload.aud} until ${new Date((payload.exp ?? 0) * 1000).toISOString()}`,
+    commented.body.by === AGENT && commented.body.owner === 'alice@example.com' && commented.body.task === task.id,
+    'the tickets API did not see the agent, its owner and its task',
   );
 
   step('4. it asks for an action outside its policy (tickets:delete), and is refused');
@@ -148,7 +166,44 @@ async function play(): Promise<void> {
     'expected 400 invalid_grant for a replay',
   );
 
+  await proofOfPossession(metadata.issuer, key);
   await stepUp(metadata, key);
+}
+
+/** DPoP: a token bound to a key the agent holds is useless to whoever steals the token alone. */
+async function proofOfPossession(issuer: string, key: JWK): Promise<void> {
+  step('6. it binds a tickets token to a key of its own (DPoP): the token is useless without that key');
+  const dpop = await newDpopKey();
+  const bound = await exchangeToken(BROKER, {
+    attestation: await selfSignedAttestation(AGENT, key, issuer),
+    audience: TICKETS,
+    scope: 'tickets:comment',
+    task: { description: 'Post the weekly summary on ticket T-1234', id: `demo-T-1234-dpop-${RUN}` },
+    dpop,
+  });
+  expectThat(bound.status === 200, `expected 200, got ${bound.status}: ${JSON.stringify(bound.body)}`);
+  const token = String(bound.body.access_token);
+  console.log(`token_type: ${String(bound.body.token_type)}, cnf: ${JSON.stringify(decodeJwt(token).cnf)}`);
+  expectThat(bound.body.token_type === 'DPoP', 'expected a DPoP-bound token');
+  const withProof = await callTicketsApi('/tickets/T-1234/comments', token, { dpop });
+  console.log(`with a proof of the key: HTTP ${withProof.status}`, JSON.stringify(withProof.body));
+  expectThat(withProof.status === 201 && withProof.body.boundToKey === true, 'the API did not accept the bound token');
+  const stolen = await callTicketsApi('/tickets/T-1234/comments', token, { scheme: 'Bearer' });
+  console.log(`stolen, as a bearer token: HTTP ${stolen.status}`, stolen.challenge);
+  expectThat(stolen.status === 401, 'the API accepted a bound token without its proof');
+  const thief = await callTicketsApi('/tickets/T-1234/comments', token, { dpop: await newDpopKey() });
+  console.log(`stolen, with the thief's own key: HTTP ${thief.status}`, JSON.stringify(thief.body));
+  expectThat(thief.status === 401, 'the API accepted a proof made with another key');
+
+  step('7. refunds move money: policy requires DPoP for that API, so a plain request is refused');
+  const refund = await exchangeToken(BROKER, {
+    attestation: await selfSignedAttestation(AGENT, key, issuer),
+    audience: 'https://payments.example.com',
+    scope: 'payments:refund',
+    task: { description: 'Refund order 5512, charged twice' },
+  });
+  console.log(`HTTP ${refund.status}`, JSON.stringify(refund.body));
+  expectThat(refund.status === 400 && refund.body.error === 'invalid_request', 'expected 400 invalid_request');
 }
 
 /** The step-up scene: a destructive action waits for a human, who approves it from the command line. */
@@ -167,7 +222,7 @@ async function stepUp(metadata: { issuer: string; jwks_uri: string }, key: JWK):
       ...(approvalId !== undefined && { approvalId }),
     });
 
-  step('6. it asks to disable an account: destructive work, so policy holds it for a human (step-up)');
+  step('8. it asks to disable an account: destructive work, so policy holds it for a human (step-up)');
   const pending = await ask();
   console.log(`HTTP ${pending.status}`, JSON.stringify(pending.body));
   expectThat(
@@ -178,7 +233,7 @@ async function stepUp(metadata: { issuer: string; jwks_uri: string }, key: JWK):
   const interval = Number(pending.body.interval);
   expectThat(typeof approvalId === 'string' && interval > 0, 'expected an approval_id and a polling interval');
 
-  step('7. an approver on the security team approves it from the command line');
+  step('9. an approver on the security team approves it from the command line');
   const command = [
     'run',
     '--silent',
@@ -198,7 +253,7 @@ async function stepUp(metadata: { issuer: string; jwks_uri: string }, key: JWK):
   console.log(JSON.stringify({ status: decided.status, decisions: decided.decisions }));
   expectThat(approval.status === 0 && decided.status === 'approved', `the approval failed: ${approval.stderr}`);
 
-  step(`8. the agent polls again after the ${interval} s interval and collects exactly one token`);
+  step(`10. the agent polls again after the ${interval} s interval and collects exactly one token`);
   await new Promise((resolve) => setTimeout(resolve, interval * 1000));
   const collected = await ask(String(approvalId));
   expectThat(collected.status === 200, `expected 200, got ${collected.status}: ${JSON.stringify(collected.body)}`);
@@ -230,14 +285,15 @@ async function demoApprover(): Promise<string> {
   return (JSON.parse(await readFile(file, 'utf8')) as { approver: string }).approver;
 }
 
-let broker: ChildProcess | undefined;
+const started: ChildProcess[] = [];
 try {
-  if (!(await brokerAnswers())) broker = await startBroker();
+  if (!(await answers(BROKER_METADATA))) started.push(await startServer('dev', BROKER, BROKER_METADATA));
+  if (!(await answers(TICKETS_API))) started.push(await startServer('example:api', TICKETS_API, TICKETS_API));
   await play();
   console.log('\ndemo: every step behaved as shown');
 } catch (error) {
   console.error(`\ndemo FAILED: ${error instanceof DemoFailure ? error.message : String(error)}`);
   process.exitCode = 1;
 } finally {
-  if (broker !== undefined) stopBroker(broker);
+  for (const child of started) stopServer(child);
 }

@@ -3,7 +3,8 @@
  * Used by the CLI and the demo; an agent SDK would do the same.
  */
 import { readFile } from 'node:fs/promises';
-import { importJWK, type JWK, SignJWT } from 'jose';
+import { type CryptoKey, exportJWK, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
+import { accessTokenHash } from '../../verify/dpop.ts';
 
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
@@ -39,16 +40,56 @@ export interface ExchangeRequest {
   requestedTtl?: number;
   /** Polling a step-up approval: the `approval_id` of an `authorization_pending` answer. */
   approvalId?: string;
+  /** Bind the token to this key with a DPoP proof (RFC 9449). */
+  dpop?: DpopKey;
 }
 
-/** Performs the RFC 8693 exchange; returns the HTTP status and the parsed JSON body. */
+/** A DPoP key pair: the agent keeps the private key in memory for as long as it holds the token. */
+export interface DpopKey {
+  privateKey: CryptoKey;
+  publicJwk: JWK;
+}
+
+/** A fresh ES256 DPoP key pair, as an agent makes one per process or per task. */
+export async function newDpopKey(): Promise<DpopKey> {
+  const { privateKey, publicKey } = await generateKeyPair('ES256');
+  return { privateKey, publicJwk: await exportJWK(publicKey) };
+}
+
+/**
+ * A DPoP proof (RFC 9449 §4.2) for one request: `htm`, `htu`, a fresh `jti`, `iat` now; `ath` when it
+ * accompanies an access token; the server's `nonce` when it asked for one.
+ */
+export async function dpopProof(
+  key: DpopKey,
+  request: { method: string; url: string; accessToken?: string; nonce?: string },
+): Promise<string> {
+  return new SignJWT({
+    htm: request.method,
+    htu: request.url,
+    ...(request.accessToken !== undefined && { ath: await accessTokenHash(request.accessToken) }),
+    ...(request.nonce !== undefined && { nonce: request.nonce }),
+  })
+    .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: key.publicJwk })
+    .setJti(crypto.randomUUID())
+    .setIssuedAt()
+    .sign(key.privateKey);
+}
+
+/**
+ * Performs the RFC 8693 exchange; returns the HTTP status and the parsed JSON body. With a DPoP key, sends
+ * a proof, and answers one `use_dpop_nonce` challenge with the nonce it names (RFC 9449 §8).
+ */
 export async function exchangeToken(
   broker: string,
   request: ExchangeRequest,
+  nonce?: string,
 ): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(`${broker}/token`, {
+  const url = `${broker}/token`;
+  const proof = request.dpop && (await dpopProof(request.dpop, { method: 'POST', url, ...(nonce && { nonce }) }));
+  const response = await fetch(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...(proof !== undefined && { dpop: proof }) },
     body: JSON.stringify({
       grant_type: TOKEN_EXCHANGE,
       subject_token: request.attestation,
@@ -60,5 +101,9 @@ export async function exchangeToken(
       ...(request.approvalId !== undefined && { approval_id: request.approvalId }),
     }),
   });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  const body = (await response.json()) as Record<string, unknown>;
+  const challenge = response.headers.get('dpop-nonce');
+  if (body.error === 'use_dpop_nonce' && challenge !== null && nonce === undefined)
+    return exchangeToken(broker, request, challenge);
+  return { status: response.status, body };
 }

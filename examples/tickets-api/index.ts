@@ -1,0 +1,48 @@
+/**
+ * An example downstream API: a tickets service that accepts Tessera tokens. Every route names the actions
+ * it needs; `requireAgent` does the rest (signature against the broker's JWKS, `typ`, `iss`, `aud`,
+ * expiry, the actions, a DPoP proof for a bound token, and revocation through introspection).
+ *
+ * Run it next to the broker: `npx wrangler dev -c examples/tickets-api/wrangler.toml` (`npm run demo`
+ * starts it). In production, TESSERA_ISSUER is the broker's URL and TICKETS_AUDIENCE this API's audience.
+ */
+import { env } from 'cloudflare:workers';
+import { Hono } from 'hono';
+import { type AgentVariables, requireAgent } from 'tessera/verify';
+
+const { TESSERA_ISSUER, TICKETS_AUDIENCE } = env as unknown as { TESSERA_ISSUER: string; TICKETS_AUDIENCE: string };
+
+/** What every route checks; each adds the actions it needs. */
+const tessera = {
+  issuer: TESSERA_ISSUER,
+  audience: TICKETS_AUDIENCE,
+  // Ask the broker whether the token was revoked (answers cached 5 s); refuse when it cannot say.
+  introspection: true,
+};
+
+const app = new Hono<{ Variables: AgentVariables }>();
+
+app.get('/tickets/:id', requireAgent({ ...tessera, actions: ['tickets:read'] }), (c) => {
+  const agent = c.get('agent');
+  return c.json({ id: c.req.param('id'), status: 'open', readBy: agent.sub, task: agent.task.id });
+});
+
+app.post('/tickets/:id/comments', requireAgent({ ...tessera, actions: ['tickets:comment'] }), async (c) => {
+  const agent = c.get('agent');
+  const { text } = await c.req.json<{ text?: string }>().catch(() => ({ text: undefined }));
+  if (typeof text !== 'string' || text === '') return c.json({ error: 'text is required' }, 400);
+  // What an audit trail downstream wants: which agent, on whose behalf, for which task, bound or not.
+  return c.json(
+    {
+      ticket: c.req.param('id'),
+      comment: text,
+      by: agent.sub,
+      owner: agent.owner,
+      task: agent.task.id,
+      boundToKey: agent.cnf !== undefined,
+    },
+    201,
+  );
+});
+
+export default app;
