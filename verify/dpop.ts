@@ -5,8 +5,11 @@
 import { base64url, calculateJwkThumbprint, EmbeddedJWK, errors, type JWK, jwtVerify } from 'jose';
 import { VerifyError } from './errors.ts';
 
-/** Proof signature algorithms accepted: asymmetric only (RFC 9449 §4.3 item 5), never `none` or HS*. */
-export const DPOP_ALGORITHMS = ['ES256', 'ES384', 'EdDSA', 'PS256', 'RS256'] as const;
+/**
+ * Proof signature algorithms accepted: asymmetric only (RFC 9449 §4.3 item 5), never `none` or HS*.
+ * `Ed25519` is the fully-specified name (RFC 9864) current clients use; `EdDSA` the older one.
+ */
+export const DPOP_ALGORITHMS = ['ES256', 'ES384', 'Ed25519', 'EdDSA', 'PS256', 'RS256'] as const;
 
 /** Default age (by `iat`) beyond which a proof is refused, in seconds. */
 export const DPOP_MAX_AGE_SECONDS = 60;
