@@ -59,8 +59,12 @@ export async function accessTokenHash(accessToken: string): Promise<string> {
 }
 
 function invalidProof(error: unknown): VerifyError {
-  if (error instanceof errors.JWTClaimValidationFailed && error.claim === 'iat')
-    return new VerifyError('dpop_stale', `DPoP proof iat is outside the accepted window: ${error.message}`);
+  // jose reports an `iat` too far in the past as JWTExpired, one in the future as a failed `iat` check.
+  const aged =
+    (error instanceof errors.JWTExpired || error instanceof errors.JWTClaimValidationFailed) &&
+    error.claim === 'iat' &&
+    error.reason === 'check_failed';
+  if (aged) return new VerifyError('dpop_stale', `DPoP proof iat is outside the accepted window: ${error.message}`);
   if (error instanceof errors.JOSEAlgNotAllowed)
     return new VerifyError('dpop_invalid', 'DPoP proof algorithm is not allowed', { cause: error });
   const message = error instanceof Error ? error.message : String(error);

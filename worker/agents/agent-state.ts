@@ -128,11 +128,14 @@ export class AgentState extends DurableObject<Env> {
   }
 
   /** The nonce to hand out now, rotated every {@link DPOP_NONCE_LIFETIME_SECONDS}; the previous one still counts. */
-  #dpopNonces() {
+  #dpopNonces(): { current: string; previous: string | undefined } {
     const now = nowSeconds();
-    if (this.#nonces === undefined || now - this.#nonces.issuedAt >= DPOP_NONCE_LIFETIME_SECONDS) {
-      this.#nonces = { current: crypto.randomUUID(), previous: this.#nonces?.current, issuedAt: now };
-    }
+    const nonces = this.#nonces;
+    const age = nonces === undefined ? Number.POSITIVE_INFINITY : now - nonces.issuedAt;
+    if (nonces !== undefined && age < DPOP_NONCE_LIFETIME_SECONDS) return nonces;
+    // The one handed out until now stays good for one more lifetime, not for however long nobody asked.
+    const previous = age < 2 * DPOP_NONCE_LIFETIME_SECONDS ? nonces?.current : undefined;
+    this.#nonces = { current: crypto.randomUUID(), previous, issuedAt: now };
     return this.#nonces;
   }
 

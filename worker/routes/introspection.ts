@@ -20,5 +20,6 @@ introspectionRoutes.post('/introspect', limitBody, async function introspect(c) 
   const { claims } = check;
   const liveness = await tokenLiveness(c.env, claims.sub, { jti: claims.jti, taskId: claims.task.id, iat: claims.iat });
   if (!liveness.active) return c.json({ active: false }, 200, NO_STORE);
-  return c.json({ active: true, token_type: 'Bearer', ...claims }, 200, NO_STORE);
+  const tokenType = claims.cnf === undefined ? 'Bearer' : 'DPoP';
+  return c.json({ active: true, token_type: tokenType, ...claims }, 200, NO_STORE);
 });

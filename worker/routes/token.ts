@@ -48,16 +48,21 @@ tokenRoutes.post('/token', startAudit('token.exchange'), limitBody, async functi
   });
 
   // Verification gate: the attestation, and the DPoP proof of the key the token will be bound to.
-  const [attestation, proof] = await Promise.all([
+  const [verified, proven] = await Promise.allSettled([
     verifyAttestation(request.subjectToken, { now, brokerIssuer: issuer, bundle, keys: keyResolver }),
     tokenRequestProof(c, `${issuer}/token`, bundle.settings.dpop, now),
   ]);
+  if (verified.status === 'rejected') throw verified.reason;
+  const attestation = verified.value;
   Object.assign(audit, {
     agent: attestation.agent.id,
     owner: attestation.agent.owner,
     attestationVia: attestation.via,
     attestationJti: attestation.jti,
   });
+  // Refused after the agent is known, so the refusal's audit record names it.
+  if (proven.status === 'rejected') throw proven.reason;
+  const proof = proven.value;
   if (proof === undefined) {
     if (attestation.agent.requireDpop) throw refuse('dpop_required', { requiredBy: 'agent' });
     if (bundle.settings.dpop.requiredAudiences.includes(request.audience))
