@@ -30,8 +30,9 @@ function credential(header: string | undefined): Credential | 'malformed' {
   return { scheme: match[1]?.toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer', token: match[2] as string };
 }
 
+/** A quoted-string for a challenge parameter: printable ASCII only, no quote or backslash (RFC 9110 §5.6.4). */
 function quoted(value: string): string {
-  return `"${value.replace(/["\\]/g, '')}"`;
+  return `"${value.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '')}"`;
 }
 
 function refusal(error: VerifyError, realm: string, dpopChallenge: boolean): Response {

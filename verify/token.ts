@@ -95,10 +95,18 @@ function tokenError(error: unknown, options: VerifyAgentTokenOptions): VerifyErr
     return new VerifyError('unknown_key', "no published key has the token's kid");
   if (error instanceof errors.JWSSignatureVerificationFailed || error instanceof errors.JWKSMultipleMatchingKeys)
     return new VerifyError('bad_signature', 'the token signature does not verify');
-  if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid)
-    return new VerifyError('malformed', 'the token is not a well-formed JWT');
-  // Anything else came from fetching the keys: a fault, not a verdict on the token.
-  return new VerifyError('jwks_unavailable', `cannot fetch the issuer's keys: ${String(error)}`, { cause: error });
+  // A key set that cannot be fetched or read is a fault, not a verdict on the token: fail closed with 503.
+  if (
+    !(error instanceof errors.JOSEError) ||
+    // jose's generic error: the JWKS endpoint answered something other than 200.
+    error.code === 'ERR_JOSE_GENERIC' ||
+    error instanceof errors.JWKSInvalid ||
+    error instanceof errors.JWKSTimeout
+  ) {
+    return new VerifyError('jwks_unavailable', `cannot fetch the issuer's keys: ${String(error)}`, { cause: error });
+  }
+  // Any other JOSE refusal (bad encoding, an unsupported crit header, ...) is about the token itself.
+  return new VerifyError('malformed', `the token is not a well-formed JWT: ${error.code}`, { cause: error });
 }
 
 function isTaskClaim(value: unknown): value is AgentTokenClaims['task'] {
