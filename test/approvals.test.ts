@@ -682,7 +682,7 @@ describe('a collected approval: audit, introspection, and a collection that fail
     await approve(pending.id);
     const prepare = env.AUDIT_DB.prepare.bind(env.AUDIT_DB);
     vi.spyOn(env.AUDIT_DB, 'prepare').mockImplementation((query: string) => {
-      if (query.startsWith('insert into "audit_events"')) throw new Error('D1 unavailable');
+      if (/^insert into "?audit_events"?/i.test(query)) throw new Error('D1 unavailable');
       return prepare(query);
     });
     clock.advance(INTERVAL);

@@ -40,7 +40,7 @@ describe('POST /token fails closed', () => {
     const before = (await auditRecords()).filter((r) => r.decision === 'granted').length;
     const prepare = env.AUDIT_DB.prepare.bind(env.AUDIT_DB);
     vi.spyOn(env.AUDIT_DB, 'prepare').mockImplementation((query: string) => {
-      if (query.startsWith('insert into "audit_events"')) throw new Error('D1 unavailable');
+      if (/^insert into "?audit_events"?/i.test(query)) throw new Error('D1 unavailable');
       return prepare(query);
     });
     await expectRefusedUnavailable(await exchange());

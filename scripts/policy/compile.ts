@@ -179,6 +179,8 @@ function compileCedar(schemaPath: string, schema: string, files: readonly CedarF
 
   const policies: Record<string, string> = {};
   const grants: Record<string, Grant> = {};
+  const contextKeys = new Set<string>();
+  let wholeContext = false;
   for (const file of files) {
     const parsed = cedar.checkParsePolicySet({ staticPolicies: file.text });
     if (parsed.type === 'failure') throw cedarError(file.path, file.text, parsed.errors);
@@ -216,6 +218,7 @@ function compileCedar(schemaPath: string, schema: string, files: readonly CedarF
           throw new PolicyError(file.path, line, '@max_ttl only applies to permit policies');
       }
       const approval = approvalRequirement(annotations, json.json.effect, file.path, line);
+      if (!collectContextKeys(json.json, contextKeys)) wholeContext = true;
       policies[id] = text;
       grants[id] = {
         source: `${file.path}:${line}`,
@@ -225,7 +228,32 @@ function compileCedar(schemaPath: string, schema: string, files: readonly CedarF
       };
     });
   }
-  return { schema, actions, policies, grants };
+  return { schema, actions, policies, grants, ...(!wholeContext && { contextKeys: [...contextKeys].sort() }) };
+}
+
+function isContextVar(node: unknown): boolean {
+  return typeof node === 'object' && node !== null && (node as { Var?: unknown }).Var === 'context';
+}
+
+/**
+ * Adds to `into` the context attributes a policy reads (`context.x`, `context has x`) in its JSON form.
+ *
+ * @returns false when the policy uses `context` some other way (as a whole), so no attribute list covers it.
+ */
+function collectContextKeys(node: unknown, into: Set<string>): boolean {
+  if (Array.isArray(node)) return node.every((child) => collectContextKeys(child, into));
+  if (typeof node !== 'object' || node === null) return true;
+  if (isContextVar(node)) return false;
+  let complete = true;
+  for (const [key, value] of Object.entries(node)) {
+    const access = value as { left?: unknown; attr?: unknown } | null;
+    if ((key === '.' || key === 'has') && isContextVar(access?.left) && typeof access?.attr === 'string') {
+      into.add(access.attr);
+    } else if (!collectContextKeys(value, into)) {
+      complete = false;
+    }
+  }
+  return complete;
 }
 
 /** `@approvals("n")`, `@approver_group("g")`, `@four_eyes("true"|"false")` of a permit, if any. */

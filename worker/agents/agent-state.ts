@@ -85,6 +85,8 @@ export class AgentState extends DurableObject<Env> {
   #status: AgentStatus = NO_STATUS;
   /** The rate-limit bucket lives in memory: an evicted object starts again with a full bucket. */
   #bucket: Bucket | undefined;
+  /** When the alarm is set for (epoch ms), null for none, undefined until read from storage. */
+  #alarmAt: number | null | undefined;
   /** DPoP nonces live in memory too: after an eviction, an agent's next proof is asked for the new one. */
   #nonces: { current: string; previous: string | undefined; issuedAt: number } | undefined;
 
@@ -169,7 +171,9 @@ export class AgentState extends DurableObject<Env> {
     if (retryAfter !== undefined) return { admitted: false, reason: 'rate_limited', retryAfter };
     this.#markUsed(request.replayKey, request.replayUntil);
     if (dpop !== undefined) this.#markUsed(dpop.replayKey, dpop.replayUntil);
-    await this.#scheduleCleanup();
+    await this.#scheduleCleanup(
+      Math.min(request.replayUntil, dpop?.replayUntil ?? Number.POSITIVE_INFINITY) + CLOCK_MARGIN_SECONDS,
+    );
     const admitted = { admitted: true as const, ...(dpopNonce !== undefined && { dpopNonce }) };
     if (request.approval === undefined) return admitted;
     const record = this.#approval(request.approval.id);
@@ -288,7 +292,13 @@ export class AgentState extends DurableObject<Env> {
     });
   }
 
-  async #scheduleCleanup(): Promise<void> {
+  /**
+   * Sets the alarm to the earliest expiry. `added` is the expiry (epoch seconds) of a row just written:
+   * when the alarm is already due no later, there is nothing to do, which spares `/token` a query and a
+   * storage call per request.
+   */
+  async #scheduleCleanup(added?: number): Promise<void> {
+    if (added !== undefined && typeof this.#alarmAt === 'number' && this.#alarmAt <= added * 1000) return;
     const next = this.#sql
       .exec<{ at: number | null }>(
         `SELECT MIN(at) AS at FROM (
@@ -299,9 +309,13 @@ export class AgentState extends DurableObject<Env> {
            UNION ALL SELECT MIN(next_at) FROM notifications)`,
       )
       .toArray()[0]?.at;
-    if (next === null || next === undefined) return;
     const current = await this.ctx.storage.getAlarm();
-    if (current === null || current > next * 1000) await this.ctx.storage.setAlarm(next * 1000);
+    this.#alarmAt = current;
+    if (next === null || next === undefined) return;
+    if (current === null || current > next * 1000) {
+      await this.ctx.storage.setAlarm(next * 1000);
+      this.#alarmAt = next * 1000;
+    }
   }
 
   /**
@@ -309,6 +323,7 @@ export class AgentState extends DurableObject<Env> {
    * attestations, revoked tokens, finished tasks and approvals past their retention.
    */
   override async alarm(): Promise<void> {
+    this.#alarmAt = null;
     const now = Math.floor(nowSeconds());
     await deliverDue(this.#sql, this.env, now, (id) => {
       const record = this.#approval(id);

@@ -157,6 +157,11 @@ export const PolicyBundle = z.object({
     actions: z.array(z.string()),
     policies: z.record(z.string(), z.string()),
     grants: z.record(z.string(), Grant),
+    /**
+     * Every context attribute some policy reads; absent when a policy uses the context as a whole. Decisions
+     * depend on nothing else in the context, which lets the engine reuse them.
+     */
+    contextKeys: z.array(z.string()).optional(),
   }),
 });
 export type PolicyBundle = z.infer<typeof PolicyBundle>;
