@@ -2,20 +2,40 @@ import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-plugin';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
-  plugins: [
-    cloudflareTest(async () => ({
-      wrangler: { configPath: './wrangler.toml' },
-      miniflare: {
-        bindings: {
-          TEST_MIGRATIONS: await readD1Migrations('./migrations'),
-          // Signs approval notifications in tests; a deployment sets it with `wrangler secret put`.
-          APPROVAL_WEBHOOK_SECRET: 'test-webhook-secret',
+  test: {
+    projects: [
+      {
+        // The worker's own tests, inside workerd with the real local D1 and Durable Objects.
+        plugins: [
+          cloudflareTest(async () => ({
+            wrangler: { configPath: './wrangler.toml' },
+            miniflare: {
+              bindings: {
+                TEST_MIGRATIONS: await readD1Migrations('./migrations'),
+                // Signs approval notifications in tests; a deployment sets it with `wrangler secret put`.
+                APPROVAL_WEBHOOK_SECRET: 'test-webhook-secret',
+              },
+            },
+          })),
+        ],
+        test: {
+          name: 'worker',
+          include: ['test/**/*.test.ts'],
+          exclude: ['test/interop/**'],
+          setupFiles: ['./test/setup.ts'],
         },
       },
-    })),
-  ],
-  test: {
-    include: ['test/**/*.test.ts'],
-    setupFiles: ['./test/setup.ts'],
+      {
+        // Clients nobody here wrote, in Node, against the real worker bundle served over HTTP by workerd.
+        test: {
+          name: 'interop',
+          include: ['test/interop/**/*.test.ts'],
+          environment: 'node',
+          globalSetup: ['./test/interop/global-setup.ts'],
+          testTimeout: 30_000,
+          hookTimeout: 120_000,
+        },
+      },
+    ],
   },
 });
