@@ -3,6 +3,7 @@
  */
 import { base64url, errors, type JWTVerifyGetKey, jwtVerify, SignJWT } from 'jose';
 import { z } from 'zod';
+import type { AgentTokenClaims } from '../../verify/token.ts';
 import { KeySourceError } from './errors';
 
 /** Header `typ` of every access token (RFC 9068 §2.1). */
@@ -14,25 +15,11 @@ export interface SigningKey {
   key: CryptoKey;
 }
 
-/** The claims of an access token (RFC 9068 §2.2 plus Tessera's `task`, `owner` and `policy`). */
-export interface AccessTokenClaims {
-  iss: string;
-  sub: string;
-  client_id: string;
-  aud: string;
-  iat: number;
-  nbf: number;
-  exp: number;
-  jti: string;
-  scope: string;
-  task: { id: string; hash: string };
-  owner: string;
-  policy: string;
-  /** When an action needed step-up approval: the approval and who approved (one id, or several). */
-  approval?: { id: string; by: string | string[] };
-  /** DPoP binding (RFC 9449 §6.1): the thumbprint of the key every proof must be signed with. */
-  cnf?: { jkt: string };
-}
+/**
+ * The claims of an access token (RFC 9068 §2.2 plus Tessera's `task`, `owner` and `policy`): the same shape
+ * downstream verifiers read, defined once in `tessera/verify`.
+ */
+export type AccessTokenClaims = AgentTokenClaims;
 
 /** Base64url SHA-256 of a task description: the `task.hash` claim. */
 export async function taskHash(description: string): Promise<string> {
