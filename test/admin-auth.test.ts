@@ -71,6 +71,12 @@ const ROUTES: Record<string, AdminRoute> = {
     event: 'admin.kill_switch.set',
     roles: ['admin'],
   },
+  'GET /admin/agents': {
+    method: 'GET',
+    path: () => '/admin/agents?limit=2',
+    event: 'admin.agent.list',
+    roles: ['admin', 'auditor'],
+  },
   'GET /admin/agents/:agent': {
     method: 'GET',
     path: () => '/admin/agents/graph-indexer',

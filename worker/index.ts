@@ -9,6 +9,7 @@ import { errorResponse, handleError } from './http/errors';
 import { adminRoutes } from './routes/admin';
 import { approvalRoutes } from './routes/approvals';
 import { discoveryRoutes } from './routes/discovery';
+import { healthRoutes } from './routes/health';
 import { introspectionRoutes } from './routes/introspection';
 import { revocationRoutes } from './routes/revocation';
 import { tokenRoutes } from './routes/token';
@@ -16,6 +17,7 @@ import { tokenRoutes } from './routes/token';
 /** The HTTP routes; the default export adds the cron trigger. */
 export const app = new Hono<AppEnv>();
 app.route('/', discoveryRoutes);
+app.route('/', healthRoutes);
 app.route('/', tokenRoutes);
 app.route('/', revocationRoutes);
 app.route('/', introspectionRoutes);

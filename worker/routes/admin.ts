@@ -16,6 +16,7 @@ import { commitAudit, startAudit } from '../http/audit-trail';
 import { NO_STORE } from '../http/errors';
 import { limitBody } from '../http/limits';
 import { readFields } from '../http/read-body';
+import type { Agent } from '../policy/bundle';
 import { loadedPolicy } from '../policy/loaded';
 import { agentStub } from '../state/gates';
 import { callStore } from '../state/store-call';
@@ -61,12 +62,22 @@ function killSwitchJson(report: KillSwitchReport) {
   };
 }
 
-function agentJson(id: string, status: AgentStatus) {
-  const agent = loadedPolicy().bundle.agents[id];
+/** How an agent proves who it is: its own keys (by `kid`), or a trusted issuer and the subject it binds. */
+function attestationJson(agent: Agent) {
+  const { attestation } = agent;
+  if (attestation.kind === 'self_signed')
+    return { method: 'self_signed', keys: attestation.jwks.keys.map((key) => key.kid) };
+  return { method: 'issuer', issuer: attestation.issuer, subject: attestation.subject, claims: attestation.claims };
+}
+
+function agentJson(agent: Agent, status: AgentStatus) {
   return {
-    agent: id,
-    owner: agent?.owner ?? null,
-    description: agent?.description ?? null,
+    agent: agent.id,
+    owner: agent.owner,
+    description: agent.description,
+    labels: agent.labels,
+    attestation: attestationJson(agent),
+    dpop_required: agent.requireDpop === true,
     suspended: status.suspended,
     revoked_before: status.revokedBefore === null ? null : new Date(status.revokedBefore * 1000).toISOString(),
     last_change:
@@ -77,13 +88,35 @@ function agentJson(id: string, status: AgentStatus) {
 }
 
 /** The agent named in the path: it must be in the inventory. */
-function agentParam(c: Context<AdminEnv>): string {
+function agentParam(c: Context<AdminEnv>): Agent {
   const id = c.req.param('agent') ?? '';
-  if (!Object.hasOwn(loadedPolicy().bundle.agents, id)) throw refuse('unknown_target', { agent: id.slice(0, 128) });
+  const { agents } = loadedPolicy().bundle;
+  const agent = Object.hasOwn(agents, id) ? agents[id] : undefined;
+  if (agent === undefined) throw refuse('unknown_target', { agent: id.slice(0, 128) });
   c.var.audit.agent = id;
   c.var.audit.target = `agent:${id}`;
-  return id;
+  return agent;
 }
+
+/** Agents' status fetched at once: bounds the fan-out of one listing page to the agents' objects. */
+const AGENT_LIST_CONCURRENCY = 50;
+
+const AgentListQuery = z.strictObject({
+  /** The `next_cursor` of the previous page: the last agent id it listed. */
+  cursor: z.string().min(1).max(64).optional(),
+  limit: z
+    .string()
+    .regex(/^[0-9]{1,3}$/, 'limit is a whole number from 1 to 500')
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .int()
+        .min(1, 'limit is a whole number from 1 to 500')
+        .max(500, 'limit is a whole number from 1 to 500'),
+    )
+    .default(100),
+});
 
 export const adminRoutes = new Hono<AppEnv>();
 
@@ -113,10 +146,38 @@ adminRoutes.put(
   },
 );
 
+adminRoutes.get('/admin/agents', startAudit('admin.agent.list'), requireRole('admin', 'auditor'), async (c) => {
+  const query = AgentListQuery.safeParse(c.req.query());
+  if (!query.success) {
+    const [issue] = query.error.issues;
+    const field = issue?.path.join('.') || 'query';
+    const hint = issue?.code === 'unrecognized_keys' ? 'the parameters are cursor and limit' : issue?.message;
+    throw refuse('invalid_field', { field }, { description: `invalid ${field}: ${hint}` });
+  }
+  const { cursor, limit } = query.data;
+  const ids = Object.keys(loadedPolicy().bundle.agents).sort();
+  const page = ids.filter((id) => cursor === undefined || id > cursor).slice(0, limit);
+  const { agents } = loadedPolicy().bundle;
+  const listed: ReturnType<typeof agentJson>[] = [];
+  for (let i = 0; i < page.length; i += AGENT_LIST_CONCURRENCY) {
+    const chunk = page.slice(i, i + AGENT_LIST_CONCURRENCY);
+    const statuses = await callStore('agent_state', () =>
+      Promise.all(chunk.map((id) => agentStub(c.env, id).status())),
+    );
+    chunk.forEach((id, n) => {
+      listed.push(agentJson(agents[id] as Agent, statuses[n] as AgentStatus));
+    });
+  }
+  const last = page.at(-1);
+  const more = last !== undefined && ids.at(-1) !== last;
+  c.var.audit.details = { count: listed.length, ...(cursor !== undefined && { cursor }) };
+  return done(c, { agents: listed, next_cursor: more ? last : null });
+});
+
 adminRoutes.get('/admin/agents/:agent', startAudit('admin.agent.read'), requireRole('admin', 'auditor'), async (c) => {
-  const id = agentParam(c);
-  const status = await callStore('agent_state', () => agentStub(c.env, id).status());
-  return done(c, agentJson(id, status));
+  const agent = agentParam(c);
+  const status = await callStore('agent_state', () => agentStub(c.env, agent.id).status());
+  return done(c, agentJson(agent, status));
 });
 
 for (const action of ['revoke', 'suspend', 'resume'] as const) {
@@ -126,17 +187,17 @@ for (const action of ['revoke', 'suspend', 'resume'] as const) {
     requireRole('admin'),
     limitBody,
     async (c) => {
-      const id = agentParam(c);
+      const agent = agentParam(c);
       const { reason } = await readBody(c, ReasonBody);
       c.var.audit.adminReason = reason;
       const by = c.var.admin.id;
-      const stub = agentStub(c.env, id);
+      const stub = agentStub(c.env, agent.id);
       const status = await callStore('agent_state', async (): Promise<AgentStatus> => {
         if (action === 'revoke') return stub.revokeAll(by, reason);
         if (action === 'suspend') return stub.suspend(by, reason);
         return stub.resume(by, reason);
       });
-      return done(c, agentJson(id, status));
+      return done(c, agentJson(agent, status));
     },
   );
 }
