@@ -14,6 +14,11 @@ export default defineConfig({
                 TEST_MIGRATIONS: await readD1Migrations('./migrations'),
                 // Signs approval notifications in tests; a deployment sets it with `wrangler secret put`.
                 APPROVAL_WEBHOOK_SECRET: 'test-webhook-secret',
+                // Short enough that an engage (which waits out the lease) does not slow the suite; long
+                // enough that requests use a held lease and the agent's object answers well within it.
+                KILL_SWITCH_LEASE_MS: '1000',
+                // Records reach D1 within a few ms when a test drains the chains.
+                AUDIT_WRITE_WINDOW_MS: '5',
               },
             },
           })),
@@ -23,6 +28,8 @@ export default defineConfig({
           include: ['test/**/*.test.ts'],
           exclude: ['test/interop/**'],
           setupFiles: ['./test/setup.ts'],
+          // An engage waits out the kill switch lease (1 s here): a test that flips it twice needs room.
+          testTimeout: 15_000,
         },
       },
       {

@@ -124,6 +124,12 @@ const ROUTES: Record<string, AdminRoute> = {
     event: 'admin.audit.read',
     roles: ['admin', 'auditor'],
   },
+  'GET /admin/audit/backlog': {
+    method: 'GET',
+    path: () => '/admin/audit/backlog',
+    event: 'admin.audit.backlog',
+    roles: ['admin', 'auditor'],
+  },
   'GET /admin/audit/verify': {
     method: 'GET',
     path: () => '/admin/audit/verify',

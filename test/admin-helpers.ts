@@ -15,7 +15,7 @@ import {
 import { expect, type MockInstance, vi } from 'vitest';
 import creds from '../scripts/demo/admin-credentials.json';
 import type { AuditEvent } from '../worker/audit/schema';
-import { auditRecords, ISSUER, nowSeconds, readError } from './helpers';
+import { auditRecords, ISSUER, nowSeconds, readError, requestRecord } from './helpers';
 
 export const REALM_CHALLENGE = 'Bearer realm="tessera-admin"';
 export const INVALID_TOKEN_CHALLENGE = `${REALM_CHALLENGE}, error="invalid_token"`;
@@ -39,11 +39,11 @@ export function adminFetch(path: string, { method = 'GET', body, headers = {} }:
 /** The `authorization` header for a bearer `credential`. */
 export const bearer = (credential: string) => ({ authorization: `Bearer ${credential}` });
 
-/** Sends one request and returns the response with the one audit record it added. */
+/** Sends one request and returns the response with the one audit record it added (notifications aside). */
 export async function sendAudited(send: () => Promise<Response>): Promise<{ response: Response; audit: AuditEvent }> {
-  const before = (await auditRecords()).length;
+  const before = (await auditRecords()).filter(requestRecord).length;
   const response = await send();
-  const after = await auditRecords();
+  const after = (await auditRecords()).filter(requestRecord);
   expect(after.length).toBe(before + 1);
   return { response, audit: after.at(-1) as AuditEvent };
 }

@@ -18,10 +18,12 @@ import creds from '../scripts/demo/admin-credentials.json';
 import type { AgentState } from '../worker/agents/agent-state';
 import { deliverDue } from '../worker/agents/notifications';
 import type { PendingApprovalMessage } from '../worker/approvals/webhook';
+import type { DecidedRecord } from '../worker/audit/record';
 import type { AuditEvent } from '../worker/audit/schema';
 import type { ApprovalRecord } from '../worker/core/approval';
 import { adminFetch, bearer, readApproval } from './admin-helpers';
 import {
+  admissionCall,
   agentObject,
   auditRecords,
   DEMO_AGENT,
@@ -330,7 +332,18 @@ describe('approval webhook: when it is down', () => {
       decisions: [],
       status: 'pending',
     };
-    await agentObject().createApproval(record, message);
+    const opened = await agentObject().exchange(
+      admissionCall(
+        {
+          replayKey: `test\n${crypto.randomUUID()}`,
+          replayUntil: now + 300,
+          taskId: record.terms.taskId,
+          rateLimit: { perMinute: 600, burst: 100 },
+        },
+        { kind: 'open', approval: record, message },
+      ),
+    );
+    expect(opened.outcome).toBe('recorded');
     const sent = mockWebhook(async () => new Response(null, { status: 503 }));
     await runAlarm();
     for (const seconds of BACKOFF) {
@@ -371,14 +384,21 @@ describe('approval webhook: when it is down', () => {
     const pending = await openApproval();
     const sent = webhookUp();
     const withoutSecret = { ...env, APPROVAL_WEBHOOK_SECRET: '' } as Env;
+    const recorded: DecidedRecord[] = [];
     const left = await runInDurableObject(agentObject(), async (_instance: AgentState, state) => {
-      await deliverDue(state.storage.sql, withoutSecret, nowSeconds(), () => true);
+      await deliverDue(
+        state.storage.sql,
+        withoutSecret,
+        nowSeconds(),
+        () => true,
+        (attempt) => recorded.push(attempt),
+      );
       return state.storage.sql.exec('SELECT approval_id FROM notifications WHERE approval_id = ?', pending.id).toArray()
         .length;
     });
     expect(left).toBe(0);
     expect(sent).toEqual([]);
-    const [record, ...more] = await notifyRecords(pending.id);
+    const [record, ...more] = recorded.filter((attempt) => attempt.target === `approval:${pending.id}`);
     expect(more).toEqual([]);
     expect(record).toMatchObject({ decision: 'refused', reason: 'webhook_not_configured' });
     expect(detailOf(record)).toEqual({ secret: false });

@@ -3,18 +3,22 @@ import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import creds from '../scripts/demo/admin-credentials.json';
 import { canonicalRecord, GENESIS, sealHash, verifyChain } from '../worker/audit/chain';
+import { chainHash } from '../worker/audit/record';
 import worker from '../worker/index';
 import { adminFetch, bearer } from './admin-helpers';
-import { exchange } from './helpers';
+import { drainAudit, exchange } from './helpers';
 
 interface Report {
   valid: boolean;
   records: number;
   head: { seq: number; hash: string };
-  problems: { seq: number; problem: string }[];
+  chains: { checked: number; records: number };
+  problems: { seq: number; chain?: string; problem: string }[];
 }
 
+/** The chain check, once every record decided so far has reached D1. */
 async function verify(): Promise<Report> {
+  await drainAudit();
   const response = await adminFetch('/admin/audit/verify', { headers: bearer(creds.auditor) });
   expect(response.status).toBe(200);
   return (await response.json()) as Report;
@@ -72,6 +76,7 @@ describe('GET /admin/audit/verify', () => {
 
   it('is sealed by the cron trigger too, off every request path', async () => {
     await decisions(2);
+    await drainAudit();
     const before = (await env.AUDIT_DB.prepare('SELECT COUNT(*) AS n FROM audit_seals').first<{ n: number }>())?.n ?? 0;
     const ctx = createExecutionContext();
     await worker.scheduled(createScheduledController({ cron: '* * * * *' }), env, ctx);
@@ -124,6 +129,75 @@ describe('GET /admin/audit/verify detects tampering', () => {
     // The sealer had already chained later records onto the real head: the rewrite shows where they meet.
     const report = await verify();
     expect(report.valid).toBe(false);
-    expect(report.problems).toEqual([{ seq: head.seq + 1, problem: 'chain_rewritten' }]);
+    expect(report.problems).toContainEqual({ seq: head.seq + 1, problem: 'chain_rewritten' });
+    // And the record's own chain, hashed when its object committed it, no longer gives its hash.
+    expect(report.problems).toContainEqual(
+      expect.objectContaining({ chain: expect.any(String), problem: 'record_changed' }),
+    );
+  });
+});
+
+// The decision-time chains: hashed when the deciding object commits, before D1 or the sealer see a record.
+describe('GET /admin/audit/verify checks every decision-time chain', () => {
+  const DEMO_CHAIN = 'agent:demo-agent';
+
+  async function lastOfChain(chain: string) {
+    return env.AUDIT_DB.prepare('SELECT * FROM audit_events WHERE chain = ? ORDER BY chain_seq DESC LIMIT 1')
+      .bind(chain)
+      .first<Record<string, unknown> & { seq: number; chain_seq: number; chain_hash: string }>();
+  }
+
+  it('reports the chains it checked', async () => {
+    await decisions(1);
+    const report = await verify();
+    expect(report.chains.checked).toBeGreaterThan(0);
+    expect(report.chains.records).toBeGreaterThan(0);
+  });
+
+  it('catches a record changed in D1 before it was ever sealed', async () => {
+    await exec('DROP TRIGGER IF EXISTS audit_events_no_update');
+    await decisions(1);
+    await drainAudit();
+    const last = await lastOfChain(DEMO_CHAIN);
+    await exec("UPDATE audit_events SET owner = 'mallory@example.com' WHERE seq = ?", last?.seq);
+    const report = await verify();
+    expect(report.valid).toBe(false);
+    expect(report.problems).toContainEqual({ chain: DEMO_CHAIN, seq: last?.chain_seq, problem: 'record_changed' });
+  });
+
+  it('catches the newest records of a chain deleted from D1, against what its object knows D1 holds', async () => {
+    await exec('DROP TRIGGER IF EXISTS audit_events_no_delete');
+    await decisions(1);
+    await drainAudit();
+    const last = await lastOfChain(DEMO_CHAIN);
+    await exec('DELETE FROM audit_events WHERE seq = ?', last?.seq);
+    const report = await verify();
+    expect(report.valid).toBe(false);
+    expect(report.problems).toContainEqual({ chain: DEMO_CHAIN, seq: last?.chain_seq, problem: 'record_missing' });
+  });
+
+  it('catches a record added to D1 that no object committed, however well its hash is forged', async () => {
+    await decisions(1);
+    await drainAudit();
+    const last = await lastOfChain(DEMO_CHAIN);
+    if (last === null) throw new Error('no record in the chain');
+    const { seq: _seq, stored_at: _stored, ...columns } = last;
+    const forged = {
+      ...columns,
+      id: crypto.randomUUID(),
+      reason: null,
+      decision: 'granted',
+      chain_seq: last.chain_seq + 1,
+      chain_prev: last.chain_hash,
+    };
+    const hashed = { ...forged, chain_hash: chainHash(forged) };
+    const names = Object.keys(hashed);
+    await exec(
+      `INSERT INTO audit_events (${names.join(', ')}) VALUES (${names.map(() => '?').join(', ')})`,
+      ...Object.values(hashed),
+    );
+    const report = await verify();
+    expect(report.valid).toBe(false);
+    expect(report.problems).toContainEqual({ chain: DEMO_CHAIN, seq: last.chain_seq + 1, problem: 'unknown_record' });
   });
 });

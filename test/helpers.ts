@@ -21,7 +21,11 @@ import {
 import { afterEach, beforeEach, expect, vi } from 'vitest';
 import demoKey from '../scripts/demo/demo-agent.private.jwk.json';
 import type { AgentState } from '../worker/agents/agent-state';
+import { INTAKE_SHARDS } from '../worker/audit/intake';
+import type { AuditDraft } from '../worker/audit/record';
 import type { AuditEvent } from '../worker/audit/schema';
+import type { Admission, ExchangeCall, ExchangeDecision } from '../worker/core/exchange';
+import { loadedPolicy } from '../worker/policy/loaded';
 
 export const ISSUER = env.ISSUER;
 export const DEMO_AGENT = 'demo-agent';
@@ -294,6 +298,31 @@ export async function evictAgentObject(name: string = DEMO_AGENT): Promise<void>
   expect(recreated).toBe(true);
 }
 
+/** A record draft for calls made to an object directly (the worker would have built it from the request). */
+export function testDraft(event = 'token.exchange', agent: string = DEMO_AGENT): AuditDraft {
+  return { at: Date.now(), event, agent, details: {} };
+}
+
+/**
+ * A `/token` request as the agent's object receives it, for tests that call the object directly: the
+ * admission, and by default a grant of a token that exists only in this call.
+ */
+export function admissionCall(admission: Admission, decision?: ExchangeDecision, agent = DEMO_AGENT): ExchangeCall {
+  return {
+    draft: testDraft('token.exchange', agent),
+    admission,
+    decision: decision ?? {
+      kind: 'grant',
+      grant: {
+        tokenJti: crypto.randomUUID(),
+        tokenExp: nowSeconds() + 300,
+        grantedActions: 'tickets:read',
+        details: {},
+      },
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // A fake clock
 
@@ -388,8 +417,45 @@ export function poll(pending: Pending, overrides: ExchangeFields = {}): Promise<
 // ---------------------------------------------------------------------------------------------------------
 // The audit log
 
-/** Every audit record, oldest first, with columns in their D1 (snake_case) names mapped to the schema's. */
+/** Every Durable Object that holds an audit chain: the inventory's agents, the kill switch, the intake shards. */
+function chainObjects() {
+  const agents = Object.keys(loadedPolicy().bundle.agents).map((id) => agentObject(id));
+  const intakes = Array.from({ length: INTAKE_SHARDS }, (_, shard) =>
+    env.AUDIT_INTAKE.get(env.AUDIT_INTAKE.idFromName(`intake-${shard}`)),
+  );
+  return { agents, intakes, killSwitch: env.KILL_SWITCH.get(env.KILL_SWITCH.idFromName('global')) };
+}
+
+/**
+ * Waits until every record committed so far is in D1: forwards each chain now, the chain with the oldest
+ * waiting record first (so D1's order follows the decisions'), instead of sleeping until the alarms do.
+ * With `closeWindows`, the intake shards also summarise the refusals they only counted.
+ */
+export async function drainAudit(options: { closeWindows?: boolean } = {}): Promise<void> {
+  const { agents, intakes, killSwitch } = chainObjects();
+  const chains: { backlog(): Promise<{ waiting: number; oldestAt: number | null }>; flush(): Promise<boolean> }[] = [
+    ...agents.map((stub) => ({ backlog: () => stub.backlog(), flush: () => stub.flushAudit() })),
+    { backlog: () => killSwitch.backlog(), flush: () => killSwitch.flushAudit() },
+    ...intakes.map((stub) => ({
+      backlog: () => stub.backlog(),
+      flush: () => stub.flushAudit(options.closeWindows ?? false),
+    })),
+  ];
+  const waiting = await Promise.all(chains.map(async (chain) => ({ chain, backlog: await chain.backlog() })));
+  const order = waiting
+    .filter(({ backlog }) => backlog.waiting > 0 || options.closeWindows)
+    .sort(
+      (a, b) => (a.backlog.oldestAt ?? Number.POSITIVE_INFINITY) - (b.backlog.oldestAt ?? Number.POSITIVE_INFINITY),
+    );
+  for (const { chain } of order) expect(await chain.flush()).toBe(true);
+}
+
+/**
+ * Every audit record in the order D1 received them (`seq`), with columns in their D1 (snake_case) names
+ * mapped to the schema's; the chains are drained first.
+ */
 export async function auditRecords(): Promise<AuditEvent[]> {
+  await drainAudit();
   const { results } = await env.AUDIT_DB.prepare('SELECT * FROM audit_events ORDER BY seq').all<
     Record<string, unknown>
   >();
@@ -404,14 +470,23 @@ export async function auditRecords(): Promise<AuditEvent[]> {
   );
 }
 
-/** The newest audit record. */
+/**
+ * Whether a record is a request's: approval notifications are the agent object's alarm at work, delivered
+ * whenever it fires, so they are left out of "the record a request added".
+ */
+export const requestRecord = (record: AuditEvent) => record.event !== 'approval.notify';
+
+/**
+ * The record of the newest decision a request made: by `at`, since D1's `seq` is the order records arrived
+ * in, which across chains can differ from the order of the decisions by the forwarding delay.
+ */
 export async function lastAudit(): Promise<AuditEvent> {
-  const records = await auditRecords();
+  const records = (await auditRecords()).filter(requestRecord).sort((a, b) => a.at - b.at || a.seq - b.seq);
   const last = records.at(-1);
   if (last === undefined) throw new Error('no audit record');
   return last;
 }
 
 /** A record's `detail`, parsed (null when there is no record or no detail). */
-export const detailOf = (record: AuditEvent | undefined) =>
+export const detailOf = (record: { detail: string | null } | undefined) =>
   JSON.parse(record?.detail ?? 'null') as Record<string, unknown>;

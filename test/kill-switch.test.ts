@@ -1,4 +1,4 @@
-import { exports } from 'cloudflare:workers';
+import { env, exports } from 'cloudflare:workers';
 import { decodeJwt } from 'jose';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import creds from '../scripts/demo/admin-credentials.json';
@@ -35,6 +35,8 @@ async function killSwitchState(): Promise<Record<string, unknown>> {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** The isolate's lease on the kill switch state (the test configuration's `KILL_SWITCH_LEASE_MS`). */
+const LEASE_MS = Number(env.KILL_SWITCH_LEASE_MS);
 
 afterEach(async () => {
   vi.restoreAllMocks();
@@ -97,7 +99,8 @@ describe('PUT /admin/kill-switch: the global kill switch', () => {
 
 describe('the kill switch under concurrent load', () => {
   it('gives no token to any request that started after the engage answered, and audits every token issued', async () => {
-    const bodies = await Promise.all(Array.from({ length: 40 }, () => exchangeFields()));
+    // The engage answers only once every isolate's lease on the released state has run out (about a
+    // second here), so requests keep starting until a few of them have started after it answered.
     let engageAnswered = false;
     const flights: Promise<{ startedAfterEngage: boolean; response: Response }>[] = [];
     const engage = (async () => {
@@ -106,10 +109,13 @@ describe('the kill switch under concurrent load', () => {
       engageAnswered = true;
       return response;
     })();
-    for (const body of bodies) {
+    let startedAfter = 0;
+    while (startedAfter < 8) {
+      const body = await exchangeFields();
       const startedAfterEngage = engageAnswered;
+      if (startedAfterEngage) startedAfter += 1;
       flights.push(postJson(body).then((response) => ({ startedAfterEngage, response })));
-      await sleep(10);
+      await sleep(20);
     }
     expect((await engage).status).toBe(200);
     const outcomes = await Promise.all(flights);
@@ -133,10 +139,10 @@ describe('the kill switch under concurrent load', () => {
     for (const { access_token } of granted) expect(audited).toContain(decodeJwt(access_token).jti);
   });
 
-  it('kills every token of an agent whose requests were in flight during an agent revoke', async () => {
+  it('kills every token admitted before an agent revoke answered, and none asked for after it', async () => {
     // The previous test drained the agent's rate-limit bucket; it lives in the object's memory.
     await evictAgentObject();
-    const bodies = await Promise.all(Array.from({ length: 16 }, () => exchangeFields()));
+    const bodies = await Promise.all(Array.from({ length: 14 }, () => exchangeFields()));
     let revokeAnswered = false;
     const flights: Promise<{ startedBeforeRevoke: boolean; response: Response }>[] = [];
     const revoke = (async () => {
@@ -155,6 +161,8 @@ describe('the kill switch under concurrent load', () => {
       await sleep(5);
     }
     expect((await revoke).status).toBe(200);
+    // Asked for after the revoke answered, in the same second as it: alive, whatever their iat.
+    const later = await Promise.all(Array.from({ length: 3 }, () => issue()));
     const outcomes = await Promise.all(flights);
     const early = outcomes.filter((o) => o.startedBeforeRevoke && o.response.status === 200);
     expect(early.length).toBeGreaterThan(0);
@@ -164,11 +172,13 @@ describe('the kill switch under concurrent load', () => {
       expect(await introspect(access_token)).toEqual({ active: false });
       expect(audited).toContain(decodeJwt(access_token).jti);
     }
+    for (const { token } of later) expect(await introspect(token)).toMatchObject({ active: true });
   });
 });
 
 describe('the kill switch fails closed', () => {
-  it('refuses /token with 503 when the agent’s shard throws', async () => {
+  it('refuses /token with 503 when the shard throws as the isolate renews its lease', async () => {
+    await sleep(LEASE_MS);
     vi.spyOn(KillSwitchShard.prototype, 'state').mockRejectedValue(new Error('shard down'));
     const response = await exchange();
     expect(response.status).toBe(503);
@@ -176,7 +186,8 @@ describe('the kill switch fails closed', () => {
     expect(await lastAudit()).toMatchObject({ decision: 'refused', reason: 'store_unavailable' });
   });
 
-  it('refuses /token with 503 when the agent’s shard hangs', async () => {
+  it('refuses /token with 503 when the shard hangs as the isolate renews its lease', async () => {
+    await sleep(LEASE_MS);
     vi.spyOn(KillSwitchShard.prototype, 'state').mockReturnValue(new Promise(() => {}));
     const response = await exchange();
     expect(response.status).toBe(503);

@@ -9,6 +9,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { loadedPolicy } from '../worker/policy/loaded';
 import {
+  admissionCall,
   agentObject,
   attestation,
   DEMO_AGENT,
@@ -133,36 +134,41 @@ describe('POST /token: the per-agent rate limit', () => {
   });
 });
 
-describe('AgentState.admit: one bucket per agent', () => {
+describe('AgentState.exchange: one bucket per agent', () => {
   const rateLimit = { perMinute: 60, burst: 2 };
   const admitTo = (name: string, key: string) =>
-    agentObject(name).admit({
-      replayKey: `issuer\n${key}`,
-      replayUntil: Math.floor(clock.ms / 1000) + 300,
-      taskId: 'task-rate',
-      rateLimit,
-    });
+    agentObject(name).exchange(
+      admissionCall({
+        replayKey: `issuer\n${key}`,
+        replayUntil: Math.floor(clock.ms / 1000) + 300,
+        taskId: 'task-rate',
+        rateLimit,
+      }),
+    );
 
   it('refuses the request after the burst with rate_limited and a retry delay', async () => {
-    expect(await admitTo('rate-a', 'a1')).toEqual({ admitted: true });
-    expect(await admitTo('rate-a', 'a2')).toEqual({ admitted: true });
-    expect(await admitTo('rate-a', 'a3')).toEqual({ admitted: false, reason: 'rate_limited', retryAfter: 1 });
+    expect(await admitTo('rate-a', 'a1')).toEqual({ outcome: 'granted' });
+    expect(await admitTo('rate-a', 'a2')).toEqual({ outcome: 'granted' });
+    expect(await admitTo('rate-a', 'a3')).toEqual({
+      outcome: 'refused',
+      refusal: { reason: 'rate_limited', retryAfter: 1 },
+    });
   });
 
   it("leaves another agent's bucket untouched", async () => {
     await admitTo('rate-b', 'b1');
     await admitTo('rate-b', 'b2');
-    expect(await admitTo('rate-b', 'b3')).toMatchObject({ admitted: false, reason: 'rate_limited' });
-    expect(await admitTo('rate-c', 'c1')).toEqual({ admitted: true });
-    expect(await admitTo('rate-c', 'c2')).toEqual({ admitted: true });
+    expect(await admitTo('rate-b', 'b3')).toMatchObject({ outcome: 'refused', refusal: { reason: 'rate_limited' } });
+    expect(await admitTo('rate-c', 'c1')).toEqual({ outcome: 'granted' });
+    expect(await admitTo('rate-c', 'c2')).toEqual({ outcome: 'granted' });
   });
 
   it('does not record a refused attestation as used', async () => {
     await admitTo('rate-d', 'd1');
     await admitTo('rate-d', 'd2');
-    expect(await admitTo('rate-d', 'd3')).toMatchObject({ admitted: false, reason: 'rate_limited' });
+    expect(await admitTo('rate-d', 'd3')).toMatchObject({ outcome: 'refused', refusal: { reason: 'rate_limited' } });
     clock.advance(1);
-    expect(await admitTo('rate-d', 'd3')).toEqual({ admitted: true });
-    expect(await admitTo('rate-d', 'd3')).toEqual({ admitted: false, reason: 'replayed' });
+    expect(await admitTo('rate-d', 'd3')).toEqual({ outcome: 'granted' });
+    expect(await admitTo('rate-d', 'd3')).toEqual({ outcome: 'refused', refusal: { reason: 'replayed' } });
   });
 });

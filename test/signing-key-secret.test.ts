@@ -14,7 +14,7 @@ describe('signing with a key imported from the SIGNING_KEY secret', () => {
     const jwk = await privateJwk('imported-1');
     const withSecret = { ...env, SIGNING_KEY: JSON.stringify(jwk) };
 
-    const key = await signingKey(withSecret, nowSeconds());
+    const { key } = await signingKey(withSecret, nowSeconds());
     expect(key.kid).toBe('imported-1');
     const jwks = await publishedJwks(withSecret);
     expect(jwks.keys).toEqual([

@@ -7,12 +7,14 @@ import { refuse } from './core/errors';
 import type { AppEnv } from './http/app-env';
 import { errorResponse, handleError } from './http/errors';
 import { adminRoutes } from './routes/admin';
+import { auditRoutes } from './routes/admin-audit';
 import { approvalRoutes } from './routes/approvals';
 import { discoveryRoutes } from './routes/discovery';
 import { healthRoutes } from './routes/health';
 import { introspectionRoutes } from './routes/introspection';
 import { revocationRoutes } from './routes/revocation';
 import { tokenRoutes } from './routes/token';
+import { sealAuditLog } from './stores/audit-log';
 
 /** The HTTP routes; the default export adds the cron trigger. */
 export const app = new Hono<AppEnv>();
@@ -22,6 +24,7 @@ app.route('/', tokenRoutes);
 app.route('/', revocationRoutes);
 app.route('/', introspectionRoutes);
 app.route('/', adminRoutes);
+app.route('/', auditRoutes);
 app.route('/', approvalRoutes);
 app.notFound(() => errorResponse(refuse('not_found')));
 app.onError(handleError);
@@ -30,14 +33,12 @@ export default {
   fetch: app.fetch,
   /** The cron trigger: seal new audit records into the hash chain. */
   async scheduled(_controller, env, ctx) {
-    ctx.waitUntil(
-      env.AUDIT_SEALER.get(env.AUDIT_SEALER.idFromName('global'))
-        .seal()
-        .then(() => undefined),
-    );
+    ctx.waitUntil(sealAuditLog(env).then(() => undefined));
   },
 } satisfies ExportedHandler<Env>;
 export { AgentState } from './agents/agent-state';
+export { AuditIntake } from './audit/intake';
 export { AuditSealer } from './audit/sealer';
+export { AuditWriter } from './audit/writer';
 export { KillSwitchControl, KillSwitchShard } from './control/kill-switch';
 export { SigningKeys } from './keys/signing-keys';

@@ -6,7 +6,7 @@
  */
 import { createMiddleware } from 'hono/factory';
 import { createRemoteJWKSet, type JWTVerifyGetKey, jwtVerify } from 'jose';
-import type { AuditDraft } from '../audit/store';
+import type { AuditDraft } from '../audit/record';
 import { claimMatches } from '../core/claim-match';
 import { refuse } from '../core/errors';
 import { bearerCredential, challenge } from '../http/bearer';

@@ -1,13 +1,17 @@
 /**
- * Per-agent durable state, one object per agent id. `/token` asks it one question (`admit`): is the agent
- * suspended, is the attestation a replay, is the task finished, is the agent over its rate limit? Admins
- * and token holders change it (revoke, suspend, resume, finish a task); introspection reads it.
+ * Per-agent durable state, one object per agent id, and the agent's audit chain. `/token` makes one call
+ * here ({@link AgentState.exchange}): the object admits the request (suspended? attestation or DPoP proof
+ * replayed? task finished? rate limited?), commits what the worker decided (a grant, an approval opened or
+ * collected, a refusal) and the decision's audit record, all in one storage transaction. Admins and token
+ * holders change it (revoke, suspend, resume, finish a task, decide an approval), each change committed with
+ * its record; introspection reads it.
  *
  * Every change is written to the object's storage before the call returns, so a revocation that has
- * answered survives the object being evicted or restarted.
+ * answered survives the object being evicted or restarted, and so does the record of every decision.
  */
 import { DurableObject } from 'cloudflare:workers';
-import type { PendingApprovalMessage } from '../approvals/webhook';
+import { AuditOutbox, type Backlog } from '../audit/outbox';
+import { type AuditDraft, type AuditOutcome, agentChain, type ChainHead, decideRecord } from '../audit/record';
 import {
   type ApprovalRecord,
   type ApprovalTerms,
@@ -18,7 +22,13 @@ import {
   type PollOutcome,
   pollApproval,
 } from '../core/approval';
+import type { Admission, ExchangeCall, ExchangeRefusal, ExchangeResult, Grant } from '../core/exchange';
+import { exchangeRefusal } from '../core/exchange';
+import { AlarmSchedule } from '../durable/alarm';
+import { migrate } from '../durable/sql-schema';
 import type { RateLimit } from '../policy/bundle';
+import { loadedPolicy } from '../policy/loaded';
+import { recordWriter } from '../stores/audit-writer';
 import { deliverDue, NOTIFICATIONS_TABLE, queueNotification } from './notifications';
 
 /**
@@ -32,33 +42,42 @@ const FINISHED_TASK_RETENTION_SECONDS = 24 * 3600;
 const APPROVAL_RETENTION_SECONDS = 24 * 3600;
 /** A DPoP nonce is handed out for this long, and accepted for up to twice as long (RFC 9449 §8). */
 const DPOP_NONCE_LIFETIME_SECONDS = 300;
+/**
+ * A revocation of every token also revokes, one by one, the tokens admitted this long before it: their
+ * `iat` may fall in the revocation's own second (or, with clocks a little apart, the next), which
+ * revoked-before alone cannot tell apart from a token asked for after the revocation answered.
+ */
+const RECENT_ADMISSIONS_MS = 5000;
 
-export interface AdmitRequest {
-  /** Issuer and `jti` of the attestation: accepted once. */
-  replayKey: string;
-  /** Epoch seconds until which the key must be remembered. */
-  replayUntil: number;
-  taskId: string;
-  rateLimit: RateLimit;
-  /** Polling a step-up approval (CIBA): its id and the exact terms asked for. */
-  approval?: { id: string; terms: ApprovalTerms };
-  /** The request's DPoP proof: its id is accepted once; with `requireNonce`, its nonce must be ours. */
-  dpop?: { replayKey: string; replayUntil: number; nonce: string | undefined; requireNonce: boolean };
-}
-
-export type AdmitResult =
-  | { admitted: true; approval?: PollOutcome | { status: 'unknown' }; dpopNonce?: string }
-  | { admitted: false; reason: 'replayed' | 'suspended' | 'task_finished' | 'dpop_replayed' }
-  | { admitted: false; reason: 'dpop_nonce'; dpopNonce: string }
-  | { admitted: false; reason: 'rate_limited'; retryAfter: number };
+const SCHEMA = [
+  `CREATE TABLE IF NOT EXISTS seen_attestations (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+   CREATE INDEX IF NOT EXISTS seen_attestations_expiry ON seen_attestations (expires_at);
+   CREATE TABLE IF NOT EXISTS revoked_tokens (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+   CREATE INDEX IF NOT EXISTS revoked_tokens_expiry ON revoked_tokens (expires_at);
+   CREATE TABLE IF NOT EXISTS finished_tasks (task_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+   CREATE INDEX IF NOT EXISTS finished_tasks_expiry ON finished_tasks (expires_at);
+   CREATE TABLE IF NOT EXISTS approvals (id TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at INTEGER NOT NULL);
+   ${NOTIFICATIONS_TABLE};`,
+  // The token an admitted attestation was exchanged for, and when: what a revocation of every token needs.
+  `ALTER TABLE seen_attestations ADD COLUMN token_jti TEXT;
+   ALTER TABLE seen_attestations ADD COLUMN token_exp INTEGER;
+   ALTER TABLE seen_attestations ADD COLUMN admitted_ms INTEGER;
+   CREATE INDEX seen_attestations_admitted ON seen_attestations (admitted_ms) WHERE token_jti IS NOT NULL;
+   CREATE TABLE agent_status (id INTEGER PRIMARY KEY CHECK (id = 1), status TEXT NOT NULL);`,
+];
 
 export interface AgentStatus {
   suspended: boolean;
-  /** Tokens of this agent issued (`iat`) before this epoch second are dead. */
+  /**
+   * Tokens of this agent issued (`iat`) before this epoch second are dead; so is every token admitted before
+   * the change that set it.
+   */
   revokedBefore: number | null;
   /** Who last suspended, resumed or revoked the agent, when and why. */
-  lastChange: { action: 'revoke' | 'suspend' | 'resume'; by: string; reason: string; at: number } | null;
+  lastChange: { action: StatusAction; by: string; reason: string; at: number } | null;
 }
+
+export type StatusAction = 'revoke' | 'suspend' | 'resume';
 
 export interface TokenRef {
   jti: string;
@@ -75,37 +94,39 @@ interface Bucket {
   at: number;
 }
 
-const STATUS_KEY = 'status';
+const LEGACY_STATUS_KEY = 'status';
 const NO_STATUS: AgentStatus = { suspended: false, revokedBefore: null, lastChange: null };
 
 const nowSeconds = () => Date.now() / 1000;
 
 export class AgentState extends DurableObject<Env> {
   readonly #sql: SqlStorage;
+  readonly #audit: AuditOutbox;
+  readonly #alarm: AlarmSchedule;
   #status: AgentStatus = NO_STATUS;
   /** The rate-limit bucket lives in memory: an evicted object starts again with a full bucket. */
   #bucket: Bucket | undefined;
-  /** When the alarm is set for (epoch ms), null for none, undefined until read from storage. */
-  #alarmAt: number | null | undefined;
   /** DPoP nonces live in memory too: after an eviction, an agent's next proof is asked for the new one. */
   #nonces: { current: string; previous: string | undefined; issuedAt: number } | undefined;
+  /** The earliest `expires_at` among the rows stored (epoch seconds): when cleanup is due. */
+  #expiresAt: number | null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    const agentId = ctx.id.name;
+    if (agentId === undefined) throw new Error('AgentState objects are addressed by agent id');
     this.#sql = ctx.storage.sql;
-    this.#sql.exec(
-      `CREATE TABLE IF NOT EXISTS seen_attestations (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
-       CREATE INDEX IF NOT EXISTS seen_attestations_expiry ON seen_attestations (expires_at);
-       CREATE TABLE IF NOT EXISTS revoked_tokens (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
-       CREATE INDEX IF NOT EXISTS revoked_tokens_expiry ON revoked_tokens (expires_at);
-       CREATE TABLE IF NOT EXISTS finished_tasks (task_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
-       CREATE INDEX IF NOT EXISTS finished_tasks_expiry ON finished_tasks (expires_at);
-       CREATE TABLE IF NOT EXISTS approvals (id TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at INTEGER NOT NULL);
-       ${NOTIFICATIONS_TABLE};`,
-    );
-    void ctx.blockConcurrencyWhile(async () => {
-      this.#status = (await ctx.storage.get<AgentStatus>(STATUS_KEY)) ?? NO_STATUS;
-    });
+    migrate(this.#sql, SCHEMA);
+    this.#audit = new AuditOutbox(this.#sql, agentChain(agentId));
+    this.#alarm = new AlarmSchedule(ctx.storage);
+    this.#expiresAt = this.#earliestExpiry();
+    const stored = this.#sql.exec<{ status: string }>('SELECT status FROM agent_status').toArray()[0];
+    if (stored !== undefined) this.#status = JSON.parse(stored.status) as AgentStatus;
+    // Objects from before the status moved into SQL kept it under a key-value key.
+    else
+      void ctx.blockConcurrencyWhile(async () => {
+        this.#status = (await ctx.storage.get<AgentStatus>(LEGACY_STATUS_KEY)) ?? NO_STATUS;
+      });
   }
 
   #has(table: 'seen_attestations' | 'revoked_tokens' | 'finished_tasks', column: string, value: string): boolean {
@@ -113,6 +134,11 @@ export class AgentState extends DurableObject<Env> {
     return (
       this.#sql.exec(`SELECT 1 FROM ${table} WHERE ${column} = ? AND expires_at >= ?`, value, now).toArray().length > 0
     );
+  }
+
+  /** Commits the decision's audit record to the agent's chain, in the caller's transaction. */
+  #record(draft: AuditDraft, outcome: AuditOutcome): void {
+    this.#audit.append(decideRecord(draft, outcome, loadedPolicy().bundle.version));
   }
 
   /** Takes one request from the bucket, or says how long until one is there. */
@@ -141,46 +167,161 @@ export class AgentState extends DurableObject<Env> {
     return this.#nonces;
   }
 
-  #markUsed(key: string, until: number): void {
+  /** Remembers a used attestation (with the token it became, if any) or DPoP proof until `until`. */
+  #markUsed(key: string, until: number, token?: { jti: string; exp: number }): void {
+    const expiresAt = until + CLOCK_MARGIN_SECONDS;
     this.#sql.exec(
-      'INSERT OR REPLACE INTO seen_attestations (key, expires_at) VALUES (?, ?)',
+      `INSERT OR REPLACE INTO seen_attestations (key, expires_at, token_jti, token_exp, admitted_ms)
+       VALUES (?, ?, ?, ?, ?)`,
       key,
-      until + CLOCK_MARGIN_SECONDS,
+      expiresAt,
+      token?.jti ?? null,
+      token?.exp ?? null,
+      token === undefined ? null : Date.now(),
     );
+    this.#expiring(expiresAt);
   }
 
-  /**
-   * Admits a `/token` request, or says why not. An admitted attestation (and DPoP proof) is recorded as used
-   * (durably) before this returns; a refused one is not consumed.
-   */
-  async admit(request: AdmitRequest): Promise<AdmitResult> {
-    if (this.#status.suspended) return { admitted: false, reason: 'suspended' };
-    if (this.#has('seen_attestations', 'key', request.replayKey)) return { admitted: false, reason: 'replayed' };
-    const { dpop } = request;
+  /** Notes a row that expires at `at` (epoch seconds), so that the cleanup alarm is due by then. */
+  #expiring(at: number): void {
+    if (this.#expiresAt === null || at < this.#expiresAt) this.#expiresAt = at;
+  }
+
+  /** The checks every exchange passes, in order; undefined when admitted. */
+  #admit(admission: Admission): { refusal?: ExchangeRefusal; dpopNonce?: string } {
+    if (this.#status.suspended) return { refusal: { reason: 'suspended' } };
+    if (this.#has('seen_attestations', 'key', admission.replayKey)) return { refusal: { reason: 'replayed' } };
+    const { dpop } = admission;
     let dpopNonce: string | undefined;
     if (dpop?.requireNonce) {
       const nonces = this.#dpopNonces();
       dpopNonce = nonces.current;
       if (dpop.nonce === undefined || (dpop.nonce !== nonces.current && dpop.nonce !== nonces.previous))
-        return { admitted: false, reason: 'dpop_nonce', dpopNonce };
+        return { refusal: { reason: 'dpop_nonce', dpopNonce }, dpopNonce };
     }
+    const withNonce = dpopNonce === undefined ? {} : { dpopNonce };
     if (dpop !== undefined && this.#has('seen_attestations', 'key', dpop.replayKey))
-      return { admitted: false, reason: 'dpop_replayed' };
-    if (this.#has('finished_tasks', 'task_id', request.taskId)) return { admitted: false, reason: 'task_finished' };
-    const retryAfter = this.#takeFromBucket(request.rateLimit);
-    if (retryAfter !== undefined) return { admitted: false, reason: 'rate_limited', retryAfter };
-    this.#markUsed(request.replayKey, request.replayUntil);
-    if (dpop !== undefined) this.#markUsed(dpop.replayKey, dpop.replayUntil);
-    await this.#scheduleCleanup(
-      Math.min(request.replayUntil, dpop?.replayUntil ?? Number.POSITIVE_INFINITY) + CLOCK_MARGIN_SECONDS,
+      return { refusal: { reason: 'dpop_replayed' }, ...withNonce };
+    if (this.#has('finished_tasks', 'task_id', admission.taskId))
+      return { refusal: { reason: 'task_finished' }, ...withNonce };
+    const retryAfter = this.#takeFromBucket(admission.rateLimit);
+    if (retryAfter !== undefined) return { refusal: { reason: 'rate_limited', retryAfter }, ...withNonce };
+    return withNonce;
+  }
+
+  /** The attestation and DPoP proof of an admitted request, used up; with the token they became, if one. */
+  #consume(admission: Admission, token?: Grant): void {
+    this.#markUsed(
+      admission.replayKey,
+      admission.replayUntil,
+      token === undefined ? undefined : { jti: token.tokenJti, exp: token.tokenExp },
     );
-    const admitted = { admitted: true as const, ...(dpopNonce !== undefined && { dpopNonce }) };
-    if (request.approval === undefined) return admitted;
-    const record = this.#approval(request.approval.id);
-    if (record === undefined) return { ...admitted, approval: { status: 'unknown' } };
-    const polled = pollApproval(record, request.approval.terms, Math.floor(nowSeconds()));
-    this.#saveApproval(polled.record);
-    return { ...admitted, approval: polled.outcome };
+    if (admission.dpop !== undefined) this.#markUsed(admission.dpop.replayKey, admission.dpop.replayUntil);
+  }
+
+  #grantOutcome(grant: Grant, extra: Record<string, unknown> = {}): AuditOutcome {
+    return { decision: 'granted', details: { ...grant.details, ...extra } };
+  }
+
+  /**
+   * Admits a `/token` request and commits what the worker decided, with the decision's audit record, in one
+   * transaction: a grant, an approval collected or polled, an approval opened, or a policy refusal. A request
+   * the object refuses (suspended, replayed, task finished, rate limited, nonce) is recorded as refused and
+   * uses up nothing; an admitted one uses up its attestation and DPoP proof.
+   */
+  async exchange(call: ExchangeCall): Promise<ExchangeResult> {
+    const result = this.#exchange(call);
+    await this.#schedule();
+    return result;
+  }
+
+  #exchange({ draft, admission, decision }: ExchangeCall): ExchangeResult {
+    const { refusal, dpopNonce } = this.#admit(admission);
+    const withNonce = dpopNonce === undefined ? {} : { dpopNonce };
+    if (refusal !== undefined) {
+      const spec = exchangeRefusal(refusal, admission.taskId);
+      this.#record(draft, { decision: 'refused', reason: spec.reason, details: spec.detail });
+      return { outcome: 'refused', refusal, ...withNonce };
+    }
+    const granted = (grant: Grant) => ({
+      ...draft,
+      grantedActions: grant.grantedActions,
+      tokenJti: grant.tokenJti,
+      tokenExp: grant.tokenExp,
+    });
+    switch (decision.kind) {
+      case 'grant': {
+        this.#consume(admission, decision.grant);
+        this.#record(granted(decision.grant), this.#grantOutcome(decision.grant));
+        return { outcome: 'granted', ...withNonce };
+      }
+      case 'collect': {
+        const polled = this.#poll(decision.approvalId, decision.terms);
+        if (polled.outcome.status === 'approved') {
+          this.#saveApproval(polled.record as ApprovalRecord);
+          const approval = { id: decision.approvalId, by: polled.outcome.by };
+          this.#consume(admission, decision.grant);
+          this.#record(granted(decision.grant), this.#grantOutcome(decision.grant, { approval }));
+          return { outcome: 'granted', approvedBy: polled.outcome.by, ...withNonce };
+        }
+        this.#consume(admission);
+        return { ...this.#pollRefused(draft, admission.taskId, decision.approvalId, polled), ...withNonce };
+      }
+      case 'open': {
+        this.#consume(admission);
+        const { approval, message } = decision;
+        this.#saveApproval(approval);
+        if (message !== undefined) queueNotification(this.#sql, message, approval.createdAt, approval.expiresAt);
+        this.#record(draft, {
+          decision: 'refused',
+          reason: 'approval_required',
+          details: { approvalId: approval.id, requirement: approval.requirement },
+        });
+        return { outcome: 'recorded', ...withNonce };
+      }
+      case 'refuse': {
+        this.#consume(admission);
+        if (decision.approval !== undefined) {
+          const polled = this.#poll(decision.approval.id, decision.approval.terms);
+          if (polled.outcome.status !== 'approved')
+            return { ...this.#pollRefused(draft, admission.taskId, decision.approval.id, polled), ...withNonce };
+        }
+        this.#record(draft, { decision: 'refused', reason: decision.reason, details: decision.details });
+        return { outcome: 'recorded', ...withNonce };
+      }
+    }
+  }
+
+  /** What polling an approval finds, and the record as the poll leaves it (saved only by the caller). */
+  #poll(id: string, terms: ApprovalTerms): { outcome: PollOutcome | { status: 'unknown' }; record?: ApprovalRecord } {
+    const record = this.#approval(id);
+    if (record === undefined) return { outcome: { status: 'unknown' } };
+    return pollApproval(record, terms, Math.floor(nowSeconds()));
+  }
+
+  /** Records and answers a poll that did not collect, keeping what the poll changed (its time). */
+  #pollRefused(
+    draft: AuditDraft,
+    taskId: string,
+    approvalId: string,
+    polled: { outcome: PollOutcome | { status: 'unknown' }; record?: ApprovalRecord },
+  ): ExchangeResult {
+    const { outcome } = polled;
+    if (outcome.status === 'approved') throw new Error('an approved poll collects');
+    if (polled.record !== undefined) this.#saveApproval(polled.record);
+    const refusal: ExchangeRefusal = { reason: 'approval', approvalId, poll: outcome };
+    const spec = exchangeRefusal(refusal, taskId);
+    this.#record(draft, { decision: 'refused', reason: spec.reason, details: spec.detail });
+    return { outcome: 'refused', refusal };
+  }
+
+  /**
+   * Records a refusal the worker decided before admission could run (a DPoP proof that does not verify, a
+   * proof the policy requires and the request lacks, the kill switch): nothing is used up.
+   */
+  async record(draft: AuditDraft, outcome: AuditOutcome): Promise<void> {
+    this.#record(draft, outcome);
+    await this.#schedule();
   }
 
   #approval(id: string): ApprovalRecord | undefined {
@@ -189,41 +330,85 @@ export class AgentState extends DurableObject<Env> {
   }
 
   #saveApproval(record: ApprovalRecord): void {
+    const expiresAt = record.expiresAt + APPROVAL_RETENTION_SECONDS;
     this.#sql.exec(
       'INSERT OR REPLACE INTO approvals (id, record, expires_at) VALUES (?, ?, ?)',
       record.id,
       JSON.stringify(record),
-      record.expiresAt + APPROVAL_RETENTION_SECONDS,
+      expiresAt,
     );
+    this.#expiring(expiresAt);
   }
 
-  /** Records a pending approval and, when a webhook is configured, queues its announcement. */
-  async createApproval(record: ApprovalRecord, message: PendingApprovalMessage | undefined): Promise<void> {
-    this.#saveApproval(record);
-    if (message !== undefined) queueNotification(this.#sql, message, record.createdAt, record.expiresAt);
-    await this.#scheduleCleanup();
+  /** An approval, for an approver; with `draft`, the read is recorded. */
+  async approval(id: string, draft?: AuditDraft): Promise<ApprovalRecord | undefined> {
+    const record = this.#approval(id);
+    if (draft !== undefined) {
+      this.#record(
+        draft,
+        record === undefined
+          ? { decision: 'refused', reason: 'unknown_target', details: { approval: id } }
+          : { decision: 'granted' },
+      );
+      await this.#schedule();
+    }
+    return record;
   }
 
-  async approval(id: string): Promise<ApprovalRecord | undefined> {
-    return this.#approval(id);
-  }
-
-  /** An approver's decision; the record as it stands after it. */
+  /** An approver's decision, recorded granted or refused (four-eyes, group, not pending); the record after it. */
   async decideApproval(
     id: string,
     input: { approver: Approver; decision: 'approve' | 'deny'; reason: string },
+    draft: AuditDraft,
   ): Promise<{ outcome: DecideOutcome | { decided: false; reason: 'unknown' }; record?: ApprovalRecord }> {
+    const result = this.#decideApproval(id, input, draft);
+    await this.#schedule();
+    return result;
+  }
+
+  #decideApproval(
+    id: string,
+    input: { approver: Approver; decision: 'approve' | 'deny'; reason: string },
+    draft: AuditDraft,
+  ): { outcome: DecideOutcome | { decided: false; reason: 'unknown' }; record?: ApprovalRecord } {
     const record = this.#approval(id);
-    if (record === undefined) return { outcome: { decided: false, reason: 'unknown' } };
-    const decided = decideApproval(record, input, Math.floor(nowSeconds()));
-    this.#saveApproval(decided.record);
+    if (record === undefined) {
+      this.#record(draft, { decision: 'refused', reason: 'unknown_target', details: { approval: id } });
+      return { outcome: { decided: false, reason: 'unknown' } };
+    }
+    const now = Math.floor(nowSeconds());
+    const decided = decideApproval(record, input, now);
+    if (decided.outcome.decided) {
+      this.#saveApproval(decided.record);
+      this.#record(draft, {
+        decision: 'granted',
+        details: { decision: input.decision, status: approvalStatus(decided.record, now) },
+      });
+    } else if (decided.outcome.reason === 'not_pending') {
+      this.#record(draft, {
+        decision: 'refused',
+        reason: 'approval_not_pending',
+        details: { status: approvalStatus(record, now) },
+      });
+    } else {
+      this.#record(draft, {
+        decision: 'refused',
+        reason: 'approver_not_allowed',
+        details: { rule: decided.outcome.reason, requirement: record.requirement },
+      });
+    }
     return decided;
   }
 
-  /** Puts a collected approval back to approved when no token came of the collection (a broker fault). */
-  async releaseApproval(id: string): Promise<void> {
+  /**
+   * Puts a collected approval back to approved when no token came of the collection (signing failed after
+   * it), and records that the token it was granted for never left.
+   */
+  async releaseApproval(id: string, draft: AuditDraft, outcome: AuditOutcome): Promise<void> {
     const record = this.#approval(id);
     if (record?.status === 'collected') this.#saveApproval({ ...record, status: 'approved' });
+    this.#record(draft, outcome);
+    await this.#schedule();
   }
 
   /** Whether a token of this agent is still alive as far as revocation, suspension and tasks go. */
@@ -237,101 +422,144 @@ export class AgentState extends DurableObject<Env> {
     return { active: true };
   }
 
-  async status(): Promise<AgentStatus> {
+  /** The agent's status; with `draft`, an admin's read, recorded. */
+  async status(draft?: AuditDraft): Promise<AgentStatus> {
+    if (draft !== undefined) {
+      this.#record(draft, { decision: 'granted' });
+      await this.#schedule();
+    }
     return this.#status;
   }
 
-  /** Revokes one token until it would have expired anyway. */
-  async revokeToken(jti: string, exp: number): Promise<void> {
+  #revoke(jti: string, exp: number): void {
     this.#sql.exec('INSERT OR REPLACE INTO revoked_tokens (jti, expires_at) VALUES (?, ?)', jti, exp);
-    await this.#scheduleCleanup();
+    this.#expiring(exp);
   }
 
-  /** Finishes a task: every token of it is dead, and no new one is issued for it. */
-  async finishTask(taskId: string): Promise<void> {
+  /** Revokes one token until it would have expired anyway, and records who did. */
+  async revokeToken(jti: string, exp: number, draft: AuditDraft): Promise<void> {
+    this.#revoke(jti, exp);
+    this.#record(draft, { decision: 'granted' });
+    await this.#schedule();
+  }
+
+  /**
+   * Finishes a task: every token of it is dead, and no new one is issued for it. Recorded here with `draft`;
+   * without (a task revoked across agents), the caller records the one decision elsewhere.
+   */
+  async finishTask(taskId: string, draft?: AuditDraft): Promise<void> {
     const until = Math.ceil(nowSeconds()) + FINISHED_TASK_RETENTION_SECONDS;
     this.#sql.exec('INSERT OR REPLACE INTO finished_tasks (task_id, expires_at) VALUES (?, ?)', taskId, until);
-    await this.#scheduleCleanup();
+    this.#expiring(until);
+    if (draft !== undefined) this.#record(draft, { decision: 'granted' });
+    await this.#schedule();
   }
 
-  async #setStatus(status: AgentStatus): Promise<AgentStatus> {
-    await this.ctx.storage.put(STATUS_KEY, status);
+  /**
+   * Revokes every token the agent holds now: those issued before this second by `iat`, and those admitted in
+   * the last {@link RECENT_ADMISSIONS_MS} one by one. A token asked for after this answers is not touched.
+   */
+  #revokeAllNow(now: number): number {
+    const recent = this.#sql
+      .exec<{ token_jti: string; token_exp: number }>(
+        'SELECT token_jti, token_exp FROM seen_attestations WHERE token_jti IS NOT NULL AND admitted_ms >= ?',
+        now - RECENT_ADMISSIONS_MS,
+      )
+      .toArray();
+    for (const token of recent) this.#revoke(token.token_jti, token.token_exp);
+    return Math.floor(now / 1000);
+  }
+
+  /**
+   * An admin's change of the agent, recorded with it: `revoke` kills every token it holds now; `suspend`
+   * does that and refuses every `/token` until `resume` (which revives nothing).
+   */
+  async changeStatus(action: StatusAction, by: string, reason: string, draft: AuditDraft): Promise<AgentStatus> {
+    const now = Date.now();
+    const lastChange = { action, by, reason, at: Math.floor(now / 1000) };
+    const status: AgentStatus =
+      action === 'resume'
+        ? { ...this.#status, suspended: false, lastChange }
+        : {
+            suspended: action === 'suspend' || this.#status.suspended,
+            revokedBefore: this.#revokeAllNow(now),
+            lastChange,
+          };
+    // The status and its record, in one transaction: no await between them.
+    this.#sql.exec('INSERT OR REPLACE INTO agent_status (id, status) VALUES (1, ?)', JSON.stringify(status));
     this.#status = status;
+    this.#record(draft, { decision: 'granted' });
+    await this.#schedule();
     return status;
   }
 
-  /**
-   * Revokes every token the agent holds now. The cut-off is rounded up to the next second (`iat` has
-   * second precision), so a token minted by a request in flight during the revocation is dead too.
-   */
-  async revokeAll(by: string, reason: string): Promise<AgentStatus> {
-    const now = nowSeconds();
-    return this.#setStatus({
-      ...this.#status,
-      revokedBefore: Math.ceil(now + 0.001),
-      lastChange: { action: 'revoke', by, reason, at: Math.floor(now) },
-    });
+  /** Tokens granted here whose records are not in D1 yet, by token id or task. */
+  async pendingGrants(filter: { jti?: string; taskId?: string }) {
+    return this.#audit.pendingGrants(filter);
   }
 
-  /** The per-agent kill switch: refuses every `/token` and revokes every token held now. */
-  async suspend(by: string, reason: string): Promise<AgentStatus> {
-    const now = nowSeconds();
-    return this.#setStatus({
-      suspended: true,
-      revokedBefore: Math.ceil(now + 0.001),
-      lastChange: { action: 'suspend', by, reason, at: Math.floor(now) },
-    });
+  /** Records not yet in D1, and how old the oldest is. */
+  async backlog(): Promise<Backlog> {
+    return this.#audit.backlog();
   }
 
-  /** Lifts a suspension; tokens revoked by it stay revoked. */
-  async resume(by: string, reason: string): Promise<AgentStatus> {
-    return this.#setStatus({
-      ...this.#status,
-      suspended: false,
-      lastChange: { action: 'resume', by, reason, at: Math.floor(nowSeconds()) },
-    });
+  /** The chain's head and what D1 is known to hold. */
+  async heads(): Promise<{ head: ChainHead; acked: ChainHead }> {
+    return this.#audit.heads();
   }
 
-  /**
-   * Sets the alarm to the earliest expiry. `added` is the expiry (epoch seconds) of a row just written:
-   * when the alarm is already due no later, there is nothing to do, which spares `/token` a query and a
-   * storage call per request.
-   */
-  async #scheduleCleanup(added?: number): Promise<void> {
-    if (added !== undefined && typeof this.#alarmAt === 'number' && this.#alarmAt <= added * 1000) return;
-    const next = this.#sql
+  /** Forwards every waiting record to D1 now (tests, and admins waiting on the backlog). */
+  async flushAudit(): Promise<boolean> {
+    const done = await this.#audit.flush(recordWriter(this.env));
+    await this.#schedule();
+    return done;
+  }
+
+  /** The alarm is due when records should leave, a notification is due, or a row expires. */
+  async #schedule(): Promise<void> {
+    const notification = this.#sql.exec<{ at: number | null }>('SELECT MIN(next_at) AS at FROM notifications').one().at;
+    await this.#alarm.noLaterThan(
+      this.#audit.flushAt(),
+      notification === null ? null : notification * 1000,
+      this.#expiresAt === null ? null : (this.#expiresAt + 1) * 1000,
+    );
+  }
+
+  /** The earliest expiry among every table's rows (epoch seconds), read from storage. */
+  #earliestExpiry(): number | null {
+    return this.#sql
       .exec<{ at: number | null }>(
         `SELECT MIN(at) AS at FROM (
            SELECT MIN(expires_at) AS at FROM seen_attestations
            UNION ALL SELECT MIN(expires_at) FROM revoked_tokens
            UNION ALL SELECT MIN(expires_at) FROM finished_tasks
-           UNION ALL SELECT MIN(expires_at) FROM approvals
-           UNION ALL SELECT MIN(next_at) FROM notifications)`,
+           UNION ALL SELECT MIN(expires_at) FROM approvals)`,
       )
-      .toArray()[0]?.at;
-    const current = await this.ctx.storage.getAlarm();
-    this.#alarmAt = current;
-    if (next === null || next === undefined) return;
-    if (current === null || current > next * 1000) {
-      await this.ctx.storage.setAlarm(next * 1000);
-      this.#alarmAt = next * 1000;
-    }
+      .one().at;
   }
 
   /**
-   * Delivers approval notifications that are due, and forgets what can no longer matter: used
-   * attestations, revoked tokens, finished tasks and approvals past their retention.
+   * Forwards waiting audit records to D1, delivers approval notifications that are due, and forgets what can
+   * no longer matter: used attestations, revoked tokens, finished tasks and approvals past their retention.
    */
   override async alarm(): Promise<void> {
-    this.#alarmAt = null;
+    this.#alarm.fired();
     const now = Math.floor(nowSeconds());
-    await deliverDue(this.#sql, this.env, now, (id) => {
-      const record = this.#approval(id);
-      return record !== undefined && approvalStatus(record, now) === 'pending';
-    });
+    await deliverDue(
+      this.#sql,
+      this.env,
+      now,
+      (id) => {
+        const record = this.#approval(id);
+        return record !== undefined && approvalStatus(record, now) === 'pending';
+      },
+      (attempt) => this.#audit.append(attempt),
+    );
     for (const table of ['seen_attestations', 'revoked_tokens', 'finished_tasks', 'approvals']) {
       this.#sql.exec(`DELETE FROM ${table} WHERE expires_at < ?`, now);
     }
-    await this.#scheduleCleanup();
+    this.#expiresAt = this.#earliestExpiry();
+    await this.#audit.flushDue(recordWriter(this.env));
+    await this.#schedule();
   }
 }

@@ -1,11 +1,11 @@
 /**
  * The agent's outbox of approval notifications: delivered by the agent object's alarm, retried with
  * backoff until delivered, six attempts, or the approval's expiry. Delivery never blocks or loses the
- * approval itself, and every attempt is audited.
+ * approval itself, and every attempt is audited in the agent's own chain.
  */
 
 import { deliverWebhook, type PendingApprovalMessage } from '../approvals/webhook';
-import { writeAudit } from '../audit/store';
+import { type AuditOutcome, type DecidedRecord, decideRecord } from '../audit/record';
 import { loadedPolicy } from '../policy/loaded';
 
 const MAX_ATTEMPTS = 6;
@@ -26,15 +26,13 @@ export function queueNotification(sql: SqlStorage, message: PendingApprovalMessa
   );
 }
 
-async function audit(
-  env: Env,
+/** The record of one delivery attempt (or of a notification that could not be sent). */
+function attemptRecord(
   message: PendingApprovalMessage,
-  outcome: { delivered: boolean; reason?: string },
-  detail: object,
-) {
-  const { version } = loadedPolicy().bundle;
-  await writeAudit(
-    env.AUDIT_DB,
+  outcome: AuditOutcome,
+  details: Record<string, unknown>,
+): DecidedRecord {
+  return decideRecord(
     {
       at: Date.now(),
       event: 'approval.notify',
@@ -43,14 +41,11 @@ async function audit(
       audience: message.approval.audience,
       taskId: message.approval.task.id,
       target: `approval:${message.approval.id}`,
-      details: detail as Record<string, unknown>,
+      details,
     },
-    {
-      decision: outcome.delivered ? 'granted' : 'refused',
-      policyVersion: version,
-      ...(outcome.reason !== undefined && { reason: outcome.reason }),
-    },
-  ).catch((error: unknown) => console.error('audit write failed for a notification', error));
+    outcome,
+    loadedPolicy().bundle.version,
+  );
 }
 
 /**
@@ -62,6 +57,7 @@ export async function deliverDue(
   env: Env,
   now: number,
   stillPending: (approvalId: string) => boolean,
+  record: (attempt: DecidedRecord) => void,
 ): Promise<void> {
   const due = sql
     .exec<{ approval_id: string; message: string; attempts: number; expires_at: number }>(
@@ -79,11 +75,12 @@ export async function deliverDue(
     const attempt = row.attempts + 1;
     if (url === undefined || !env.APPROVAL_WEBHOOK_SECRET) {
       sql.exec('DELETE FROM notifications WHERE approval_id = ?', row.approval_id);
-      await audit(
-        env,
-        message,
-        { delivered: false, reason: 'webhook_not_configured' },
-        { secret: Boolean(env.APPROVAL_WEBHOOK_SECRET) },
+      record(
+        attemptRecord(
+          message,
+          { decision: 'refused', reason: 'webhook_not_configured' },
+          { secret: Boolean(env.APPROVAL_WEBHOOK_SECRET) },
+        ),
       );
       continue;
     }
@@ -98,12 +95,9 @@ export async function deliverDue(
         row.approval_id,
       );
     }
-    const reason = delivery.delivered ? undefined : giveUp ? 'webhook_gave_up' : 'webhook_failed';
-    await audit(
-      env,
-      message,
-      { delivered: delivery.delivered, ...(reason && { reason }) },
-      { url, attempt, ...delivery },
-    );
+    const outcome: AuditOutcome = delivery.delivered
+      ? { decision: 'granted' }
+      : { decision: 'refused', reason: giveUp ? 'webhook_gave_up' : 'webhook_failed' };
+    record(attemptRecord(message, outcome, { url, attempt, ...delivery }));
   }
 }

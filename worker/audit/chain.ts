@@ -4,29 +4,14 @@
  * `AuditSealer` object too, so rewriting records and seals together in D1 is caught as well.
  */
 import { drizzle } from 'drizzle-orm/d1';
+import { type ChainHead, canonicalRecord, chainHash, GENESIS } from './record';
 import { auditSeals } from './schema';
 
-/** The `prev_hash` of the first record. */
-export const GENESIS = '0'.repeat(64);
+export { type ChainHead, canonicalRecord, GENESIS };
+
 const BATCH = 200;
 
-export interface ChainHead {
-  seq: number;
-  hash: string;
-}
-
 type Row = Record<string, unknown> & { seq: number };
-
-/**
- * A record's canonical form: its non-null columns sorted by name. Leaving nulls out keeps old records'
- * hashes stable when a migration adds a nullable column.
- */
-export function canonicalRecord(row: Readonly<Record<string, unknown>>): string {
-  const entries = Object.entries(row)
-    .filter(([, value]) => value !== null && value !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return JSON.stringify(entries);
-}
 
 /** Hex SHA-256 of the previous seal and the record's canonical form. */
 export async function sealHash(prevHash: string, row: Readonly<Record<string, unknown>>): Promise<string> {
@@ -43,11 +28,17 @@ async function recordsAfter(db: D1Database, seq: number, upTo = Number.MAX_SAFE_
   return results;
 }
 
-async function sealsBetween(db: D1Database, after: number, upTo: number) {
+interface SealRow {
+  seq: number;
+  prev_hash: string;
+  hash: string;
+}
+
+async function sealsBetween(db: D1Database, after: number, upTo: number): Promise<Map<number, SealRow>> {
   const { results } = await db
     .prepare('SELECT seq, prev_hash, hash FROM audit_seals WHERE seq > ? AND seq <= ? ORDER BY seq')
     .bind(after, upTo)
-    .all<{ seq: number; prev_hash: string; hash: string }>();
+    .all<SealRow>();
   return new Map(results.map((seal) => [seal.seq, seal]));
 }
 
@@ -91,12 +82,22 @@ export async function sealAfter(
 
 export interface ChainProblem {
   seq: number;
+  /** Set for a problem in a decision-time chain (`agent:<id>`, `kill-switch`, `intake:<n>`); `seq` is then its `chain_seq`. */
+  chain?: string;
   /**
-   * `record_changed`: the record no longer gives its seal. `record_missing`: a sealed record is gone.
-   * `seal_missing`: a record has no seal. `chain_rewritten`: the record matches its seal, but the seals
-   * before it were rewritten. `head_mismatch`: the chain does not end at the head the sealer anchored.
+   * `record_changed`: the record no longer gives its seal (or its chain hash). `record_missing`: a sealed
+   * record is gone, or a chain skips a number. `seal_missing`: a record has no seal. `chain_rewritten`: the
+   * record matches its seal, but the seals before it were rewritten. `head_mismatch`: the chain does not end
+   * at the head the sealer (or the chain's object) anchored. `unknown_record`: D1 holds a record the chain's
+   * object never committed.
    */
-  problem: 'record_changed' | 'record_missing' | 'seal_missing' | 'chain_rewritten' | 'head_mismatch';
+  problem:
+    | 'record_changed'
+    | 'record_missing'
+    | 'seal_missing'
+    | 'chain_rewritten'
+    | 'head_mismatch'
+    | 'unknown_record';
 }
 
 export interface ChainReport {
@@ -104,37 +105,113 @@ export interface ChainReport {
   /** Records checked against their seals. */
   records: number;
   head: ChainHead;
+  /** Decision-time chains checked, and the records of theirs found in D1. */
+  chains: { checked: number; records: number };
   problems: ChainProblem[];
 }
 
-/** Recomputes the whole chain up to `head` from the records and compares it with the seals and the head. */
-export async function verifyChain(db: D1Database, head: ChainHead, maxProblems = 20): Promise<ChainReport> {
+/** What a chain's object says of it: the last record it committed, and the last it knows D1 holds. */
+export interface ObjectHeads {
+  head: ChainHead;
+  acked: ChainHead;
+}
+
+interface ChainState {
+  seq: number;
+  hash: string;
+  records: number;
+}
+
+/** Checks one record of a decision-time chain against the record before it in that chain; updates the state. */
+function checkLink(row: Row, state: ChainState | undefined, problems: ChainProblem[]): ChainState {
+  const chain = row.chain as string;
+  const seq = row.chain_seq as number;
+  const prev = state ?? { seq: 0, hash: GENESIS, records: 0 };
+  // A second record at a position the chain has passed: one of the two was never committed by the object.
+  if (seq <= prev.seq) {
+    problems.push({ chain, seq, problem: 'unknown_record' });
+    return prev;
+  }
+  if (seq !== prev.seq + 1) problems.push({ chain, seq: prev.seq + 1, problem: 'record_missing' });
+  else if (row.chain_prev !== prev.hash) problems.push({ chain, seq, problem: 'chain_rewritten' });
+  if (chainHash(row) !== row.chain_hash) problems.push({ chain, seq, problem: 'record_changed' });
+  return { seq, hash: row.chain_hash as string, records: prev.records + 1 };
+}
+
+/** Compares each chain as D1 holds it with what its object says: nothing lost at the end, nothing added. */
+function checkHeads(
+  found: ReadonlyMap<string, ChainState>,
+  ackedHashes: ReadonlyMap<string, string>,
+  objects: ReadonlyMap<string, ObjectHeads>,
+  problems: ChainProblem[],
+): void {
+  for (const [chain, heads] of objects) {
+    const state = found.get(chain);
+    const last = state?.seq ?? 0;
+    if (last > heads.head.seq) problems.push({ chain, seq: heads.head.seq + 1, problem: 'unknown_record' });
+    if (heads.acked.seq === 0) continue;
+    if (last < heads.acked.seq) problems.push({ chain, seq: last + 1, problem: 'record_missing' });
+    else if (ackedHashes.get(chain) !== heads.acked.hash)
+      problems.push({ chain, seq: heads.acked.seq, problem: 'head_mismatch' });
+  }
+}
+
+/**
+ * Recomputes the whole seal chain up to `head` from the records and compares it with the seals and the head;
+ * in the same pass, checks every decision-time chain record by record, and against what its object anchored
+ * (`objects`: the chains' heads, read before the check).
+ */
+export async function verifyChain(
+  db: D1Database,
+  head: ChainHead,
+  objects: ReadonlyMap<string, ObjectHeads> = new Map(),
+  maxProblems = 20,
+): Promise<ChainReport> {
   const problems: ChainProblem[] = [];
+  const chains = new Map<string, ChainState>();
+  const ackedHashes = new Map<string, string>();
   let prev = GENESIS;
   let seq = 0;
   let records = 0;
-  while (seq < head.seq && problems.length < maxProblems) {
-    const rows = await recordsAfter(db, seq, head.seq);
-    const upTo = rows.at(-1)?.seq ?? head.seq;
-    const seals = await sealsBetween(db, seq, upTo);
+  // Seals cover the records up to the sealed head; the decision-time chains cover every record in D1.
+  while (problems.length < maxProblems) {
+    const rows = await recordsAfter(db, seq);
+    const last = rows.at(-1);
+    if (last === undefined) break;
+    const sealedUpTo = Math.min(last.seq, head.seq);
+    const seals = seq < sealedUpTo ? await sealsBetween(db, seq, sealedUpTo) : new Map<number, SealRow>();
     for (const [sealed] of seals) {
       if (!rows.some((row) => row.seq === sealed)) problems.push({ seq: sealed, problem: 'record_missing' });
     }
     for (const row of rows) {
-      records += 1;
-      const seal = seals.get(row.seq);
-      const hash = await sealHash(prev, row);
-      if (seal === undefined) problems.push({ seq: row.seq, problem: 'seal_missing' });
-      else if (seal.hash !== hash || seal.prev_hash !== prev) {
-        const intact = seal.prev_hash !== prev && seal.hash === (await sealHash(seal.prev_hash, row));
-        problems.push({ seq: row.seq, problem: intact ? 'chain_rewritten' : 'record_changed' });
+      if (row.seq <= head.seq) {
+        records += 1;
+        const seal = seals.get(row.seq);
+        const hash = await sealHash(prev, row);
+        if (seal === undefined) problems.push({ seq: row.seq, problem: 'seal_missing' });
+        else if (seal.hash !== hash || seal.prev_hash !== prev) {
+          const intact = seal.prev_hash !== prev && seal.hash === (await sealHash(seal.prev_hash, row));
+          problems.push({ seq: row.seq, problem: intact ? 'chain_rewritten' : 'record_changed' });
+        }
+        // Continue from the stored seal where there is one, so one change is reported once, not for every later record.
+        prev = seal?.hash ?? hash;
       }
-      // Continue from the stored seal where there is one, so one change is reported once, not for every later record.
-      prev = seal?.hash ?? hash;
+      if (typeof row.chain === 'string') {
+        const state = checkLink(row, chains.get(row.chain), problems);
+        chains.set(row.chain, state);
+        if (state.seq === objects.get(row.chain)?.acked.seq) ackedHashes.set(row.chain, state.hash);
+      }
     }
-    seq = upTo;
-    if (rows.length === 0) break;
+    seq = last.seq;
   }
   if (problems.length === 0 && prev !== head.hash) problems.push({ seq: head.seq, problem: 'head_mismatch' });
-  return { valid: problems.length === 0, records, head, problems: problems.slice(0, maxProblems) };
+  if (problems.length < maxProblems) checkHeads(chains, ackedHashes, objects, problems);
+  const chained = [...chains.values()].reduce((sum, state) => sum + state.records, 0);
+  return {
+    valid: problems.length === 0,
+    records,
+    head,
+    chains: { checked: new Set([...chains.keys(), ...objects.keys()]).size, records: chained },
+    problems: problems.slice(0, maxProblems),
+  };
 }

@@ -47,12 +47,25 @@ export const auditEvents = sqliteTable(
     actorRole: text('actor_role'),
     target: text('target'),
     adminReason: text('admin_reason'),
+    /**
+     * The chain the record was committed to at decision time, in the Durable Object that decided it:
+     * `agent:<id>`, `kill-switch`, or `intake:<n>` (records about no agent). `chain_seq` counts from 1 in
+     * each chain; `chain_hash` is the SHA-256 of the record's canonical form, `chain_prev` included.
+     */
+    chain: text('chain'),
+    chainSeq: integer('chain_seq'),
+    chainPrev: text('chain_prev'),
+    chainHash: text('chain_hash'),
+    /** Epoch milliseconds at which D1 received the record (set by D1, not by the broker). */
+    storedAt: integer('stored_at'),
   },
   (table) => [
     index('audit_events_agent_seq').on(table.agent, table.seq),
     index('audit_events_task').on(table.taskId),
     index('audit_events_token_jti').on(table.tokenJti),
     index('audit_events_at').on(table.at),
+    // Not unique: a record forged into D1 at a chain's next position must not block the real one's arrival.
+    index('audit_events_chain_seq').on(table.chain, table.chainSeq),
   ],
 );
 

@@ -1,16 +1,28 @@
 /**
  * The global kill switch, spread over {@link KILL_SWITCH_SHARDS} shard objects so that no single Durable
- * Object sits on every `/token` request: an agent's requests read only the shard its id hashes to.
+ * Object is asked by every isolate.
  *
- * One control object (`global`) serialises admin changes. A change gets the next version number and is
- * written to every shard before the control object answers; a shard keeps only the newest version it has
- * seen. So once an engage has answered, every shard is engaged, and every later `/token` refuses.
- * See docs/architecture.md for the numbers.
+ * One control object (`global`) serialises admin changes and records each in its own audit chain, in the
+ * same transaction as the change. A change gets the next version number and is written to every shard before
+ * the control object answers; a shard keeps only the newest version it has seen.
+ *
+ * Isolates do not ask a shard on every request: each holds a lease on what its shard said, for
+ * `KILL_SWITCH_LEASE_MS`, and asks again before the lease runs out (`worker/stores/kill-switch.ts`). So a
+ * change answers only once every shard holds it *and* every lease taken before it has run out: after an
+ * engage has answered, no isolate issues a token. See docs/architecture.md for the numbers.
  */
 import { DurableObject } from 'cloudflare:workers';
+import { AuditOutbox, type Backlog } from '../audit/outbox';
+import { type AuditDraft, type ChainHead, decideRecord } from '../audit/record';
+import { AlarmSchedule } from '../durable/alarm';
+import { loadedPolicy } from '../policy/loaded';
+import { recordWriter } from '../stores/audit-writer';
+import { killSwitchLeaseMs, shardStub } from '../stores/kill-switch';
 
 /** Shards of the kill switch. Changing it is safe only while the switch is released. */
 export const KILL_SWITCH_SHARDS = 128;
+/** Added to the lease an engage waits out: clocks of isolates and of this object differ by less. */
+export const LEASE_CLOCK_MARGIN_MS = 250;
 
 export interface KillSwitchState {
   engaged: boolean;
@@ -22,23 +34,9 @@ export interface KillSwitchState {
   at: number | null;
 }
 
-const RELEASED: KillSwitchState = { engaged: false, version: 0, reason: null, by: null, at: null };
+export const RELEASED: KillSwitchState = { engaged: false, version: 0, reason: null, by: null, at: null };
 
 const STATE_KEY = 'state';
-
-/** FNV-1a: a stable, well-spread hash of an agent id onto a shard. */
-export function shardOf(agentId: string): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < agentId.length; i += 1) {
-    hash ^= agentId.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193) >>> 0;
-  }
-  return hash % KILL_SWITCH_SHARDS;
-}
-
-export function shardStub(env: Env, shard: number): DurableObjectStub<KillSwitchShard> {
-  return env.KILL_SWITCH_SHARDS.get(env.KILL_SWITCH_SHARDS.idFromName(`shard-${shard}`));
-}
 
 /** One shard: answers from memory; writes are durable before they are acknowledged. */
 export class KillSwitchShard extends DurableObject<Env> {
@@ -70,12 +68,16 @@ export interface KillSwitchReport extends KillSwitchState {
   shards: { total: number; current: number };
 }
 
-/** The control object: the authoritative state, and the fan-out of every change to all shards. */
+/** The control object: the authoritative state, the fan-out of every change to all shards, its audit chain. */
 export class KillSwitchControl extends DurableObject<Env> {
   #state: KillSwitchState = RELEASED;
+  readonly #audit: AuditOutbox;
+  readonly #alarm: AlarmSchedule;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    this.#audit = new AuditOutbox(ctx.storage.sql, 'kill-switch');
+    this.#alarm = new AlarmSchedule(ctx.storage);
     void ctx.blockConcurrencyWhile(async () => {
       this.#state = (await ctx.storage.get<KillSwitchState>(STATE_KEY)) ?? RELEASED;
     });
@@ -88,19 +90,30 @@ export class KillSwitchControl extends DurableObject<Env> {
   }
 
   /**
-   * Engages or releases the switch. Answers only when every shard holds the change.
+   * Engages or releases the switch, recording the change with it. Answers only when every shard holds the
+   * change and every isolate's lease on the previous state has run out.
    *
    * @throws {Error} when a shard could not be written: the change is stored and partly applied (shards
    *   that took an engage are engaged), and repeating the same call completes it.
    */
-  async set(change: { engaged: boolean; reason: string; by: string }): Promise<KillSwitchReport> {
+  async set(change: { engaged: boolean; reason: string; by: string }, draft: AuditDraft): Promise<KillSwitchReport> {
     // Changes are serialised: two admins flipping at once get versions in the order they arrive.
-    return this.ctx.blockConcurrencyWhile(async () => {
+    const report = await this.ctx.blockConcurrencyWhile(async () => {
       const state: KillSwitchState = {
         ...change,
         version: this.#state.version + 1,
         at: Math.floor(Date.now() / 1000),
       };
+      this.#audit.append(
+        decideRecord(
+          {
+            ...draft,
+            details: { ...draft.details, engaged: change.engaged, version: state.version, shards: KILL_SWITCH_SHARDS },
+          },
+          { decision: 'granted' },
+          loadedPolicy().bundle.version,
+        ),
+      );
       await this.ctx.storage.put(STATE_KEY, state);
       this.#state = state;
       const current = await this.#fanOut(state);
@@ -109,14 +122,45 @@ export class KillSwitchControl extends DurableObject<Env> {
       }
       return { ...state, shards: { total: KILL_SWITCH_SHARDS, current } };
     });
+    await this.#alarm.noLaterThan(this.#audit.flushAt());
+    // A lease an isolate took on the old state before the last shard changed may still be running: wait it
+    // out, so that once this answers every isolate acts on the new state (no token after an engage; tokens
+    // again after a release).
+    await scheduler.wait(killSwitchLeaseMs(this.env) + LEASE_CLOCK_MARGIN_MS);
+    return report;
   }
 
-  /** The authoritative state and how many shards hold it. */
-  async report(): Promise<KillSwitchReport> {
+  /** The authoritative state and how many shards hold it; with `draft`, the read is recorded. */
+  async report(draft?: AuditDraft): Promise<KillSwitchReport> {
     const states = await Promise.allSettled(
       Array.from({ length: KILL_SWITCH_SHARDS }, (_, shard) => shardStub(this.env, shard).state()),
     );
     const current = states.filter((r) => r.status === 'fulfilled' && r.value.version === this.#state.version).length;
+    if (draft !== undefined) {
+      this.#audit.append(decideRecord(draft, { decision: 'granted' }, loadedPolicy().bundle.version));
+      await this.#alarm.noLaterThan(this.#audit.flushAt());
+    }
     return { ...this.#state, shards: { total: KILL_SWITCH_SHARDS, current } };
+  }
+
+  async backlog(): Promise<Backlog> {
+    return this.#audit.backlog();
+  }
+
+  async heads(): Promise<{ head: ChainHead; acked: ChainHead }> {
+    return this.#audit.heads();
+  }
+
+  /** Forwards every waiting record to D1 now (tests, and admins waiting on the backlog). */
+  async flushAudit(): Promise<boolean> {
+    const done = await this.#audit.flush(recordWriter(this.env));
+    await this.#alarm.noLaterThan(this.#audit.flushAt());
+    return done;
+  }
+
+  override async alarm(): Promise<void> {
+    this.#alarm.fired();
+    await this.#audit.flushDue(recordWriter(this.env));
+    await this.#alarm.noLaterThan(this.#audit.flushAt());
   }
 }

@@ -41,6 +41,7 @@ const REASONS = {
     description: 'content type must be application/x-www-form-urlencoded or application/json',
   },
   body_too_large: { code: 'invalid_request', status: 413, description: 'request body exceeds 16 KiB' },
+  client_disconnected: { code: 'invalid_request', status: 400, description: 'the request body ended early' },
   malformed_body: { code: 'invalid_request', status: 400, description: 'request body could not be parsed' },
   invalid_field: { code: 'invalid_request', status: 400, description: 'a request parameter is missing or invalid' },
   // Verification gate: the attestation (RFC 8693 §2.2.2 invalid_grant).
@@ -144,6 +145,11 @@ const REASONS = {
 /** The internal, audited reason for a refusal. */
 export type Reason = keyof typeof REASONS;
 
+/** The public OAuth code of a refusal's reason; null for a reason that is recorded but never answered. */
+export function reasonCode(reason: string): ErrorCode | null {
+  return Object.hasOwn(REASONS, reason) ? REASONS[reason as Reason].code : null;
+}
+
 /**
  * A refusal or fault on a request path. Built with {@link refuse}; turned into a response in one place.
  */
@@ -157,6 +163,8 @@ export class BrokerError extends Error {
   readonly headers: Readonly<Record<string, string>>;
   /** Extra public members of the error body (`approval_id`, `interval`, `expires_in`). */
   readonly body: Readonly<Record<string, string | number>>;
+  /** True when the Durable Object that decided the refusal has recorded it already. */
+  readonly recorded: boolean;
 
   constructor(
     readonly reason: Reason,
@@ -171,6 +179,7 @@ export class BrokerError extends Error {
     this.description = options?.description ?? spec.description;
     this.headers = options?.headers ?? {};
     this.body = options?.body ?? {};
+    this.recorded = options?.recorded ?? false;
   }
 }
 
@@ -180,6 +189,8 @@ export interface RefusalOptions {
   description?: string;
   headers?: Record<string, string>;
   body?: Record<string, string | number>;
+  /** The Durable Object that decided the refusal recorded it with its decision. */
+  recorded?: boolean;
 }
 
 /** Creates a refusal for `reason`, with internal `detail` for the audit log. */

@@ -1,4 +1,4 @@
-import type { AuditDraft } from '../audit/store';
+import type { AuditDraft } from '../audit/record';
 
 /** Hono's environment for every route: the Worker bindings and the variables middleware sets. */
 export interface AppEnv {

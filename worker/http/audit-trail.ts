@@ -1,43 +1,71 @@
 /**
- * The audit record of a decision endpoint: opened with the request's origin before anything else runs,
- * filled in by the handler, and written either by the handler ({@link commitAudit}) or, for a refusal, by
- * the error handler.
+ * The audit record of a decision endpoint other than `/token` (which has its own pipeline): opened with the
+ * request's origin before anything else runs, filled in by the handler, and committed either with the change
+ * it records (by the Durable Object that makes the change), by {@link recordGranted} for a read or a change
+ * no single object holds, or, for a refusal, by the error handler ({@link recordRefusal}).
  */
 import { createMiddleware } from 'hono/factory';
-import { type AuditDraft, writeAudit } from '../audit/store';
-import { refuse } from '../core/errors';
+import { type AuditDraft, type AuditOutcome, decideRecord } from '../audit/record';
+import { type BrokerError, refuse } from '../core/errors';
 import { loadedPolicy } from '../policy/loaded';
+import { agentStore } from '../stores/agents';
+import { recordInIntake, recordUnverified } from '../stores/audit-log';
 
 type AuditedEnv = { Bindings: Env; Variables: { audit: AuditDraft } };
+
+/** The request's origin: when, from where, with which user agent. */
+export function requestOrigin(request: Request) {
+  return {
+    at: Date.now(),
+    ip: request.headers.get('cf-connecting-ip'),
+    colo: (request.cf?.colo as string | undefined) ?? null,
+    userAgent: request.headers.get('user-agent')?.slice(0, 256) ?? null,
+  };
+}
 
 /** Opens the audit record for `event` with the request's origin. */
 export function startAudit(event: string) {
   return createMiddleware<AuditedEnv>(async function startAudit(c, next) {
-    c.set('audit', {
-      at: Date.now(),
-      event,
-      ip: c.req.header('cf-connecting-ip') ?? null,
-      colo: (c.req.raw.cf?.colo as string | undefined) ?? null,
-      userAgent: c.req.header('user-agent')?.slice(0, 256) ?? null,
-      details: {},
-    });
+    c.set('audit', { ...requestOrigin(c.req.raw), event, details: {} });
     await next();
   });
 }
 
 /**
- * Writes the request's audit record as granted and waits for D1 to commit it.
+ * Records the request's decision as granted, in an intake shard: for reads, and for changes no single
+ * object records with the change.
  *
- * @throws {BrokerError} `audit_unavailable` (503) when it cannot be written: the caller must not report
- *   success without its record (an admin retries; a token is not returned).
+ * @throws {BrokerError} `audit_unavailable` (503) when it cannot be recorded: the caller must not report
+ *   success without its record (an admin retries).
  */
-export async function commitAudit(c: { env: Env; var: { audit: AuditDraft } }): Promise<void> {
+export async function recordGranted(c: { env: Env; var: { audit: AuditDraft } }): Promise<void> {
   try {
-    await writeAudit(c.env.AUDIT_DB, c.var.audit, {
-      decision: 'granted',
-      policyVersion: loadedPolicy().bundle.version,
-    });
+    await recordInIntake(c.env, decideRecord(c.var.audit, { decision: 'granted' }, loadedPolicy().bundle.version));
   } catch (error) {
     throw refuse('audit_unavailable', { message: String(error) }, { cause: error });
+  }
+}
+
+/** A refusal as its record states it: the tagged reason and its detail. */
+export function refusalOutcome(refusal: BrokerError): AuditOutcome {
+  return { decision: 'refused', reason: refusal.reason, details: { ...refusal.detail } };
+}
+
+/**
+ * Records a refusal: in the agent's chain when the request names an agent, in an intake shard in full when
+ * the caller is known (an admin), sampled when it is not. A failure is logged: the refusal is answered anyway.
+ */
+export async function recordRefusal(env: Env, draft: AuditDraft, outcome: AuditOutcome): Promise<void> {
+  const record = () => decideRecord(draft, outcome, loadedPolicy().bundle.version);
+  try {
+    if (typeof draft.agent === 'string') {
+      const agent = draft.agent;
+      await agentStore(env)
+        .record(agent, draft, outcome)
+        .catch(() => recordInIntake(env, record()));
+    } else if (typeof draft.actor === 'string') await recordInIntake(env, record());
+    else await recordUnverified(env, record());
+  } catch (error) {
+    console.error('could not record a refusal', outcome, error);
   }
 }

@@ -2,24 +2,23 @@
  * DPoP at the token endpoint (RFC 9449 §5): the proof a `/token` request carries, checked with the same
  * code downstream verifiers use. Replay and nonce are checked by the agent's object.
  */
-import type { Context } from 'hono';
 import { type VerifiedDpopProof, verifyDpopProof } from '../../verify/dpop.ts';
 import { VerifyError } from '../../verify/errors.ts';
 import { refuse } from '../core/errors';
 import type { Settings } from '../policy/bundle';
 
 /**
- * The request's verified DPoP proof for `POST {issuer}/token`, or undefined when it sent none.
+ * The verified DPoP proof of a request to `POST {tokenEndpoint}` (its `DPoP` header), or undefined when it
+ * sent none.
  *
  * @throws {BrokerError} `invalid_dpop_proof` for more than one proof or a proof that fails RFC 9449 §4.3.
  */
 export async function tokenRequestProof(
-  c: Context,
+  proof: string | null,
   tokenEndpoint: string,
   settings: Settings['dpop'],
   now: Date,
 ): Promise<VerifiedDpopProof | undefined> {
-  const proof = c.req.raw.headers.get('dpop');
   if (proof === null) return undefined;
   // Several DPoP headers arrive joined with ", "; a JWT has no comma.
   if (proof.includes(',')) throw refuse('invalid_dpop_proof', { check: 'one_proof' });

@@ -43,14 +43,17 @@ function keysObject(env: Env) {
   return env.SIGNING_KEYS.get(env.SIGNING_KEYS.idFromName('global'));
 }
 
-/** The key to sign with now. Throws when the key store does not answer: the caller refuses. */
-export async function signingKey(env: Env, now: number): Promise<SigningKey> {
-  if (env.SIGNING_KEY) return (await importSecret(env.SIGNING_KEY)).key;
-  if (cached !== undefined && now < cached.until) return cached.key;
+/**
+ * The key to sign with now, and whether the key store had to be asked for it (a round trip) or the isolate
+ * had it. Throws when the key store does not answer: the caller refuses.
+ */
+export async function signingKey(env: Env, now: number): Promise<{ key: SigningKey; fromStore: boolean }> {
+  if (env.SIGNING_KEY) return { key: (await importSecret(env.SIGNING_KEY)).key, fromStore: false };
+  if (cached !== undefined && now < cached.until) return { key: cached.key, fromStore: false };
   const active = await keysObject(env).activeKey();
   const key = { kid: active.kid, key: (await importJWK(active.privateJwk, SIGNING_ALG)) as CryptoKey };
   cached = { key, until: Math.min(active.notAfter, now + MAX_KEY_CACHE_SECONDS) };
-  return key;
+  return { key, fromStore: true };
 }
 
 /** The published JWKS and until when it may be cached. */

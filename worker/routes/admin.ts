@@ -1,28 +1,24 @@
 /**
- * `/admin/*`: what the admin on call reaches for. Every call needs a role (see `admin/auth.ts`), is audited
- * with who, what, on which target and why, and answers only once the change is durable everywhere it
- * must be (all kill-switch shards; the agent's state).
+ * `/admin/*`: what the admin on call reaches for (the audit log is `admin-audit.ts`). Every call needs a
+ * role (see `admin/auth.ts`), is audited with who, what, on which target and why, and answers only once the
+ * change is durable everywhere it must be (all kill-switch shards and leases; the agent's state), its record
+ * committed with it by the object that made it.
  */
 import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { type AdminEnv, requireRole } from '../admin/auth';
 import type { AgentStatus } from '../agents/agent-state';
-import { verifyChain } from '../audit/chain';
-import { AuditQuery, agentsOfTask, auditRecordJson, findIssuedToken, listAudit } from '../audit/query';
-import { KILL_SWITCH_SHARDS, type KillSwitchReport } from '../control/kill-switch';
+import type { KillSwitchReport } from '../control/kill-switch';
 import { refuse } from '../core/errors';
 import type { AppEnv } from '../http/app-env';
-import { commitAudit, startAudit } from '../http/audit-trail';
+import { recordGranted, startAudit } from '../http/audit-trail';
 import { NO_STORE } from '../http/errors';
-import { limitBody } from '../http/limits';
 import { readFields } from '../http/read-body';
 import type { Agent } from '../policy/bundle';
 import { loadedPolicy } from '../policy/loaded';
-import { agentStub } from '../state/gates';
-import { callStore } from '../state/store-call';
-
-/** An engage or release waits this long for all shards before answering 503 (repeat it to complete it); a chain check as long. */
-const KILL_SWITCH_DEADLINE_MS = 15_000;
+import { agentStore } from '../stores/agents';
+import { auditDb } from '../stores/audit-log';
+import { killSwitchReport, setKillSwitch } from '../stores/kill-switch';
 
 const Reason = z.string().trim().min(1, 'a reason is required').max(1000);
 const ReasonBody = z.object({ reason: Reason });
@@ -31,7 +27,7 @@ const KillSwitchBody = z.object({
   reason: Reason,
 });
 
-async function readBody<S extends z.ZodType>(c: Context<AdminEnv>, schema: S): Promise<z.output<S>> {
+export async function readBody<S extends z.ZodType>(c: Context<AdminEnv>, schema: S): Promise<z.output<S>> {
   const parsed = schema.safeParse(await readFields(c.req.raw));
   if (!parsed.success) {
     const [issue] = parsed.error.issues;
@@ -41,14 +37,10 @@ async function readBody<S extends z.ZodType>(c: Context<AdminEnv>, schema: S): P
   return parsed.data;
 }
 
-/** Audits the action's target and reason, then answers with `body` once the record is committed. */
-async function done(c: Context<AdminEnv>, body: Record<string, unknown>) {
-  await commitAudit(c);
+/** Records a read (or a change no one object records) in the intake, then answers with `body`. */
+export async function done(c: Context<AdminEnv>, body: Record<string, unknown>) {
+  await recordGranted(c);
   return c.json(body, 200, NO_STORE);
-}
-
-function killSwitch(env: Env) {
-  return env.KILL_SWITCH.get(env.KILL_SWITCH.idFromName('global'));
 }
 
 function killSwitchJson(report: KillSwitchReport) {
@@ -118,6 +110,38 @@ const AgentListQuery = z.strictObject({
     .default(100),
 });
 
+/** Agents asked at once by a lookup that D1 could not answer yet. */
+const LOOKUP_CONCURRENCY = 50;
+
+/**
+ * Asks every agent's object for grants whose records have not reached D1 yet (a token issued a moment ago):
+ * with D1, that covers every token ever issued.
+ */
+async function pendingGrants(env: Env, filter: { jti?: string; taskId?: string }) {
+  const store = agentStore(env);
+  const ids = Object.keys(loadedPolicy().bundle.agents);
+  const found: { agent: string; jti: string; exp: number }[] = [];
+  for (let i = 0; i < ids.length; i += LOOKUP_CONCURRENCY) {
+    const chunk = ids.slice(i, i + LOOKUP_CONCURRENCY);
+    const grants = await Promise.all(chunk.map((agent) => store.pendingGrants(agent, filter)));
+    chunk.forEach((agent, n) => {
+      for (const grant of grants[n] ?? []) found.push({ agent, jti: grant.jti, exp: grant.exp });
+    });
+  }
+  return found;
+}
+
+/** The agent and expiry of an issued token: from D1, or from its agent's object while on its way there. */
+async function issuedToken(env: Env, jti: string): Promise<{ agent: string; exp: number } | undefined> {
+  return (await auditDb(env).issuedToken(jti)) ?? (await pendingGrants(env, { jti }))[0];
+}
+
+/** Every agent that was issued a token for the task, from D1 and from the records on their way there. */
+async function agentsOfTask(env: Env, taskId: string): Promise<string[]> {
+  const [stored, pending] = await Promise.all([auditDb(env).agentsOfTask(taskId), pendingGrants(env, { taskId })]);
+  return [...new Set([...stored, ...pending.map((grant) => grant.agent)])].sort();
+}
+
 export const adminRoutes = new Hono<AppEnv>();
 
 adminRoutes.get(
@@ -126,25 +150,17 @@ adminRoutes.get(
   requireRole('admin', 'auditor'),
   async (c) => {
     c.var.audit.target = 'kill-switch';
-    const report = await callStore('kill_switch', () => killSwitch(c.env).report(), KILL_SWITCH_DEADLINE_MS);
-    return done(c, killSwitchJson(report));
+    const report = await killSwitchReport(c.env, c.var.audit);
+    return c.json(killSwitchJson(report), 200, NO_STORE);
   },
 );
 
-adminRoutes.put(
-  '/admin/kill-switch',
-  startAudit('admin.kill_switch.set'),
-  requireRole('admin'),
-  limitBody,
-  async (c) => {
-    const { engaged, reason } = await readBody(c, KillSwitchBody);
-    Object.assign(c.var.audit, { target: 'kill-switch', adminReason: reason, details: { engaged } });
-    const change = { engaged, reason, by: c.var.admin.id };
-    const report = await callStore('kill_switch', () => killSwitch(c.env).set(change), KILL_SWITCH_DEADLINE_MS);
-    c.var.audit.details = { engaged, version: report.version, shards: KILL_SWITCH_SHARDS };
-    return done(c, killSwitchJson(report));
-  },
-);
+adminRoutes.put('/admin/kill-switch', startAudit('admin.kill_switch.set'), requireRole('admin'), async (c) => {
+  const { engaged, reason } = await readBody(c, KillSwitchBody);
+  Object.assign(c.var.audit, { target: 'kill-switch', adminReason: reason, details: { engaged } });
+  const report = await setKillSwitch(c.env, { engaged, reason, by: c.var.admin.id }, c.var.audit);
+  return c.json(killSwitchJson(report), 200, NO_STORE);
+});
 
 adminRoutes.get('/admin/agents', startAudit('admin.agent.list'), requireRole('admin', 'auditor'), async (c) => {
   const query = AgentListQuery.safeParse(c.req.query());
@@ -155,15 +171,14 @@ adminRoutes.get('/admin/agents', startAudit('admin.agent.list'), requireRole('ad
     throw refuse('invalid_field', { field }, { description: `invalid ${field}: ${hint}` });
   }
   const { cursor, limit } = query.data;
-  const ids = Object.keys(loadedPolicy().bundle.agents).sort();
-  const page = ids.filter((id) => cursor === undefined || id > cursor).slice(0, limit);
   const { agents } = loadedPolicy().bundle;
+  const ids = Object.keys(agents).sort();
+  const page = ids.filter((id) => cursor === undefined || id > cursor).slice(0, limit);
+  const store = agentStore(c.env);
   const listed: ReturnType<typeof agentJson>[] = [];
   for (let i = 0; i < page.length; i += AGENT_LIST_CONCURRENCY) {
     const chunk = page.slice(i, i + AGENT_LIST_CONCURRENCY);
-    const statuses = await callStore('agent_state', () =>
-      Promise.all(chunk.map((id) => agentStub(c.env, id).status())),
-    );
+    const statuses = await Promise.all(chunk.map((id) => store.status(id)));
     chunk.forEach((id, n) => {
       listed.push(agentJson(agents[id] as Agent, statuses[n] as AgentStatus));
     });
@@ -176,8 +191,8 @@ adminRoutes.get('/admin/agents', startAudit('admin.agent.list'), requireRole('ad
 
 adminRoutes.get('/admin/agents/:agent', startAudit('admin.agent.read'), requireRole('admin', 'auditor'), async (c) => {
   const agent = agentParam(c);
-  const status = await callStore('agent_state', () => agentStub(c.env, agent.id).status());
-  return done(c, agentJson(agent, status));
+  const status = await agentStore(c.env).status(agent.id, c.var.audit);
+  return c.json(agentJson(agent, status), 200, NO_STORE);
 });
 
 for (const action of ['revoke', 'suspend', 'resume'] as const) {
@@ -185,81 +200,37 @@ for (const action of ['revoke', 'suspend', 'resume'] as const) {
     `/admin/agents/:agent/${action}`,
     startAudit(`admin.agent.${action}`),
     requireRole('admin'),
-    limitBody,
     async (c) => {
       const agent = agentParam(c);
       const { reason } = await readBody(c, ReasonBody);
       c.var.audit.adminReason = reason;
-      const by = c.var.admin.id;
-      const stub = agentStub(c.env, agent.id);
-      const status = await callStore('agent_state', async (): Promise<AgentStatus> => {
-        if (action === 'revoke') return stub.revokeAll(by, reason);
-        if (action === 'suspend') return stub.suspend(by, reason);
-        return stub.resume(by, reason);
-      });
-      return done(c, agentJson(agent, status));
+      const status = await agentStore(c.env).changeStatus(agent.id, action, c.var.admin.id, reason, c.var.audit);
+      return c.json(agentJson(agent, status), 200, NO_STORE);
     },
   );
 }
 
-adminRoutes.post(
-  '/admin/tokens/:jti/revoke',
-  startAudit('admin.token.revoke'),
-  requireRole('admin'),
-  limitBody,
-  async (c) => {
-    const jti = c.req.param('jti').slice(0, 128);
-    c.var.audit.target = `token:${jti}`;
-    const { reason } = await readBody(c, ReasonBody);
-    c.var.audit.adminReason = reason;
-    const issued = await callStore('audit_log', () => findIssuedToken(c.env.AUDIT_DB, jti));
-    if (issued === undefined) throw refuse('unknown_target', { jti });
-    Object.assign(c.var.audit, { agent: issued.agent, tokenJti: jti, tokenExp: issued.exp });
-    await callStore('agent_state', () => agentStub(c.env, issued.agent).revokeToken(jti, issued.exp));
-    return done(c, { jti, agent: issued.agent, revoked: true });
-  },
-);
-
-adminRoutes.post(
-  '/admin/tasks/:task_id/revoke',
-  startAudit('admin.task.revoke'),
-  requireRole('admin'),
-  limitBody,
-  async (c) => {
-    const taskId = c.req.param('task_id').slice(0, 128);
-    Object.assign(c.var.audit, { target: `task:${taskId}`, taskId });
-    const { reason } = await readBody(c, ReasonBody);
-    c.var.audit.adminReason = reason;
-    const agents = await callStore('audit_log', () => agentsOfTask(c.env.AUDIT_DB, taskId));
-    if (agents.length === 0) throw refuse('unknown_target', { task: taskId });
-    await callStore('agent_state', () =>
-      Promise.all(agents.map((agent) => agentStub(c.env, agent).finishTask(taskId))),
-    );
-    c.var.audit.details = { agents };
-    return done(c, { task_id: taskId, agents, revoked: true });
-  },
-);
-
-adminRoutes.get('/admin/audit/verify', startAudit('admin.audit.verify'), requireRole('admin', 'auditor'), async (c) => {
-  const sealer = c.env.AUDIT_SEALER.get(c.env.AUDIT_SEALER.idFromName('global'));
-  // Seal what is new first; a seal that no longer matches its record stops the sealer, and the check
-  // below then reports where, against the head anchored so far.
-  const head = await sealer.seal().catch(() => callStore('audit_sealer', () => sealer.head()));
-  const report = await callStore('audit_log', () => verifyChain(c.env.AUDIT_DB, head), KILL_SWITCH_DEADLINE_MS);
-  c.var.audit.details = { valid: report.valid, records: report.records, problems: report.problems.length };
-  return done(c, { valid: report.valid, records: report.records, head: report.head, problems: report.problems });
+adminRoutes.post('/admin/tokens/:jti/revoke', startAudit('admin.token.revoke'), requireRole('admin'), async (c) => {
+  const jti = c.req.param('jti').slice(0, 128);
+  c.var.audit.target = `token:${jti}`;
+  const { reason } = await readBody(c, ReasonBody);
+  c.var.audit.adminReason = reason;
+  const issued = await issuedToken(c.env, jti);
+  if (issued === undefined) throw refuse('unknown_target', { jti });
+  Object.assign(c.var.audit, { agent: issued.agent, tokenJti: jti, tokenExp: issued.exp });
+  await agentStore(c.env).revokeToken(issued.agent, jti, issued.exp, c.var.audit);
+  return c.json({ jti, agent: issued.agent, revoked: true }, 200, NO_STORE);
 });
 
-adminRoutes.get('/admin/audit', startAudit('admin.audit.read'), requireRole('admin', 'auditor'), async (c) => {
-  const query = AuditQuery.safeParse(c.req.query());
-  if (!query.success) {
-    const field = query.error.issues[0]?.path.join('.') || 'query';
-    throw refuse('invalid_field', { field }, { description: `invalid ${field}` });
-  }
-  c.var.audit.details = { query: query.data };
-  const page = await callStore('audit_log', () => listAudit(c.env.AUDIT_DB, query.data));
-  return done(c, {
-    records: page.records.map((record) => auditRecordJson(record, page.seals.get(record.seq))),
-    next_cursor: page.nextCursor,
-  });
+adminRoutes.post('/admin/tasks/:task_id/revoke', startAudit('admin.task.revoke'), requireRole('admin'), async (c) => {
+  const taskId = c.req.param('task_id').slice(0, 128);
+  Object.assign(c.var.audit, { target: `task:${taskId}`, taskId });
+  const { reason } = await readBody(c, ReasonBody);
+  c.var.audit.adminReason = reason;
+  const agents = await agentsOfTask(c.env, taskId);
+  if (agents.length === 0) throw refuse('unknown_target', { task: taskId });
+  const store = agentStore(c.env);
+  await Promise.all(agents.map((agent) => store.finishTask(agent, taskId)));
+  c.var.audit.details = { agents };
+  return done(c, { task_id: taskId, agents, revoked: true });
 });

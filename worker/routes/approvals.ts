@@ -6,17 +6,16 @@
 import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { type AdminEnv, requireRole } from '../admin/auth';
-import { approvalsOpened } from '../audit/query';
 import { type ApprovalRecord, agentOfApproval, approvalStatus } from '../core/approval';
 import { refuse } from '../core/errors';
 import type { AppEnv } from '../http/app-env';
-import { commitAudit, startAudit } from '../http/audit-trail';
+import { startAudit } from '../http/audit-trail';
 import { NO_STORE } from '../http/errors';
-import { limitBody } from '../http/limits';
 import { readFields } from '../http/read-body';
 import { loadedPolicy } from '../policy/loaded';
-import { agentStub } from '../state/gates';
-import { callStore } from '../state/store-call';
+import { agentStore } from '../stores/agents';
+import { auditDb } from '../stores/audit-log';
+import { done } from './admin';
 
 /** How many recently opened approvals a listing looks at. */
 const LIST_LIMIT = 200;
@@ -52,15 +51,19 @@ function approvalJson(record: ApprovalRecord, now: number) {
   };
 }
 
-/** The approval named in the path, from its agent's state; 404 when there is none. */
-async function loadApproval(c: Context<AdminEnv>): Promise<ApprovalRecord> {
+/**
+ * The approval named in the path, from its agent's state; 404 when there is none. With `recordRead`, the
+ * agent's object records the read with it.
+ */
+async function loadApproval(c: Context<AdminEnv>, recordRead: boolean): Promise<ApprovalRecord> {
   const id = c.req.param('id') ?? '';
   c.var.audit.target = `approval:${id.slice(0, 128)}`;
   const agent = agentOfApproval(id);
   if (agent === undefined || !Object.hasOwn(loadedPolicy().bundle.agents, agent))
     throw refuse('unknown_target', { approval: id.slice(0, 128) });
-  const record = await callStore('agent_state', () => agentStub(c.env, agent).approval(id));
-  if (record === undefined) throw refuse('unknown_target', { approval: id });
+  const draft = recordRead ? { ...c.var.audit, agent } : undefined;
+  const record = await agentStore(c.env).approval(agent, id, draft);
+  if (record === undefined) throw refuse('unknown_target', { approval: id }, { recorded: recordRead });
   Object.assign(c.var.audit, { agent: record.agent, owner: record.owner, taskId: record.terms.taskId });
   return record;
 }
@@ -83,22 +86,20 @@ approvalRoutes.get(
       );
     const { expiresIn } = loadedPolicy().bundle.settings.approvals;
     const since = (now() - expiresIn - LIST_WINDOW_SECONDS) * 1000;
-    const ids = await callStore('audit_log', () => approvalsOpened(c.env.AUDIT_DB, since, LIST_LIMIT));
-    const records = await callStore('agent_state', () =>
-      Promise.all(
-        ids.map(async (id): Promise<ApprovalRecord | null> => {
-          const record = await agentStub(c.env, agentOfApproval(id) ?? '').approval(id);
-          return record ?? null;
-        }),
-      ),
+    const ids = await auditDb(c.env).approvalsOpened(since, LIST_LIMIT);
+    const store = agentStore(c.env);
+    const records = await Promise.all(
+      ids.map(async (id): Promise<ApprovalRecord | null> => {
+        const agent = agentOfApproval(id);
+        return agent === undefined ? null : ((await store.approval(agent, id)) ?? null);
+      }),
     );
     const at = now();
     const approvals = records
       .filter((record): record is ApprovalRecord => record !== null && approvalStatus(record, at) === query.data.status)
       .map((record) => approvalJson(record, at));
     c.var.audit.details = { status: query.data.status, count: approvals.length };
-    await commitAudit(c);
-    return c.json({ approvals }, 200, NO_STORE);
+    return done(c, { approvals });
   },
 );
 
@@ -107,43 +108,39 @@ approvalRoutes.get(
   startAudit('admin.approval.read'),
   requireRole('approver', 'admin', 'auditor'),
   async (c) => {
-    const record = await loadApproval(c);
-    await commitAudit(c);
+    const record = await loadApproval(c, true);
     return c.json(approvalJson(record, now()), 200, NO_STORE);
   },
 );
 
-approvalRoutes.post(
-  '/admin/approvals/:id',
-  startAudit('admin.approval.decide'),
-  requireRole('approver'),
-  limitBody,
-  async (c) => {
-    const record = await loadApproval(c);
-    const body = Decision.safeParse(await readFields(c.req.raw));
-    if (!body.success) {
-      const field = body.error.issues[0]?.path.join('.') || 'body';
-      throw refuse(
-        'invalid_field',
-        { field },
-        { description: `invalid ${field}: decision is approve or deny, with a reason` },
-      );
-    }
-    const { decision, reason } = body.data;
-    Object.assign(c.var.audit, { adminReason: reason, details: { decision } });
-    const { id, groups } = c.var.admin;
-    const decided = await callStore('agent_state', () =>
-      agentStub(c.env, record.agent).decideApproval(record.id, { approver: { id, groups }, decision, reason }),
+approvalRoutes.post('/admin/approvals/:id', startAudit('admin.approval.decide'), requireRole('approver'), async (c) => {
+  const record = await loadApproval(c, false);
+  const body = Decision.safeParse(await readFields(c.req.raw));
+  if (!body.success) {
+    const field = body.error.issues[0]?.path.join('.') || 'body';
+    throw refuse(
+      'invalid_field',
+      { field },
+      { description: `invalid ${field}: decision is approve or deny, with a reason` },
     );
-    if (!decided.outcome.decided) {
-      const why = decided.outcome.reason;
-      if (why === 'unknown') throw refuse('unknown_target', { approval: record.id });
-      if (why === 'not_pending') throw refuse('approval_not_pending', { status: approvalStatus(record, now()) });
-      throw refuse('approver_not_allowed', { rule: why, requirement: record.requirement });
-    }
-    const after = decided.record ?? record;
-    c.var.audit.details = { decision, status: approvalStatus(after, now()) };
-    await commitAudit(c);
-    return c.json(approvalJson(after, now()), 200, NO_STORE);
-  },
-);
+  }
+  const { decision, reason } = body.data;
+  Object.assign(c.var.audit, { adminReason: reason, details: { decision } });
+  const { id, groups } = c.var.admin;
+  const decided = await agentStore(c.env).decideApproval(
+    record.agent,
+    record.id,
+    { approver: { id, groups }, decision, reason },
+    c.var.audit,
+  );
+  // Refused or not, the agent's object has recorded the decision with its outcome.
+  if (!decided.outcome.decided) {
+    const why = decided.outcome.reason;
+    const recorded = { recorded: true };
+    if (why === 'unknown') throw refuse('unknown_target', { approval: record.id }, recorded);
+    if (why === 'not_pending')
+      throw refuse('approval_not_pending', { status: approvalStatus(record, now()) }, recorded);
+    throw refuse('approver_not_allowed', { rule: why, requirement: record.requirement }, recorded);
+  }
+  return c.json(approvalJson(decided.record ?? record, now()), 200, NO_STORE);
+});

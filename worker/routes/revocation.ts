@@ -1,21 +1,17 @@
 /**
  * Ending tokens early: `POST /revoke` (RFC 7009) for whoever holds a token, and
  * `POST /tasks/{task_id}/complete` for the agent when its task is done. Both answer only once the agent's
- * state has durably recorded the change, and both are audited.
+ * object has durably recorded the change, with its audit record.
  */
 import { Hono } from 'hono';
 import { z } from 'zod';
-import { writeAudit } from '../audit/store';
 import { refuse } from '../core/errors';
 import type { AppEnv } from '../http/app-env';
-import { commitAudit, startAudit } from '../http/audit-trail';
+import { recordRefusal, startAudit } from '../http/audit-trail';
 import { bearerCredential, challenge, checkOwnToken } from '../http/bearer';
 import { NO_STORE } from '../http/errors';
-import { limitBody } from '../http/limits';
 import { readFields } from '../http/read-body';
-import { loadedPolicy } from '../policy/loaded';
-import { agentStub } from '../state/gates';
-import { callStore } from '../state/store-call';
+import { agentStore } from '../stores/agents';
 
 const TokenField = z.object({
   token: z
@@ -34,23 +30,18 @@ export async function readTokenParameter(request: Request): Promise<string> {
 
 export const revocationRoutes = new Hono<AppEnv>();
 
-revocationRoutes.post('/revoke', startAudit('token.revoke'), limitBody, async function revokeToken(c) {
+revocationRoutes.post('/revoke', startAudit('token.revoke'), async function revokeToken(c) {
   const check = await checkOwnToken(c.env, await readTokenParameter(c.req.raw));
   if (!check.valid) {
-    // RFC 7009 §2.2: an invalid token is answered like a revoked one; the attempt is still audited.
-    await writeAudit(
-      c.env.AUDIT_DB,
+    // RFC 7009 §2.2: an invalid token is answered like a revoked one; the attempt is still recorded.
+    await recordRefusal(
+      c.env,
       { ...c.var.audit, details: { token: check.reason } },
-      {
-        decision: 'refused',
-        reason: 'invalid_token',
-        policyVersion: loadedPolicy().bundle.version,
-      },
-    ).catch((error: unknown) => console.error('audit write failed for a revocation', error));
+      { decision: 'refused', reason: 'invalid_token' },
+    );
     return c.json({}, 200, NO_STORE);
   }
   const { claims } = check;
-  await callStore('agent_state', () => agentStub(c.env, claims.sub).revokeToken(claims.jti, claims.exp));
   Object.assign(c.var.audit, {
     agent: claims.sub,
     owner: claims.owner,
@@ -59,7 +50,7 @@ revocationRoutes.post('/revoke', startAudit('token.revoke'), limitBody, async fu
     tokenJti: claims.jti,
     tokenExp: claims.exp,
   });
-  await commitAudit(c);
+  await agentStore(c.env).revokeToken(claims.sub, claims.jti, claims.exp, c.var.audit);
   return c.json({}, 200, NO_STORE);
 });
 
@@ -77,7 +68,6 @@ revocationRoutes.post('/tasks/:task_id/complete', startAudit('task.complete'), a
   if (claims.task.id !== taskId) {
     throw refuse('wrong_task', { tokenTask: claims.task.id }, { headers: challenge('tessera', 'insufficient_scope') });
   }
-  await callStore('agent_state', () => agentStub(c.env, claims.sub).finishTask(taskId));
-  await commitAudit(c);
+  await agentStore(c.env).finishTask(claims.sub, taskId, c.var.audit);
   return c.json({ task_id: taskId, completed: true }, 200, NO_STORE);
 });

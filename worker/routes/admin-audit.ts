@@ -1,0 +1,119 @@
+/**
+ * The audit log for admins and auditors: `GET /admin/audit` (D1, filtered and paged), `GET /admin/audit/verify`
+ * (the seal chain and every decision-time chain) and `GET /admin/audit/backlog` (records committed in their
+ * objects and not yet in D1, and what the writer has done).
+ */
+import { type Context, Hono } from 'hono';
+import { type AdminEnv, requireRole } from '../admin/auth';
+import { type ObjectHeads, verifyChain } from '../audit/chain';
+import type { Backlog } from '../audit/outbox';
+import { AuditQuery, auditRecordJson } from '../audit/query';
+import { agentChain } from '../audit/record';
+import { refuse } from '../core/errors';
+import type { AppEnv } from '../http/app-env';
+import { startAudit } from '../http/audit-trail';
+import { loadedPolicy } from '../policy/loaded';
+import { agentStore } from '../stores/agents';
+import { auditDb, intakeChains, sealAuditLog, sealedHead } from '../stores/audit-log';
+import { writerStats } from '../stores/audit-writer';
+import { callStore } from '../stores/call';
+import { killSwitchChain } from '../stores/kill-switch';
+import { done } from './admin';
+
+/** A chain check may page through the whole log: it waits this long. */
+const VERIFY_DEADLINE_MS = 30_000;
+/** Chains asked at once for their heads or backlog. */
+const CHAIN_CONCURRENCY = 50;
+
+/** Every decision-time chain there is: each agent of the inventory, the kill switch, the intake shards. */
+function chains(env: Env): { chain: string; backlog(): Promise<Backlog>; heads(): Promise<ObjectHeads> }[] {
+  const agents = agentStore(env);
+  const killSwitch = killSwitchChain(env);
+  return [
+    ...Object.keys(loadedPolicy().bundle.agents).map((id) => ({
+      chain: agentChain(id),
+      backlog: () => agents.backlog(id),
+      heads: () => agents.heads(id),
+    })),
+    { chain: 'kill-switch', backlog: killSwitch.backlog, heads: killSwitch.heads },
+    ...intakeChains(env),
+  ];
+}
+
+/** Runs `work` over `items`, {@link CHAIN_CONCURRENCY} at a time. */
+async function inChunks<T, R>(items: readonly T[], work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  for (let i = 0; i < items.length; i += CHAIN_CONCURRENCY) {
+    results.push(...(await Promise.all(items.slice(i, i + CHAIN_CONCURRENCY).map(work))));
+  }
+  return results;
+}
+
+export const auditRoutes = new Hono<AppEnv>();
+
+auditRoutes.get('/admin/audit/verify', startAudit('admin.audit.verify'), requireRole('admin', 'auditor'), async (c) => {
+  // Seal what is new first; a seal that no longer matches its record stops the sealer, and the check
+  // below then reports where, against the head anchored so far.
+  const head = await sealAuditLog(c.env).catch(() => sealedHead(c.env));
+  const all = chains(c.env);
+  const heads = await callStore('audit_chains', () => inChunks(all, (chain) => chain.heads()), VERIFY_DEADLINE_MS);
+  const objects = new Map(all.map((chain, i) => [chain.chain, heads[i] as ObjectHeads]));
+  const report = await callStore('audit_log', () => verifyChain(auditDb(c.env).db, head, objects), VERIFY_DEADLINE_MS);
+  c.var.audit.details = { valid: report.valid, records: report.records, problems: report.problems.length };
+  return done(c, { ...report });
+});
+
+auditRoutes.get(
+  '/admin/audit/backlog',
+  startAudit('admin.audit.backlog'),
+  requireRole('admin', 'auditor'),
+  async (c) => {
+    const all = chains(c.env);
+    const [backlogs, writer] = await Promise.all([
+      callStore('audit_chains', () => inChunks(all, (chain) => chain.backlog()), VERIFY_DEADLINE_MS),
+      callStore('audit_writer', () => writerStats(c.env)),
+    ]);
+    const now = Date.now();
+    const waiting = backlogs.filter((backlog) => backlog.waiting > 0);
+    const oldest = Math.min(...waiting.map((backlog) => backlog.oldestAt ?? now));
+    const age = (at: number | null) => (at === null ? null : Math.max(0, (now - at) / 1000));
+    c.var.audit.details = { waiting: waiting.reduce((sum, backlog) => sum + backlog.waiting, 0) };
+    return done(c, {
+      waiting: waiting.reduce((sum, backlog) => sum + backlog.waiting, 0),
+      oldest_waiting_seconds: waiting.length === 0 ? null : age(oldest),
+      chains: waiting.map((backlog) => ({
+        chain: backlog.chain,
+        waiting: backlog.waiting,
+        oldest_waiting_seconds: age(backlog.oldestAt),
+        failures: backlog.failures,
+        last_error: backlog.lastError,
+      })),
+      d1: {
+        write_queries: writer.writeQueries,
+        records_written: writer.recordsWritten,
+        failed_queries: writer.failedQueries,
+        last_error: writer.lastError,
+        last_write_at: writer.lastWriteAt === null ? null : new Date(writer.lastWriteAt).toISOString(),
+      },
+    });
+  },
+);
+
+auditRoutes.get(
+  '/admin/audit',
+  startAudit('admin.audit.read'),
+  requireRole('admin', 'auditor'),
+  async (c: Context<AdminEnv>) => {
+    const query = AuditQuery.safeParse(c.req.query());
+    if (!query.success) {
+      const field = query.error.issues[0]?.path.join('.') || 'query';
+      throw refuse('invalid_field', { field }, { description: `invalid ${field}` });
+    }
+    c.var.audit.details = { query: query.data };
+    const page = await auditDb(c.env).list(query.data);
+    return done(c, {
+      records: page.records.map((record) => auditRecordJson(record, page.seals.get(record.seq))),
+      next_cursor: page.nextCursor,
+    });
+  },
+);

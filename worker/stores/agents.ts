@@ -1,0 +1,75 @@
+/**
+ * The agents' Durable Objects (`AgentState`, one per agent), as the worker calls them: every call bounded by
+ * a deadline and mapped to `store_unavailable` (503) when the object fails or does not answer. The only code
+ * that names the `AGENT_STATE` binding.
+ */
+import type { AgentState, AgentStatus, StatusAction, TokenRef, TokenStatus } from '../agents/agent-state';
+import type { Backlog } from '../audit/outbox';
+import type { AuditDraft, AuditOutcome, ChainHead } from '../audit/record';
+import type { ApprovalRecord, Approver, DecideOutcome } from '../core/approval';
+import type { ExchangeCall, ExchangeResult } from '../core/exchange';
+import { callStore } from './call';
+
+function stub(env: Env, agentId: string): DurableObjectStub<AgentState> {
+  return env.AGENT_STATE.get(env.AGENT_STATE.idFromName(agentId));
+}
+
+const call = <T>(work: () => Promise<T>, deadlineMs?: number) => callStore('agent_state', work, deadlineMs);
+
+/** What the routes and the `/token` pipeline ask of an agent's object. */
+export interface AgentStore {
+  /** Admits a `/token` request and commits its decision and audit record; see `AgentState.exchange`. */
+  exchange(agentId: string, request: ExchangeCall, deadlineMs: number): Promise<ExchangeResult>;
+  /** Records a decision that used nothing up (a refusal before admission). */
+  record(agentId: string, draft: AuditDraft, outcome: AuditOutcome): Promise<void>;
+  /** Puts back an approval collected for a token that did not leave, recording why. */
+  releaseApproval(agentId: string, approvalId: string, draft: AuditDraft, outcome: AuditOutcome): Promise<void>;
+  tokenStatus(agentId: string, token: TokenRef, deadlineMs?: number): Promise<TokenStatus>;
+  status(agentId: string, draft?: AuditDraft): Promise<AgentStatus>;
+  changeStatus(
+    agentId: string,
+    action: StatusAction,
+    by: string,
+    reason: string,
+    draft: AuditDraft,
+  ): Promise<AgentStatus>;
+  revokeToken(agentId: string, jti: string, exp: number, draft: AuditDraft): Promise<void>;
+  finishTask(agentId: string, taskId: string, draft?: AuditDraft): Promise<void>;
+  approval(agentId: string, id: string, draft?: AuditDraft): Promise<ApprovalRecord | undefined>;
+  decideApproval(
+    agentId: string,
+    id: string,
+    input: { approver: Approver; decision: 'approve' | 'deny'; reason: string },
+    draft: AuditDraft,
+  ): Promise<{ outcome: DecideOutcome | { decided: false; reason: 'unknown' }; record?: ApprovalRecord }>;
+  pendingGrants(
+    agentId: string,
+    filter: { jti?: string; taskId?: string },
+  ): Promise<{ jti: string; exp: number; taskId: string | null }[]>;
+  backlog(agentId: string): Promise<Backlog>;
+  heads(agentId: string): Promise<{ head: ChainHead; acked: ChainHead }>;
+  flush(agentId: string): Promise<boolean>;
+}
+
+export function agentStore(env: Env): AgentStore {
+  return {
+    exchange: (agentId, request, deadlineMs) =>
+      call(async (): Promise<ExchangeResult> => await stub(env, agentId).exchange(request), deadlineMs),
+    record: (agentId, draft, outcome) => call(() => stub(env, agentId).record(draft, outcome)),
+    releaseApproval: (agentId, approvalId, draft, outcome) =>
+      call(() => stub(env, agentId).releaseApproval(approvalId, draft, outcome)),
+    tokenStatus: (agentId, token, deadlineMs) =>
+      call(async (): Promise<TokenStatus> => await stub(env, agentId).tokenStatus(token), deadlineMs),
+    status: (agentId, draft) => call(() => stub(env, agentId).status(draft)),
+    changeStatus: (agentId, action, by, reason, draft) =>
+      call(() => stub(env, agentId).changeStatus(action, by, reason, draft)),
+    revokeToken: (agentId, jti, exp, draft) => call(() => stub(env, agentId).revokeToken(jti, exp, draft)),
+    finishTask: (agentId, taskId, draft) => call(() => stub(env, agentId).finishTask(taskId, draft)),
+    approval: (agentId, id, draft) => call(() => stub(env, agentId).approval(id, draft)),
+    decideApproval: (agentId, id, input, draft) => call(() => stub(env, agentId).decideApproval(id, input, draft)),
+    pendingGrants: (agentId, filter) => call(() => stub(env, agentId).pendingGrants(filter)),
+    backlog: (agentId) => call(() => stub(env, agentId).backlog()),
+    heads: (agentId) => call(() => stub(env, agentId).heads()),
+    flush: (agentId) => call(() => stub(env, agentId).flushAudit(), 60_000),
+  };
+}

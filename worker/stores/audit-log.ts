@@ -1,0 +1,67 @@
+/**
+ * The audit log as routes see it: the intake shards that record what no agent's object records, the D1
+ * replica the chains forward to (listing, lookups, the seal chain), and the backlog on the way. The only
+ * code that names the `AUDIT_INTAKE`, `AUDIT_SEALER` and `AUDIT_DB` bindings.
+ */
+import type { AuditIntake } from '../audit/intake';
+import { INTAKE_SHARDS } from '../audit/intake';
+import type { Backlog } from '../audit/outbox';
+import * as query from '../audit/query';
+import type { ChainHead, DecidedRecord } from '../audit/record';
+import type { AuditSealer } from '../audit/sealer';
+import { callStore } from './call';
+
+function intakeStub(env: Env, shard: number): DurableObjectStub<AuditIntake> {
+  return env.AUDIT_INTAKE.get(env.AUDIT_INTAKE.idFromName(`intake-${shard}`));
+}
+
+/** Records spread over the intake shards at random: no shard sits on every request. */
+const anyShard = () => Math.floor(Math.random() * INTAKE_SHARDS);
+
+/** Commits a record that names no single agent (an admin read, a change across agents). */
+export function recordInIntake(env: Env, record: DecidedRecord): Promise<void> {
+  return callStore('audit_log', () => intakeStub(env, anyShard()).record(record));
+}
+
+/** Records (or counts, past the minute's sample) a refusal of a caller not known yet. */
+export function recordUnverified(env: Env, record: DecidedRecord): Promise<void> {
+  return callStore('audit_log', () => intakeStub(env, anyShard()).refused(record));
+}
+
+/** Every intake shard's chain: backlog, heads, forced forwarding. */
+export function intakeChains(env: Env) {
+  return Array.from({ length: INTAKE_SHARDS }, (_, shard) => ({
+    chain: `intake:${shard}`,
+    backlog: (): Promise<Backlog> => intakeStub(env, shard).backlog(),
+    heads: (): Promise<{ head: ChainHead; acked: ChainHead }> => intakeStub(env, shard).heads(),
+    flush: (closeWindows = false): Promise<boolean> => intakeStub(env, shard).flushAudit(closeWindows),
+  }));
+}
+
+function sealer(env: Env): DurableObjectStub<AuditSealer> {
+  return env.AUDIT_SEALER.get(env.AUDIT_SEALER.idFromName('global'));
+}
+
+/** Seals what is new into the D1 seal chain and returns the head (the cron trigger and the chain check). */
+export function sealAuditLog(env: Env): Promise<ChainHead> {
+  return sealer(env).seal();
+}
+
+/** The seal chain's anchored head. */
+export function sealedHead(env: Env): Promise<ChainHead> {
+  return callStore('audit_sealer', () => sealer(env).head());
+}
+
+/** D1, read: bounded like every store call, 503 when it does not answer. */
+export function auditDb(env: Env) {
+  const db = env.AUDIT_DB;
+  return {
+    list: (q: query.AuditQuery) => callStore('audit_log', () => query.listAudit(db, q)),
+    issuedToken: (jti: string) => callStore('audit_log', () => query.findIssuedToken(db, jti)),
+    agentsOfTask: (taskId: string) => callStore('audit_log', () => query.agentsOfTask(db, taskId)),
+    approvalsOpened: (sinceMs: number, limit: number) =>
+      callStore('audit_log', () => query.approvalsOpened(db, sinceMs, limit)),
+    /** The raw database, for the chain check, which pages through it itself. */
+    db,
+  };
+}
