@@ -21,8 +21,16 @@ export default defineConfig({
         test: {
           name: 'worker',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/interop/**'],
+          exclude: ['test/interop/**', 'test/node/**'],
           setupFiles: ['./test/setup.ts'],
+        },
+      },
+      {
+        // The Node scripts (policy compiler, deploy check) on fixture folders; workerd cannot read files.
+        test: {
+          name: 'node',
+          include: ['test/node/**/*.test.ts'],
+          environment: 'node',
         },
       },
       {

@@ -50,7 +50,7 @@ function checkAdmins(bundle: PolicyBundle, sources: PolicySources, demoUse: Demo
       error(
         'no-admin',
         where,
-        'no admin can sign in at all (demo credentials and example Access rules do not count): nobody could engage the kill switch, revoke, suspend or approve',
+        'no admin can sign in at all (demo and example entries do not count): nobody could engage the kill switch, revoke, suspend or approve',
         newCredential,
       ),
     );
@@ -59,7 +59,7 @@ function checkAdmins(bundle: PolicyBundle, sources: PolicySources, demoUse: Demo
       error(
         'no-admin',
         where,
-        'nobody has the admin role (demo credentials and example Access rules do not count): nobody could engage the kill switch, revoke or suspend',
+        'nobody has the admin role (demo and example entries do not count): nobody could engage the kill switch, revoke or suspend',
         newCredential,
       ),
     );
@@ -76,7 +76,7 @@ function checkAdmins(bundle: PolicyBundle, sources: PolicySources, demoUse: Demo
       error(
         'approval-unreachable',
         sourceOf(grant.source),
-        `grant ${id} needs ${count} ${who}; admins.yaml has ${approvers} (demo credentials and example Access rules do not count): its requests would wait until they expire`,
+        `grant ${id} needs ${count} ${who}; admins.yaml has ${approvers} (demo and example entries do not count): its requests would wait until they expire`,
         `add approvers (role approver${group === undefined ? '' : `, groups: [${group}]`}) to admins.yaml, as credentials or Access rules, or change the grant`,
       ),
     );
@@ -180,9 +180,16 @@ function checkGrants(bundle: PolicyBundle, sources: PolicySources, demoUse: Demo
   return problems;
 }
 
+/** "a policy test (line 4) names" or "3 policy tests (lines 4, 12, 19) name". */
+function testsAt(tests: readonly TestOutcome[]): string {
+  const lines = tests.map((test) => test.line).join(', ');
+  return tests.length === 1
+    ? `a policy test (line ${lines}) names`
+    : `${tests.length} policy tests (lines ${lines}) name`;
+}
+
 async function checkTests(policyDir: string, bundle: PolicyBundle, demoUse: DemoUse): Promise<DeployProblem[]> {
   const testsDir = join(policyDir, 'tests');
-  const testsPath = relative(process.cwd(), testsDir);
   const { outcomes, problems: fileProblems } = await runPolicyTests(testsDir, bundle);
   const problems: DeployProblem[] = fileProblems.map((problem) =>
     error(problem.code, problem, problem.message, problem.fix ?? 'correct the test file (README "A policy test")'),
@@ -191,59 +198,59 @@ async function checkTests(policyDir: string, bundle: PolicyBundle, demoUse: Demo
     problems.push(
       warning(
         'policy-tests-missing',
-        { file: testsPath, line: 1 },
+        { file: relative(process.cwd(), testsDir), line: 1 },
         'no policy tests: nothing shows the grants decide what you meant (and `npm test` requires some)',
         'add tests for your agents in policies/tests/*.yaml',
       ),
     );
   }
-  const demoTests: TestOutcome[] = [];
-  for (const outcome of outcomes) {
-    const where = { file: outcome.file, line: outcome.line };
-    if (outcome.failure?.kind === 'unknown-agent') {
-      problems.push(
-        error(
-          'policy-test-unknown-agent',
-          where,
-          `policy test "${outcome.name}" names agent ${outcome.agent}, which agents.yaml does not declare`,
-          'point the test at one of your agents, or remove it',
-        ),
-      );
-    } else if (outcome.failure?.kind === 'unknown-action') {
+  // Tests that name a missing or a demo agent are grouped by file and agent: they go, or move, together.
+  const byAgent: { kind: 'missing' | 'demo'; test: TestOutcome }[] = [];
+  for (const test of outcomes) {
+    const where = { file: test.file, line: test.line };
+    if (test.failure?.kind === 'unknown-agent') {
+      byAgent.push({ kind: 'missing', test });
+    } else if (test.failure?.kind === 'unknown-action') {
       problems.push(
         error(
           'policy-test-unknown-action',
           where,
-          `policy test "${outcome.name}": ${outcome.failure.message}`,
+          `policy test "${test.name}": ${test.failure.message}`,
           'declare the action in schema.cedarschema, or correct the test',
         ),
       );
-    } else if (demoUse.agents.has(outcome.agent)) {
-      demoTests.push(outcome);
-    } else if (outcome.failure !== undefined) {
+    } else if (demoUse.agents.has(test.agent)) {
+      byAgent.push({ kind: 'demo', test });
+    } else if (test.failure !== undefined) {
       problems.push(
         error(
           'policy-test-failed',
           where,
-          `policy test "${outcome.name}" fails: ${outcome.failure.message}`,
+          `policy test "${test.name}" fails: ${test.failure.message}`,
           'fix the grant or the test (`npm run policy:check`)',
         ),
       );
     }
   }
-  // One error per file and demo agent: they are usually the demo's own tests, replaced together.
-  for (const group of groupBy(demoTests, (test) => `${test.file}\u0000${test.agent}`)) {
+  for (const group of groupBy(byAgent, ({ kind, test }) => `${kind}\u0000${test.file}\u0000${test.agent}`)) {
     const [first] = group;
     if (first === undefined) continue;
-    const one = group.length === 1;
-    const tests = one ? 'a policy test (line' : `${group.length} policy tests (lines`;
+    const { kind, test } = first;
+    const tests = group.map((entry) => entry.test);
     problems.push(
-      error(
-        'policy-test-demo-agent',
-        { file: first.file, line: first.line },
-        `${tests} ${group.map((test) => test.line).join(', ')}) ${one ? 'names' : 'name'} demo agent ${first.agent}, which the deploy must remove: then ${one ? 'it' : 'they'} would fail`,
-        'point the tests at your own agents, or remove them',
-      ),
+      kind === 'missing'
+        ? error(
+            'policy-test-unknown-agent',
+            test,
+            `${testsAt(tests)} agent ${test.agent}, which agents.yaml does not declare`,
+            'point the tests at your own agents, or remove them',
+          )
+        : error(
+            'policy-test-demo-agent',
+            test,
+            `${testsAt(tests)} demo agent ${test.agent}, which the deploy must remove (and then the tests fail)`,
+            'point the tests at your own agents, or remove them',
+          ),
     );
   }
   return problems;
