@@ -31,6 +31,8 @@ export default defineConfig({
           name: 'node',
           include: ['test/node/**/*.test.ts'],
           environment: 'node',
+          // Each test compiles a policy folder with the Cedar WebAssembly build: seconds on a loaded machine.
+          testTimeout: 30_000,
         },
       },
       {
