@@ -26,10 +26,20 @@ export default defineConfig({
         test: {
           name: 'worker',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/interop/**'],
+          exclude: ['test/interop/**', 'test/node/**'],
           setupFiles: ['./test/setup.ts'],
           // An engage waits out the kill switch lease (1 s here): a test that flips it twice needs room.
           testTimeout: 15_000,
+        },
+      },
+      {
+        // The Node scripts (policy compiler, deploy check) on fixture folders; workerd cannot read files.
+        test: {
+          name: 'node',
+          include: ['test/node/**/*.test.ts'],
+          environment: 'node',
+          // Each test compiles a policy folder with the Cedar WebAssembly build: seconds on a loaded machine.
+          testTimeout: 30_000,
         },
       },
       {

@@ -1,19 +1,72 @@
 /**
- * Reads the YAML policy files with line positions, so every error names its file and line.
+ * Reads the YAML policy files with line positions, and collects every problem found in them, so one run
+ * names each problem with its file and line instead of stopping at the first.
  */
 import { readFile } from 'node:fs/promises';
 import { relative } from 'node:path';
 import { isNode, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 
-/** A policy error: fails the build and names where it is. */
+/** What is wrong with a policy folder. Stable: `npm run deploy:check` and its tests key on these. */
+export type PolicyProblemCode =
+  /** A file that is not YAML, or that cannot be read. */
+  | 'yaml-syntax'
+  /** A value the file's schema refuses. */
+  | 'invalid-value'
+  /** Two entries with one id: agent, issuer, credential, secret, kid, policy `@id`. */
+  | 'duplicate'
+  /** A registered public key that cannot be used. */
+  | 'invalid-key'
+  /** An agent bound to an issuer `issuers.yaml` does not declare. */
+  | 'unknown-issuer'
+  /** An agent id that is also a trusted issuer's id or URL. */
+  | 'id-collision'
+  /** Cedar that does not parse, or does not validate against the schema. */
+  | 'cedar-invalid'
+  /** A bad `@max_ttl`, `@approvals`, `@approver_group` or `@four_eyes`. */
+  | 'cedar-annotation'
+  /** A policy folder without `.cedar` files. */
+  | 'no-cedar-files'
+  /** For deploy: an agent marked `demo: true` (its private key is public). */
+  | 'demo-agent'
+  /** For deploy: an admin credential marked `demo: true` (its secret is public). */
+  | 'demo-admin';
+
+/** One problem in a policy folder, where it is, and how to fix it when that is not obvious. */
+export interface PolicyProblem {
+  code: PolicyProblemCode;
+  file: string;
+  line: number;
+  message: string;
+  fix?: string;
+}
+
+/** `file:line: message`, the form editors and terminals link. */
+export function formatProblem(problem: Pick<PolicyProblem, 'file' | 'line' | 'message'>): string {
+  return `${problem.file}:${problem.line}: ${problem.message}`;
+}
+
+/** A policy folder that does not build: carries every problem found, each naming its file and line. */
 export class PolicyError extends Error {
-  constructor(
-    readonly file: string,
-    readonly line: number,
-    message: string,
-  ) {
-    super(`${file}:${line}: ${message}`);
+  constructor(readonly problems: readonly PolicyProblem[]) {
+    super(problems.map(formatProblem).join('\n'));
+  }
+}
+
+/** Collects the problems of one compile. */
+export class Problems {
+  readonly list: PolicyProblem[] = [];
+
+  add(code: PolicyProblemCode, file: string, line: number, message: string, fix?: string): void {
+    this.list.push({ code, file, line, message, ...(fix !== undefined && { fix }) });
+  }
+
+  /** Adds every issue of a failed zod parse; `at` is where the parsed value sits in the file. */
+  addIssues(file: SourceFile<unknown>, error: z.ZodError, at: readonly PropertyKey[] = []): void {
+    for (const issue of error.issues) {
+      const where = [...at, ...issue.path];
+      this.add('invalid-value', file.path, file.lineOf(where), `${where.join('.') || 'document'}: ${issue.message}`);
+    }
   }
 }
 
@@ -30,14 +83,37 @@ export interface SourceFile<T> {
   lineOf(path: readonly PropertyKey[]): number;
 }
 
-/** Parses a YAML file and validates it against `schema`; errors carry file and line. */
-export async function readYaml<S extends z.ZodType>(file: string, schema: S): Promise<SourceFile<z.output<S>>> {
+/** An entry of a list in a policy file that passed its schema, with its index for line lookups. */
+export interface Entry<T> {
+  index: number;
+  value: T;
+}
+
+/**
+ * Parses a YAML file and validates it against `schema`. Problems (a missing file, YAML syntax, schema
+ * issues, all of them) go to `problems`; the result is undefined when the file cannot be used.
+ */
+export async function readYaml<S extends z.ZodType>(
+  file: string,
+  schema: S,
+  problems: Problems,
+): Promise<SourceFile<z.output<S>> | undefined> {
   const path = relative(process.cwd(), file);
-  const text = await readFile(file, 'utf8');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    problems.add('yaml-syntax', path, 1, `cannot read the file: ${(error as Error).message}`);
+    return undefined;
+  }
   const counter = new LineCounter();
   const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false });
-  const [yamlError] = doc.errors;
-  if (yamlError !== undefined) throw new PolicyError(path, counter.linePos(yamlError.pos[0]).line, yamlError.message);
+  if (doc.errors.length > 0) {
+    for (const yamlError of doc.errors) {
+      problems.add('yaml-syntax', path, counter.linePos(yamlError.pos[0]).line, yamlError.message);
+    }
+    return undefined;
+  }
   const lineOf = (at: readonly PropertyKey[]): number => {
     for (let depth = at.length; depth >= 0; depth -= 1) {
       const node = doc.getIn(at.slice(0, depth) as unknown[], true);
@@ -45,11 +121,31 @@ export async function readYaml<S extends z.ZodType>(file: string, schema: S): Pr
     }
     return 1;
   };
+  const source: SourceFile<unknown> = { path, text, data: undefined, lineOf };
   const parsed = schema.safeParse(doc.toJS());
   if (!parsed.success) {
-    const [issue] = parsed.error.issues;
-    const where = issue?.path ?? [];
-    throw new PolicyError(path, lineOf(where), `${where.join('.') || 'document'}: ${issue?.message ?? 'invalid'}`);
+    problems.addIssues(source, parsed.error);
+    return undefined;
   }
-  return { path, text, data: parsed.data, lineOf };
+  return { ...source, data: parsed.data };
+}
+
+/**
+ * Validates each entry of `list` (the list at `key` in `file`) on its own, so one bad entry does not hide the checks of the
+ * others. Returns the entries that passed; the issues of the others go to `problems`.
+ */
+export function validEntries<S extends z.ZodType>(
+  file: SourceFile<unknown>,
+  key: string,
+  list: readonly unknown[],
+  schema: S,
+  problems: Problems,
+): Entry<z.output<S>>[] {
+  const entries: Entry<z.output<S>>[] = [];
+  for (const [index, raw] of list.entries()) {
+    const parsed = schema.safeParse(raw);
+    if (parsed.success) entries.push({ index, value: parsed.data });
+    else problems.addIssues(file, parsed.error, [key, index]);
+  }
+  return entries;
 }

@@ -1,0 +1,227 @@
+/**
+ * Compiles the Cedar schema and policies of a policy folder: strict validation against the schema, the
+ * grant annotations (`@id`, `@max_ttl`, `@approvals`, ...), and the context attributes policies read.
+ * Every problem of every file is collected.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import { type Grant, type PolicyBundle, TTL_CEILING_SECONDS } from '../../worker/policy/bundle';
+import { lineAt, type Problems } from './source';
+
+interface CedarFile {
+  path: string;
+  text: string;
+}
+
+function addCedarErrors(problems: Problems, file: CedarFile, errors: readonly cedar.DetailedError[]): void {
+  for (const error of errors) {
+    const location = error.sourceLocations?.[0];
+    const message = [error.message, location?.label, error.help].filter(Boolean).join(' — ');
+    problems.add('cedar-invalid', file.path, lineAt(file.text, location?.start ?? 0), message);
+  }
+}
+
+async function readCedarFiles(dir: string, problems: Problems): Promise<CedarFile[]> {
+  const names = (await readdir(dir)).filter((name) => name.endsWith('.cedar')).sort();
+  if (names.length === 0) {
+    problems.add('no-cedar-files', relative(process.cwd(), dir), 1, 'no .cedar policy files', 'grants live in *.cedar');
+  }
+  return Promise.all(
+    names.map(async (name) => ({
+      path: relative(process.cwd(), join(dir, name)),
+      text: await readFile(join(dir, name), 'utf8'),
+    })),
+  );
+}
+
+function isContextVar(node: unknown): boolean {
+  return typeof node === 'object' && node !== null && (node as { Var?: unknown }).Var === 'context';
+}
+
+/**
+ * Adds to `into` the context attributes a policy reads (`context.x`, `context has x`) in its JSON form.
+ *
+ * @returns false when the policy uses `context` some other way (as a whole), so no attribute list covers it.
+ */
+function collectContextKeys(node: unknown, into: Set<string>): boolean {
+  if (Array.isArray(node)) return node.every((child) => collectContextKeys(child, into));
+  if (typeof node !== 'object' || node === null) return true;
+  if (isContextVar(node)) return false;
+  let complete = true;
+  for (const [key, value] of Object.entries(node)) {
+    const access = value as { left?: unknown; attr?: unknown } | null;
+    if ((key === '.' || key === 'has') && isContextVar(access?.left) && typeof access?.attr === 'string') {
+      into.add(access.attr);
+    } else if (!collectContextKeys(value, into)) {
+      complete = false;
+    }
+  }
+  return complete;
+}
+
+interface Located {
+  problems: Problems;
+  file: string;
+  line: number;
+}
+
+/** `@max_ttl("n")` of a permit, if any. */
+function maxTtlOf(annotations: Record<string, string>, effect: 'permit' | 'forbid', at: Located): number | undefined {
+  if (annotations.max_ttl === undefined) return undefined;
+  const maxTtl = Number(annotations.max_ttl);
+  if (!Number.isInteger(maxTtl) || maxTtl < 1 || maxTtl > TTL_CEILING_SECONDS) {
+    at.problems.add(
+      'cedar-annotation',
+      at.file,
+      at.line,
+      `@max_ttl must be whole seconds from 1 to ${TTL_CEILING_SECONDS}`,
+    );
+    return undefined;
+  }
+  if (effect === 'forbid') {
+    at.problems.add('cedar-annotation', at.file, at.line, '@max_ttl only applies to permit policies');
+    return undefined;
+  }
+  return maxTtl;
+}
+
+/** `@approvals("n")`, `@approver_group("g")`, `@four_eyes("true"|"false")` of a permit, if any. */
+function approvalRequirement(
+  annotations: Record<string, string>,
+  effect: 'permit' | 'forbid',
+  at: Located,
+): Grant['approval'] {
+  const { approvals, approver_group: group, four_eyes: fourEyes } = annotations;
+  const fail = (message: string) => {
+    at.problems.add('cedar-annotation', at.file, at.line, message);
+    return undefined;
+  };
+  if (approvals === undefined) {
+    return group !== undefined || fourEyes !== undefined
+      ? fail('@approver_group and @four_eyes need @approvals')
+      : undefined;
+  }
+  if (effect === 'forbid') return fail('@approvals only applies to permit policies');
+  const count = Number(approvals);
+  if (!Number.isInteger(count) || count < 1 || count > 5) return fail('@approvals must be 1 to 5');
+  if (fourEyes !== undefined && fourEyes !== 'true' && fourEyes !== 'false') {
+    return fail('@four_eyes must be "true" or "false"');
+  }
+  return { count, ...(group !== undefined && { group }), fourEyes: fourEyes === 'true' };
+}
+
+/** Parses the schema; its problems go to `problems`. Returns the declared actions, or undefined. */
+function compileSchema(schemaFile: CedarFile, problems: Problems): string[] | undefined {
+  const parsed = cedar.checkParseSchema(schemaFile.text);
+  if (parsed.type === 'failure') {
+    addCedarErrors(problems, schemaFile, parsed.errors);
+    return undefined;
+  }
+  const json = cedar.schemaToJson(schemaFile.text);
+  if (json.type === 'failure') {
+    addCedarErrors(problems, schemaFile, json.errors);
+    return undefined;
+  }
+  return Object.values(json.json).flatMap((namespace) => Object.keys(namespace.actions));
+}
+
+/**
+ * Validates and splits one Cedar file into its policies; adds each to `policies` and `grants` by `@id`.
+ * A file with a parse or validation problem contributes nothing.
+ */
+function compileFile(
+  file: CedarFile,
+  schema: string | undefined,
+  out: { policies: Record<string, string>; grants: Record<string, Grant>; contextKeys: Set<string> },
+  problems: Problems,
+): { wholeContext: boolean } {
+  const parsed = cedar.checkParsePolicySet({ staticPolicies: file.text });
+  if (parsed.type === 'failure') {
+    addCedarErrors(problems, file, parsed.errors);
+    return { wholeContext: false };
+  }
+  if (schema !== undefined) {
+    const validated = cedar.validate({
+      schema,
+      policies: { staticPolicies: file.text },
+      validationSettings: { mode: 'strict' },
+    });
+    if (validated.type === 'failure') addCedarErrors(problems, file, validated.errors);
+    else
+      addCedarErrors(
+        problems,
+        file,
+        validated.validationErrors.map((invalid) => invalid.error),
+      );
+  }
+  const parts = cedar.policySetTextToParts(file.text);
+  if (parts.type === 'failure') {
+    addCedarErrors(problems, file, parts.errors);
+    return { wholeContext: false };
+  }
+  if (parts.policy_templates.length > 0) {
+    problems.add('cedar-invalid', file.path, 1, 'policy templates are not supported');
+  }
+
+  let wholeContext = false;
+  // Cedar numbers the policies of a text policy0, policy1, ... in order; locate each by its first line.
+  let searchFrom = 0;
+  for (const [index, text] of parts.policies.entries()) {
+    const firstLine = text.split('\n')[0] ?? '';
+    const offset = Math.max(file.text.indexOf(firstLine, searchFrom), 0);
+    searchFrom = offset + firstLine.length;
+    const line = lineAt(file.text, offset);
+    const json = cedar.policyToJson(text);
+    if (json.type === 'failure') {
+      addCedarErrors(problems, file, json.errors);
+      continue;
+    }
+    const at = { problems, file: file.path, line };
+    const annotations = json.json.annotations ?? {};
+    const id = annotations.id ?? `${file.path}#${index}`;
+    if (out.policies[id] !== undefined) {
+      problems.add('duplicate', file.path, line, `duplicate policy @id ${id}`, 'give each policy its own @id');
+      continue;
+    }
+    const maxTtl = maxTtlOf(annotations, json.json.effect, at);
+    const approval = approvalRequirement(annotations, json.json.effect, at);
+    if (!collectContextKeys(json.json, out.contextKeys)) wholeContext = true;
+    out.policies[id] = text;
+    out.grants[id] = {
+      source: `${file.path}:${line}`,
+      effect: json.json.effect,
+      ...(maxTtl !== undefined && { maxTtl }),
+      ...(approval !== undefined && { approval }),
+    };
+  }
+  return { wholeContext };
+}
+
+/** Compiles `schema.cedarschema` and every `*.cedar` file of `dir`; problems go to `problems`. */
+export async function compileCedar(dir: string, problems: Problems): Promise<PolicyBundle['cedar'] | undefined> {
+  const schemaPath = join(dir, 'schema.cedarschema');
+  let schemaText: string;
+  try {
+    schemaText = await readFile(schemaPath, 'utf8');
+  } catch (error) {
+    problems.add('cedar-invalid', relative(process.cwd(), schemaPath), 1, `cannot read the schema: ${error}`);
+    return undefined;
+  }
+  const schemaFile = { path: relative(process.cwd(), schemaPath), text: schemaText };
+  const actions = compileSchema(schemaFile, problems);
+  const out = { policies: {}, grants: {}, contextKeys: new Set<string>() };
+  let wholeContext = false;
+  for (const file of await readCedarFiles(dir, problems)) {
+    if (compileFile(file, actions === undefined ? undefined : schemaText, out, problems).wholeContext)
+      wholeContext = true;
+  }
+  if (actions === undefined) return undefined;
+  return {
+    schema: schemaText,
+    actions,
+    policies: out.policies,
+    grants: out.grants,
+    ...(!wholeContext && { contextKeys: [...out.contextKeys].sort() }),
+  };
+}
