@@ -21,7 +21,7 @@ export default defineConfig({
         test: {
           name: 'worker',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/interop/**'],
+          exclude: ['test/interop/**', 'test/cli/**'],
           setupFiles: ['./test/setup.ts'],
         },
       },
@@ -32,6 +32,17 @@ export default defineConfig({
           include: ['test/interop/**/*.test.ts'],
           environment: 'node',
           globalSetup: ['./test/interop/global-setup.ts'],
+          testTimeout: 30_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        // The CLI, in-process and as a child process, against real brokers served like the interop ones.
+        test: {
+          name: 'cli',
+          include: ['test/cli/**/*.test.ts'],
+          environment: 'node',
+          globalSetup: ['./test/cli/global-setup.ts'],
           testTimeout: 30_000,
           hookTimeout: 120_000,
         },
