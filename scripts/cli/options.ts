@@ -46,6 +46,9 @@ export function jsonOption() {
   return new Option('--json', "print the broker's answer as JSON");
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Parses a page size: the broker's listings take 1 to 500. */
+export function pageLimit(value: string): number {
+  if (!/^[0-9]{1,3}$/.test(value) || Number(value) < 1 || Number(value) > 500)
+    throw new InvalidArgumentError('expected a whole number from 1 to 500.');
+  return Number(value);
 }

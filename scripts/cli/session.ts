@@ -33,7 +33,14 @@ export function processIo(): Io {
     async ask(question) {
       const terminal = createInterface({ input: process.stdin, output: process.stderr });
       try {
-        return await terminal.question(question);
+        // Ctrl-C or the end of input is no answer, not an error.
+        return await new Promise<string>((resolve) => {
+          terminal.on('SIGINT', () => {
+            process.stderr.write('\n');
+            resolve('');
+          });
+          terminal.question(question).then(resolve, () => resolve(''));
+        });
       } finally {
         terminal.close();
       }

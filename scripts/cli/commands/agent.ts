@@ -10,8 +10,8 @@ import { newAdminCredential, parseAdminCredential } from '../../../worker/core/a
 import { type DpopKey, type ExchangeRequest, exchangeToken, selfSignedAttestation } from '../../lib/agent';
 import { CliError, usageError } from '../errors';
 import { type Answer, fetchFailure, refusal, request } from '../http';
-import { positiveInteger, required, sleep } from '../options';
-import { commandLine, fields, jsonText, relative } from '../render';
+import { jsonOption, positiveInteger, required } from '../options';
+import { commandLine, fields, instant, jsonText, relative } from '../render';
 import { DEFAULT_URL, type Session } from '../session';
 
 /** How the CLI is run, for the commands it prints to copy. */
@@ -93,6 +93,10 @@ const Pending = z.object({
   task_id: z.string().optional(),
 });
 const SlowDown = z.object({ error: z.literal('slow_down'), interval: z.number().int().positive() });
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
 /** Approvals expire within this by policy (`approvals.expires_in`): a wait never outlasts it. */
 const LONGEST_APPROVAL_MS = 7 * 24 * 3600 * 1000;
@@ -218,12 +222,11 @@ function collectCommand(session: Session, options: TokenOptions, taskId: string,
 }
 
 function printGranted(session: Session, options: TokenOptions, granted: z.infer<typeof Granted>): void {
-  const expires = new Date(Date.now() + granted.expires_in * 1000);
   session.io.out(
     fields([
       ['granted', `a ${granted.token_type} token for ${options.audience}`],
       ['scope', granted.scope],
-      ['expires', `in ${granted.expires_in} s (${expires.toISOString().replace(/\.\d{3}Z$/, 'Z')})`],
+      ['expires', `in ${granted.expires_in} s (${instant(Date.now() + granted.expires_in * 1000)})`],
       ['task_id', granted.task_id],
       ['access_token', granted.access_token],
     ]),
@@ -261,7 +264,7 @@ export function tokenCommand(open: () => Session): Command {
     .option('--approval-id <id>', 'collect the token of this step-up approval (with the same request and --task-id)')
     .option('--dpop <file>', 'bind the token to this private EC P-256 JWK (DPoP): then it works only with proofs of it')
     .option('--wait', 'when the request needs approval, poll at the interval the broker gives until it is decided')
-    .option('--json', "print the broker's answer as JSON")
+    .addOption(jsonOption())
     .addHelpText(
       'after',
       `
@@ -311,7 +314,7 @@ Examples:
       const first = Pending.safeParse(answer.body);
       const taskId = (first.success ? first.data.task_id : undefined) ?? options.taskId;
       const approvalId = first.success ? first.data.approval_id : options.approvalId;
-      if (options.wait && approvalId !== undefined) {
+      if (options.wait && approvalId !== undefined && answer.status !== 200) {
         session.io.err(
           `waiting for a decision on approval ${approvalId} (Ctrl-C stops waiting; the approval stays open)\n`,
         );

@@ -2,7 +2,7 @@
 import { Command } from '@commander-js/extra-typings';
 import { z } from 'zod';
 import { path, request } from '../http';
-import { jsonOption, positiveInteger, reasonOption } from '../options';
+import { jsonOption, pageLimit, reasonOption } from '../options';
 import { fields, instant, jsonText, relative, table } from '../render';
 import type { Session } from '../session';
 
@@ -104,7 +104,7 @@ Examples:
   command
     .command('list')
     .description('every agent with its owner and live state (role admin or auditor)')
-    .option('--limit <n>', 'agents per page, 1 to 500 (default 100)', positiveInteger)
+    .option('--limit <n>', 'agents per page, 1 to 500 (default 100)', pageLimit)
     .option('--cursor <agent>', 'start after this agent: the next_cursor of the previous page')
     .option('--all', 'follow next_cursor to the end')
     .addOption(jsonOption())

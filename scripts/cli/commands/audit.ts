@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError, Option } from '@commander-js/extra-typin
 import { z } from 'zod';
 import { CliError } from '../errors';
 import { request } from '../http';
-import { jsonOption } from '../options';
+import { jsonOption, pageLimit } from '../options';
 import { instant, jsonText, table } from '../render';
 import type { Session } from '../session';
 
@@ -45,12 +45,6 @@ export function auditTime(value: string): string {
   );
 }
 
-function auditLimit(value: string): number {
-  if (!/^[0-9]{1,3}$/.test(value) || Number(value) < 1 || Number(value) > 500)
-    throw new InvalidArgumentError('expected a whole number from 1 to 500.');
-  return Number(value);
-}
-
 function auditCursor(value: string): string {
   if (!/^[1-9][0-9]{0,14}$/.test(value))
     throw new InvalidArgumentError('expected the next_cursor of a page (a number).');
@@ -89,7 +83,7 @@ Examples:
     .option('--event <event>', 'only this event (token.exchange, token.revoke, admin.agent.suspend, ...)')
     .option('--since <time>', 'from this instant: ISO 8601, or a time ago (15m, 2h, 7d)', auditTime)
     .option('--until <time>', 'up to this instant: ISO 8601, or a time ago', auditTime)
-    .option('--limit <n>', 'records per page, 1 to 500 (default 50)', auditLimit)
+    .option('--limit <n>', 'records per page, 1 to 500 (default 50)', pageLimit)
     .option('--cursor <cursor>', 'the next_cursor of the previous page', auditCursor)
     .option('--all', 'follow next_cursor to the end')
     .addOption(jsonOption())
