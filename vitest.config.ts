@@ -26,7 +26,7 @@ export default defineConfig({
         test: {
           name: 'worker',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/interop/**', 'test/node/**'],
+          exclude: ['test/interop/**', 'test/node/**', 'test/cli/**'],
           setupFiles: ['./test/setup.ts'],
           // An engage waits out the kill switch lease (1 s here): a test that flips it twice needs room.
           testTimeout: 15_000,
@@ -49,6 +49,17 @@ export default defineConfig({
           include: ['test/interop/**/*.test.ts'],
           environment: 'node',
           globalSetup: ['./test/interop/global-setup.ts'],
+          testTimeout: 30_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        // The CLI, in-process and as a child process, against real brokers served like the interop ones.
+        test: {
+          name: 'cli',
+          include: ['test/cli/**/*.test.ts'],
+          environment: 'node',
+          globalSetup: ['./test/cli/global-setup.ts'],
           testTimeout: 30_000,
           hookTimeout: 120_000,
         },

@@ -239,15 +239,17 @@ async function stepUp(metadata: { issuer: string; jwks_uri: string }, key: JWK):
     '--silent',
     'cli',
     '--',
+    'approvals',
     'approve',
     String(approvalId),
     '--reason',
     'Confirmed on the INC-4821 bridge',
+    '--json',
   ];
-  console.log(`$ TESSERA_ADMIN_CREDENTIAL=<approver credential> npm ${command.join(' ')}`);
+  console.log(`$ TESSERA_ADMIN_TOKEN=<approver credential> npm ${command.join(' ')}`);
   const approval = spawnSync('npm', command, {
     encoding: 'utf8',
-    env: { ...process.env, TESSERA_URL: BROKER, TESSERA_ADMIN_CREDENTIAL: await demoApprover() },
+    env: { ...process.env, TESSERA_URL: BROKER, TESSERA_ADMIN_TOKEN: await demoApprover() },
   });
   const decided = JSON.parse(approval.stdout || '{}') as { status?: string; decisions?: unknown };
   console.log(JSON.stringify({ status: decided.status, decisions: decided.decisions }));
