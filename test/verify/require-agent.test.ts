@@ -7,9 +7,11 @@
  * Every test runs on a frozen clock that only moves forward across the file, and starts with a fresh
  * rate-limit bucket (the agent's object is evicted).
  */
+
+import { DPOP_ALGORITHMS } from '@tessera/verify';
+import { type AgentVariables, type RequireAgentOptions, requireAgent } from '@tessera/verify/hono';
 import { Hono } from 'hono';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { type AgentVariables, DPOP_ALGORITHMS, type RequireAgentOptions, requireAgent } from '../../verify/index.ts';
 import {
   evictAgentObject,
   exchange,

@@ -7,9 +7,9 @@
  * own: create one per scenario.
  */
 import { exports } from 'cloudflare:workers';
+import { accessTokenHash, VerifyError } from '@tessera/verify';
 import { base64url, type CryptoKey, exportJWK, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose';
 import { expect } from 'vitest';
-import { accessTokenHash, VerifyError } from '../../verify/index.ts';
 import { exchangeFields, ISSUER, nowSeconds, postJson, TICKETS } from '../helpers';
 
 /** The frozen clock of tests on the fake broker's tokens. */

@@ -4,9 +4,10 @@
  * stable `code`; the clock is frozen at `NOW` through the `now` option, or by faking `Date` where jose's JWKS
  * cache reads it.
  */
+
+import { type VerifyAgentTokenOptions, verifyAgentToken } from '@tessera/verify';
 import { base64url, type JWTPayload, SignJWT } from 'jose';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { type VerifyAgentTokenOptions, verifyAgentToken } from '../../verify/index.ts';
 import { flipChar, TICKETS } from '../helpers';
 import {
   at,

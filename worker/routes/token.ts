@@ -3,8 +3,8 @@
  * scoped to one audience, the granted actions and that task out. Both gates run here, and the decision is
  * audited: a granted token is returned only after its audit record is committed.
  */
+import { DPOP_CLOCK_TOLERANCE_SECONDS } from '@tessera/verify';
 import { Hono } from 'hono';
-import { DPOP_CLOCK_TOLERANCE_SECONDS } from '../../verify/dpop.ts';
 import { approvedBy, checkApprovalOwner, openApproval, releaseApproval } from '../approvals/step-up';
 import { accessTokenClaims, signAccessToken, taskHash } from '../core/access-token';
 import { approvalTerms, newApprovalId } from '../core/approval';

@@ -2,10 +2,10 @@
  * `verifyAgentToken`: everything a downstream API checks before it acts on a Tessera access token.
  */
 import { errors, jwtVerify } from 'jose';
-import { DPOP_CLOCK_TOLERANCE_SECONDS, DPOP_MAX_AGE_SECONDS, ProofReplayCache, verifyDpopProof } from './dpop.ts';
-import { VerifyError } from './errors.ts';
-import { checkActive, type IntrospectionOptions } from './introspection.ts';
-import { issuerInfo } from './issuer.ts';
+import { DPOP_CLOCK_TOLERANCE_SECONDS, DPOP_MAX_AGE_SECONDS, ProofReplayCache, verifyDpopProof } from './dpop.js';
+import { VerifyError } from './errors.js';
+import { checkActive, type IntrospectionOptions } from './introspection.js';
+import { issuerInfo } from './issuer.js';
 
 /** Signature algorithms the broker signs access tokens with (RFC 9068 §2.1: never `none`). */
 export const TOKEN_ALGORITHMS = ['ES256', 'EdDSA'] as const;

@@ -4,7 +4,7 @@
  * cooldown, by jose's remote key set.
  */
 import { createRemoteJWKSet, customFetch, type JWTVerifyGetKey } from 'jose';
-import { VerifyError } from './errors.ts';
+import { VerifyError } from './errors.js';
 
 /** How long fetched keys are used before a refetch, and the least time between two refetches. */
 const JWKS_CACHE_MAX_AGE_MS = 5 * 60_000;

@@ -1,11 +1,12 @@
 /**
- * `requireAgent`: Hono middleware that lets a request through only with a valid Tessera token granting the
- * route's actions, and answers RFC 6750 / RFC 9449 challenges otherwise. Hono is needed only for types.
+ * `@tessera/verify/hono`: `requireAgent`, Hono middleware that lets a request through only with a valid
+ * Tessera token granting the route's actions, and answers RFC 6750 / RFC 9449 challenges otherwise. Hono is
+ * an optional peer dependency, imported for types only: nothing of it is loaded at run time.
  */
 import type { Context, MiddlewareHandler } from 'hono';
-import { DPOP_ALGORITHMS } from './dpop.ts';
-import { VerifyError } from './errors.ts';
-import { type AgentTokenClaims, type VerifyAgentTokenOptions, verifyAgentToken } from './token.ts';
+import { DPOP_ALGORITHMS } from './dpop.js';
+import { VerifyError } from './errors.js';
+import { type AgentTokenClaims, type VerifyAgentTokenOptions, verifyAgentToken } from './token.js';
 
 /** What `requireAgent` sets on the context: `c.get('agent')`. */
 export type AgentVariables = { agent: AgentTokenClaims };
@@ -59,6 +60,8 @@ function refusal(error: VerifyError, realm: string, dpopChallenge: boolean): Res
  * challenge.
  *
  * @example
+ * import { type AgentVariables, requireAgent } from '@tessera/verify/hono';
+ *
  * const app = new Hono<{ Variables: AgentVariables }>();
  * app.post(
  *   '/tickets/:id/comments',

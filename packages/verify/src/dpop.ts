@@ -3,7 +3,7 @@
  * keeps used proof ids durably per agent, a resource server in {@link ProofReplayCache}.
  */
 import { base64url, calculateJwkThumbprint, EmbeddedJWK, errors, type JWK, jwtVerify } from 'jose';
-import { VerifyError } from './errors.ts';
+import { VerifyError } from './errors.js';
 
 /**
  * Proof signature algorithms accepted: asymmetric only (RFC 9449 §4.3 item 5), never `none` or HS*.
