@@ -266,6 +266,23 @@ describe('requireAgent: the broker unavailable', () => {
   });
 });
 
+describe('requireAgent: a misconfigured issuer', () => {
+  it("lets the TypeError through to the app's error handler instead of answering 503", async () => {
+    const fake = await fakeIssuer();
+    fake.answers.metadataIssuer = ISSUER;
+    const app = ticketsApi({ issuer: fake.issuer, fetch: fake.fetch });
+    const caught: unknown[] = [];
+    app.onError((error, c) => {
+      caught.push(error);
+      return c.text('misconfigured', 500);
+    });
+    const response = await post(app, { authorization: `Bearer ${await fake.sign()}` });
+    expect(response.status).toBe(500);
+    expect(caught).toEqual([expect.any(TypeError)]);
+    expect(fake.calls.jwks).toBe(0);
+  });
+});
+
 describe('requireAgent: options', () => {
   it.each([
     ['no issuer', { audience: TICKETS }],

@@ -69,7 +69,9 @@ function refusal(error: VerifyError, realm: string, dpopChallenge: boolean): Res
  *   (c) => c.json({ by: c.get('agent').sub, task: c.get('agent').task.id }),
  * );
  *
- * @throws {TypeError} at creation when `issuer` or `audience` is missing.
+ * @throws {TypeError} at creation when `issuer` or `audience` is missing. On a request, when the broker's
+ *   metadata names another issuer than `issuer` (a misconfiguration, not a bad token): it reaches the app's
+ *   error handler, which answers 500.
  */
 export function requireAgent(options: RequireAgentOptions): MiddlewareHandler<{ Variables: AgentVariables }> {
   if (typeof options.issuer !== 'string' || options.issuer === '') throw new TypeError('issuer is required');

@@ -166,7 +166,8 @@ async function checkDpop(token: string, claims: AgentTokenClaims, options: Verif
  *
  * @throws {VerifyError} with a stable `code`; `status` 401/403 for a refused token, 503 when the broker's
  *   keys or introspection could not be had (fail closed).
- * @throws {TypeError} when the options are unusable.
+ * @throws {TypeError} when the options are unusable, or when `issuer`'s metadata names another issuer: the
+ *   option (or the broker's own issuer setting) is wrong, a configuration error rather than an outage.
  */
 export async function verifyAgentToken(token: string, options: VerifyAgentTokenOptions): Promise<AgentTokenClaims> {
   if (typeof options.issuer !== 'string' || options.issuer === '') throw new TypeError('issuer is required');
