@@ -3,7 +3,6 @@
  * from the RFC 8414 metadata, the RFC 8693 exchange in the form encoding, DPoP proofs and nonces from its
  * own implementation (oauth4webapi), and a DPoP-protected call to an API guarded by `@tessera/verify`.
  */
-
 import { type AgentVariables, requireAgent } from '@tessera/verify/hono';
 import { Hono } from 'hono';
 import { calculateJwkThumbprint, decodeJwt, exportJWK } from 'jose';

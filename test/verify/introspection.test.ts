@@ -3,7 +3,6 @@
  * after the local checks, cached by issuer and `jti` for `cacheSeconds`, and failing closed by default. A fake
  * broker answers and counts the calls; the clock is frozen through the `now` option.
  */
-
 import { verifyAgentToken } from '@tessera/verify';
 import { describe, expect, it } from 'vitest';
 import { at, fakeIssuer, optionsFor, refusal } from './support';

@@ -7,7 +7,6 @@
  * Every test runs on a frozen clock that only moves forward across the file, and starts with a fresh
  * rate-limit bucket (the agent's object is evicted).
  */
-
 import { DPOP_ALGORITHMS } from '@tessera/verify';
 import { type AgentVariables, type RequireAgentOptions, requireAgent } from '@tessera/verify/hono';
 import { Hono } from 'hono';

@@ -4,7 +4,6 @@
  * stable `code`; the clock is frozen at `NOW` through the `now` option, or by faking `Date` where jose's JWKS
  * cache reads it.
  */
-
 import { type VerifyAgentTokenOptions, VerifyError, verifyAgentToken } from '@tessera/verify';
 import { base64url, type JWTPayload, SignJWT } from 'jose';
 import { afterEach, describe, expect, it, vi } from 'vitest';

@@ -23,7 +23,11 @@ export type RequireAgentOptions = Omit<VerifyAgentTokenOptions, 'dpop' | 'now'> 
 
 type Credential = { scheme: 'Bearer' | 'DPoP'; token: string } | undefined;
 
-/** `Authorization: Bearer <token>` (RFC 6750 §2.1) or `DPoP <token>` (RFC 9449 §7.1). */
+/**
+ * `Authorization: Bearer <token>` (RFC 6750 §2.1) or `DPoP <token>` (RFC 9449 §7.1), in the b64token syntax.
+ * That syntax allows padding and `+`, `/`, `~`: `verifyAgentToken` then refuses all but the one canonical
+ * spelling of a JWT, before anything else.
+ */
 function credential(header: string | undefined): Credential | 'malformed' {
   if (header === undefined || header === '') return undefined;
   const match = /^(Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(header);

@@ -2,6 +2,7 @@
  * `verifyAgentToken`: everything a downstream API checks before it acts on a Tessera access token.
  */
 import { errors, jwtVerify } from 'jose';
+import { isCanonicalJwt } from './compact.js';
 import { DPOP_CLOCK_TOLERANCE_SECONDS, DPOP_MAX_AGE_SECONDS, ProofReplayCache, verifyDpopProof } from './dpop.js';
 import { VerifyError } from './errors.js';
 import { checkActive, type IntrospectionOptions } from './introspection.js';
@@ -151,10 +152,11 @@ async function checkDpop(token: string, claims: AgentTokenClaims, options: Verif
 }
 
 /**
- * Verifies a Tessera access token for this API: the signature against the broker's published JWKS
- * (discovered from `issuer`, cached, refetched on an unknown `kid`), `typ: at+jwt`, a pinned algorithm,
- * `iss`, `aud`, `exp`/`nbf` with a small tolerance, every required action in `scope`; for a DPoP-bound
- * token the proof (RFC 9449 §7); optionally the broker's word that it is not revoked.
+ * Verifies a Tessera access token for this API: its one canonical spelling ({@link isCanonicalJwt}), the
+ * signature against the broker's published JWKS (discovered from `issuer`, cached, refetched on an unknown
+ * `kid`), `typ: at+jwt`, a pinned algorithm, `iss`, `aud`, `exp`/`nbf` with a small tolerance, every
+ * required action in `scope`; for a DPoP-bound token the proof (RFC 9449 §7); optionally the broker's word
+ * that it is not revoked.
  *
  * @example
  * const claims = await verifyAgentToken(token, {
@@ -172,6 +174,7 @@ async function checkDpop(token: string, claims: AgentTokenClaims, options: Verif
 export async function verifyAgentToken(token: string, options: VerifyAgentTokenOptions): Promise<AgentTokenClaims> {
   if (typeof options.issuer !== 'string' || options.issuer === '') throw new TypeError('issuer is required');
   if (typeof options.audience !== 'string' || options.audience === '') throw new TypeError('audience is required');
+  if (!isCanonicalJwt(token)) throw new VerifyError('malformed', 'the token is not a JWT in canonical compact form');
   const now = options.now ?? new Date();
   const fetchImpl = options.fetch ?? fetch;
   const info = await issuerInfo(options.issuer, fetchImpl);
