@@ -12,8 +12,11 @@ import { base64url, type CryptoKey, exportJWK, generateKeyPair, type JWK, type J
 import { expect } from 'vitest';
 import { exchangeFields, ISSUER, nowSeconds, postJson, TICKETS } from '../helpers';
 
-/** The frozen clock of tests on the fake broker's tokens. */
-export const NOW = new Date('2030-01-01T00:00:00Z');
+/**
+ * The frozen clock of tests on the fake broker's tokens: the real time when the file loads, in whole seconds
+ * as JWT times are, so that no test depends on a calendar date.
+ */
+export const NOW = new Date(Math.floor(Date.now() / 1000) * 1000);
 /** {@link NOW} in epoch seconds. */
 export const T = NOW.getTime() / 1000;
 /** The Date `seconds` after {@link NOW} (before it when negative). */
