@@ -157,9 +157,12 @@ describe('@tessera/verify, packed and installed from its tarball', () => {
         expect(packed).toEqual(expect.arrayContaining([`dist/${format}/${entry}.js`, `dist/${format}/${entry}.d.ts`]));
       }
     }
-    const installed = (await readdir(join(project, 'node_modules'))).filter((name) => !name.startsWith('.'));
+    const manifest = JSON.parse(await readFile(join(project, 'node_modules/@tessera/verify/package.json'), 'utf8'));
+    expect(Object.keys(manifest.dependencies)).toEqual(['jose']);
+    expect(manifest.peerDependenciesMeta).toEqual({ hono: { optional: true } });
+    const modules = (await readdir(join(project, 'node_modules'))).filter((name) => !name.startsWith('.'));
     // hono and @types/node (with its undici-types) are this project's own choices; nothing else came in.
-    expect(installed.sort()).toEqual(['@tessera', '@types', 'hono', 'jose', 'undici-types']);
+    expect(modules.sort()).toEqual(['@tessera', '@types', 'hono', 'jose', 'undici-types']);
   });
 
   it(
