@@ -9,9 +9,9 @@
  * rate-limit bucket and no DPoP nonce in memory, the same durable storage.
  */
 import { exports } from 'cloudflare:workers';
+import { DPOP_CLOCK_TOLERANCE_SECONDS } from '@tessera/verify';
 import { base64url, decodeJwt, exportJWK, generateKeyPair, type JWK } from 'jose';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { DPOP_CLOCK_TOLERANCE_SECONDS } from '../verify/dpop';
 import type { AuditEvent } from '../worker/audit/schema';
 import { loadedPolicy } from '../worker/policy/loaded';
 import {

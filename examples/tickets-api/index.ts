@@ -7,8 +7,8 @@
  * starts it). In production, TESSERA_ISSUER is the broker's URL and TICKETS_AUDIENCE this API's audience.
  */
 import { env } from 'cloudflare:workers';
+import { type AgentVariables, requireAgent } from '@tessera/verify/hono';
 import { Hono } from 'hono';
-import { type AgentVariables, requireAgent } from 'tessera/verify';
 
 const { TESSERA_ISSUER, TICKETS_AUDIENCE } = env as unknown as { TESSERA_ISSUER: string; TICKETS_AUDIENCE: string };
 

@@ -3,8 +3,8 @@
  * Used by the CLI and the demo; an agent SDK would do the same.
  */
 import { readFile } from 'node:fs/promises';
+import { accessTokenHash } from '@tessera/verify';
 import { type CryptoKey, exportJWK, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
-import { accessTokenHash } from '../../verify/dpop.ts';
 
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';

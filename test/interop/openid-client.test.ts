@@ -1,12 +1,12 @@
 /**
  * panva's openid-client, an OAuth client nobody here wrote, against the real broker over HTTP: discovery
  * from the RFC 8414 metadata, the RFC 8693 exchange in the form encoding, DPoP proofs and nonces from its
- * own implementation (oauth4webapi), and a DPoP-protected call to an API guarded by `tessera/verify`.
+ * own implementation (oauth4webapi), and a DPoP-protected call to an API guarded by `@tessera/verify`.
  */
+import { type AgentVariables, requireAgent } from '@tessera/verify/hono';
 import { Hono } from 'hono';
 import { calculateJwkThumbprint, decodeJwt, exportJWK } from 'jose';
 import * as client from 'openid-client';
-import { type AgentVariables, requireAgent } from 'tessera/verify';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { AGENT, exchangeParameters, TICKETS, TOKEN_EXCHANGE } from './agent';
 
@@ -112,7 +112,7 @@ describe('openid-client: DPoP nonces (RFC 9449 §8)', () => {
   });
 });
 
-describe('openid-client calling an API guarded by tessera/verify', () => {
+describe('openid-client calling an API guarded by @tessera/verify', () => {
   const API = 'https://tickets.example.com';
   const api = new Hono<{ Variables: AgentVariables }>();
   api.post(

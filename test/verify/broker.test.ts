@@ -5,9 +5,9 @@
  * Every test runs on a frozen clock that only moves forward across the file, and starts with a fresh
  * rate-limit bucket (the agent's object is evicted).
  */
+import { verifyAgentToken } from '@tessera/verify';
 import { decodeJwt } from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { verifyAgentToken } from '../../verify/index.ts';
 import {
   evictAgentObject,
   exchange,

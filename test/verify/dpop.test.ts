@@ -5,9 +5,9 @@
  * Every test runs on a frozen clock that only moves forward across the file, and starts with a fresh
  * rate-limit bucket (the agent's object is evicted).
  */
+import { accessTokenHash, type VerifyAgentTokenOptions, verifyAgentToken } from '@tessera/verify';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { accessTokenHash, type VerifyAgentTokenOptions, verifyAgentToken } from '../../verify/index.ts';
 import { evictAgentObject, ISSUER, issue, nowSeconds, TICKETS, useForwardClock } from '../helpers';
 import {
   brokerFetch,

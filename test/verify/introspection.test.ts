@@ -3,8 +3,8 @@
  * after the local checks, cached by issuer and `jti` for `cacheSeconds`, and failing closed by default. A fake
  * broker answers and counts the calls; the clock is frozen through the `now` option.
  */
+import { verifyAgentToken } from '@tessera/verify';
 import { describe, expect, it } from 'vitest';
-import { verifyAgentToken } from '../../verify/index.ts';
 import { at, fakeIssuer, optionsFor, refusal } from './support';
 
 describe('verifyAgentToken: introspection (RFC 7662)', () => {

@@ -7,9 +7,10 @@
  * Every test runs on a frozen clock that only moves forward across the file, and starts with a fresh
  * rate-limit bucket (the agent's object is evicted).
  */
+import { DPOP_ALGORITHMS } from '@tessera/verify';
+import { type AgentVariables, type RequireAgentOptions, requireAgent } from '@tessera/verify/hono';
 import { Hono } from 'hono';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { type AgentVariables, DPOP_ALGORITHMS, type RequireAgentOptions, requireAgent } from '../../verify/index.ts';
 import {
   evictAgentObject,
   exchange,
@@ -261,6 +262,23 @@ describe('requireAgent: the broker unavailable', () => {
     expect(refusal.status).toBe(503);
     expect(refusal.body.error).toBe('temporarily_unavailable');
     expect(fake.calls.introspection).toBe(1);
+  });
+});
+
+describe('requireAgent: a misconfigured issuer', () => {
+  it("lets the TypeError through to the app's error handler instead of answering 503", async () => {
+    const fake = await fakeIssuer();
+    fake.answers.metadataIssuer = ISSUER;
+    const app = ticketsApi({ issuer: fake.issuer, fetch: fake.fetch });
+    const caught: unknown[] = [];
+    app.onError((error, c) => {
+      caught.push(error);
+      return c.text('misconfigured', 500);
+    });
+    const response = await post(app, { authorization: `Bearer ${await fake.sign()}` });
+    expect(response.status).toBe(500);
+    expect(caught).toEqual([expect.any(TypeError)]);
+    expect(fake.calls.jwks).toBe(0);
   });
 });
 

@@ -7,13 +7,16 @@
  * own: create one per scenario.
  */
 import { exports } from 'cloudflare:workers';
+import { accessTokenHash, VerifyError } from '@tessera/verify';
 import { base64url, type CryptoKey, exportJWK, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose';
 import { expect } from 'vitest';
-import { accessTokenHash, VerifyError } from '../../verify/index.ts';
 import { exchangeFields, ISSUER, nowSeconds, postJson, TICKETS } from '../helpers';
 
-/** The frozen clock of tests on the fake broker's tokens. */
-export const NOW = new Date('2030-01-01T00:00:00Z');
+/**
+ * The frozen clock of tests on the fake broker's tokens: the real time when the file loads, in whole seconds
+ * as JWT times are, so that no test depends on a calendar date.
+ */
+export const NOW = new Date(Math.floor(Date.now() / 1000) * 1000);
 /** {@link NOW} in epoch seconds. */
 export const T = NOW.getTime() / 1000;
 /** The Date `seconds` after {@link NOW} (before it when negative). */

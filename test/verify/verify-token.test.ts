@@ -4,9 +4,9 @@
  * stable `code`; the clock is frozen at `NOW` through the `now` option, or by faking `Date` where jose's JWKS
  * cache reads it.
  */
+import { type VerifyAgentTokenOptions, VerifyError, verifyAgentToken } from '@tessera/verify';
 import { base64url, type JWTPayload, SignJWT } from 'jose';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { type VerifyAgentTokenOptions, verifyAgentToken } from '../../verify/index.ts';
 import { flipChar, TICKETS } from '../helpers';
 import {
   at,
@@ -381,21 +381,31 @@ describe('verifyAgentToken: the JWKS (refetched on an unknown kid, at most once 
 });
 
 describe('verifyAgentToken: issuer metadata (RFC 8414 §3)', () => {
-  it.each<[string, (issuer: string) => Partial<FakeAnswers>]>([
-    ['names another issuer', () => ({ metadataIssuer: 'https://evil.example' })],
-    ['names the issuer with a trailing slash', (issuer) => ({ metadataIssuer: `${issuer}/` })],
-    ['has no jwks_uri', () => ({ jwksUri: false })],
-    ['answers 500', () => ({ metadata: 'down' })],
-    ['cannot be reached', () => ({ metadata: 'unreachable' })],
+  it.each<[string, Partial<FakeAnswers>]>([
+    ['has no jwks_uri', { jwksUri: false }],
+    ['answers 500', { metadata: 'down' }],
+    ['cannot be reached', { metadata: 'unreachable' }],
   ])('refuses with 503 (fail closed) when the metadata %s', async (_, answers) => {
     const fake = await fakeIssuer();
-    Object.assign(fake.answers, answers(fake.issuer));
+    Object.assign(fake.answers, answers);
     expect(await refusal(verifyAgentToken(await fake.sign(), optionsFor(fake)))).toMatchObject({
       code: 'jwks_unavailable',
       status: 503,
       error: undefined,
     });
     expect(fake.calls.jwks).toBe(0);
+  });
+
+  it.each<[string, (issuer: string) => string]>([
+    ['another issuer', () => 'https://evil.example'],
+    ['the issuer with a trailing slash', (issuer) => `${issuer}/`],
+  ])('throws a TypeError (a misconfiguration, not an outage) when the metadata names %s', async (_, named) => {
+    const fake = await fakeIssuer();
+    fake.answers.metadataIssuer = named(fake.issuer);
+    const error = await verifyAgentToken(await fake.sign(), optionsFor(fake)).catch((error: unknown) => error);
+    expect(error).toBeInstanceOf(TypeError);
+    expect(error).not.toBeInstanceOf(VerifyError);
+    expect(fake.calls).toMatchObject({ metadata: 1, jwks: 0 });
   });
 
   it('does not cache a failed discovery: the next call discovers again', async () => {
@@ -407,13 +417,25 @@ describe('verifyAgentToken: issuer metadata (RFC 8414 §3)', () => {
     expect(fake.calls.metadata).toBe(2);
   });
 
-  it('does not trust metadata naming another issuer on a later call either', async () => {
+  it('does not trust metadata naming another issuer on a later call either, and finds it once fixed', async () => {
     const fake = await fakeIssuer();
     fake.answers.metadataIssuer = 'https://evil.example';
     for (const _ of [1, 2]) {
-      expect((await refusal(verifyAgentToken(await fake.sign(), optionsFor(fake)))).code).toBe('jwks_unavailable');
+      await expect(verifyAgentToken(await fake.sign(), optionsFor(fake))).rejects.toBeInstanceOf(TypeError);
     }
     expect(fake.calls).toMatchObject({ metadata: 2, jwks: 0 });
+    fake.answers.metadataIssuer = undefined;
+    await expect(verifyAgentToken(await fake.sign(), optionsFor(fake))).resolves.toMatchObject({ iss: fake.issuer });
+  });
+
+  it('refuses with 503 when the metadata is JSON but not an object', async () => {
+    const fake = await fakeIssuer();
+    const metadataAnswer = (input: RequestInfo | URL, init?: RequestInit) =>
+      String(input).endsWith('/.well-known/oauth-authorization-server')
+        ? Promise.resolve(Response.json(null))
+        : fake.fetch(input, init);
+    const error = await refusal(verifyAgentToken(await fake.sign(), { ...optionsFor(fake), fetch: metadataAnswer }));
+    expect(error).toMatchObject({ code: 'jwks_unavailable', status: 503 });
   });
 });
 

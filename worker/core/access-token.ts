@@ -1,9 +1,9 @@
 /**
  * Access tokens: JWTs in the RFC 9068 profile, scoped to one audience, the granted actions and one task.
  */
+import type { AgentTokenClaims } from '@tessera/verify';
 import { base64url, errors, type JWTVerifyGetKey, jwtVerify, SignJWT } from 'jose';
 import { z } from 'zod';
-import type { AgentTokenClaims } from '../../verify/token.ts';
 import { KeySourceError } from './errors';
 
 /** Header `typ` of every access token (RFC 9068 §2.1). */
@@ -17,7 +17,7 @@ export interface SigningKey {
 
 /**
  * The claims of an access token (RFC 9068 §2.2 plus Tessera's `task`, `owner` and `policy`): the same shape
- * downstream verifiers read, defined once in `tessera/verify`.
+ * downstream verifiers read, defined once in `@tessera/verify`.
  */
 export type AccessTokenClaims = AgentTokenClaims;
 

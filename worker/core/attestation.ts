@@ -4,6 +4,7 @@
  * Pure: the clock, the broker issuer, the policy bundle and the key lookup are all passed in. Key lookup
  * may do I/O (a remote JWKS) behind the {@link KeyResolver}; its failures surface as `jwks_unavailable`.
  */
+import { isCanonicalJwt } from '@tessera/verify';
 import { decodeJwt, decodeProtectedHeader, errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from 'jose';
 import { type Agent, ATTESTATION_ALGORITHMS, type PolicyBundle, type TrustedIssuer } from '../policy/bundle';
 import { unmatchedClaims } from './claim-match';
@@ -126,14 +127,17 @@ function refusalFromJose(error: unknown, now: number) {
 /**
  * Verifies an attestation JWT and binds it to an agent of the inventory.
  *
- * Always enforced: an algorithm allow-list (never `none` or HS*), the signature, `aud` = the broker issuer,
- * `exp`, `iat` not in the future beyond the clock skew, a maximum age, and a `jti` (replay is checked by the
- * caller against the agent's durable state, using {@link VerifiedAttestation.replayKey}).
+ * Always enforced: the canonical compact form ({@link isCanonicalJwt}), an algorithm allow-list (never
+ * `none` or HS*), the signature, `aud` = the broker issuer, `exp`, `iat` not in the future beyond the clock
+ * skew, a maximum age, and a `jti` (replay is checked by the caller against the agent's durable state, using
+ * {@link VerifiedAttestation.replayKey}).
  *
  * @throws {BrokerError} `invalid_grant` with the tagged reason.
  */
 export async function verifyAttestation(token: string, ctx: AttestationContext): Promise<VerifiedAttestation> {
   const now = Math.floor(ctx.now.getTime() / 1000);
+  // One attestation, one spelling: jose would accept copies with padding or whitespace in the signature.
+  if (!isCanonicalJwt(token)) throw refuse('malformed_attestation', { check: 'not_canonical' });
   let header: ReturnType<typeof decodeProtectedHeader>;
   let unverified: JWTPayload;
   try {

@@ -9,7 +9,7 @@
  * refused there), else here, in the one catch: refusals of a caller not known yet go to the intake, sampled;
  * refusals naming an agent go to its object.
  */
-import { DPOP_CLOCK_TOLERANCE_SECONDS, type VerifiedDpopProof } from '../../verify/dpop.ts';
+import { DPOP_CLOCK_TOLERANCE_SECONDS, type VerifiedDpopProof } from '@tessera/verify';
 import { approvalRequired, checkApprovalOwner, pendingApproval } from '../approvals/step-up';
 import { type AuditDraft, type AuditOutcome, type DecidedRecord, decideRecord } from '../audit/record';
 import {

@@ -1,5 +1,6 @@
+import { isCanonicalJwt } from '@tessera/verify';
 import type { Context } from 'hono';
-import { verifyAccessToken } from '../core/access-token';
+import { type AccessTokenCheck, verifyAccessToken } from '../core/access-token';
 import { KeySourceError, refuse } from '../core/errors';
 import { accessTokenKeys } from '../keys/signing';
 import { brokerIssuer } from './issuer';
@@ -18,12 +19,14 @@ export function bearerCredential(c: Context): string | undefined {
 }
 
 /**
- * Verifies one of the broker's own access tokens (signature, `typ`, `iss`, expiry); revocation is the
- * caller's business.
+ * Verifies one of the broker's own access tokens (its canonical spelling, signature, `typ`, `iss`, expiry);
+ * revocation is the caller's business. A token is the one string the broker issued: a copy with padding,
+ * whitespace or other bits in its signature segment would verify, so it is refused first.
  *
  * @throws {BrokerError} `signing_unavailable` (503) when the broker's keys cannot be had.
  */
-export async function checkOwnToken(env: Env, token: string) {
+export async function checkOwnToken(env: Env, token: string): Promise<AccessTokenCheck> {
+  if (!isCanonicalJwt(token)) return { valid: false, reason: 'not_canonical' };
   try {
     return await verifyAccessToken(token, {
       issuer: brokerIssuer(env),

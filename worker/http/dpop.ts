@@ -2,8 +2,7 @@
  * DPoP at the token endpoint (RFC 9449 §5): the proof a `/token` request carries, checked with the same
  * code downstream verifiers use. Replay and nonce are checked by the agent's object.
  */
-import { type VerifiedDpopProof, verifyDpopProof } from '../../verify/dpop.ts';
-import { VerifyError } from '../../verify/errors.ts';
+import { type VerifiedDpopProof, VerifyError, verifyDpopProof } from '@tessera/verify';
 import { refuse } from '../core/errors';
 import type { Settings } from '../policy/bundle';
 

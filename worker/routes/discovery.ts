@@ -1,8 +1,8 @@
 /**
  * Discovery: authorization server metadata (RFC 8414) and the public signing keys (RFC 7517).
  */
+import { DPOP_ALGORITHMS } from '@tessera/verify';
 import { Hono } from 'hono';
-import { DPOP_ALGORITHMS } from '../../verify/dpop.ts';
 import { refuse } from '../core/errors';
 import { TOKEN_EXCHANGE_GRANT } from '../core/token-request';
 import type { AppEnv } from '../http/app-env';

@@ -3,7 +3,8 @@
  * keeps used proof ids durably per agent, a resource server in {@link ProofReplayCache}.
  */
 import { base64url, calculateJwkThumbprint, EmbeddedJWK, errors, type JWK, jwtVerify } from 'jose';
-import { VerifyError } from './errors.ts';
+import { isCanonicalJwt } from './compact.js';
+import { VerifyError } from './errors.js';
 
 /**
  * Proof signature algorithms accepted: asymmetric only (RFC 9449 §4.3 item 5), never `none` or HS*.
@@ -72,14 +73,17 @@ function invalidProof(error: unknown): VerifyError {
 }
 
 /**
- * Checks a DPoP proof JWT (RFC 9449 §4.3): `typ: dpop+jwt`, an asymmetric `alg`, a public `jwk` that
- * verifies the signature, `jti`, `htm`, `htu`, an `iat` within the window, and (for a resource request)
- * `ath` and the token's key binding. Does not check `jti` replay or the nonce: the caller does.
+ * Checks a DPoP proof JWT (RFC 9449 §4.3): its canonical compact form ({@link isCanonicalJwt}),
+ * `typ: dpop+jwt`, an asymmetric `alg`, a public `jwk` that verifies the signature, `jti`, `htm`, `htu`, an
+ * `iat` within the window, and (for a resource request) `ath` and the token's key binding. Does not check
+ * `jti` replay or the nonce: the caller does.
  *
  * @throws {VerifyError} `dpop_invalid`, `dpop_stale`, `dpop_wrong_method`, `dpop_wrong_url`,
  *   `dpop_wrong_token` or `dpop_key_mismatch`.
  */
 export async function verifyDpopProof(proof: string, check: DpopProofCheck): Promise<VerifiedDpopProof> {
+  if (!isCanonicalJwt(proof))
+    throw new VerifyError('dpop_invalid', 'the DPoP proof is not a JWT in canonical compact form');
   let verified: Awaited<ReturnType<typeof jwtVerify>>;
   try {
     verified = await jwtVerify(proof, EmbeddedJWK, {

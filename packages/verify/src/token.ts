@@ -2,10 +2,11 @@
  * `verifyAgentToken`: everything a downstream API checks before it acts on a Tessera access token.
  */
 import { errors, jwtVerify } from 'jose';
-import { DPOP_CLOCK_TOLERANCE_SECONDS, DPOP_MAX_AGE_SECONDS, ProofReplayCache, verifyDpopProof } from './dpop.ts';
-import { VerifyError } from './errors.ts';
-import { checkActive, type IntrospectionOptions } from './introspection.ts';
-import { issuerInfo } from './issuer.ts';
+import { isCanonicalJwt } from './compact.js';
+import { DPOP_CLOCK_TOLERANCE_SECONDS, DPOP_MAX_AGE_SECONDS, ProofReplayCache, verifyDpopProof } from './dpop.js';
+import { VerifyError } from './errors.js';
+import { checkActive, type IntrospectionOptions } from './introspection.js';
+import { issuerInfo } from './issuer.js';
 
 /** Signature algorithms the broker signs access tokens with (RFC 9068 §2.1: never `none`). */
 export const TOKEN_ALGORITHMS = ['ES256', 'EdDSA'] as const;
@@ -151,10 +152,11 @@ async function checkDpop(token: string, claims: AgentTokenClaims, options: Verif
 }
 
 /**
- * Verifies a Tessera access token for this API: the signature against the broker's published JWKS
- * (discovered from `issuer`, cached, refetched on an unknown `kid`), `typ: at+jwt`, a pinned algorithm,
- * `iss`, `aud`, `exp`/`nbf` with a small tolerance, every required action in `scope`; for a DPoP-bound
- * token the proof (RFC 9449 §7); optionally the broker's word that it is not revoked.
+ * Verifies a Tessera access token for this API: its one canonical spelling ({@link isCanonicalJwt}), the
+ * signature against the broker's published JWKS (discovered from `issuer`, cached, refetched on an unknown
+ * `kid`), `typ: at+jwt`, a pinned algorithm, `iss`, `aud`, `exp`/`nbf` with a small tolerance, every
+ * required action in `scope`; for a DPoP-bound token the proof (RFC 9449 §7); optionally the broker's word
+ * that it is not revoked.
  *
  * @example
  * const claims = await verifyAgentToken(token, {
@@ -166,11 +168,13 @@ async function checkDpop(token: string, claims: AgentTokenClaims, options: Verif
  *
  * @throws {VerifyError} with a stable `code`; `status` 401/403 for a refused token, 503 when the broker's
  *   keys or introspection could not be had (fail closed).
- * @throws {TypeError} when the options are unusable.
+ * @throws {TypeError} when the options are unusable, or when `issuer`'s metadata names another issuer: the
+ *   option (or the broker's own issuer setting) is wrong, a configuration error rather than an outage.
  */
 export async function verifyAgentToken(token: string, options: VerifyAgentTokenOptions): Promise<AgentTokenClaims> {
   if (typeof options.issuer !== 'string' || options.issuer === '') throw new TypeError('issuer is required');
   if (typeof options.audience !== 'string' || options.audience === '') throw new TypeError('audience is required');
+  if (!isCanonicalJwt(token)) throw new VerifyError('malformed', 'the token is not a JWT in canonical compact form');
   const now = options.now ?? new Date();
   const fetchImpl = options.fetch ?? fetch;
   const info = await issuerInfo(options.issuer, fetchImpl);

@@ -1,11 +1,12 @@
 /**
- * `requireAgent`: Hono middleware that lets a request through only with a valid Tessera token granting the
- * route's actions, and answers RFC 6750 / RFC 9449 challenges otherwise. Hono is needed only for types.
+ * `@tessera/verify/hono`: `requireAgent`, Hono middleware that lets a request through only with a valid
+ * Tessera token granting the route's actions, and answers RFC 6750 / RFC 9449 challenges otherwise. Hono is
+ * an optional peer dependency, imported for types only: nothing of it is loaded at run time.
  */
 import type { Context, MiddlewareHandler } from 'hono';
-import { DPOP_ALGORITHMS } from './dpop.ts';
-import { VerifyError } from './errors.ts';
-import { type AgentTokenClaims, type VerifyAgentTokenOptions, verifyAgentToken } from './token.ts';
+import { DPOP_ALGORITHMS } from './dpop.js';
+import { VerifyError } from './errors.js';
+import { type AgentTokenClaims, type VerifyAgentTokenOptions, verifyAgentToken } from './token.js';
 
 /** What `requireAgent` sets on the context: `c.get('agent')`. */
 export type AgentVariables = { agent: AgentTokenClaims };
@@ -22,7 +23,11 @@ export type RequireAgentOptions = Omit<VerifyAgentTokenOptions, 'dpop' | 'now'> 
 
 type Credential = { scheme: 'Bearer' | 'DPoP'; token: string } | undefined;
 
-/** `Authorization: Bearer <token>` (RFC 6750 §2.1) or `DPoP <token>` (RFC 9449 §7.1). */
+/**
+ * `Authorization: Bearer <token>` (RFC 6750 §2.1) or `DPoP <token>` (RFC 9449 §7.1), in the b64token syntax.
+ * That syntax allows padding and `+`, `/`, `~`: `verifyAgentToken` then refuses all but the one canonical
+ * spelling of a JWT, before anything else.
+ */
 function credential(header: string | undefined): Credential | 'malformed' {
   if (header === undefined || header === '') return undefined;
   const match = /^(Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(header);
@@ -59,6 +64,8 @@ function refusal(error: VerifyError, realm: string, dpopChallenge: boolean): Res
  * challenge.
  *
  * @example
+ * import { type AgentVariables, requireAgent } from '@tessera/verify/hono';
+ *
  * const app = new Hono<{ Variables: AgentVariables }>();
  * app.post(
  *   '/tickets/:id/comments',
@@ -66,7 +73,9 @@ function refusal(error: VerifyError, realm: string, dpopChallenge: boolean): Res
  *   (c) => c.json({ by: c.get('agent').sub, task: c.get('agent').task.id }),
  * );
  *
- * @throws {TypeError} at creation when `issuer` or `audience` is missing.
+ * @throws {TypeError} at creation when `issuer` or `audience` is missing. On a request, when the broker's
+ *   metadata names another issuer than `issuer` (a misconfiguration, not a bad token): it reaches the app's
+ *   error handler, which answers 500.
  */
 export function requireAgent(options: RequireAgentOptions): MiddlewareHandler<{ Variables: AgentVariables }> {
   if (typeof options.issuer !== 'string' || options.issuer === '') throw new TypeError('issuer is required');

@@ -2,7 +2,7 @@
  * The optional revocation check: ask the broker's introspection endpoint (RFC 7662) whether a token is
  * still active, and remember the answer for a few seconds.
  */
-import { VerifyError } from './errors.ts';
+import { VerifyError } from './errors.js';
 
 export interface IntrospectionOptions {
   /** How long an answer is reused, in seconds; default 5. A revocation reaches this verifier within it. */

@@ -1,0 +1,25 @@
+/**
+ * Tessera's verifier for downstream APIs: `import { verifyAgentToken } from '@tessera/verify'`, and the Hono
+ * middleware from `@tessera/verify/hono`. Depends on jose only, so it runs in a Worker, Node or Bun.
+ */
+export { isCanonicalJwt } from './compact.js';
+export {
+  accessTokenHash,
+  DPOP_ALGORITHMS,
+  DPOP_CLOCK_TOLERANCE_SECONDS,
+  DPOP_MAX_AGE_SECONDS,
+  type DpopProofCheck,
+  ProofReplayCache,
+  type VerifiedDpopProof,
+  verifyDpopProof,
+} from './dpop.js';
+export { type ChallengeError, VerifyError, type VerifyErrorCode } from './errors.js';
+export type { IntrospectionOptions } from './introspection.js';
+export {
+  type AgentTokenClaims,
+  type DpopRequest,
+  TOKEN_ALGORITHMS,
+  type TokenAlgorithm,
+  type VerifyAgentTokenOptions,
+  verifyAgentToken,
+} from './token.js';

@@ -1,0 +1,46 @@
+/**
+ * A downstream API's use of @tessera/verify, written as its users write it, and compiled by the package test
+ * (`../verify-package.test.ts`) as ESM and as CommonJS in a project that installed the packed tarball.
+ *
+ * Usage: `node consumer.js <issuer> <audience> <token>`. Verifies the token with `verifyAgentToken` (asking
+ * the broker by introspection too), refuses it for another audience, passes it through `requireAgent` on a
+ * Hono route, and prints what it saw as one line of JSON.
+ */
+import { VerifyError, verifyAgentToken } from '@tessera/verify';
+import { type AgentVariables, requireAgent } from '@tessera/verify/hono';
+import { Hono } from 'hono';
+
+async function main(): Promise<void> {
+  const [issuer, audience, token] = process.argv.slice(2);
+  if (issuer === undefined || audience === undefined || token === undefined) {
+    throw new TypeError('usage: consumer <issuer> <audience> <token>');
+  }
+  const claims = await verifyAgentToken(token, { issuer, audience, actions: ['tickets:comment'], introspection: true });
+  const refused = await verifyAgentToken(token, { issuer, audience: 'https://elsewhere.example' }).then(
+    () => 'accepted',
+    (error: unknown) => (error instanceof VerifyError ? error.code : String(error)),
+  );
+
+  const app = new Hono<{ Variables: AgentVariables }>();
+  app.post('/tickets/:id/comments', requireAgent({ issuer, audience, actions: ['tickets:comment'] }), (c) =>
+    c.json({ by: c.get('agent').sub, task: c.get('agent').task.id }, 201),
+  );
+  const comment = (headers: Record<string, string>) =>
+    app.request('/tickets/T-1234/comments', { method: 'POST', headers });
+  const accepted = await comment({ authorization: `Bearer ${token}` });
+  const withoutToken = await comment({});
+
+  console.log(
+    JSON.stringify({
+      claims: { sub: claims.sub, owner: claims.owner, task: claims.task.id },
+      otherAudience: refused,
+      route: { status: accepted.status, body: await accepted.json() },
+      routeWithoutToken: withoutToken.status,
+    }),
+  );
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});
