@@ -28,7 +28,7 @@ const Backlog = z.object({
 export type Backlog = z.infer<typeof Backlog>;
 
 /** How often the backlog is asked while waiting for it to drain. */
-const POLL_MS = 100;
+const POLL_MS = 200;
 
 /**
  * The demo admin's credential (`scripts/demo/admin-credentials.json`): the bench policy keeps
