@@ -7,8 +7,8 @@ import type { BodyMaker } from './fixtures';
 import { type LoadResult, type LoadSettings, type RequestPool, runLoad } from './load';
 import type { Figures, TargetFigures } from './results';
 
-/** The load every target gets: the same connections, the same time (15 s keeps the whole run near 3 minutes). */
-export const LOAD: LoadSettings = { connections: 10, seconds: 15 };
+/** The load every target gets: the same connections, the same time (12 s: six targets stay within 4 minutes on 2 busy cores). */
+export const LOAD: LoadSettings = { connections: 10, seconds: 12 };
 /** Before each measured run: JIT, caches, Durable Objects and keys warmed up, on the same pool. */
 export const WARMUP: LoadSettings = { connections: LOAD.connections, seconds: 3 };
 /** Bodies signed for a warm-up: about what the fastest target sends in WARMUP.seconds on a small machine (a

@@ -11,7 +11,7 @@
  * the adapter, so every token costs the peer a committed Postgres write, as every Tessera token costs a
  * durable write.
  */
-import type { Pool } from 'pg';
+import type { ClientBase, Pool } from 'pg';
 
 /** The table and the indexes the adapter's lookups use (partial: only rows that carry the field). */
 export const SCHEMA = `
@@ -118,8 +118,8 @@ export function postgresAdapter(pool: Pool): (model: string) => Adapter {
 }
 
 /** How many replay marks (`ReplayDetection` instances, one per client assertion accepted) Postgres holds. */
-export async function replayMarkCount(pool: Pool): Promise<number> {
-  const { rows } = await pool.query<{ n: string }>(
+export async function replayMarkCount(db: ClientBase): Promise<number> {
+  const { rows } = await db.query<{ n: string }>(
     `SELECT count(*) AS n FROM oidc_model_instances WHERE model_name = 'ReplayDetection'`,
   );
   return Number(rows[0]?.n ?? 0);

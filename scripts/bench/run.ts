@@ -117,18 +117,24 @@ async function measurePeers(agent: BenchAgent) {
       await startPeer({ port, clientKey: agent.publicJwk, databaseUrl: postgres.url }),
       (peer) => measure('durable peer', peer.tokenEndpoint, { ...pool, next: 0 }, make),
     );
-    const db = new pg.Pool({ connectionString: postgres.url, max: 1 });
-    const [replayMarks, version] = await Promise.all([
-      replayMarkCount(db),
-      db.query<{ server_version: string }>('SHOW server_version'),
-    ]).finally(() => db.end());
+    const db = new pg.Client({ connectionString: postgres.url });
+    await db.connect();
+    let replayMarks: number;
+    let version: string;
+    try {
+      replayMarks = await replayMarkCount(db);
+      version = (await db.query<{ server_version: string }>('SHOW server_version')).rows[0]?.server_version ?? '?';
+    } finally {
+      // Closed before Postgres stops, which would otherwise end the connection with an error.
+      await db.end();
+    }
     const tokens = durablePeer.figures.warmup.tokens + durablePeer.figures.run.tokens;
     log(`durable peer: ${replayMarks} replay marks in Postgres for ${tokens} tokens`);
     return {
       memoryPeer: memoryPeer.figures,
       durablePeer: durablePeer.figures,
       durableReplay: { replayMarks, tokens },
-      postgresVersion: version.rows[0]?.server_version ?? 'unknown',
+      postgresVersion: version,
     };
   } finally {
     await postgres.dispose();
