@@ -1,7 +1,8 @@
 /**
- * What the benchmark sends: a bench agent declared in a copy of `policies/` (its own key, a rate limit
- * that does not throttle the run), and pools of request bodies signed ahead of the run, one per request,
- * so that no signing happens on the load generator's clock and no attestation is sent twice.
+ * What the benchmark sends: bench agents declared in a copy of `policies/` (each with its own id and key,
+ * and a rate limit that does not throttle the run), and pools of request bodies signed ahead of the run,
+ * one per request, so that no signing happens on the load generator's clock and no attestation is sent
+ * twice.
  */
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,7 +12,7 @@ import { isSeq, parseDocument } from 'yaml';
 import { JWT_TOKEN_TYPE, TOKEN_EXCHANGE } from '../lib/agent';
 import { PROJECT_ROOT } from '../lib/local-broker';
 
-/** The agent every benchmark request comes from; also the peer's client id. */
+/** The agent of the one-agent runs; also the peers' client id. */
 export const BENCH_AGENT = 'bench-agent';
 /** The API the tokens are for, and the actions asked for: granted to agents labelled `support`. */
 export const AUDIENCE = 'https://tickets.example.com';
@@ -23,41 +24,54 @@ const ASSERTION_LIFETIME = 300;
 const SIGNING_BATCH = 512;
 
 export interface BenchAgent {
+  id: string;
   privateKey: CryptoKey;
   publicJwk: JWK;
 }
 
-/** A fresh ES256 key pair for the bench agent. */
-export async function benchAgent(): Promise<BenchAgent> {
+/** A bench agent with a fresh ES256 key pair. */
+export async function benchAgent(id = BENCH_AGENT): Promise<BenchAgent> {
   const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
   return {
+    id,
     privateKey,
-    publicJwk: { ...(await exportJWK(publicKey)), kid: `${BENCH_AGENT}-1`, alg: 'ES256', use: 'sig' },
+    publicJwk: { ...(await exportJWK(publicKey)), kid: `${id}-1`, alg: 'ES256', use: 'sig' },
   };
 }
 
+/** `count` bench agents, `bench-agent-0001` and on, each with its own key (and so its own Durable Object). */
+export function benchAgents(count: number): Promise<BenchAgent[]> {
+  const width = String(count).length;
+  return Promise.all(
+    Array.from({ length: count }, (_, index) => benchAgent(`${BENCH_AGENT}-${String(index + 1).padStart(width, '0')}`)),
+  );
+}
+
 /**
- * A copy of `policies/` in a temporary directory with the bench agent added: labelled `support` (so the
- * tickets grant applies, as to the demo agent) and with its own rate limit at the compiler's maximum, far
- * above what one machine issues, so the run measures issuance rather than throttling.
+ * A copy of `policies/` in a temporary directory with the bench agents added: labelled `support` (so the
+ * tickets grant applies, as to the demo agent) and each with its own rate limit at the compiler's maximum,
+ * far above what one machine issues, so the run measures issuance rather than throttling. The copy keeps
+ * `admins.yaml`, so the demo admin credential (`scripts/demo/admin-credentials.json`) works on it.
  */
-export async function benchPolicies(agent: BenchAgent): Promise<{ dir: string; dispose(): Promise<void> }> {
+export async function benchPolicies(agents: BenchAgent[]): Promise<{ dir: string; dispose(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'tessera-bench-policies-'));
   await cp(join(PROJECT_ROOT, 'policies'), dir, { recursive: true });
   const file = join(dir, 'agents.yaml');
   const document = parseDocument(await readFile(file, 'utf8'));
-  const agents = document.get('agents');
-  if (!isSeq(agents)) throw new Error('policies/agents.yaml: expected a list under `agents`');
-  agents.add(
-    document.createNode({
-      id: BENCH_AGENT,
-      owner: 'bench@example.com',
-      description: 'Sends the requests of npm run bench',
-      labels: ['support'],
-      rate_limit: { per_minute: 600_000, burst: 10_000 },
-      attestation: { self_signed: { keys: [agent.publicJwk] } },
-    }),
-  );
+  const inventory = document.get('agents');
+  if (!isSeq(inventory)) throw new Error('policies/agents.yaml: expected a list under `agents`');
+  for (const agent of agents) {
+    inventory.add(
+      document.createNode({
+        id: agent.id,
+        owner: 'bench@example.com',
+        description: 'Sends the requests of npm run bench',
+        labels: ['support'],
+        rate_limit: { per_minute: 600_000, burst: 10_000 },
+        attestation: { self_signed: { keys: [agent.publicJwk] } },
+      }),
+    );
+  }
   await writeFile(file, document.toString());
   return { dir, dispose: () => rm(dir, { recursive: true, force: true }) };
 }
@@ -72,12 +86,15 @@ async function fill(count: number, make: () => Promise<string>): Promise<string[
   return out;
 }
 
-/** A signed JWT with `iss` = `sub` = the bench agent, for `audience`, valid from now, with a fresh `jti`. */
+/** Makes `count` request bodies at a time; successive calls go on where the last one stopped. */
+export type BodyMaker = (count: number) => Promise<string[]>;
+
+/** A signed JWT with `iss` = `sub` = the agent, for `audience`, valid from now, with a fresh `jti`. */
 function assertion(agent: BenchAgent, audience: string): Promise<string> {
   return new SignJWT({})
     .setProtectedHeader({ alg: 'ES256', kid: agent.publicJwk.kid ?? '' })
-    .setIssuer(BENCH_AGENT)
-    .setSubject(BENCH_AGENT)
+    .setIssuer(agent.id)
+    .setSubject(agent.id)
     .setAudience(audience)
     .setIssuedAt()
     .setExpirationTime(`${ASSERTION_LIFETIME}s`)
@@ -86,35 +103,41 @@ function assertion(agent: BenchAgent, audience: string): Promise<string> {
 }
 
 /**
- * `count` RFC 8693 token-exchange bodies for Tessera's `/token`, form-encoded (the RFC's encoding, as an
- * off-the-shelf OAuth client sends it), each with its own self-signed attestation naming `issuer`.
+ * RFC 8693 token-exchange bodies for Tessera's `/token`, form-encoded (the RFC's encoding, as an
+ * off-the-shelf OAuth client sends it), each with its own self-signed attestation naming `issuer`, from
+ * `agents` in turn (so load over many agents spreads over their Durable Objects).
  */
-export function exchangeBodies(agent: BenchAgent, issuer: string, count: number): Promise<string[]> {
-  return fill(count, async () =>
-    new URLSearchParams({
-      grant_type: TOKEN_EXCHANGE,
-      subject_token: await assertion(agent, issuer),
-      subject_token_type: JWT_TOKEN_TYPE,
-      audience: AUDIENCE,
-      scope: SCOPE,
-      task: TASK,
-    }).toString(),
-  );
+export function exchangeBodies(agents: readonly BenchAgent[], issuer: string): BodyMaker {
+  let next = 0;
+  return (count) =>
+    fill(count, async () => {
+      const agent = agents[next++ % agents.length];
+      if (agent === undefined) throw new TypeError('no bench agent to sign with');
+      return new URLSearchParams({
+        grant_type: TOKEN_EXCHANGE,
+        subject_token: await assertion(agent, issuer),
+        subject_token_type: JWT_TOKEN_TYPE,
+        audience: AUDIENCE,
+        scope: SCOPE,
+        task: TASK,
+      }).toString();
+    });
 }
 
 /**
- * `count` RFC 6749 §4.4 `client_credentials` bodies for the peer, each authenticated by its own
- * `private_key_jwt` client assertion (RFC 7523, `aud` = the token endpoint) and naming the API by a
- * resource indicator (RFC 8707).
+ * RFC 6749 §4.4 `client_credentials` bodies for the peers, each authenticated by its own `private_key_jwt`
+ * client assertion (RFC 7523, `aud` = the token endpoint) and naming the API by a resource indicator
+ * (RFC 8707).
  */
-export function clientCredentialsBodies(agent: BenchAgent, tokenEndpoint: string, count: number): Promise<string[]> {
-  return fill(count, async () =>
-    new URLSearchParams({
-      grant_type: 'client_credentials',
-      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-      client_assertion: await assertion(agent, tokenEndpoint),
-      resource: AUDIENCE,
-      scope: SCOPE,
-    }).toString(),
-  );
+export function clientCredentialsBodies(agent: BenchAgent, tokenEndpoint: string): BodyMaker {
+  return (count) =>
+    fill(count, async () =>
+      new URLSearchParams({
+        grant_type: 'client_credentials',
+        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+        client_assertion: await assertion(agent, tokenEndpoint),
+        resource: AUDIENCE,
+        scope: SCOPE,
+      }).toString(),
+    );
 }

@@ -6,6 +6,9 @@
  * token could be issued (and audited) that the benchmark never saw. So a run here is bounded by `amount`
  * (the pool) and, at the deadline, each connection finishes the request it has in flight and sends no
  * other: every request sent is answered and counted.
+ *
+ * Every 2xx answer's `Server-Timing` header is read too: the broker names in it each storage round trip
+ * the answer waited for in series, one entry each (see {@link serverTimingEntries}).
  */
 import autocannon from 'autocannon';
 
@@ -20,6 +23,8 @@ export interface LoadSettings {
   connections: number;
   /** Seconds after which no new request is sent. */
   seconds: number;
+  /** At most this many requests (default: the whole pool). */
+  requests?: number;
 }
 
 export interface LoadResult {
@@ -38,8 +43,22 @@ export interface LoadResult {
   tokensPerSecond: number;
   /** Latency of every answer, in milliseconds. */
   latency: { p50: number; p99: number; max: number; mean: number };
+  /** The `Server-Timing` headers of the 2xx answers. */
+  serverTiming: ServerTimingTally;
   /** The `jti` of every access token received, in order. */
   tokenIds: string[];
+}
+
+/** What the 2xx answers' `Server-Timing` headers held, over a run. */
+export interface ServerTimingTally {
+  /** 2xx answers that carried the header. */
+  answers: number;
+  /** 2xx answers that did not. */
+  without: number;
+  /** Entries over all answers that carried the header. */
+  entries: number;
+  /** Entries by name (`agent`, `lease`, ...). */
+  names: Record<string, number>;
 }
 
 /** The bits of autocannon's per-connection client that bound it; not in its type declarations. */
@@ -62,8 +81,24 @@ export function tokenId(body: string): string | undefined {
   }
 }
 
+/**
+ * The entries of a `Server-Timing` header's values (W3C Server Timing: a comma-separated list of
+ * `name;param=value` metrics, quoted strings may hold commas), as their names.
+ */
+export function serverTimingEntries(values: string | string[]): string[] {
+  const text = Array.isArray(values) ? values.join(',') : values;
+  const entries = text.match(/(?:[^,"]|"(?:[^"\\]|\\.)*")+/g) ?? [];
+  return entries.map((entry) => (entry.split(';')[0] ?? '').trim()).filter((name) => name.length > 0);
+}
+
+/** The `Server-Timing` values of an answer's headers (their names keep the server's case), if any. */
+function serverTimingOf(headers: Record<string, string | string[]>): string | string[] | undefined {
+  for (const [name, value] of Object.entries(headers)) if (name.toLowerCase() === 'server-timing') return value;
+  return undefined;
+}
+
 /** The value at quantile `q` of ascending `sorted` (nearest rank). */
-function quantile(sorted: Float64Array, q: number): number {
+export function quantile(sorted: Float64Array, q: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN;
 }
@@ -82,6 +117,7 @@ export async function runLoad(url: string, pool: RequestPool, settings: LoadSett
   let tokens = 0;
   let withoutToken = 0;
   let lastAnswer = 0;
+  const timing = { answers: 0, without: 0, entries: 0, names: new Map<string, number>() };
 
   let finish: (error: Error | null, result: autocannon.Result) => void = () => undefined;
   const finished = new Promise<autocannon.Result>((resolve, reject) => {
@@ -94,7 +130,7 @@ export async function runLoad(url: string, pool: RequestPool, settings: LoadSett
       method: 'POST',
       connections: settings.connections,
       pipelining: 1,
-      amount: remaining,
+      amount: Math.min(remaining, settings.requests ?? remaining),
       timeout: 10,
       headers: { 'content-type': pool.contentType },
       setupClient: (client) => {
@@ -107,8 +143,17 @@ export async function runLoad(url: string, pool: RequestPool, settings: LoadSett
             const body = pool.bodies[pool.next++];
             return { ...request, body };
           },
-          onResponse: (status, body) => {
+          onResponse: (status, body, _context, headers) => {
             if (status >= 200 && status < 300) {
+              const header = serverTimingOf(headers as Record<string, string | string[]>);
+              if (header === undefined) timing.without++;
+              else {
+                timing.answers++;
+                for (const name of serverTimingEntries(header)) {
+                  timing.entries++;
+                  timing.names.set(name, (timing.names.get(name) ?? 0) + 1);
+                }
+              }
               const jti = tokenId(body);
               if (jti === undefined) withoutToken++;
               else {
@@ -150,6 +195,7 @@ export async function runLoad(url: string, pool: RequestPool, settings: LoadSett
       max: sorted.length > 0 ? (sorted[sorted.length - 1] ?? Number.NaN) : Number.NaN,
       mean: latencies.reduce((sum, value) => sum + value, 0) / Math.max(1, latencies.length),
     },
+    serverTiming: { ...timing, names: Object.fromEntries(timing.names) },
     tokenIds,
   };
 }

