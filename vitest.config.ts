@@ -16,7 +16,7 @@ export default defineConfig({
                 APPROVAL_WEBHOOK_SECRET: 'test-webhook-secret',
                 // Short enough that an engage (which waits out the lease) does not slow the suite; long
                 // enough that requests use a held lease and the agent's object answers well within it.
-                KILL_SWITCH_LEASE_MS: '1000',
+                KILL_SWITCH_LEASE_MS: '2000',
                 // Records reach D1 within a few ms when a test drains the chains.
                 AUDIT_WRITE_WINDOW_MS: '5',
               },
@@ -28,7 +28,7 @@ export default defineConfig({
           include: ['test/**/*.test.ts'],
           exclude: ['test/interop/**', 'test/node/**', 'test/cli/**'],
           setupFiles: ['./test/setup.ts'],
-          // An engage waits out the kill switch lease (1 s here): a test that flips it twice needs room.
+          // A kill switch change waits out the lease (2 s here): a test that flips it twice needs room.
           testTimeout: 15_000,
         },
       },

@@ -427,13 +427,13 @@ function chainObjects() {
 }
 
 /**
- * Waits until every record committed so far is in D1: forwards each chain now, the chain with the oldest
- * waiting record first (so D1's order follows the decisions'), instead of sleeping until the alarms do.
- * With `closeWindows`, the intake shards also summarise the refusals they only counted.
+ * Waits until every record committed so far is in D1: forwards each chain now, instead of sleeping until
+ * the alarms do; the chain holding the newest record goes last, so D1's last record is the newest
+ * decision's. With `closeWindows`, the intake shards also summarise the refusals they only counted.
  */
 export async function drainAudit(options: { closeWindows?: boolean } = {}): Promise<void> {
   const { agents, intakes, killSwitch } = chainObjects();
-  const chains: { backlog(): Promise<{ waiting: number; oldestAt: number | null }>; flush(): Promise<boolean> }[] = [
+  const chains: { backlog(): Promise<{ waiting: number; newestAt: number | null }>; flush(): Promise<boolean> }[] = [
     ...agents.map((stub) => ({ backlog: () => stub.backlog(), flush: () => stub.flushAudit() })),
     { backlog: () => killSwitch.backlog(), flush: () => killSwitch.flushAudit() },
     ...intakes.map((stub) => ({
@@ -445,7 +445,7 @@ export async function drainAudit(options: { closeWindows?: boolean } = {}): Prom
   const order = waiting
     .filter(({ backlog }) => backlog.waiting > 0 || options.closeWindows)
     .sort(
-      (a, b) => (a.backlog.oldestAt ?? Number.POSITIVE_INFINITY) - (b.backlog.oldestAt ?? Number.POSITIVE_INFINITY),
+      (a, b) => (a.backlog.newestAt ?? Number.POSITIVE_INFINITY) - (b.backlog.newestAt ?? Number.POSITIVE_INFINITY),
     );
   for (const { chain } of order) expect(await chain.flush()).toBe(true);
 }
@@ -476,12 +476,9 @@ export async function auditRecords(): Promise<AuditEvent[]> {
  */
 export const requestRecord = (record: AuditEvent) => record.event !== 'approval.notify';
 
-/**
- * The record of the newest decision a request made: by `at`, since D1's `seq` is the order records arrived
- * in, which across chains can differ from the order of the decisions by the forwarding delay.
- */
+/** The newest audit record a request made (the chains are drained oldest waiting record first). */
 export async function lastAudit(): Promise<AuditEvent> {
-  const records = (await auditRecords()).filter(requestRecord).sort((a, b) => a.at - b.at || a.seq - b.seq);
+  const records = (await auditRecords()).filter(requestRecord);
   const last = records.at(-1);
   if (last === undefined) throw new Error('no audit record');
   return last;

@@ -21,8 +21,9 @@ export interface Backlog {
   chain: string;
   /** Records committed here and not yet in D1. */
   waiting: number;
-  /** Epoch ms at which the oldest of them was committed; null when none waits. */
+  /** Epoch ms at which the oldest and the newest of them were committed; null when none waits. */
   oldestAt: number | null;
+  newestAt: number | null;
   /** Failed batches in a row, and the last failure's message. */
   failures: number;
   lastError: string | null;
@@ -93,11 +94,14 @@ export class AuditOutbox {
   }
 
   backlog(): Backlog {
-    const waiting = this.#sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM audit_outbox').one().n;
+    const { n: waiting, newest } = this.#sql
+      .exec<{ n: number; newest: number | null }>('SELECT COUNT(*) AS n, MAX(committed_at) AS newest FROM audit_outbox')
+      .one();
     return {
       chain: this.chain,
       waiting,
       oldestAt: this.#oldestAt,
+      newestAt: newest,
       failures: this.#failures,
       lastError: this.#lastError,
     };
