@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   type ApprovalRecord,
+  type ApprovalTerm,
   type ApprovalTerms,
   type Approver,
   agentOfApproval,
@@ -13,9 +14,9 @@ import {
   approvalTerms,
   approverRefusal,
   decideApproval,
+  differingTerms,
   newApprovalId,
   pollApproval,
-  sameTerms,
 } from '../../worker/core/approval';
 import type { ApprovalRequirement } from '../../worker/core/policy';
 
@@ -114,7 +115,7 @@ describe('approval ids', () => {
   });
 });
 
-describe('approvalTerms and sameTerms', () => {
+describe('approvalTerms and differingTerms', () => {
   it('holds the actions sorted, and absent values as null', () => {
     expect(
       approvalTerms({
@@ -135,39 +136,43 @@ describe('approvalTerms and sameTerms', () => {
     });
   });
 
-  it('finds terms equal to themselves and to a copy', () => {
-    expect(sameTerms(TERMS, TERMS)).toBe(true);
-    expect(sameTerms(TERMS, structuredClone(TERMS))).toBe(true);
+  it('finds no difference between terms and themselves or a copy', () => {
+    expect(differingTerms(TERMS, TERMS)).toEqual([]);
+    expect(differingTerms(TERMS, structuredClone(TERMS))).toEqual([]);
   });
 
   it('does not care in which order the actions were asked for', () => {
     const base = { audience: 'a', requestedTtl: 60, taskId: 't', taskHash: 'h', justification: 'j' };
     expect(
-      sameTerms(
+      differingTerms(
         approvalTerms({ ...base, actions: ['b:x', 'a:y'] }),
         approvalTerms({ ...base, actions: ['a:y', 'b:x'] }),
       ),
-    ).toBe(true);
+    ).toEqual([]);
   });
 
-  it.each<[string, Partial<ApprovalTerms>]>([
-    ['another audience', { audience: 'https://tickets.example.com' }],
-    ['an extra action', { actions: ['iam:disable-user', 'iam:read-user'] }],
-    ['another action', { actions: ['iam:read-user'] }],
-    ['no action', { actions: [] }],
-    ['a requested TTL where there was none', { requestedTtl: 120 }],
-    ['another task id', { taskId: 'inc-78' }],
-    ['another task description (hash)', { taskHash: 'another-hash' }],
-    ['another justification', { justification: 'Because I said so' }],
-    ['no justification', { justification: null }],
-  ])('tells apart terms with %s', (_name, change) => {
+  it.each<[string, Partial<ApprovalTerms>, ApprovalTerm]>([
+    ['another audience', { audience: 'https://tickets.example.com' }, 'audience'],
+    ['an extra action', { actions: ['iam:disable-user', 'iam:read-user'] }, 'scope'],
+    ['another action', { actions: ['iam:read-user'] }, 'scope'],
+    ['no action', { actions: [] }, 'scope'],
+    ['a requested TTL where there was none', { requestedTtl: 120 }, 'requested_ttl'],
+    ['another task id', { taskId: 'inc-78' }, 'task.id'],
+    ['another task description (hash)', { taskHash: 'another-hash' }, 'task.description'],
+    ['another justification', { justification: 'Because I said so' }, 'task.justification'],
+    ['no justification', { justification: null }, 'task.justification'],
+  ])('tells apart terms with %s, and names the term', (_name, change, term) => {
     const other = { ...TERMS, ...change };
-    expect(sameTerms(TERMS, other)).toBe(false);
-    expect(sameTerms(other, TERMS)).toBe(false);
+    expect(differingTerms(TERMS, other)).toEqual([term]);
+    expect(differingTerms(other, TERMS)).toEqual([term]);
   });
 
-  it('tells apart two different requested TTLs', () => {
-    expect(sameTerms({ ...TERMS, requestedTtl: 60 }, { ...TERMS, requestedTtl: 120 })).toBe(false);
+  it('names every term that differs, in a fixed order', () => {
+    expect(differingTerms(TERMS, { ...TERMS, taskId: 'other', audience: 'x', requestedTtl: 60 })).toEqual([
+      'task.id',
+      'audience',
+      'requested_ttl',
+    ]);
   });
 });
 
@@ -192,13 +197,16 @@ describe('pollApproval', () => {
   it('refuses other terms as a mismatch, and leaves the record as it was', () => {
     const record = approved();
     const { outcome, record: after } = pollApproval(record, { ...TERMS, taskId: 'inc-78' }, NOW + INTERVAL);
-    expect(outcome).toEqual({ status: 'mismatch' });
+    expect(outcome).toMatchObject({ status: 'mismatch' });
     expect(after).toEqual(record);
   });
 
   it('checks the terms before anything else: a used approval with other terms is a mismatch', () => {
     const used = pending({ status: 'collected' });
-    expect(pollApproval(used, { ...TERMS, audience: 'x' }, NOW + INTERVAL).outcome).toEqual({ status: 'mismatch' });
+    expect(pollApproval(used, { ...TERMS, audience: 'x' }, NOW + INTERVAL).outcome).toEqual({
+      status: 'mismatch',
+      terms: ['audience'],
+    });
   });
 
   it('tells a poll sooner than the interval since the opening to slow down, without counting it as a poll', () => {

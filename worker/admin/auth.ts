@@ -100,7 +100,14 @@ export function requireRole(...roles: AdminRole[]) {
     }
     Object.assign(c.var.audit, { actor: identity.id, actorRole: identity.role });
     if (!roles.includes(identity.role)) {
-      throw refuse('role_required', { required: roles }, { headers: challenge(REALM, 'insufficient_scope') });
+      throw refuse(
+        'role_required',
+        { required: roles },
+        {
+          headers: challenge(REALM, 'insufficient_scope'),
+          description: `this call needs the role ${roles.join(' or ')}; the credential has ${identity.role}`,
+        },
+      );
     }
     c.set('admin', identity);
     await next();

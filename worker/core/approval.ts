@@ -43,16 +43,29 @@ export function approvalTerms(request: {
   };
 }
 
-export function sameTerms(a: ApprovalTerms, b: ApprovalTerms): boolean {
-  return (
-    a.audience === b.audience &&
-    a.actions.length === b.actions.length &&
-    a.actions.every((action, i) => action === b.actions[i]) &&
-    a.requestedTtl === b.requestedTtl &&
-    a.taskId === b.taskId &&
-    a.taskHash === b.taskHash &&
-    a.justification === b.justification
-  );
+/** A term of an approval, as the agent's request names it. */
+export type ApprovalTerm =
+  | 'task.id'
+  | 'audience'
+  | 'scope'
+  | 'requested_ttl'
+  | 'task.description'
+  | 'task.justification';
+
+/** The terms in which a request differs from the one an approval is for (none: the same request). */
+export function differingTerms(approved: ApprovalTerms, asked: ApprovalTerms): ApprovalTerm[] {
+  const differ: ApprovalTerm[] = [];
+  if (approved.taskId !== asked.taskId) differ.push('task.id');
+  if (approved.audience !== asked.audience) differ.push('audience');
+  if (
+    approved.actions.length !== asked.actions.length ||
+    !approved.actions.every((action, i) => action === asked.actions[i])
+  )
+    differ.push('scope');
+  if (approved.requestedTtl !== asked.requestedTtl) differ.push('requested_ttl');
+  if (approved.taskHash !== asked.taskHash) differ.push('task.description');
+  if (approved.justification !== asked.justification) differ.push('task.justification');
+  return differ;
 }
 
 export interface Approver {
@@ -112,7 +125,8 @@ export type PollOutcome =
   | { status: 'pending'; interval: number; expiresIn: number }
   | { status: 'slow_down'; interval: number }
   | { status: 'approved'; by: string[] }
-  | { status: 'mismatch' | 'denied' | 'expired' | 'used' };
+  | { status: 'mismatch'; terms: ApprovalTerm[] }
+  | { status: 'denied' | 'expired' | 'used' };
 
 /**
  * An agent polls with the same terms (CIBA poll mode). An approved approval is collected by the first
@@ -123,7 +137,8 @@ export function pollApproval(
   terms: ApprovalTerms,
   now: number,
 ): { outcome: PollOutcome; record: ApprovalRecord } {
-  if (!sameTerms(record.terms, terms)) return { outcome: { status: 'mismatch' }, record };
+  const differ = differingTerms(record.terms, terms);
+  if (differ.length > 0) return { outcome: { status: 'mismatch', terms: differ }, record };
   const status = approvalStatus(record, now);
   if (status === 'collected') return { outcome: { status: 'used' }, record };
   if (status === 'denied' || status === 'expired') return { outcome: { status }, record };

@@ -119,7 +119,7 @@ const REASONS = {
   credential_invalid: { code: 'invalid_token', status: 401, description: 'the credential is not valid' },
   role_required: { code: 'insufficient_scope', status: 403, description: 'the credential lacks the required role' },
   wrong_task: { code: 'insufficient_scope', status: 403, description: 'the token belongs to another task' },
-  unknown_target: { code: 'not_found', status: 404, description: 'no such agent, token or task' },
+  unknown_target: { code: 'not_found', status: 404, description: 'no such agent, token, task or approval' },
   // Broker faults: fail closed.
   store_unavailable: {
     code: 'temporarily_unavailable',
@@ -196,6 +196,30 @@ export interface RefusalOptions {
 /** Creates a refusal for `reason`, with internal `detail` for the audit log. */
 export function refuse(reason: Reason, detail?: Record<string, unknown>, options?: RefusalOptions): BrokerError {
   return new BrokerError(reason, detail, options);
+}
+
+/**
+ * A piece of the caller's input quoted in a public description: printable ASCII without `"` and `\` (the
+ * characters RFC 6749 §5.2 allows in `error_description`), anything else as `?`, at most 64 characters.
+ */
+export function publicEcho(input: string): string {
+  const safe = input.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '?');
+  return safe.length > 64 ? `${safe.slice(0, 61)}...` : safe;
+}
+
+/** What an admin call names that does not exist: 404, saying which kind of thing was not found. */
+export function notFound(
+  kind: 'agent' | 'token' | 'task' | 'approval',
+  detail: Record<string, unknown>,
+  options?: RefusalOptions,
+) {
+  const hint = {
+    agent: 'no such agent in the inventory (policies/agents.yaml)',
+    token: 'no token was issued with that jti',
+    task: 'no token was issued for that task',
+    approval: 'no such approval',
+  }[kind];
+  return refuse('unknown_target', detail, { ...options, description: hint });
 }
 
 /** A failure of a key source itself (a JWKS that does not answer), as opposed to a bad token. */

@@ -107,7 +107,13 @@ function pollRefusal(approvalId: string, poll: Extract<ExchangeRefusal, { reason
     case 'used':
       return { reason: 'approval_used', detail };
     case 'mismatch':
-      return { reason: 'approval_mismatch', detail };
+      return {
+        reason: 'approval_mismatch',
+        detail: { ...detail, terms: poll.terms },
+        options: {
+          description: `the request differs from the one the approval is for in ${poll.terms.join(', ')}: repeat it exactly${poll.terms.includes('task.id') ? ', with task.id set to the task_id of the pending answer' : ''}`,
+        },
+      };
     case 'unknown':
       return { reason: 'approval_unknown', detail };
   }

@@ -2,7 +2,7 @@
  * The `POST /token` request (RFC 8693 §2.1), from either encoding to one validated shape.
  */
 import { z } from 'zod';
-import { refuse } from './errors';
+import { publicEcho, refuse } from './errors';
 
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -65,14 +65,39 @@ export interface TokenRequest {
   approvalId: string | undefined;
 }
 
-/** Turns the first schema issue into public text that names the field but echoes no value. */
-function describeIssue(error: z.ZodError): string {
+/** What each field must be, in our own words: the public text of a field that fails its schema. */
+const FIELD_HINTS: Readonly<Record<string, string>> = {
+  grant_type: `grant_type must be ${TOKEN_EXCHANGE_GRANT}`,
+  subject_token: 'subject_token is the attestation, a JWT',
+  subject_token_type: `subject_token_type is ${SUBJECT_TOKEN_TYPES.join(' or ')}`,
+  requested_token_type: `requested_token_type, if given, is ${ACCESS_TOKEN_TYPE}`,
+  audience: 'audience is the URL of the one API the token is for, at most 512 characters',
+  resource: 'resource is the URL of the one API the token is for, at most 512 characters',
+  scope: `scope is the actions asked for, separated by spaces, 1 to ${MAX_ACTIONS}, each 1-128 of A-Z a-z 0-9 . _ : / -`,
+  task: 'task is a JSON object with description (1-4096 characters) and optionally id and justification',
+  'task.description': `task.description is 1-${MAX_DESCRIPTION_CHARS} characters`,
+  'task.id': 'task.id is 1-128 of A-Z a-z 0-9 . _ : - starting with a letter or digit',
+  'task.justification': `task.justification is 1-${MAX_DESCRIPTION_CHARS} characters`,
+  requested_ttl: 'requested_ttl is a whole number of seconds, 1 to 86400, such as 300',
+  actor_token: 'delegation (actor_token) is not supported',
+  approval_id: 'approval_id is the approval_id of an authorization_pending answer',
+};
+
+/** Turns the first schema issue into public text that names the field and its form but echoes no value. */
+function describeIssue(error: z.ZodError, raw: Record<string, unknown>): string {
   const [issue] = error.issues;
   if (issue === undefined) return 'invalid request';
-  const field = issue.path.join('.') || 'body';
-  return issue.code === 'invalid_type' && issue.input === undefined
-    ? `missing ${field}`
-    : `invalid ${field}: ${issue.message}`;
+  const field = issue.path.map(String).join('.') || 'body';
+  const top = String(issue.path[0] ?? '');
+  if (issue.code === 'invalid_type' && issue.input === undefined) return `missing ${field}`;
+  if (top === 'scope' && typeof raw.scope === 'string' && raw.scope.includes(',')) {
+    return 'invalid scope: actions are separated by spaces, not commas (RFC 6749 section 3.3)';
+  }
+  if (issue.code === 'unrecognized_keys' && top === 'task') {
+    return 'invalid task: its members are description, id and justification';
+  }
+  const hint = FIELD_HINTS[field] ?? FIELD_HINTS[top];
+  return hint === undefined ? `invalid ${publicEcho(field)}` : `invalid ${field}: ${hint}`;
 }
 
 /**
@@ -86,12 +111,12 @@ export function parseTokenRequest(raw: Record<string, unknown>): TokenRequest {
     try {
       task = JSON.parse(task);
     } catch {
-      throw refuse('invalid_field', { field: 'task' }, { description: 'invalid task: not a JSON object' });
+      throw refuse('invalid_field', { field: 'task' }, { description: `invalid task: ${FIELD_HINTS.task}` });
     }
   }
   const parsed = Fields.safeParse({ ...raw, task });
   if (!parsed.success) {
-    const description = describeIssue(parsed.error);
+    const description = describeIssue(parsed.error, raw);
     throw refuse('invalid_field', { issues: parsed.error.issues.map((i) => i.path.join('.')) }, { description });
   }
   const { audience, resource } = parsed.data;

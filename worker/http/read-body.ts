@@ -2,7 +2,7 @@
  * Reads a request body in either encoding the spec accepts, into a flat record of fields, never more than
  * {@link MAX_BODY_BYTES} of it.
  */
-import { refuse } from '../core/errors';
+import { publicEcho, refuse } from '../core/errors';
 import { MAX_BODY_BYTES } from '../core/token-request';
 
 const utf8 = new TextDecoder();
@@ -55,11 +55,24 @@ function mediaType(contentType: string | null): string {
 export async function readFields(request: Request): Promise<Record<string, unknown>> {
   const type = mediaType(request.headers.get('content-type'));
   if (type === 'application/x-www-form-urlencoded') {
-    const params = new URLSearchParams(await bodyText(request));
+    const text = await bodyText(request);
+    // curl -d sends this content type by default: a JSON body under it is the caller's mistake, said so.
+    if (/^\s*[[{]/.test(text)) {
+      throw refuse(
+        'malformed_body',
+        {},
+        { description: 'the body is JSON but the content type says form: send Content-Type: application/json' },
+      );
+    }
+    const params = new URLSearchParams(text);
     const fields: Record<string, string> = Object.create(null);
     for (const [name, value] of params) {
       if (Object.hasOwn(fields, name)) {
-        throw refuse('invalid_field', { field: name }, { description: `parameter ${name} is repeated` });
+        throw refuse(
+          'invalid_field',
+          { field: name.slice(0, 128) },
+          { description: `parameter ${publicEcho(name)} is repeated: send each parameter once` },
+        );
       }
       fields[name] = value;
     }

@@ -7,7 +7,7 @@ import { type Context, Hono } from 'hono';
 import { type AdminEnv, requireRole } from '../admin/auth';
 import { type ObjectHeads, verifyChain } from '../audit/chain';
 import type { Backlog } from '../audit/outbox';
-import { AuditQuery, auditRecordJson } from '../audit/query';
+import { AuditQuery, auditQueryProblem, auditRecordJson } from '../audit/query';
 import { agentChain } from '../audit/record';
 import { refuse } from '../core/errors';
 import type { AppEnv } from '../http/app-env';
@@ -106,8 +106,11 @@ auditRoutes.get(
   async (c: Context<AdminEnv>) => {
     const query = AuditQuery.safeParse(c.req.query());
     if (!query.success) {
-      const field = query.error.issues[0]?.path.join('.') || 'query';
-      throw refuse('invalid_field', { field }, { description: `invalid ${field}` });
+      throw refuse(
+        'invalid_field',
+        { issues: query.error.issues.length },
+        { description: auditQueryProblem(query.error) },
+      );
     }
     c.var.audit.details = { query: query.data };
     const page = await auditDb(c.env).list(query.data);

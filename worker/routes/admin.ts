@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { type AdminEnv, requireRole } from '../admin/auth';
 import type { AgentStatus } from '../agents/agent-state';
 import type { KillSwitchReport } from '../control/kill-switch';
-import { refuse } from '../core/errors';
+import { notFound, refuse } from '../core/errors';
 import type { AppEnv } from '../http/app-env';
 import { recordGranted, startAudit } from '../http/audit-trail';
 import { NO_STORE } from '../http/errors';
@@ -84,7 +84,7 @@ function agentParam(c: Context<AdminEnv>): Agent {
   const id = c.req.param('agent') ?? '';
   const { agents } = loadedPolicy().bundle;
   const agent = Object.hasOwn(agents, id) ? agents[id] : undefined;
-  if (agent === undefined) throw refuse('unknown_target', { agent: id.slice(0, 128) });
+  if (agent === undefined) throw notFound('agent', { agent: id.slice(0, 128) });
   c.var.audit.agent = id;
   c.var.audit.target = `agent:${id}`;
   return agent;
@@ -216,7 +216,7 @@ adminRoutes.post('/admin/tokens/:jti/revoke', startAudit('admin.token.revoke'), 
   const { reason } = await readBody(c, ReasonBody);
   c.var.audit.adminReason = reason;
   const issued = await issuedToken(c.env, jti);
-  if (issued === undefined) throw refuse('unknown_target', { jti });
+  if (issued === undefined) throw notFound('token', { jti });
   Object.assign(c.var.audit, { agent: issued.agent, tokenJti: jti, tokenExp: issued.exp });
   await agentStore(c.env).revokeToken(issued.agent, jti, issued.exp, c.var.audit);
   return c.json({ jti, agent: issued.agent, revoked: true }, 200, NO_STORE);
@@ -228,7 +228,7 @@ adminRoutes.post('/admin/tasks/:task_id/revoke', startAudit('admin.task.revoke')
   const { reason } = await readBody(c, ReasonBody);
   c.var.audit.adminReason = reason;
   const agents = await agentsOfTask(c.env, taskId);
-  if (agents.length === 0) throw refuse('unknown_target', { task: taskId });
+  if (agents.length === 0) throw notFound('task', { task: taskId });
   const store = agentStore(c.env);
   await Promise.all(agents.map((agent) => store.finishTask(agent, taskId)));
   c.var.audit.details = { agents };

@@ -7,7 +7,7 @@ import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { type AdminEnv, requireRole } from '../admin/auth';
 import { type ApprovalRecord, agentOfApproval, approvalStatus } from '../core/approval';
-import { refuse } from '../core/errors';
+import { notFound, refuse } from '../core/errors';
 import type { AppEnv } from '../http/app-env';
 import { startAudit } from '../http/audit-trail';
 import { NO_STORE } from '../http/errors';
@@ -60,10 +60,10 @@ async function loadApproval(c: Context<AdminEnv>, recordRead: boolean): Promise<
   c.var.audit.target = `approval:${id.slice(0, 128)}`;
   const agent = agentOfApproval(id);
   if (agent === undefined || !Object.hasOwn(loadedPolicy().bundle.agents, agent))
-    throw refuse('unknown_target', { approval: id.slice(0, 128) });
+    throw notFound('approval', { approval: id.slice(0, 128) });
   const draft = recordRead ? { ...c.var.audit, agent } : undefined;
   const record = await agentStore(c.env).approval(agent, id, draft);
-  if (record === undefined) throw refuse('unknown_target', { approval: id }, { recorded: recordRead });
+  if (record === undefined) throw notFound('approval', { approval: id }, { recorded: recordRead });
   Object.assign(c.var.audit, { agent: record.agent, owner: record.owner, taskId: record.terms.taskId });
   return record;
 }
@@ -137,7 +137,7 @@ approvalRoutes.post('/admin/approvals/:id', startAudit('admin.approval.decide'),
   if (!decided.outcome.decided) {
     const why = decided.outcome.reason;
     const recorded = { recorded: true };
-    if (why === 'unknown') throw refuse('unknown_target', { approval: record.id }, recorded);
+    if (why === 'unknown') throw notFound('approval', { approval: record.id }, recorded);
     if (why === 'not_pending')
       throw refuse('approval_not_pending', { status: approvalStatus(record, now()) }, recorded);
     throw refuse('approver_not_allowed', { rule: why, requirement: record.requirement }, recorded);
