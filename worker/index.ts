@@ -13,6 +13,7 @@ import { healthRoutes } from './routes/health';
 import { introspectionRoutes } from './routes/introspection';
 import { revocationRoutes } from './routes/revocation';
 import { tokenRoutes } from './routes/token';
+import { whoamiRoutes } from './routes/whoami';
 
 /** The HTTP routes; the default export adds the cron trigger. */
 export const app = new Hono<AppEnv>();
@@ -23,6 +24,7 @@ app.route('/', revocationRoutes);
 app.route('/', introspectionRoutes);
 app.route('/', adminRoutes);
 app.route('/', approvalRoutes);
+app.route('/', whoamiRoutes);
 app.notFound(() => errorResponse(refuse('not_found')));
 app.onError(handleError);
 

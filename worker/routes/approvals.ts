@@ -7,7 +7,7 @@ import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { type AdminEnv, requireRole } from '../admin/auth';
 import { approvalsOpened } from '../audit/query';
-import { type ApprovalRecord, agentOfApproval, approvalStatus } from '../core/approval';
+import { type ApprovalRecord, type ApproverRefusal, agentOfApproval, approvalStatus } from '../core/approval';
 import { refuse } from '../core/errors';
 import type { AppEnv } from '../http/app-env';
 import { commitAudit, startAudit } from '../http/audit-trail';
@@ -66,6 +66,20 @@ async function loadApproval(c: Context<AdminEnv>): Promise<ApprovalRecord> {
 }
 
 const now = () => Math.floor(Date.now() / 1000);
+
+/** Why this approver may not decide, in words an approver can act on (the rule is theirs to know). */
+function approverRefusalText(rule: ApproverRefusal, record: ApprovalRecord): string {
+  switch (rule) {
+    case 'four_eyes':
+      return "four-eyes: the agent's owner may not approve or deny its own agent's request";
+    case 'not_in_group':
+      return `this approval needs approvers in group ${record.requirement.groups.join(' and ')}`;
+    case 'already_approved':
+      return 'you have approved this request already: it needs another approver';
+    case 'self_approval':
+      return 'an agent may not decide its own request';
+  }
+}
 
 export const approvalRoutes = new Hono<AppEnv>();
 
@@ -139,7 +153,11 @@ approvalRoutes.post(
       const why = decided.outcome.reason;
       if (why === 'unknown') throw refuse('unknown_target', { approval: record.id });
       if (why === 'not_pending') throw refuse('approval_not_pending', { status: approvalStatus(record, now()) });
-      throw refuse('approver_not_allowed', { rule: why, requirement: record.requirement });
+      throw refuse(
+        'approver_not_allowed',
+        { rule: why, requirement: record.requirement },
+        { description: approverRefusalText(why, record), body: { rule: why } },
+      );
     }
     const after = decided.record ?? record;
     c.var.audit.details = { decision, status: approvalStatus(after, now()) };
