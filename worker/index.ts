@@ -8,6 +8,7 @@ import type { AppEnv } from './http/app-env';
 import { errorResponse, handleError } from './http/errors';
 import { adminRoutes } from './routes/admin';
 import { approvalRoutes } from './routes/approvals';
+import { consoleRoutes } from './routes/console';
 import { discoveryRoutes } from './routes/discovery';
 import { healthRoutes } from './routes/health';
 import { introspectionRoutes } from './routes/introspection';
@@ -25,6 +26,7 @@ app.route('/', introspectionRoutes);
 app.route('/', adminRoutes);
 app.route('/', approvalRoutes);
 app.route('/', whoamiRoutes);
+app.route('/', consoleRoutes);
 app.notFound(() => errorResponse(refuse('not_found')));
 app.onError(handleError);
 
