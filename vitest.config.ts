@@ -21,7 +21,7 @@ export default defineConfig({
         test: {
           name: 'worker',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/interop/**'],
+          exclude: ['test/interop/**', 'test/browser/**'],
           setupFiles: ['./test/setup.ts'],
         },
       },
@@ -33,6 +33,19 @@ export default defineConfig({
           environment: 'node',
           globalSetup: ['./test/interop/global-setup.ts'],
           testTimeout: 30_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        // The on-call console in headless Chromium (playwright-core), against the real worker bundle over HTTP.
+        test: {
+          name: 'browser',
+          include: ['test/browser/**/*.test.ts'],
+          environment: 'node',
+          globalSetup: ['./test/browser/global-setup.ts'],
+          // One broker, one kill switch: a scenario must not engage it under another's feet.
+          fileParallelism: false,
+          testTimeout: 60_000,
           hookTimeout: 120_000,
         },
       },
