@@ -45,6 +45,8 @@ export default defineConfig({
           globalSetup: ['./test/browser/global-setup.ts'],
           // One broker, one kill switch: a scenario must not engage it under another's feet.
           fileParallelism: false,
+          // After the other projects, not beside them: Chromium and a second workerd would slow their timed tests.
+          sequence: { groupOrder: 1 },
           testTimeout: 60_000,
           hookTimeout: 120_000,
         },

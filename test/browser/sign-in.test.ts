@@ -37,12 +37,18 @@ describe('the console: signing in with a credential', () => {
     expect(await context.cookies()).toEqual([]);
     expect(tab.urls.filter((url) => url.includes(secret))).toEqual([]);
 
-    // Every call the console made is audited as demo-admin, and no record holds the secret.
-    const { body } = await adminApi('auditor', '/admin/audit?limit=500');
-    const records = body.records as Record<string, unknown>[];
-    expect(records.some((r) => r.event === 'admin.whoami' && r.actor === 'demo-admin')).toBe(true);
-    expect(records.some((r) => r.event === 'admin.agent.list' && r.actor === 'demo-admin')).toBe(true);
-    expect(JSON.stringify(records)).not.toContain(secret);
+    // Every call the console made is audited as demo-admin (records reach the log a moment after the
+    // call), and no record holds the secret.
+    const audited = async () => {
+      const { body } = await adminApi('auditor', '/admin/audit?limit=500');
+      return body.records as Record<string, unknown>[];
+    };
+    const byConsole = (records: Record<string, unknown>[]) =>
+      records.filter((r) => r.actor === 'demo-admin').map((r) => r.event);
+    await expect
+      .poll(async () => byConsole(await audited()), { timeout: 10_000 })
+      .toEqual(expect.arrayContaining(['admin.whoami', 'admin.agent.list']));
+    expect(JSON.stringify(await audited())).not.toContain(secret);
 
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();

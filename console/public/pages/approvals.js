@@ -1,7 +1,7 @@
 /**
  * Approvals (approvers decide; admins and auditors read): the step-up requests waiting for a human, newest
- * first, refreshed every few seconds, each with what the agent asked for in its own words, what the grant
- * needs, and the time left; decided and expired ones in a second tab.
+ * first, refreshed every few seconds while the tab is in view, each with what the agent asked for in its own
+ * words, what the grant needs, and the time left; decided and expired ones in a second tab.
  */
 import { api, explain } from '../lib/api.js';
 import { agentText, duration, fields, h, pageHref, replace, time } from '../lib/dom.js';
@@ -29,7 +29,8 @@ import { agentText, duration, fields, h, pageHref, replace, time } from '../lib/
  * @property {{ by: string, decision: 'approve' | 'deny', reason: string, at: string }[]} decisions
  */
 
-const REFRESH_MS = 5_000;
+/** Every listing is an audited admin call: often enough for a person, not a record a second. */
+const REFRESH_MS = 10_000;
 const DECIDED = /** @type {const} */ (['approved', 'collected', 'denied', 'expired']);
 
 /** @param {Approval[]} approvals */
@@ -282,18 +283,31 @@ export function approvalsPage(main, context) {
         const lists = await Promise.all(DECIDED.map((s) => api(`/admin/approvals?status=${s}`)));
         if (!stopped) showDecided(newestFirst(lists.flatMap((answer) => answer.approvals)));
       }
-      if (!stopped) replace(status, 'Updated ', time(Date.now()), tab === 'pending' ? ' · refreshes every 5 s' : '');
+      if (!stopped)
+        replace(
+          status,
+          'Updated ',
+          time(Date.now()),
+          tab === 'pending' ? ' · refreshes every 10 s · ' : ' · ',
+          h('button', { type: 'button', class: 'link', onclick: load }, 'Refresh'),
+        );
     } catch (error) {
       if (!stopped) replace(status, h('span', { class: 'error', role: 'alert' }, explain(error)));
     }
   }
 
+  const refreshInView = () => {
+    if (!document.hidden) load();
+  };
   load();
-  const refresh = setInterval(load, REFRESH_MS);
+  // The decided tab changes only as pending ones do: it refreshes when asked.
+  const refresh = tab === 'pending' ? setInterval(refreshInView, REFRESH_MS) : undefined;
   const clock = setInterval(tick, 1_000);
+  document.addEventListener('visibilitychange', refreshInView);
   return () => {
     stopped = true;
     clearInterval(refresh);
     clearInterval(clock);
+    document.removeEventListener('visibilitychange', refreshInView);
   };
 }

@@ -9,6 +9,9 @@ import { fields, h, replace, time } from '../lib/dom.js';
 
 /** @import { PageContext } from '../app.js' */
 
+/** How often the page rereads the state, in case another admin changed it. */
+const REFRESH_MS = 15_000;
+
 /**
  * The kill switch as `GET` and `PUT /admin/kill-switch` answer.
  * @typedef {object} KillSwitch
@@ -54,6 +57,7 @@ export function killSwitchPage(main, context) {
 
   /** @param {KillSwitch} state */
   function show(state) {
+    shown = state.version;
     replace(current, stateView(state));
     replace(form, context.may('kill-switch:set') ? changeForm(state) : null);
   }
@@ -127,6 +131,7 @@ export function killSwitchPage(main, context) {
             ready();
           } finally {
             clearInterval(waiting);
+            waiting = undefined;
           }
         },
       },
@@ -148,15 +153,34 @@ export function killSwitchPage(main, context) {
     );
   }
 
-  api('/admin/kill-switch')
-    .then((state) => {
-      if (!stopped) show(state);
-    })
-    .catch((error) => {
+  /** @type {number | undefined} */
+  let shown;
+  /** Reads the state; shows it when it changed (another admin may flip it), except while a change waits. */
+  async function load() {
+    if (waiting !== undefined || document.hidden) return;
+    try {
+      /** @type {KillSwitch} */
+      const state = await api('/admin/kill-switch');
+      if (stopped || waiting !== undefined || state.version === shown) return;
+      if (shown !== undefined)
+        notice.prepend(
+          h(
+            'p',
+            { class: 'notice', role: 'status' },
+            `${state.by ?? 'Someone'} ${state.engaged ? 'engaged' : 'released'} the kill switch.`,
+          ),
+        );
+      show(state);
+    } catch (error) {
       if (!stopped) replace(current, h('p', { class: 'error', role: 'alert' }, explain(error)));
-    });
+    }
+  }
+
+  load();
+  const refresh = setInterval(load, REFRESH_MS);
   return () => {
     stopped = true;
     clearInterval(waiting);
+    clearInterval(refresh);
   };
 }
