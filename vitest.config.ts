@@ -26,7 +26,7 @@ export default defineConfig({
         test: {
           name: 'worker',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/interop/**', 'test/node/**', 'test/cli/**'],
+          exclude: ['test/interop/**', 'test/node/**', 'test/cli/**', 'test/browser/**'],
           setupFiles: ['./test/setup.ts'],
           // A kill switch change waits out the lease (2 s here): a test that flips it twice needs room.
           testTimeout: 15_000,
@@ -61,6 +61,21 @@ export default defineConfig({
           environment: 'node',
           globalSetup: ['./test/cli/global-setup.ts'],
           testTimeout: 30_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        // The on-call console in headless Chromium (playwright-core), against the real worker bundle over HTTP.
+        test: {
+          name: 'browser',
+          include: ['test/browser/**/*.test.ts'],
+          environment: 'node',
+          globalSetup: ['./test/browser/global-setup.ts'],
+          // One broker, one kill switch: a scenario must not engage it under another's feet.
+          fileParallelism: false,
+          // After the other projects, not beside them: Chromium and a second workerd would slow their timed tests.
+          sequence: { groupOrder: 1 },
+          testTimeout: 60_000,
           hookTimeout: 120_000,
         },
       },

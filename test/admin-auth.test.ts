@@ -148,6 +148,12 @@ const ROUTES: Record<string, AdminRoute> = {
     event: 'admin.approval.read',
     roles: ['approver', 'admin', 'auditor'],
   },
+  'GET /admin/whoami': {
+    method: 'GET',
+    path: () => '/admin/whoami',
+    event: 'admin.whoami',
+    roles: ['admin', 'approver', 'auditor'],
+  },
   'POST /admin/approvals/:id': {
     method: 'POST',
     path: () => `/admin/approvals/${issued.approvalId}`,

@@ -515,7 +515,7 @@ describe('POST /admin/approvals/{id}: four-eyes, with approvers signed in throug
     const { response, audit } = await sendAudited(async () =>
       decide(pending.id, { decision: 'approve', reason: 'my own agent, I know it' }, await viaAccessAs(OWNER)),
     );
-    await expectError(response, 403, 'access_denied');
+    expect(await expectError(response, 403, 'access_denied')).toMatchObject({ rule: 'four_eyes' });
     expect(audit).toMatchObject({
       event: 'admin.approval.decide',
       decision: 'refused',

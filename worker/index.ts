@@ -9,11 +9,13 @@ import { errorResponse, handleError } from './http/errors';
 import { adminRoutes } from './routes/admin';
 import { auditRoutes } from './routes/admin-audit';
 import { approvalRoutes } from './routes/approvals';
+import { consoleRoutes } from './routes/console';
 import { discoveryRoutes } from './routes/discovery';
 import { healthRoutes } from './routes/health';
 import { introspectionRoutes } from './routes/introspection';
 import { revocationRoutes } from './routes/revocation';
 import { tokenRoutes } from './routes/token';
+import { whoamiRoutes } from './routes/whoami';
 import { sealAuditLog } from './stores/audit-log';
 
 /** The HTTP routes; the default export adds the cron trigger. */
@@ -26,6 +28,8 @@ app.route('/', introspectionRoutes);
 app.route('/', adminRoutes);
 app.route('/', auditRoutes);
 app.route('/', approvalRoutes);
+app.route('/', whoamiRoutes);
+app.route('/', consoleRoutes);
 app.notFound(() => errorResponse(refuse('not_found')));
 app.onError(handleError);
 

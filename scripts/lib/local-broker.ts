@@ -21,7 +21,12 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { convertV4MiniflareOptions, Miniflare } from 'miniflare';
+import {
+  convertV4MiniflareOptions,
+  Miniflare,
+  type Request as MiniflareRequest,
+  type Response as MiniflareResponse,
+} from 'miniflare';
 import { unstable_getMiniflareWorkerOptions, unstable_splitSqlQuery } from 'wrangler';
 import { compilePolicies } from '../policy/compile';
 
@@ -219,6 +224,11 @@ export interface LocalBrokerOptions {
    * dispose. Default: Miniflare's own temporary directory, on disk. A tmpfs (`/dev/shm`) keeps them in memory.
    */
   storageRoot?: string;
+  /**
+   * Answers the worker's outbound `fetch` calls (a trusted issuer's JWKS, the Cloudflare Access team's
+   * certs); without it they go to the network.
+   */
+  outboundService?: (request: MiniflareRequest) => MiniflareResponse | Promise<MiniflareResponse>;
 }
 
 export interface AuditFilter {
@@ -284,6 +294,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
         host: '127.0.0.1',
         port: 0,
         ...(options.inspectorPort !== undefined && { inspectorPort: options.inspectorPort }),
+        ...(options.outboundService !== undefined && { outboundService: options.outboundService }),
         ...(storage !== undefined && { resourcePersistencePath: storage }),
         // Offline: do not fetch the `request.cf` template from the network.
         cf: false,

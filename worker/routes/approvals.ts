@@ -6,7 +6,7 @@
 import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { type AdminEnv, requireRole } from '../admin/auth';
-import { type ApprovalRecord, agentOfApproval, approvalStatus } from '../core/approval';
+import { type ApprovalRecord, type ApproverRefusal, agentOfApproval, approvalStatus } from '../core/approval';
 import { notFound, refuse } from '../core/errors';
 import type { AppEnv } from '../http/app-env';
 import { startAudit } from '../http/audit-trail';
@@ -69,6 +69,20 @@ async function loadApproval(c: Context<AdminEnv>, recordRead: boolean): Promise<
 }
 
 const now = () => Math.floor(Date.now() / 1000);
+
+/** Why this approver may not decide, in words an approver can act on (the rule is theirs to know). */
+function approverRefusalText(rule: ApproverRefusal, record: ApprovalRecord): string {
+  switch (rule) {
+    case 'four_eyes':
+      return "four-eyes: the agent's owner may not approve or deny its own agent's request";
+    case 'not_in_group':
+      return `this approval needs approvers in group ${record.requirement.groups.join(' and ')}`;
+    case 'already_approved':
+      return 'you have approved this request already: it needs another approver';
+    case 'self_approval':
+      return 'an agent may not decide its own request';
+  }
+}
 
 export const approvalRoutes = new Hono<AppEnv>();
 
@@ -140,7 +154,11 @@ approvalRoutes.post('/admin/approvals/:id', startAudit('admin.approval.decide'),
     if (why === 'unknown') throw notFound('approval', { approval: record.id }, recorded);
     if (why === 'not_pending')
       throw refuse('approval_not_pending', { status: approvalStatus(record, now()) }, recorded);
-    throw refuse('approver_not_allowed', { rule: why, requirement: record.requirement }, recorded);
+    throw refuse(
+      'approver_not_allowed',
+      { rule: why, requirement: record.requirement },
+      { ...recorded, description: approverRefusalText(why, record), body: { rule: why } },
+    );
   }
   return c.json(approvalJson(decided.record ?? record, now()), 200, NO_STORE);
 });
