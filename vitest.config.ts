@@ -1,35 +1,58 @@
 import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-plugin';
 import { defineConfig } from 'vitest/config';
 
+/** `npm run test:next-year` sets this to 365: the whole suite then runs a year ahead of today. */
+const clockOffsetDays = Number(process.env.TEST_CLOCK_OFFSET_DAYS ?? 0);
+if (!Number.isInteger(clockOffsetDays)) throw new Error('TEST_CLOCK_OFFSET_DAYS must be a whole number of days');
+const provide = { clockOffsetMs: clockOffsetDays * 86_400_000 };
+
+/** The worker as wrangler.toml configures it, in workerd, with the bindings the tests add (one per project). */
+const workerd = () =>
+  cloudflareTest(async () => ({
+    wrangler: { configPath: './wrangler.toml' },
+    miniflare: {
+      bindings: {
+        TEST_MIGRATIONS: await readD1Migrations('./migrations'),
+        // Signs approval notifications in tests; a deployment sets it with `wrangler secret put`.
+        APPROVAL_WEBHOOK_SECRET: 'test-webhook-secret',
+        // Short enough that a kill switch change (which waits out the lease) does not slow the suite; long
+        // enough that requests use a held lease and the agent's object answers well within it.
+        KILL_SWITCH_LEASE_MS: '2000',
+        // Records reach D1 within a few ms when a test drains the chains.
+        AUDIT_WRITE_WINDOW_MS: '5',
+      },
+    },
+  }));
+
 export default defineConfig({
   test: {
     projects: [
       {
-        // The worker's own tests, inside workerd with the real local D1 and Durable Objects.
-        plugins: [
-          cloudflareTest(async () => ({
-            wrangler: { configPath: './wrangler.toml' },
-            miniflare: {
-              bindings: {
-                TEST_MIGRATIONS: await readD1Migrations('./migrations'),
-                // Signs approval notifications in tests; a deployment sets it with `wrangler secret put`.
-                APPROVAL_WEBHOOK_SECRET: 'test-webhook-secret',
-                // Short enough that an engage (which waits out the lease) does not slow the suite; long
-                // enough that requests use a held lease and the agent's object answers well within it.
-                KILL_SWITCH_LEASE_MS: '2000',
-                // Records reach D1 within a few ms when a test drains the chains.
-                AUDIT_WRITE_WINDOW_MS: '5',
-              },
-            },
-          })),
-        ],
+        // The worker's own tests, inside workerd with the real local D1 and Durable Objects. Each file gets a
+        // workerd of its own (isolate: true), so storage, Durable Objects and module state start empty.
+        plugins: [workerd()],
         test: {
           name: 'worker',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/interop/**', 'test/node/**', 'test/cli/**', 'test/browser/**'],
-          setupFiles: ['./test/setup.ts'],
-          // A kill switch change waits out the lease (2 s here): a test that flips it twice needs room.
-          testTimeout: 15_000,
+          exclude: ['test/interop/**', 'test/core/**', 'test/node/**', 'test/cli/**', 'test/browser/**'],
+          setupFiles: ['./test/clock/setup.ts', './test/setup.ts'],
+          provide,
+          // On a loaded machine, engaging the kill switch (a fan-out to 128 Durable Objects, then the lease)
+          // takes seconds; the timeout only catches hangs (speed is shown by npm run bench, never by a timed test).
+          testTimeout: 30_000,
+        },
+      },
+      {
+        // The pure core (worker/core, the /token pipeline on fake stores, the key schedule, the policy engine):
+        // no storage, so its files share one workerd and evaluate the worker's modules (Cedar's WebAssembly
+        // above all) once.
+        plugins: [workerd()],
+        test: {
+          name: 'core',
+          include: ['test/core/**/*.test.ts'],
+          isolate: false,
+          setupFiles: ['./test/clock/setup.ts'],
+          provide,
         },
       },
       {
@@ -38,6 +61,8 @@ export default defineConfig({
           name: 'node',
           include: ['test/node/**/*.test.ts'],
           environment: 'node',
+          setupFiles: ['./test/clock/setup.ts'],
+          provide,
           // Each test compiles a policy folder with the Cedar WebAssembly build: seconds on a loaded machine.
           testTimeout: 30_000,
         },
@@ -49,6 +74,8 @@ export default defineConfig({
           include: ['test/interop/**/*.test.ts'],
           environment: 'node',
           globalSetup: ['./test/interop/global-setup.ts'],
+          setupFiles: ['./test/clock/setup.ts'],
+          provide,
           testTimeout: 30_000,
           hookTimeout: 120_000,
         },

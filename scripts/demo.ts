@@ -1,7 +1,8 @@
 /**
  * `npm run demo`: plays an agent end to end against a running broker (TESSERA_URL, default
  * http://localhost:8787) and the example tickets API (TICKETS_API_URL, default http://localhost:8788),
- * starting `npm run dev` and `npm run example:api` itself when they do not answer.
+ * starting `npm run dev` (its ISSUER set to TESSERA_URL) and `npm run example:api` (trusting the broker's
+ * issuer) itself when they do not answer. A step that fails prints the tickets API's error code.
  *
  *  1. makes a self-signed attestation for the demo agent,
  *  2. exchanges it for a token for the tickets API,
@@ -51,11 +52,20 @@ async function answers(url: string): Promise<boolean> {
 
 const BROKER_METADATA = `${BROKER}/.well-known/oauth-authorization-server`;
 
-/** Starts `npm run <script> -- --port <port>` and waits until `probe` answers (up to 90 s). */
-async function startServer(script: string, base: string, probe: string): Promise<ChildProcess> {
+/**
+ * Starts `npm run <script> -- --port <port>` with `vars` as `--var NAME:VALUE` (over the script's
+ * wrangler.toml), and waits until `probe` answers (up to 90 s).
+ */
+async function startServer(
+  script: string,
+  base: string,
+  probe: string,
+  vars: Record<string, string>,
+): Promise<ChildProcess> {
   const port = new URL(base).port;
   console.log(`nothing answers at ${base}; starting npm run ${script} ...`);
-  const child = spawn('npm', ['run', script, '--', '--port', port], {
+  const varArgs = Object.entries(vars).flatMap(([name, value]) => ['--var', `${name}:${value}`]);
+  const child = spawn('npm', ['run', script, '--', '--port', port, ...varArgs], {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -110,11 +120,18 @@ async function callTicketsApi(
   };
 }
 
-async function play(): Promise<void> {
-  const metadata = (await (await fetch(BROKER_METADATA)).json()) as {
-    issuer: string;
-    jwks_uri: string;
-  };
+interface BrokerMetadata {
+  issuer: string;
+  jwks_uri: string;
+}
+
+/** The tickets API's refusal in a failure message: its status, error code and description. */
+function apiError(answer: { status: number; body: Record<string, unknown> }): string {
+  const { error, error_description: description } = answer.body;
+  return `HTTP ${answer.status}${error === undefined ? '' : ` ${String(error)}`}${description === undefined ? '' : `: ${String(description)}`}`;
+}
+
+async function play(metadata: BrokerMetadata): Promise<void> {
   const key = await readPrivateJwk(KEY_FILE);
 
   step(`1. ${AGENT} attests who it is (self-signed, single use, aud = ${metadata.issuer})`);
@@ -141,7 +158,7 @@ async function play(): Promise<void> {
   console.log('claims:', JSON.stringify(decodeJwt(accessToken as string), null, 2));
   const commented = await callTicketsApi('/tickets/T-1234/comments', accessToken as string);
   console.log(`HTTP ${commented.status}`, JSON.stringify(commented.body));
-  expectThat(commented.status === 201, 'the tickets API did not accept the token');
+  expectThat(commented.status === 201, `the tickets API did not accept the token (${apiError(commented)})`);
   expectThat(
     commented.body.by === AGENT && commented.body.owner === 'alice@example.com' && commented.body.task === task.id,
     'the tickets API did not see the agent, its owner and its task',
@@ -187,13 +204,16 @@ async function proofOfPossession(issuer: string, key: JWK): Promise<void> {
   expectThat(bound.body.token_type === 'DPoP', 'expected a DPoP-bound token');
   const withProof = await callTicketsApi('/tickets/T-1234/comments', token, { dpop });
   console.log(`with a proof of the key: HTTP ${withProof.status}`, JSON.stringify(withProof.body));
-  expectThat(withProof.status === 201 && withProof.body.boundToKey === true, 'the API did not accept the bound token');
+  expectThat(
+    withProof.status === 201 && withProof.body.boundToKey === true,
+    `the API did not accept the bound token (${apiError(withProof)})`,
+  );
   const stolen = await callTicketsApi('/tickets/T-1234/comments', token, { scheme: 'Bearer' });
   console.log(`stolen, as a bearer token: HTTP ${stolen.status}`, stolen.challenge);
-  expectThat(stolen.status === 401, 'the API accepted a bound token without its proof');
+  expectThat(stolen.status === 401, `the API accepted a bound token without its proof (${apiError(stolen)})`);
   const thief = await callTicketsApi('/tickets/T-1234/comments', token, { dpop: await newDpopKey() });
   console.log(`stolen, with the thief's own key: HTTP ${thief.status}`, JSON.stringify(thief.body));
-  expectThat(thief.status === 401, 'the API accepted a proof made with another key');
+  expectThat(thief.status === 401, `the API accepted a proof made with another key (${apiError(thief)})`);
 
   step('7. refunds move money: policy requires DPoP for that API, so a plain request is refused');
   const refund = await exchangeToken(BROKER, {
@@ -207,7 +227,7 @@ async function proofOfPossession(issuer: string, key: JWK): Promise<void> {
 }
 
 /** The step-up scene: a destructive action waits for a human, who approves it from the command line. */
-async function stepUp(metadata: { issuer: string; jwks_uri: string }, key: JWK): Promise<void> {
+async function stepUp(metadata: BrokerMetadata, key: JWK): Promise<void> {
   const iam = 'https://iam.example.com';
   const ask = async (approvalId?: string) =>
     exchangeToken(BROKER, {
@@ -289,9 +309,19 @@ async function demoApprover(): Promise<string> {
 
 const started: ChildProcess[] = [];
 try {
-  if (!(await answers(BROKER_METADATA))) started.push(await startServer('dev', BROKER, BROKER_METADATA));
-  if (!(await answers(TICKETS_API))) started.push(await startServer('example:api', TICKETS_API, TICKETS_API));
-  await play();
+  // A broker the demo starts names itself by the URL it is reached at (the `iss` of its tokens).
+  if (!(await answers(BROKER_METADATA))) {
+    started.push(await startServer('dev', BROKER, BROKER_METADATA, { ISSUER: BROKER }));
+  }
+  const metadata = (await (await fetch(BROKER_METADATA)).json()) as BrokerMetadata;
+  if (new URL(metadata.issuer).href !== new URL(BROKER).href) {
+    console.log(`note: the broker at ${BROKER} names itself ${metadata.issuer} (its ISSUER)`);
+  }
+  // The tickets API trusts this broker: it discovers the broker's keys from its issuer URL.
+  if (!(await answers(TICKETS_API))) {
+    started.push(await startServer('example:api', TICKETS_API, TICKETS_API, { TESSERA_ISSUER: metadata.issuer }));
+  }
+  await play(metadata);
   console.log('\ndemo: every step behaved as shown');
 } catch (error) {
   console.error(`\ndemo FAILED: ${error instanceof DemoFailure ? error.message : String(error)}`);

@@ -4,7 +4,8 @@
  * expiry, the actions, a DPoP proof for a bound token, and revocation through introspection).
  *
  * Run it next to the broker: `npx wrangler dev -c examples/tickets-api/wrangler.toml` (`npm run demo`
- * starts it). In production, TESSERA_ISSUER is the broker's URL and TICKETS_AUDIENCE this API's audience.
+ * starts it); for a broker elsewhere than localhost:8787, add `--var TESSERA_ISSUER:<the broker's issuer>`.
+ * In production, TESSERA_ISSUER is the broker's URL and TICKETS_AUDIENCE this API's audience.
  */
 import { env } from 'cloudflare:workers';
 import { type AgentVariables, requireAgent } from '@tessera/verify/hono';

@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { type AccessTokenInput, accessTokenClaims, signAccessToken, taskHash } from '../../worker/core/access-token';
 
 const ISSUER = 'https://broker.example';
-const NOW = new Date('2025-06-04T10:00:00.750Z');
+/** 750 ms into a second: claims in epoch seconds round it down. */
+const NOW = new Date(Math.floor(Date.now() / 1000) * 1000 + 750);
 const T = Math.floor(NOW.getTime() / 1000);
 
 function input(overrides: Partial<AccessTokenInput> = {}): AccessTokenInput {
@@ -41,7 +42,7 @@ describe('accessTokenClaims (RFC 9068 §2.2)', () => {
 
   it('truncates now to whole seconds for iat and nbf', () => {
     const claims = accessTokenClaims(input());
-    expect(claims.iat).toBe(1_749_031_200);
+    expect(claims.iat).toBe((NOW.getTime() - 750) / 1000);
     expect(claims.nbf).toBe(claims.iat);
   });
 
@@ -81,9 +82,9 @@ describe('signAccessToken', () => {
   it('signs the claims with ES256 under typ at+jwt and the key id', async () => {
     const { publicKey, privateKey } = await generateKeyPair('ES256');
     const claims = accessTokenClaims(input());
-    const token = await signAccessToken(claims, { kid: 'key-2025-06-04', key: privateKey });
+    const token = await signAccessToken(claims, { kid: 'signing-key-1', key: privateKey });
 
-    expect(decodeProtectedHeader(token)).toEqual({ alg: 'ES256', typ: 'at+jwt', kid: 'key-2025-06-04' });
+    expect(decodeProtectedHeader(token)).toEqual({ alg: 'ES256', typ: 'at+jwt', kid: 'signing-key-1' });
     const { payload } = await jwtVerify(token, publicKey, {
       algorithms: ['ES256'],
       typ: 'at+jwt',

@@ -20,8 +20,8 @@ import {
 } from '../../worker/core/approval';
 import type { ApprovalRequirement } from '../../worker/core/policy';
 
-/** 2025-06-04T10:00:00Z, in epoch seconds. */
-const NOW = Date.parse('2025-06-04T10:00:00Z') / 1000;
+/** The time every call is given, in epoch seconds. */
+const NOW = Math.floor(Date.now() / 1000);
 const INTERVAL = 5;
 const EXPIRES_IN = 900;
 const OWNER = 'alice@example.com';

@@ -24,7 +24,8 @@ import { DEMO_AGENT, DEMO_KID, demoSigningKey } from '../helpers';
 import { rejectionOf } from './refusal';
 
 const BROKER = 'https://broker.example';
-const NOW = new Date('2025-06-04T10:00:00Z');
+/** The time every verification is given: a whole second, so that claims in epoch seconds meet it exactly. */
+const NOW = new Date(Math.floor(Date.now() / 1000) * 1000);
 const T = NOW.getTime() / 1000;
 
 const demo = loadedPolicy().bundle;

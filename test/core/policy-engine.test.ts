@@ -34,7 +34,7 @@ function context(overrides: Partial<TaskContext> = {}): TaskContext {
     justification_present: false,
     approved: false,
     requested_ttl: 300,
-    now: 1_780_000_000,
+    now: Math.floor(Date.now() / 1000),
     hour_utc: 10,
     weekday_utc: 3,
     attestation: 'self',

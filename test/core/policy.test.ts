@@ -13,10 +13,21 @@ import { refusalOf } from './refusal';
 const TICKETS = 'https://tickets.example.com';
 const GRAPH = 'https://graph.example.com';
 const PAYROLL = 'https://payroll.example.com';
+/**
+ * The last `weekday` (0 = Sunday) at `hour`:00 UTC, today included: a time that names its weekday and hour,
+ * taken from the clock rather than from a calendar date (`authorize` reads only the `now` it is given).
+ */
+function lastUtc(weekday: number, hour: number): Date {
+  const day = new Date(Date.now());
+  day.setUTCDate(day.getUTCDate() - ((day.getUTCDay() - weekday + 7) % 7));
+  day.setUTCHours(hour, 0, 0, 0);
+  return day;
+}
+
 /** A Wednesday, inside the business hours of `support-close-in-hours`. */
-const WEDNESDAY_10H = new Date('2025-06-04T10:00:00Z');
-const SATURDAY_10H = new Date('2025-06-07T10:00:00Z');
-const WEDNESDAY_19H = new Date('2025-06-04T19:00:00Z');
+const WEDNESDAY_10H = lastUtc(3, 10);
+const SATURDAY_10H = lastUtc(6, 10);
+const WEDNESDAY_19H = lastUtc(3, 19);
 
 const { bundle: demo, engine: cedar } = loadedPolicy();
 const { defaultTtl, maxTtl } = demo.settings.tokens;

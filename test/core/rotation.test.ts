@@ -13,7 +13,7 @@ import {
 const DAY = 86_400;
 /** The broker's own numbers: a daily key, retired keys kept for the 3600-second TTL ceiling plus 30 s skew. */
 const CONFIG: RotationConfig = { period: DAY, retention: 3630 };
-const T0 = 1_749_000_000;
+const T0 = Math.floor(Date.now() / 1000);
 
 /** A stored key for a window; its kid names the window's start, so plans read plainly. */
 function key({ notBefore, notAfter }: KeyWindow): KeyRecord {
