@@ -32,6 +32,7 @@ const CALLS: Record<string, string[]> = {
   'approvals deny': ['approvals', 'deny', 'a.demo-agent', '--reason', 'x'],
   'audit list': ['audit', 'list'],
   'audit verify': ['audit', 'verify'],
+  'audit backlog': ['audit', 'backlog'],
   health: ['health'],
 };
 const NAMES = Object.keys(CALLS);

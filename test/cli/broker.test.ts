@@ -355,9 +355,23 @@ describe('audit', () => {
   it('verifies the chain', async () => {
     const run = await cli(['audit', 'verify'], { env: auditor });
     expect(run.code, run.stderr).toBe(0);
-    expect(run.stdout).toMatch(/^the audit chain holds: \d+ records, head seq \d+ \([0-9a-f]{64}\)\n$/);
+    expect(run.stdout).toMatch(
+      /^the audit chain holds: \d+ records, head seq \d+ \([0-9a-f]{64}\); \d+ decision-time chains, \d+ records\n$/,
+    );
     const json = JSON.parse((await cli(['audit', 'verify', '--json'], { env: auditor })).stdout);
     expect(json).toMatchObject({ valid: true, problems: [] });
+  });
+
+  it('shows the backlog on its way to D1, and what the writer has done', async () => {
+    const run = await cli(['audit', 'backlog'], { env: auditor });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/^(nothing waits for D1|\d+ records wait for D1, the oldest for [\d.]+ s)\n/);
+    expect(run.stdout).toMatch(/^D1: \d+ write queries, \d+ records written, 0 failed\n/m);
+    const json = JSON.parse((await cli(['audit', 'backlog', '--json'], { env: auditor })).stdout) as {
+      d1: { write_queries: number; records_written: number };
+    };
+    expect(json.d1.records_written).toBeGreaterThan(0);
+    expect(json.d1.write_queries).toBeGreaterThan(0);
   });
 });
 

@@ -307,6 +307,21 @@ describe('the /token pipeline: what the agent object decides', () => {
     expect(decodeJwt(answer.body.access_token).approval).toEqual({ id: approvalId, by: 'erin@example.com' });
   });
 
+  it('puts a collected approval back when its token cannot be signed, and answers 503', async () => {
+    const approvalId = `${crypto.randomUUID()}.${DEMO_AGENT}`;
+    const { deps, seen } = fakes({
+      key: BROKEN_KEY,
+      answer: () => ({ outcome: 'granted', approvedBy: ['erin@example.com'] }),
+    });
+    const answer = await exchangeToken(
+      await input({ audience: IAM, scope: DISABLE_USER, task: incidentTask(), approval_id: approvalId }),
+      deps,
+    );
+    expect(answer).toMatchObject({ kind: 'refused', refusal: { status: 503, reason: 'signing_unavailable' } });
+    expect(seen.releases).toEqual([approvalId]);
+    expect(seen.agentRecords).toEqual([]);
+  });
+
   it('answers an approval not yet decided with authorization_pending and the poll interval', async () => {
     const approvalId = `${crypto.randomUUID()}.${DEMO_AGENT}`;
     const { deps } = fakes({

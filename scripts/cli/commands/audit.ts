@@ -1,4 +1,7 @@
-/** `audit list|verify`: what was decided, and whether the hash chain over it holds (`/admin/audit`). */
+/**
+ * `audit list|verify|backlog`: what was decided, whether the hash chains over it hold, and what is still on
+ * its way to D1 (`/admin/audit`).
+ */
 import { Command, InvalidArgumentError, Option } from '@commander-js/extra-typings';
 import { z } from 'zod';
 import { CliError } from '../errors';
@@ -29,7 +32,28 @@ const Verification = z.object({
   valid: z.boolean(),
   records: z.number(),
   head: z.object({ seq: z.number(), hash: z.string() }),
-  problems: z.array(z.object({ seq: z.number(), problem: z.string() })),
+  chains: z.object({ checked: z.number(), records: z.number() }),
+  problems: z.array(z.object({ seq: z.number(), chain: z.string().optional(), problem: z.string() })),
+});
+const Backlog = z.object({
+  waiting: z.number(),
+  oldest_waiting_seconds: z.number().nullable(),
+  chains: z.array(
+    z.object({
+      chain: z.string(),
+      waiting: z.number(),
+      oldest_waiting_seconds: z.number().nullable(),
+      failures: z.number(),
+      last_error: z.string().nullable(),
+    }),
+  ),
+  d1: z.object({
+    write_queries: z.number(),
+    records_written: z.number(),
+    failed_queries: z.number(),
+    last_error: z.string().nullable(),
+    last_write_at: z.string().nullable(),
+  }),
 });
 
 const ROLE = 'admin or auditor';
@@ -71,7 +95,8 @@ export function auditCommand(open: () => Session): Command {
 Examples:
   npm run cli -- audit list --agent demo-agent --decision refused --since 1h
   npm run cli -- audit list --event admin.kill_switch.set --all --json
-  npm run cli -- audit verify`,
+  npm run cli -- audit verify
+  npm run cli -- audit backlog`,
     );
 
   command
@@ -149,13 +174,13 @@ Examples:
       if (options.json) session.io.out(jsonText(report));
       else if (report.valid)
         session.io.out(
-          `the audit chain holds: ${report.records} records, head seq ${report.head.seq} (${report.head.hash})\n`,
+          `the audit chain holds: ${report.records} records, head seq ${report.head.seq} (${report.head.hash}); ${report.chains.checked} decision-time chains, ${report.chains.records} records\n`,
         );
       else
         session.io.out(
           table(
-            ['SEQ', 'PROBLEM'],
-            report.problems.map((problem) => [String(problem.seq), problem.problem]),
+            ['CHAIN', 'SEQ', 'PROBLEM'],
+            report.problems.map((problem) => [problem.chain ?? 'seals', String(problem.seq), problem.problem]),
             'no problems listed',
           ),
         );
@@ -163,6 +188,47 @@ Examples:
         throw new CliError(
           `the audit chain is broken: ${report.problems.length} problems (records changed or deleted)`,
         );
+    });
+
+  command
+    .command('backlog')
+    .description('records committed and not yet in D1, and what the D1 writer has done (role admin or auditor)')
+    .addOption(jsonOption())
+    .action(async (options) => {
+      const session = open();
+      const backlog = await request(
+        session,
+        { method: 'GET', path: '/admin/audit/backlog', bearer: session.adminToken(ROLE) },
+        { schema: Backlog, role: ROLE },
+      );
+      if (options.json) {
+        session.io.out(jsonText(backlog));
+        return;
+      }
+      const age = (seconds: number | null) => (seconds === null ? '' : `${seconds.toFixed(1)} s`);
+      session.io.out(
+        backlog.waiting === 0
+          ? 'nothing waits for D1\n'
+          : `${backlog.waiting} records wait for D1, the oldest for ${age(backlog.oldest_waiting_seconds)}\n`,
+      );
+      if (backlog.chains.length > 0)
+        session.io.out(
+          table(
+            ['CHAIN', 'WAITING', 'OLDEST', 'FAILURES', 'LAST ERROR'],
+            backlog.chains.map((chain) => [
+              chain.chain,
+              String(chain.waiting),
+              age(chain.oldest_waiting_seconds),
+              String(chain.failures),
+              chain.last_error ?? '',
+            ]),
+            '',
+          ),
+        );
+      const { d1 } = backlog;
+      session.io.out(
+        `D1: ${d1.write_queries} write queries, ${d1.records_written} records written, ${d1.failed_queries} failed${d1.last_error === null ? '' : ` (last error: ${d1.last_error})`}\n`,
+      );
     });
 
   return command;
