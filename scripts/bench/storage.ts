@@ -7,7 +7,7 @@
  *   knows D1 is complete before it checks the records;
  * - the `Server-Timing` header of every `/token` answer has one entry per storage round trip the answer
  *   waited for in series (counted by `load.ts`);
- * - `audit_events.stored_at` (set by D1 when the row is inserted) minus the record's `at` is the **audit
+ * - `audit_events.stored_at` (set by the audit writer as it sends the batch) minus the record's `at` is the **audit
  *   delay to D1**.
  *
  * A broker that provides none of these (one that writes its records to D1 on the request path) gets

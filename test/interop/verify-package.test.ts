@@ -10,10 +10,12 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { PROJECT_ROOT } from '../../scripts/lib/local-broker';
+import { shiftClock } from '../clock/offset';
 import { exchangeParameters, TICKETS, TOKEN_EXCHANGE } from './agent';
 
 const brokerUrl = inject('brokerUrl');
@@ -34,6 +36,18 @@ async function exec(file: string, args: string[], cwd: string): Promise<string> 
 }
 
 const node = (args: string[], cwd: string) => exec(process.execPath, args, cwd);
+
+/**
+ * Runs a compiled consumer on the tests' clock: under `npm run test:next-year` the broker signs a year
+ * ahead, so the consumer's process starts with `shiftClock` too (a module it imports first).
+ */
+async function runConsumer(compiled: string, args: string[], cwd: string): Promise<string> {
+  const offsetMs = inject('clockOffsetMs');
+  if (offsetMs === 0) return node([compiled, ...args], cwd);
+  const prelude = join(cwd, 'clock-ahead.mjs');
+  await writeFile(prelude, `(${shiftClock.toString()})(${offsetMs});\n`);
+  return node(['--import', pathToFileURL(prelude).href, compiled, ...args], cwd);
+}
 const tsc = (project: string, cwd: string) => node([TSC, '-p', project], cwd);
 
 async function installed(name: string): Promise<{ version: string; bin?: Record<string, string> }> {
@@ -87,7 +101,7 @@ async function freshToken(): Promise<string> {
 async function expectConsumerVerifies(compiled: string, cwd: string): Promise<void> {
   const token = await freshToken();
   const claims = decodeJwt(token) as { owner: string; task: { id: string } };
-  const output = JSON.parse(await node([compiled, brokerUrl, TICKETS, token], cwd));
+  const output = JSON.parse(await runConsumer(compiled, [brokerUrl, TICKETS, token], cwd));
   expect(output).toEqual({
     claims: { sub: 'demo-agent', owner: claims.owner, task: claims.task.id },
     otherAudience: 'wrong_audience',

@@ -25,10 +25,12 @@ function writeWindowMs(env: Env): number {
 /** Bytes of records in one D1 query: far below D1's 2 MB limit on a bound value. */
 const MAX_QUERY_BYTES = 1_000_000;
 
-/** One query, one bound parameter: the records as a JSON array; those already in D1 are skipped. */
+/**
+ * One query, two bound parameters: the records as a JSON array, and the time the writer sends them
+ * (`stored_at`, on the Workers clock that also stamped each decision's `at`); those already in D1 are skipped.
+ */
 const INSERT = `INSERT INTO audit_events (${RECORD_COLUMNS.join(', ')}, stored_at)
-  SELECT ${RECORD_COLUMNS.map((column) => `r.value ->> '$.${column}'`).join(', ')},
-    CAST(unixepoch('subsec') * 1000 AS INTEGER)
+  SELECT ${RECORD_COLUMNS.map((column) => `r.value ->> '$.${column}'`).join(', ')}, ?2
   FROM json_each(?1) AS r
   WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.id = r.value ->> '$.id')
   ORDER BY r.key`;
@@ -105,7 +107,7 @@ export class AuditWriter extends DurableObject<Env> {
     let made = 0;
     try {
       for (const json of queries(waiting.flatMap((call) => call.records))) {
-        const result = await this.env.AUDIT_DB.prepare(INSERT).bind(json).run();
+        const result = await this.env.AUDIT_DB.prepare(INSERT).bind(json, Date.now()).run();
         made += 1;
         added += result.meta.changes;
       }
