@@ -18,7 +18,7 @@ import {
   signAccessJwt,
   viaAccess,
 } from './admin-helpers';
-import { lastAudit, nowSeconds, readError } from './helpers';
+import { ISSUER, lastAudit, nowSeconds, readError } from './helpers';
 
 const ACCESS_KID = 'access-test-key-1';
 
@@ -254,5 +254,55 @@ describe('/admin/*: Cloudflare Access JWTs that must be refused', () => {
     });
     expect(response.status).toBe(403);
     expect(await lastAudit()).toMatchObject({ actor: 'demo-auditor', actorRole: 'auditor' });
+  });
+});
+
+describe('/admin/*: a write a browser sends from another origin (CSRF behind Access)', () => {
+  /** Status of the kill switch as an auditor reads it. */
+  async function killSwitchEngaged(): Promise<boolean> {
+    const response = await adminFetch('/admin/kill-switch', { headers: bearer(creds.auditor) });
+    return ((await response.json()) as { engaged: boolean }).engaged;
+  }
+
+  it.each<[string, Record<string, string>]>([
+    ['Sec-Fetch-Site: cross-site', { 'sec-fetch-site': 'cross-site' }],
+    ['Sec-Fetch-Site: same-site', { 'sec-fetch-site': 'same-site' }],
+    ['an Origin of another site', { origin: 'https://attacker.example' }],
+    ['Origin: null (a sandboxed page)', { origin: 'null' }],
+  ])('refuses %s with 403 before the Access session counts, and changes nothing', async (_name, browser) => {
+    expect(await killSwitchEngaged()).toBe(false);
+    const jwt = await accessJwt('frank@example.com');
+    const { response, audit } = await sendAudited(() =>
+      adminFetch('/admin/kill-switch', {
+        method: 'PUT',
+        body: { engaged: true, reason: 'a form on another site' },
+        headers: { ...viaAccess(jwt), ...browser },
+      }),
+    );
+    expect(response.status).toBe(403);
+    expect(response.headers.get('cache-control')).toBe('no-store');
+    expect(await readError(response)).toEqual({
+      error: 'access_denied',
+      error_description: 'an admin change is taken from the console on this origin or from a client that is not a browser',
+    });
+    expect(audit).toMatchObject({ event: 'admin.kill_switch.set', decision: 'refused', reason: 'cross_origin' });
+    expect(await killSwitchEngaged()).toBe(false);
+  });
+
+  it('takes a write from a page of its own origin, and reads from anywhere', async () => {
+    const jwt = await accessJwt('frank@example.com');
+    const sameOrigin = { origin: new URL(ISSUER).origin, 'sec-fetch-site': 'same-origin' };
+    for (const action of ['suspend', 'resume']) {
+      const response = await adminFetch(`/admin/agents/graph-indexer/${action}`, {
+        method: 'POST',
+        body: { reason: `console ${action} drill` },
+        headers: { ...viaAccess(jwt), ...sameOrigin },
+      });
+      expect(response.status, await response.clone().text()).toBe(200);
+    }
+    const read = await adminFetch('/admin/agents/graph-indexer', {
+      headers: { ...viaAccess(jwt), origin: 'https://attacker.example', 'sec-fetch-site': 'cross-site' },
+    });
+    expect(read.status).toBe(200);
   });
 });

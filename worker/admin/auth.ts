@@ -73,8 +73,25 @@ async function identify(
   return {};
 }
 
+/** Methods a browser may send cross-site without asking (CORS preflight) only as reads, never as writes. */
+const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * Whether a browser sent this admin write from a page of another origin. Behind Access the browser's session
+ * cookie comes along and signs the request in, so a form on any site could engage the kill switch (CSRF).
+ * Browsers name the sender in `Sec-Fetch-Site` and `Origin`; the CLI, curl and scripts send neither.
+ */
+function fromAnotherOrigin(request: Request): boolean {
+  if (READ_METHODS.has(request.method)) return false;
+  const site = request.headers.get('sec-fetch-site');
+  if (site !== null && site !== 'same-origin' && site !== 'none') return true;
+  const origin = request.headers.get('origin');
+  return origin !== null && origin !== new URL(request.url).origin;
+}
+
 /**
  * Requires an admin identity holding one of `roles`; sets it as `c.var.admin` and on the audit record.
+ * An admin write a browser sends from another origin is refused before any credential is looked at.
  * Runs after `startAudit`, so every refusal here is audited.
  */
 export function requireRole(...roles: AdminRole[]) {
@@ -82,6 +99,7 @@ export function requireRole(...roles: AdminRole[]) {
     throw new TypeError(`requireRole needs roles from ${ADMIN_ROLES.join(', ')}`);
   }
   return createMiddleware<AdminEnv>(async function requireRole(c, next) {
+    if (fromAnotherOrigin(c.req.raw)) throw refuse('cross_origin');
     const credential = bearerCredential(c);
     const assertion = c.req.header('cf-access-jwt-assertion');
     if (credential === undefined && assertion === undefined) {

@@ -118,6 +118,11 @@ const REASONS = {
   credential_required: { code: 'invalid_token', status: 401, description: 'a credential is required' },
   credential_invalid: { code: 'invalid_token', status: 401, description: 'the credential is not valid' },
   role_required: { code: 'insufficient_scope', status: 403, description: 'the credential lacks the required role' },
+  cross_origin: {
+    code: 'access_denied',
+    status: 403,
+    description: 'an admin change is taken from the console on this origin or from a client that is not a browser',
+  },
   wrong_task: { code: 'insufficient_scope', status: 403, description: 'the token belongs to another task' },
   unknown_target: { code: 'not_found', status: 404, description: 'no such agent, token, task or approval' },
   // Broker faults: fail closed.
