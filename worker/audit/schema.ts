@@ -56,7 +56,7 @@ export const auditEvents = sqliteTable(
     chainSeq: integer('chain_seq'),
     chainPrev: text('chain_prev'),
     chainHash: text('chain_hash'),
-    /** Epoch milliseconds at which D1 received the record (set by D1, not by the broker). */
+    /** Epoch milliseconds at which the audit writer sent the record to D1 (its batch's time, on the Workers clock). */
     storedAt: integer('stored_at'),
   },
   (table) => [
