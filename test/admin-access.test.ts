@@ -283,7 +283,8 @@ describe('/admin/*: a write a browser sends from another origin (CSRF behind Acc
     expect(response.headers.get('cache-control')).toBe('no-store');
     expect(await readError(response)).toEqual({
       error: 'access_denied',
-      error_description: 'an admin change is taken from the console on this origin or from a client that is not a browser',
+      error_description:
+        'an admin change is taken from the console on this origin or from a client that is not a browser',
     });
     expect(audit).toMatchObject({ event: 'admin.kill_switch.set', decision: 'refused', reason: 'cross_origin' });
     expect(await killSwitchEngaged()).toBe(false);
