@@ -128,6 +128,8 @@ export interface DpopProofOptions {
   /** `jti`; a fresh UUID by default. */
   jti?: string;
   nonce?: string;
+  /** `ath`, the hash of the access token the proof accompanies (RFC 9449 §4.2); none by default. */
+  ath?: string;
   /** Claims to leave out, e.g. `['jti']`. */
   omit?: readonly string[];
   /** Header parameters over `{ typ: 'dpop+jwt', alg, jwk }`; one set to undefined is left out. */
@@ -145,6 +147,7 @@ export async function dpopProof(key: DpopKey, options: DpopProofOptions = {}): P
     htu: options.htu ?? `${ISSUER}/token`,
     iat: options.iat ?? nowSeconds(),
     ...(options.nonce !== undefined && { nonce: options.nonce }),
+    ...(options.ath !== undefined && { ath: options.ath }),
   };
   for (const claim of options.omit ?? []) delete payload[claim];
   const alg = options.alg ?? key.alg;

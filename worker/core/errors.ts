@@ -77,6 +77,23 @@ export const REASONS = {
   },
   invalid_dpop_proof: { code: 'invalid_dpop_proof', status: 400, description: 'the DPoP proof is not valid' },
   dpop_replayed: { code: 'invalid_dpop_proof', status: 400, description: 'the DPoP proof has already been used' },
+  // A DPoP-bound token presented as the caller's credential (RFC 9449 §7.1, §7.2).
+  dpop_bound_token: {
+    code: 'invalid_token',
+    status: 401,
+    description: 'the token is DPoP-bound: present it as Authorization: DPoP with a DPoP proof of this request',
+  },
+  dpop_unbound_token: {
+    code: 'invalid_token',
+    status: 401,
+    description: 'the DPoP scheme needs a DPoP-bound token: present this one as Authorization: Bearer',
+  },
+  dpop_proof_refused: {
+    code: 'invalid_dpop_proof',
+    status: 401,
+    description: 'the DPoP proof is not valid for this request and token',
+  },
+  dpop_proof_reused: { code: 'invalid_dpop_proof', status: 401, description: 'the DPoP proof has already been used' },
   dpop_nonce_required: {
     code: 'use_dpop_nonce',
     status: 400,
