@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'slow_down'
   | 'temporarily_unavailable'
   | 'server_error'
+  | 'invalid_client'
   | 'invalid_token'
   | 'invalid_dpop_proof'
   | 'use_dpop_nonce'
@@ -139,6 +140,13 @@ export const REASONS = {
     status: 403,
     description: 'this approver may not decide this approval',
   },
+  // An API's credential at the introspection endpoint (RFC 7662 §2.1, RFC 6749 §5.2 invalid_client).
+  client_auth_required: {
+    code: 'invalid_client',
+    status: 401,
+    description: 'introspection needs the API credential: HTTP Basic with the audience as client id',
+  },
+  client_auth_invalid: { code: 'invalid_client', status: 401, description: 'the API credential is not valid' },
   // Bearer tokens and admin credentials (RFC 6750 §3.1).
   credential_required: { code: 'invalid_token', status: 401, description: 'a credential is required' },
   credential_invalid: { code: 'invalid_token', status: 401, description: 'the credential is not valid' },
