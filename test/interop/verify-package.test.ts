@@ -14,9 +14,19 @@ import { promisify } from 'node:util';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { PROJECT_ROOT } from '../../scripts/lib/local-broker';
+import { shiftClock } from '../clock/offset';
 import { exchangeParameters, TICKETS, TOKEN_EXCHANGE } from './agent';
 
 const brokerUrl = inject('brokerUrl');
+/**
+ * Node's flags for a consumer: its clock as far ahead as the broker's (`npm run test:next-year`), so the
+ * tokens it verifies are not from its future.
+ */
+const clockOffsetMs = inject('clockOffsetMs');
+const CONSUMER_CLOCK =
+  clockOffsetMs === 0
+    ? []
+    : ['--import', `data:text/javascript,(${encodeURIComponent(shiftClock.toString())})(${clockOffsetMs})`];
 
 const PACKAGE_DIR = join(PROJECT_ROOT, 'packages/verify');
 const CONSUMER_SOURCE = join(PROJECT_ROOT, 'test/interop/verify-consumer/consumer.ts');
@@ -95,7 +105,9 @@ async function freshToken(): Promise<string> {
 async function expectConsumerVerifies(compiled: string, cwd: string): Promise<void> {
   const token = await freshToken();
   const claims = decodeJwt(token) as { owner: string; task: { id: string } };
-  const output = JSON.parse(await node([compiled, brokerUrl, TICKETS, TICKETS_INTROSPECTION, token], cwd));
+  const output = JSON.parse(
+    await node([...CONSUMER_CLOCK, compiled, brokerUrl, TICKETS, TICKETS_INTROSPECTION, token], cwd),
+  );
   expect(output).toEqual({
     claims: { sub: 'demo-agent', owner: claims.owner, task: claims.task.id },
     otherAudience: 'wrong_audience',
