@@ -10,7 +10,6 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -19,9 +18,26 @@ import { shiftClock } from '../clock/offset';
 import { exchangeParameters, TICKETS, TOKEN_EXCHANGE } from './agent';
 
 const brokerUrl = inject('brokerUrl');
+/**
+ * Node's flags for a consumer: its clock as far ahead as the broker's (`npm run test:next-year`), so the
+ * tokens it verifies are not from its future.
+ */
+const clockOffsetMs = inject('clockOffsetMs');
+const CONSUMER_CLOCK =
+  clockOffsetMs === 0
+    ? []
+    : ['--import', `data:text/javascript,(${encodeURIComponent(shiftClock.toString())})(${clockOffsetMs})`];
 
 const PACKAGE_DIR = join(PROJECT_ROOT, 'packages/verify');
 const CONSUMER_SOURCE = join(PROJECT_ROOT, 'test/interop/verify-consumer/consumer.ts');
+/** The demo tickets API's committed introspection credential, which the consumer introspects with. */
+const TICKETS_INTROSPECTION =
+  (
+    JSON.parse(await readFile(join(PROJECT_ROOT, 'scripts/demo/introspection-credentials.json'), 'utf8')) as Record<
+      string,
+      string
+    >
+  )[TICKETS] ?? '';
 const require = createRequire(import.meta.url);
 const TSC = require.resolve('typescript/bin/tsc');
 /** Compiling and running under a loaded machine can take a while. */
@@ -37,17 +53,6 @@ async function exec(file: string, args: string[], cwd: string): Promise<string> 
 
 const node = (args: string[], cwd: string) => exec(process.execPath, args, cwd);
 
-/**
- * Runs a compiled consumer on the tests' clock: under `npm run test:next-year` the broker signs a year
- * ahead, so the consumer's process starts with `shiftClock` too (a module it imports first).
- */
-async function runConsumer(compiled: string, args: string[], cwd: string): Promise<string> {
-  const offsetMs = inject('clockOffsetMs');
-  if (offsetMs === 0) return node([compiled, ...args], cwd);
-  const prelude = join(cwd, 'clock-ahead.mjs');
-  await writeFile(prelude, `(${shiftClock.toString()})(${offsetMs});\n`);
-  return node(['--import', pathToFileURL(prelude).href, compiled, ...args], cwd);
-}
 const tsc = (project: string, cwd: string) => node([TSC, '-p', project], cwd);
 
 async function installed(name: string): Promise<{ version: string; bin?: Record<string, string> }> {
@@ -101,7 +106,9 @@ async function freshToken(): Promise<string> {
 async function expectConsumerVerifies(compiled: string, cwd: string): Promise<void> {
   const token = await freshToken();
   const claims = decodeJwt(token) as { owner: string; task: { id: string } };
-  const output = JSON.parse(await runConsumer(compiled, [brokerUrl, TICKETS, token], cwd));
+  const output = JSON.parse(
+    await node([...CONSUMER_CLOCK, compiled, brokerUrl, TICKETS, TICKETS_INTROSPECTION, token], cwd),
+  );
   expect(output).toEqual({
     claims: { sub: 'demo-agent', owner: claims.owner, task: claims.task.id },
     otherAudience: 'wrong_audience',

@@ -2,7 +2,7 @@
  * Reading the audit log: filters, newest first, cursor pagination (`GET /admin/audit`), and the lookups
  * admins need to act on what it shows (a token's agent, a task's agents).
  */
-import { and, desc, eq, getTableColumns, gte, inArray, lt, lte, type SQL } from 'drizzle-orm';
+import { and, desc, eq, getTableColumns, gte, lt, lte, type SQL } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/d1';
 import { z } from 'zod';
 import { publicEcho } from '../core/errors';
@@ -30,25 +30,26 @@ export const AuditQuery = z.strictObject({
 export type AuditQuery = z.infer<typeof AuditQuery>;
 
 const TIME = 'an ISO 8601 date and time with a UTC offset, such as 2026-12-01T09:30:00Z or 2026-12-01T10:30:00+01:00';
-const QUERY_HINTS: Readonly<Record<string, string>> = {
-  agent: 'agent is an agent id, 1-128 characters',
-  task: 'task is a task id, 1-128 characters',
-  decision: 'decision is granted or refused',
-  event: 'event is an event name such as token.exchange, 1-64 characters',
-  since: `since is ${TIME}`,
-  until: `until is ${TIME}`,
-  cursor: 'cursor is the next_cursor of the previous page',
-  limit: 'limit is a whole number from 1 to 500',
-};
+/** What each parameter must be, in our own words. A `Map`: the parameter comes from the request. */
+export const QUERY_HINTS: ReadonlyMap<string, string> = new Map([
+  ['agent', 'agent is an agent id, 1-128 characters'],
+  ['task', 'task is a task id, 1-128 characters'],
+  ['decision', 'decision is granted or refused'],
+  ['event', 'event is an event name such as token.exchange, 1-64 characters'],
+  ['since', `since is ${TIME}`],
+  ['until', `until is ${TIME}`],
+  ['cursor', 'cursor is the next_cursor of the previous page'],
+  ['limit', 'limit is a whole number from 1 to 500'],
+]);
 
 /** The public text for a query that does not parse: the parameter, and the form it takes. */
 export function auditQueryProblem(error: z.ZodError): string {
   const [issue] = error.issues;
   if (issue?.code === 'unrecognized_keys') {
-    return `unknown parameter ${publicEcho(issue.keys[0] ?? '')}: the parameters are ${Object.keys(QUERY_HINTS).join(', ')}`;
+    return `unknown parameter ${publicEcho(issue.keys[0] ?? '')}: the parameters are ${[...QUERY_HINTS.keys()].join(', ')}`;
   }
   const field = String(issue?.path[0] ?? '');
-  return `invalid ${field}: ${QUERY_HINTS[field] ?? 'see docs/api.md'}`;
+  return `invalid ${publicEcho(field)}: ${QUERY_HINTS.get(field) ?? 'see docs/api.md'}`;
 }
 
 const COLUMNS = Object.entries(getTableColumns(auditEvents)).map(([field, column]) => [field, column.name] as const);
@@ -73,7 +74,11 @@ export interface AuditPage {
   nextCursor: string | null;
 }
 
-/** One page of records matching `query`, newest first, their seals, and the next page's cursor (null at the end). */
+/**
+ * One page of records matching `query`, newest first, their seals, and the next page's cursor (null at the
+ * end). The seals come in the same query, by a join: a lookup by the page's `seq`s would bind one parameter
+ * per record, and D1 allows 100 bound parameters per query.
+ */
 export async function listAudit(db: D1Database, query: AuditQuery): Promise<AuditPage> {
   const conditions: SQL[] = [];
   if (query.agent !== undefined) conditions.push(eq(auditEvents.agent, query.agent));
@@ -84,29 +89,20 @@ export async function listAudit(db: D1Database, query: AuditQuery): Promise<Audi
   if (query.until !== undefined) conditions.push(lte(auditEvents.at, Date.parse(query.until)));
   if (query.cursor !== undefined) conditions.push(lt(auditEvents.seq, Number(query.cursor)));
   const rows = await drizzle(db)
-    .select()
+    .select({ record: auditEvents, seal: { prevHash: auditSeals.prevHash, hash: auditSeals.hash } })
     .from(auditEvents)
+    .leftJoin(auditSeals, eq(auditSeals.seq, auditEvents.seq))
     .where(and(...conditions))
     .orderBy(desc(auditEvents.seq))
     .limit(query.limit + 1);
-  const records = rows.slice(0, query.limit);
-  const last = records.at(-1);
-  const sealRows =
-    records.length === 0
-      ? []
-      : await drizzle(db)
-          .select()
-          .from(auditSeals)
-          .where(
-            inArray(
-              auditSeals.seq,
-              records.map((record) => record.seq),
-            ),
-          );
+  const page = rows.slice(0, query.limit);
+  const last = page.at(-1);
+  const seals = new Map<number, { prevHash: string; hash: string }>();
+  for (const { record, seal } of page) if (seal !== null) seals.set(record.seq, seal);
   return {
-    records,
-    seals: new Map(sealRows.map((seal) => [seal.seq, { prevHash: seal.prevHash, hash: seal.hash }])),
-    nextCursor: rows.length > query.limit && last !== undefined ? String(last.seq) : null,
+    records: page.map((row) => row.record),
+    seals,
+    nextCursor: rows.length > query.limit && last !== undefined ? String(last.record.seq) : null,
   };
 }
 

@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'slow_down'
   | 'temporarily_unavailable'
   | 'server_error'
+  | 'invalid_client'
   | 'invalid_token'
   | 'invalid_dpop_proof'
   | 'use_dpop_nonce'
@@ -33,7 +34,15 @@ interface ReasonSpec {
 
 const ATTESTATION_REJECTED = 'the attestation could not be verified';
 
-const REASONS = {
+/**
+ * RFC 6749 §5.2: `error_description` is `%x20-21 / %x23-5B / %x5D-7E`, printable ASCII without `"` and `\`.
+ * Every description is built from words here and in the hint tables, plus input passed through
+ * {@link publicEcho}.
+ */
+export const DESCRIPTION_CHARACTERS = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/** Every reason a refusal can have: its public code, status and description. */
+export const REASONS = {
   // Malformed requests (RFC 6749 §5.2 invalid_request).
   unsupported_media_type: {
     code: 'invalid_request',
@@ -69,6 +78,23 @@ const REASONS = {
   },
   invalid_dpop_proof: { code: 'invalid_dpop_proof', status: 400, description: 'the DPoP proof is not valid' },
   dpop_replayed: { code: 'invalid_dpop_proof', status: 400, description: 'the DPoP proof has already been used' },
+  // A DPoP-bound token presented as the caller's credential (RFC 9449 §7.1, §7.2).
+  dpop_bound_token: {
+    code: 'invalid_token',
+    status: 401,
+    description: 'the token is DPoP-bound: present it as Authorization: DPoP with a DPoP proof of this request',
+  },
+  dpop_unbound_token: {
+    code: 'invalid_token',
+    status: 401,
+    description: 'the DPoP scheme needs a DPoP-bound token: present this one as Authorization: Bearer',
+  },
+  dpop_proof_refused: {
+    code: 'invalid_dpop_proof',
+    status: 401,
+    description: 'the DPoP proof is not valid for this request and token',
+  },
+  dpop_proof_reused: { code: 'invalid_dpop_proof', status: 401, description: 'the DPoP proof has already been used' },
   dpop_nonce_required: {
     code: 'use_dpop_nonce',
     status: 400,
@@ -114,6 +140,13 @@ const REASONS = {
     status: 403,
     description: 'this approver may not decide this approval',
   },
+  // An API's credential at the introspection endpoint (RFC 7662 §2.1, RFC 6749 §5.2 invalid_client).
+  client_auth_required: {
+    code: 'invalid_client',
+    status: 401,
+    description: 'introspection needs the API credential: HTTP Basic with the audience as client id',
+  },
+  client_auth_invalid: { code: 'invalid_client', status: 401, description: 'the API credential is not valid' },
   // Bearer tokens and admin credentials (RFC 6750 §3.1).
   credential_required: { code: 'invalid_token', status: 401, description: 'a credential is required' },
   credential_invalid: { code: 'invalid_token', status: 401, description: 'the credential is not valid' },
@@ -212,19 +245,21 @@ export function publicEcho(input: string): string {
   return safe.length > 64 ? `${safe.slice(0, 61)}...` : safe;
 }
 
+/** The public text of each kind of thing an admin call can name that does not exist. */
+export const NOT_FOUND_HINTS = {
+  agent: 'no such agent in the inventory (policies/agents.yaml)',
+  token: 'no token was issued with that jti',
+  task: 'no token was issued for that task',
+  approval: 'no such approval',
+} as const;
+
 /** What an admin call names that does not exist: 404, saying which kind of thing was not found. */
 export function notFound(
-  kind: 'agent' | 'token' | 'task' | 'approval',
+  kind: keyof typeof NOT_FOUND_HINTS,
   detail: Record<string, unknown>,
   options?: RefusalOptions,
 ) {
-  const hint = {
-    agent: 'no such agent in the inventory (policies/agents.yaml)',
-    token: 'no token was issued with that jti',
-    task: 'no token was issued for that task',
-    approval: 'no such approval',
-  }[kind];
-  return refuse('unknown_target', detail, { ...options, description: hint });
+  return refuse('unknown_target', detail, { ...options, description: NOT_FOUND_HINTS[kind] });
 }
 
 /** A failure of a key source itself (a JWKS that does not answer), as opposed to a bad token. */

@@ -9,12 +9,13 @@ import { z } from 'zod';
 import { type AdminEnv, requireRole } from '../admin/auth';
 import type { AgentStatus } from '../agents/agent-state';
 import type { KillSwitchReport } from '../control/kill-switch';
-import { notFound, refuse } from '../core/errors';
+import { notFound, publicEcho, refuse } from '../core/errors';
+import { clip } from '../core/well-formed';
 import type { AppEnv } from '../http/app-env';
 import { recordGranted, startAudit } from '../http/audit-trail';
 import { NO_STORE } from '../http/errors';
 import { readFields } from '../http/read-body';
-import type { Agent } from '../policy/bundle';
+import { type Agent, inventoryAgent } from '../policy/bundle';
 import { loadedPolicy } from '../policy/loaded';
 import { agentStore } from '../stores/agents';
 import { auditDb } from '../stores/audit-log';
@@ -27,12 +28,24 @@ const KillSwitchBody = z.object({
   reason: Reason,
 });
 
+/** What each member of an admin body must be, in our own words (never zod's, which may quote). */
+export const ADMIN_BODY_HINTS: ReadonlyMap<string, string> = new Map([
+  ['reason', 'reason is why, 1-1000 characters'],
+  ['engaged', 'engaged is true or false'],
+]);
+
+/** Reads an admin body with `schema`; a member that fails it is named, with what it must be. */
 export async function readBody<S extends z.ZodType>(c: Context<AdminEnv>, schema: S): Promise<z.output<S>> {
   const parsed = schema.safeParse(await readFields(c.req.raw));
   if (!parsed.success) {
     const [issue] = parsed.error.issues;
     const field = issue?.path.join('.') || 'body';
-    throw refuse('invalid_field', { field }, { description: `invalid ${field}: ${issue?.message ?? 'invalid'}` });
+    const hint = ADMIN_BODY_HINTS.get(field) ?? 'the body is a JSON object: see docs/api.md';
+    throw refuse(
+      'invalid_field',
+      { field: clip(field, 128) },
+      { description: `invalid ${publicEcho(field)}: ${hint}` },
+    );
   }
   return parsed.data;
 }
@@ -82,9 +95,8 @@ function agentJson(agent: Agent, status: AgentStatus) {
 /** The agent named in the path: it must be in the inventory. */
 function agentParam(c: Context<AdminEnv>): Agent {
   const id = c.req.param('agent') ?? '';
-  const { agents } = loadedPolicy().bundle;
-  const agent = Object.hasOwn(agents, id) ? agents[id] : undefined;
-  if (agent === undefined) throw notFound('agent', { agent: id.slice(0, 128) });
+  const agent = inventoryAgent(loadedPolicy().bundle, id);
+  if (agent === undefined) throw notFound('agent', { agent: clip(id, 128) });
   c.var.audit.agent = id;
   c.var.audit.target = `agent:${id}`;
   return agent;
@@ -98,17 +110,17 @@ const AgentListQuery = z.strictObject({
   cursor: z.string().min(1).max(64).optional(),
   limit: z
     .string()
-    .regex(/^[0-9]{1,3}$/, 'limit is a whole number from 1 to 500')
+    .regex(/^[0-9]{1,3}$/)
     .transform(Number)
-    .pipe(
-      z
-        .number()
-        .int()
-        .min(1, 'limit is a whole number from 1 to 500')
-        .max(500, 'limit is a whole number from 1 to 500'),
-    )
+    .pipe(z.number().int().min(1).max(500))
     .default(100),
 });
+
+/** What each parameter of the agent listing must be, in our own words. */
+export const AGENT_LIST_HINTS: ReadonlyMap<string, string> = new Map([
+  ['cursor', 'cursor is the next_cursor of the previous page'],
+  ['limit', 'limit is a whole number from 1 to 500'],
+]);
 
 /** Agents asked at once by a lookup that D1 could not answer yet. */
 const LOOKUP_CONCURRENCY = 50;
@@ -167,8 +179,11 @@ adminRoutes.get('/admin/agents', startAudit('admin.agent.list'), requireRole('ad
   if (!query.success) {
     const [issue] = query.error.issues;
     const field = issue?.path.join('.') || 'query';
-    const hint = issue?.code === 'unrecognized_keys' ? 'the parameters are cursor and limit' : issue?.message;
-    throw refuse('invalid_field', { field }, { description: `invalid ${field}: ${hint}` });
+    const hint =
+      issue?.code === 'unrecognized_keys'
+        ? 'the parameters are cursor and limit'
+        : (AGENT_LIST_HINTS.get(field) ?? 'see docs/api.md');
+    throw refuse('invalid_field', { field }, { description: `invalid ${publicEcho(field)}: ${hint}` });
   }
   const { cursor, limit } = query.data;
   const { agents } = loadedPolicy().bundle;
@@ -211,7 +226,7 @@ for (const action of ['revoke', 'suspend', 'resume'] as const) {
 }
 
 adminRoutes.post('/admin/tokens/:jti/revoke', startAudit('admin.token.revoke'), requireRole('admin'), async (c) => {
-  const jti = c.req.param('jti').slice(0, 128);
+  const jti = clip(c.req.param('jti'), 128);
   c.var.audit.target = `token:${jti}`;
   const { reason } = await readBody(c, ReasonBody);
   c.var.audit.adminReason = reason;
@@ -223,7 +238,7 @@ adminRoutes.post('/admin/tokens/:jti/revoke', startAudit('admin.token.revoke'), 
 });
 
 adminRoutes.post('/admin/tasks/:task_id/revoke', startAudit('admin.task.revoke'), requireRole('admin'), async (c) => {
-  const taskId = c.req.param('task_id').slice(0, 128);
+  const taskId = clip(c.req.param('task_id'), 128);
   Object.assign(c.var.audit, { target: `task:${taskId}`, taskId });
   const { reason } = await readBody(c, ReasonBody);
   c.var.audit.adminReason = reason;

@@ -7,11 +7,13 @@ import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { type AdminEnv, requireRole } from '../admin/auth';
 import { type ApprovalRecord, type ApproverRefusal, agentOfApproval, approvalStatus } from '../core/approval';
-import { notFound, refuse } from '../core/errors';
+import { notFound, publicEcho, refuse } from '../core/errors';
+import { clip } from '../core/well-formed';
 import type { AppEnv } from '../http/app-env';
 import { startAudit } from '../http/audit-trail';
 import { NO_STORE } from '../http/errors';
 import { readFields } from '../http/read-body';
+import { inventoryAgent } from '../policy/bundle';
 import { loadedPolicy } from '../policy/loaded';
 import { agentStore } from '../stores/agents';
 import { auditDb } from '../stores/audit-log';
@@ -57,10 +59,10 @@ function approvalJson(record: ApprovalRecord, now: number) {
  */
 async function loadApproval(c: Context<AdminEnv>, recordRead: boolean): Promise<ApprovalRecord> {
   const id = c.req.param('id') ?? '';
-  c.var.audit.target = `approval:${id.slice(0, 128)}`;
+  c.var.audit.target = `approval:${clip(id, 128)}`;
   const agent = agentOfApproval(id);
-  if (agent === undefined || !Object.hasOwn(loadedPolicy().bundle.agents, agent))
-    throw notFound('approval', { approval: id.slice(0, 128) });
+  if (agent === undefined || inventoryAgent(loadedPolicy().bundle, agent) === undefined)
+    throw notFound('approval', { approval: clip(id, 128) });
   const draft = recordRead ? { ...c.var.audit, agent } : undefined;
   const record = await agentStore(c.env).approval(agent, id, draft);
   if (record === undefined) throw notFound('approval', { approval: id }, { recorded: recordRead });
@@ -76,7 +78,7 @@ function approverRefusalText(rule: ApproverRefusal, record: ApprovalRecord): str
     case 'four_eyes':
       return "four-eyes: the agent's owner may not approve or deny its own agent's request";
     case 'not_in_group':
-      return `this approval needs approvers in group ${record.requirement.groups.join(' and ')}`;
+      return `this approval needs approvers in group ${record.requirement.groups.map(publicEcho).join(' and ')}`;
     case 'already_approved':
       return 'you have approved this request already: it needs another approver';
     case 'self_approval':
@@ -135,7 +137,7 @@ approvalRoutes.post('/admin/approvals/:id', startAudit('admin.approval.decide'),
     throw refuse(
       'invalid_field',
       { field },
-      { description: `invalid ${field}: decision is approve or deny, with a reason` },
+      { description: `invalid ${publicEcho(field)}: decision is approve or deny, with a reason` },
     );
   }
   const { decision, reason } = body.data;

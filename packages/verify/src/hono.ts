@@ -6,6 +6,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { DPOP_ALGORITHMS } from './dpop.js';
 import { VerifyError } from './errors.js';
+import { checkIntrospectionOptions } from './introspection.js';
 import { type AgentTokenClaims, type VerifyAgentTokenOptions, verifyAgentToken } from './token.js';
 
 /** What `requireAgent` sets on the context: `c.get('agent')`. */
@@ -40,17 +41,18 @@ function quoted(value: string): string {
   return `"${value.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '')}"`;
 }
 
+/** The refusal's answer: its public description only (the message, which may quote the token, is for logs). */
 function refusal(error: VerifyError, realm: string, dpopChallenge: boolean): Response {
   const params = [`realm=${quoted(realm)}`];
   if (error.error !== undefined)
-    params.push(`error=${quoted(error.error)}`, `error_description=${quoted(error.message)}`);
+    params.push(`error=${quoted(error.error)}`, `error_description=${quoted(error.description)}`);
   const challenge = dpopChallenge
     ? `DPoP ${params.join(', ')}, algs=${quoted(DPOP_ALGORITHMS.join(' '))}`
     : `Bearer ${params.join(', ')}`;
   const body =
     error.status === 503
-      ? { error: 'temporarily_unavailable', error_description: 'cannot verify the token now' }
-      : { error: error.error ?? 'invalid_request', error_description: error.message };
+      ? { error: 'temporarily_unavailable', error_description: error.description }
+      : { error: error.error ?? 'invalid_request', error_description: error.description };
   return Response.json(body, {
     status: error.status,
     headers: { 'WWW-Authenticate': challenge, 'Cache-Control': 'no-store' },
@@ -73,13 +75,15 @@ function refusal(error: VerifyError, realm: string, dpopChallenge: boolean): Res
  *   (c) => c.json({ by: c.get('agent').sub, task: c.get('agent').task.id }),
  * );
  *
- * @throws {TypeError} at creation when `issuer` or `audience` is missing. On a request, when the broker's
- *   metadata names another issuer than `issuer` (a misconfiguration, not a bad token): it reaches the app's
- *   error handler, which answers 500.
+ * @throws {TypeError} at creation when `issuer` or `audience` is missing, or `introspection` has no
+ *   credential. On a request, when the broker's metadata names another issuer than `issuer` or the broker
+ *   refuses the introspection credential (a misconfiguration, not a bad token): it reaches the app's error
+ *   handler, which answers 500.
  */
 export function requireAgent(options: RequireAgentOptions): MiddlewareHandler<{ Variables: AgentVariables }> {
   if (typeof options.issuer !== 'string' || options.issuer === '') throw new TypeError('issuer is required');
   if (typeof options.audience !== 'string' || options.audience === '') throw new TypeError('audience is required');
+  checkIntrospectionOptions(options.introspection);
   const { realm = options.audience, publicUrl, ...verifyOptions } = options;
 
   return async function requireAgentToken(c, next) {
