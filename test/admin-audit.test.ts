@@ -478,3 +478,32 @@ describe('audit_events: append-only at the database', () => {
     expect(stored).toEqual(target);
   });
 });
+
+describe('GET /admin/audit: pages of more than 100 records (D1 binds at most 100 parameters a query)', () => {
+  it('answers limit=101 and limit=500 with every sealed record’s seal', async () => {
+    // Admin reads are recorded in full (not sampled like anonymous refusals): the quickest way past 500.
+    while ((await auditRecords()).length < 520) {
+      const reads = Array.from({ length: 20 }, () =>
+        exports.default.fetch(`${ISSUER}/admin/whoami`, { headers: { authorization: `Bearer ${creds.auditor}` } }),
+      );
+      for (const response of await Promise.all(reads)) expect(response.status).toBe(200);
+    }
+    const verify = await exports.default.fetch(`${ISSUER}/admin/audit/verify`, {
+      headers: { authorization: `Bearer ${creds.auditor}` },
+    });
+    expect(verify.status, await verify.clone().text()).toBe(200);
+    const { head } = (await verify.json()) as { head: { seq: number } };
+    await drainAudit();
+    for (const limit of [101, 500]) {
+      const { records } = await page({ limit: String(limit) });
+      expect(records).toHaveLength(limit);
+      const sealed = records.filter((listed) => (listed.seq as number) <= head.seq);
+      expect(sealed.length).toBeGreaterThan(limit - 10);
+      for (const [i, listed] of sealed.entries()) {
+        expect(listed.hash, `seq ${listed.seq}`).toMatch(/^[0-9a-f]{64}$/);
+        const older = sealed[i + 1];
+        if (older !== undefined && older.seq === (listed.seq as number) - 1) expect(listed.prev_hash).toBe(older.hash);
+      }
+    }
+  });
+});

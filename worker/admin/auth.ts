@@ -47,7 +47,7 @@ async function accessIdentity(
       requiredClaims: ['exp', 'iat'],
     });
     const id = typeof payload.email === 'string' ? payload.email : payload.common_name;
-    if (typeof id !== 'string' || id === '') return undefined;
+    if (typeof id !== 'string' || id === '' || !id.isWellFormed()) return undefined;
     const rule = config.roles.find((candidate) => claimMatches(candidate.match, id));
     return { id, groups: rule?.groups ?? [], ...(rule !== undefined && { role: rule.role }) };
   } catch {

@@ -2,7 +2,7 @@
  * Reading the audit log: filters, newest first, cursor pagination (`GET /admin/audit`), and the lookups
  * admins need to act on what it shows (a token's agent, a task's agents).
  */
-import { and, desc, eq, getTableColumns, gte, inArray, lt, lte, type SQL } from 'drizzle-orm';
+import { and, desc, eq, getTableColumns, gte, lt, lte, type SQL } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/d1';
 import { z } from 'zod';
 import { publicEcho } from '../core/errors';
@@ -73,7 +73,11 @@ export interface AuditPage {
   nextCursor: string | null;
 }
 
-/** One page of records matching `query`, newest first, their seals, and the next page's cursor (null at the end). */
+/**
+ * One page of records matching `query`, newest first, their seals, and the next page's cursor (null at the
+ * end). The seals come in the same query, by a join: a lookup by the page's `seq`s would bind one parameter
+ * per record, and D1 allows 100 bound parameters per query.
+ */
 export async function listAudit(db: D1Database, query: AuditQuery): Promise<AuditPage> {
   const conditions: SQL[] = [];
   if (query.agent !== undefined) conditions.push(eq(auditEvents.agent, query.agent));
@@ -84,29 +88,20 @@ export async function listAudit(db: D1Database, query: AuditQuery): Promise<Audi
   if (query.until !== undefined) conditions.push(lte(auditEvents.at, Date.parse(query.until)));
   if (query.cursor !== undefined) conditions.push(lt(auditEvents.seq, Number(query.cursor)));
   const rows = await drizzle(db)
-    .select()
+    .select({ record: auditEvents, seal: { prevHash: auditSeals.prevHash, hash: auditSeals.hash } })
     .from(auditEvents)
+    .leftJoin(auditSeals, eq(auditSeals.seq, auditEvents.seq))
     .where(and(...conditions))
     .orderBy(desc(auditEvents.seq))
     .limit(query.limit + 1);
-  const records = rows.slice(0, query.limit);
-  const last = records.at(-1);
-  const sealRows =
-    records.length === 0
-      ? []
-      : await drizzle(db)
-          .select()
-          .from(auditSeals)
-          .where(
-            inArray(
-              auditSeals.seq,
-              records.map((record) => record.seq),
-            ),
-          );
+  const page = rows.slice(0, query.limit);
+  const last = page.at(-1);
+  const seals = new Map<number, { prevHash: string; hash: string }>();
+  for (const { record, seal } of page) if (seal !== null) seals.set(record.seq, seal);
   return {
-    records,
-    seals: new Map(sealRows.map((seal) => [seal.seq, { prevHash: seal.prevHash, hash: seal.hash }])),
-    nextCursor: rows.length > query.limit && last !== undefined ? String(last.seq) : null,
+    records: page.map((row) => row.record),
+    seals,
+    nextCursor: rows.length > query.limit && last !== undefined ? String(last.record.seq) : null,
   };
 }
 

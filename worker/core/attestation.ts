@@ -9,6 +9,7 @@ import { decodeJwt, decodeProtectedHeader, errors, type JWTPayload, type JWTVeri
 import { type Agent, ATTESTATION_ALGORITHMS, type PolicyBundle, type TrustedIssuer } from '../policy/bundle';
 import { unmatchedClaims } from './claim-match';
 import { BrokerError, KeySourceError, refuse } from './errors';
+import { isWellFormedDeep } from './well-formed';
 
 /** Finds verification keys: per trusted issuer (remote or inline JWKS) and per self-signing agent. */
 export interface KeyResolver {
@@ -127,10 +128,10 @@ function refusalFromJose(error: unknown, now: number) {
 /**
  * Verifies an attestation JWT and binds it to an agent of the inventory.
  *
- * Always enforced: the canonical compact form ({@link isCanonicalJwt}), an algorithm allow-list (never
- * `none` or HS*), the signature, `aud` = the broker issuer, `exp`, `iat` not in the future beyond the clock
- * skew, a maximum age, and a `jti` (replay is checked by the caller against the agent's durable state, using
- * {@link VerifiedAttestation.replayKey}).
+ * Always enforced: the canonical compact form ({@link isCanonicalJwt}), well-formed strings in its header
+ * and claims, an algorithm allow-list (never `none` or HS*), the signature, `aud` = the broker issuer, `exp`,
+ * `iat` not in the future beyond the clock skew, a maximum age, and a `jti` (replay is checked by the caller
+ * against the agent's durable state, using {@link VerifiedAttestation.replayKey}).
  *
  * @throws {BrokerError} `invalid_grant` with the tagged reason.
  */
@@ -145,6 +146,10 @@ export async function verifyAttestation(token: string, ctx: AttestationContext):
     unverified = decodeJwt(token);
   } catch (error) {
     throw refuse('malformed_attestation', {}, { cause: error });
+  }
+  // Its claims reach the policy and the audit log: a lone surrogate (JSON's "\ud800") is no text at all.
+  if (!isWellFormedDeep(header) || !isWellFormedDeep(unverified)) {
+    throw refuse('malformed_attestation', { check: 'lone_surrogate' });
   }
   if (typeof header.alg !== 'string' || !(ATTESTATION_ALGORITHMS as readonly string[]).includes(header.alg)) {
     throw refuse('alg_not_allowed', { alg: header.alg ?? null });

@@ -7,6 +7,7 @@
 import { createMiddleware } from 'hono/factory';
 import { type AuditDraft, type AuditOutcome, decideRecord } from '../audit/record';
 import { type BrokerError, refuse } from '../core/errors';
+import { clip } from '../core/well-formed';
 import { loadedPolicy } from '../policy/loaded';
 import { agentStore } from '../stores/agents';
 import { recordInIntake, recordUnverified } from '../stores/audit-log';
@@ -15,11 +16,12 @@ type AuditedEnv = { Bindings: Env; Variables: { audit: AuditDraft } };
 
 /** The request's origin: when, from where, with which user agent. */
 export function requestOrigin(request: Request) {
+  const userAgent = request.headers.get('user-agent');
   return {
     at: Date.now(),
     ip: request.headers.get('cf-connecting-ip'),
     colo: (request.cf?.colo as string | undefined) ?? null,
-    userAgent: request.headers.get('user-agent')?.slice(0, 256) ?? null,
+    userAgent: userAgent === null ? null : clip(userAgent, 256),
   };
 }
 

@@ -4,6 +4,7 @@
  */
 import { publicEcho, refuse } from '../core/errors';
 import { MAX_BODY_BYTES } from '../core/token-request';
+import { clip, isWellFormedDeep } from '../core/well-formed';
 
 const utf8 = new TextDecoder();
 
@@ -45,52 +46,67 @@ function mediaType(contentType: string | null): string {
   return (contentType ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
 }
 
+/** The fields of a form body (RFC 6749 §3.2: a parameter may appear once). */
+function formFields(text: string): Record<string, string> {
+  // curl -d sends this content type by default: a JSON body under it is the caller's mistake, said so.
+  if (/^\s*[[{]/.test(text)) {
+    throw refuse(
+      'malformed_body',
+      {},
+      { description: 'the body is JSON but the content type says form: send Content-Type: application/json' },
+    );
+  }
+  const fields: Record<string, string> = Object.create(null);
+  for (const [name, value] of new URLSearchParams(text)) {
+    if (Object.hasOwn(fields, name)) {
+      throw refuse(
+        'invalid_field',
+        { field: clip(name, 128) },
+        { description: `parameter ${publicEcho(name)} is repeated: send each parameter once` },
+      );
+    }
+    fields[name] = value;
+  }
+  return fields;
+}
+
+/** The members of a JSON body, which must be an object. */
+function jsonFields(text: string): Record<string, unknown> {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (error) {
+    if (error instanceof SyntaxError)
+      throw refuse('malformed_body', {}, { description: 'request body is not valid JSON' });
+    throw error;
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw refuse('malformed_body', {}, { description: 'request body must be a JSON object' });
+  }
+  return body as Record<string, unknown>;
+}
+
 /**
  * `application/x-www-form-urlencoded` (RFC 6749 §3.2: a parameter may appear once) or `application/json`
- * (an object).
+ * (an object). Every string in it, member names included, is well-formed: JSON can spell a lone surrogate
+ * (`"\ud800"`), which Cedar, the audit log and headers cannot take, so it is refused here, before anything
+ * is consumed.
  *
  * @throws {BrokerError} 415 for another content type, 413 past the size limit, 400 for a body that does not
- *   parse or that the client did not finish sending.
+ *   parse, that holds a lone surrogate, or that the client did not finish sending.
  */
 export async function readFields(request: Request): Promise<Record<string, unknown>> {
   const type = mediaType(request.headers.get('content-type'));
-  if (type === 'application/x-www-form-urlencoded') {
-    const text = await bodyText(request);
-    // curl -d sends this content type by default: a JSON body under it is the caller's mistake, said so.
-    if (/^\s*[[{]/.test(text)) {
-      throw refuse(
-        'malformed_body',
-        {},
-        { description: 'the body is JSON but the content type says form: send Content-Type: application/json' },
-      );
-    }
-    const params = new URLSearchParams(text);
-    const fields: Record<string, string> = Object.create(null);
-    for (const [name, value] of params) {
-      if (Object.hasOwn(fields, name)) {
-        throw refuse(
-          'invalid_field',
-          { field: name.slice(0, 128) },
-          { description: `parameter ${publicEcho(name)} is repeated: send each parameter once` },
-        );
-      }
-      fields[name] = value;
-    }
-    return fields;
+  let fields: Record<string, unknown>;
+  if (type === 'application/x-www-form-urlencoded') fields = formFields(await bodyText(request));
+  else if (type === 'application/json') fields = jsonFields(await bodyText(request));
+  else throw refuse('unsupported_media_type', { contentType: type });
+  if (!isWellFormedDeep(fields)) {
+    throw refuse(
+      'malformed_body',
+      { check: 'lone_surrogate' },
+      { description: 'request body has a string that is not well-formed Unicode (a lone surrogate)' },
+    );
   }
-  if (type === 'application/json') {
-    let body: unknown;
-    try {
-      body = JSON.parse(await bodyText(request));
-    } catch (error) {
-      if (error instanceof SyntaxError)
-        throw refuse('malformed_body', {}, { description: 'request body is not valid JSON' });
-      throw error;
-    }
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-      throw refuse('malformed_body', {}, { description: 'request body must be a JSON object' });
-    }
-    return body as Record<string, unknown>;
-  }
-  throw refuse('unsupported_media_type', { contentType: type });
+  return fields;
 }

@@ -10,6 +10,7 @@ import { type AdminEnv, requireRole } from '../admin/auth';
 import type { AgentStatus } from '../agents/agent-state';
 import type { KillSwitchReport } from '../control/kill-switch';
 import { notFound, refuse } from '../core/errors';
+import { clip } from '../core/well-formed';
 import type { AppEnv } from '../http/app-env';
 import { recordGranted, startAudit } from '../http/audit-trail';
 import { NO_STORE } from '../http/errors';
@@ -84,7 +85,7 @@ function agentParam(c: Context<AdminEnv>): Agent {
   const id = c.req.param('agent') ?? '';
   const { agents } = loadedPolicy().bundle;
   const agent = Object.hasOwn(agents, id) ? agents[id] : undefined;
-  if (agent === undefined) throw notFound('agent', { agent: id.slice(0, 128) });
+  if (agent === undefined) throw notFound('agent', { agent: clip(id, 128) });
   c.var.audit.agent = id;
   c.var.audit.target = `agent:${id}`;
   return agent;
@@ -211,7 +212,7 @@ for (const action of ['revoke', 'suspend', 'resume'] as const) {
 }
 
 adminRoutes.post('/admin/tokens/:jti/revoke', startAudit('admin.token.revoke'), requireRole('admin'), async (c) => {
-  const jti = c.req.param('jti').slice(0, 128);
+  const jti = clip(c.req.param('jti'), 128);
   c.var.audit.target = `token:${jti}`;
   const { reason } = await readBody(c, ReasonBody);
   c.var.audit.adminReason = reason;
@@ -223,7 +224,7 @@ adminRoutes.post('/admin/tokens/:jti/revoke', startAudit('admin.token.revoke'), 
 });
 
 adminRoutes.post('/admin/tasks/:task_id/revoke', startAudit('admin.task.revoke'), requireRole('admin'), async (c) => {
-  const taskId = c.req.param('task_id').slice(0, 128);
+  const taskId = clip(c.req.param('task_id'), 128);
   Object.assign(c.var.audit, { target: `task:${taskId}`, taskId });
   const { reason } = await readBody(c, ReasonBody);
   c.var.audit.adminReason = reason;

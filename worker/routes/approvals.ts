@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { type AdminEnv, requireRole } from '../admin/auth';
 import { type ApprovalRecord, type ApproverRefusal, agentOfApproval, approvalStatus } from '../core/approval';
 import { notFound, refuse } from '../core/errors';
+import { clip } from '../core/well-formed';
 import type { AppEnv } from '../http/app-env';
 import { startAudit } from '../http/audit-trail';
 import { NO_STORE } from '../http/errors';
@@ -57,10 +58,10 @@ function approvalJson(record: ApprovalRecord, now: number) {
  */
 async function loadApproval(c: Context<AdminEnv>, recordRead: boolean): Promise<ApprovalRecord> {
   const id = c.req.param('id') ?? '';
-  c.var.audit.target = `approval:${id.slice(0, 128)}`;
+  c.var.audit.target = `approval:${clip(id, 128)}`;
   const agent = agentOfApproval(id);
   if (agent === undefined || !Object.hasOwn(loadedPolicy().bundle.agents, agent))
-    throw notFound('approval', { approval: id.slice(0, 128) });
+    throw notFound('approval', { approval: clip(id, 128) });
   const draft = recordRead ? { ...c.var.audit, agent } : undefined;
   const record = await agentStore(c.env).approval(agent, id, draft);
   if (record === undefined) throw notFound('approval', { approval: id }, { recorded: recordRead });

@@ -6,6 +6,7 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
 import { refuse } from '../core/errors';
+import { clip } from '../core/well-formed';
 import type { AppEnv } from '../http/app-env';
 import { recordRefusal, startAudit } from '../http/audit-trail';
 import { bearerCredential, challenge, checkOwnToken } from '../http/bearer';
@@ -56,7 +57,7 @@ revocationRoutes.post('/revoke', startAudit('token.revoke'), async function revo
 
 revocationRoutes.post('/tasks/:task_id/complete', startAudit('task.complete'), async function completeTask(c) {
   const taskId = c.req.param('task_id');
-  c.var.audit.taskId = taskId.slice(0, 128);
+  c.var.audit.taskId = clip(taskId, 128);
   const token = bearerCredential(c);
   if (token === undefined) throw refuse('credential_required', {}, { headers: challenge('tessera') });
   const check = await checkOwnToken(c.env, token);

@@ -102,6 +102,9 @@ export async function verifyDpopProof(proof: string, check: DpopProofCheck): Pro
   if (typeof jti !== 'string' || jti.length === 0 || typeof htm !== 'string' || typeof htu !== 'string')
     throw new VerifyError('dpop_invalid', 'DPoP proof jti, htm and htu must be strings');
   if (nonce !== undefined && typeof nonce !== 'string') throw new VerifyError('dpop_invalid', 'nonce must be a string');
+  // A lone surrogate (JSON's "\ud800") is no text: it cannot be stored or compared as the proof's id.
+  if (![jti, htm, htu, nonce ?? ''].every((claim) => claim.isWellFormed()))
+    throw new VerifyError('dpop_invalid', 'DPoP proof jti, htm, htu and nonce must be well-formed strings');
   if (htm !== check.method) throw new VerifyError('dpop_wrong_method', `DPoP proof is for ${htm}, not ${check.method}`);
   const expected = comparableUrl(check.url);
   if (expected === undefined || comparableUrl(htu) !== expected)
