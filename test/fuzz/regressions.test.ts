@@ -14,6 +14,36 @@ import {
 } from '../helpers';
 
 describe('found by test/fuzz/token.test.ts', () => {
+  // Seed 20261201: a JSON body with `scope` twice was read with its last `scope` (JSON.parse's choice) where a
+  // proxy in front may read the first; the form encoding refuses a repeated parameter (RFC 6749 §3.2).
+  const repeats = {
+    'a top-level member': (body: string) => body.replace('{', '{"scope":"tickets:comment",'),
+    'a member spelt with an escape': (body: string) => body.replace('{', '{"sc\\u006fpe":"tickets:comment",'),
+    'a member of the task': (body: string) => body.replace('"task":{', '"task":{"description":"other",'),
+  };
+  for (const [name, repeat] of Object.entries(repeats)) {
+    it(`refuses a JSON body with ${name} twice, and the attestation stays unused`, async () => {
+      await evictAgentObject();
+      const fields = await exchangeFields({ scope: 'tickets:read' });
+      const response = await postJson(repeat(JSON.stringify(fields)));
+      const body = await expectError(response, 400, 'invalid_request');
+      expect(body.error_description).toMatch(/is repeated: send each member once$/);
+      expect(await lastAudit()).toMatchObject({ decision: 'refused', reason: 'invalid_field' });
+
+      const again = await postJson(fields);
+      expect(again.status, await again.clone().text()).toBe(200);
+    });
+  }
+
+  it('still reads a member name that appears once in each of two objects, or as a value', async () => {
+    const fields = await exchangeFields({
+      task: { description: 'description', id: 'scope' },
+      unknown: { scope: 'x', task: ['description', { description: 1 }] },
+    });
+    const response = await postJson(fields);
+    expect(response.status, await response.clone().text()).toBe(200);
+  });
+
   // Seed 20261201 (npm test's): the form encoding's `task` is a JSON string, which the body reader checks as
   // text; its `\ud800` escape became a lone surrogate in the justification, and the request was granted.
   for (const [encoding, send] of [
