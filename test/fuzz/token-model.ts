@@ -115,47 +115,47 @@ const validTaskId = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,40}$/);
 const task = fc
   .record({
     description: fc.oneof(
-      { weight: 8, arbitrary: fc.constantFrom('Summarise ticket T-1234', 'Disable j.doe (INC-77)', 'Map paths') },
+      { weight: 24, arbitrary: fc.constantFrom('Summarise ticket T-1234', 'Disable j.doe (INC-77)', 'Map paths') },
       { weight: 3, arbitrary: edgeString },
       { weight: 1, arbitrary: fc.constantFrom('d'.repeat(4096), 'd'.repeat(4097), '😀'.repeat(2048)) },
       { weight: 1, arbitrary: wrongType },
       { weight: 1, arbitrary: fc.constant(ABSENT) },
     ),
     id: fc.oneof(
-      { weight: 4, arbitrary: fc.constant(ABSENT) },
-      { weight: 4, arbitrary: validTaskId },
+      { weight: 12, arbitrary: fc.constant(ABSENT) },
+      { weight: 12, arbitrary: validTaskId },
       { weight: 1, arbitrary: fc.constant(FINISHED_TASK) },
       { weight: 1, arbitrary: fc.constantFrom(...PROTOTYPE_NAMES) },
       { weight: 1, arbitrary: fc.constantFrom('x'.repeat(128), 'x'.repeat(129), '-x', 'a b', 'a/b') },
       { weight: 1, arbitrary: junk },
     ),
     justification: fc.oneof(
-      { weight: 6, arbitrary: fc.constant(ABSENT) },
-      { weight: 3, arbitrary: fc.constant('INC-4821: suspected lateral movement') },
+      { weight: 18, arbitrary: fc.constant(ABSENT) },
+      { weight: 9, arbitrary: fc.constant('INC-4821: suspected lateral movement') },
       { weight: 1, arbitrary: fc.constantFrom('   ', '\t\n', '\u00a0', 'j'.repeat(4097)) },
       { weight: 1, arbitrary: junk },
     ),
     extra: fc.oneof(
-      { weight: 12, arbitrary: fc.constant(ABSENT) },
+      { weight: 30, arbitrary: fc.constant(ABSENT) },
       { weight: 1, arbitrary: fc.constantFrom('scope', 'owner', '__proto__', 'constructor') },
     ),
   })
   .map(({ extra, ...members }) => ({ ...members, ...(extra !== undefined && { [extra]: 'x' }) }));
 
 const scopeFor = (audience: string) => {
-  const actions = ACTIONS_BY_API[audience] ?? ACTIONS_BY_API[TICKETS] ?? [];
+  const actions = (Object.hasOwn(ACTIONS_BY_API, audience) && ACTIONS_BY_API[audience]) || bundle.cedar.actions;
   const action = fc.oneof(
-    { weight: 8, arbitrary: fc.constantFrom(...actions) },
-    { weight: 2, arbitrary: fc.constantFrom(...bundle.cedar.actions) },
+    { weight: 30, arbitrary: fc.constantFrom(...actions) },
+    { weight: 4, arbitrary: fc.constantFrom(...bundle.cedar.actions) },
     { weight: 1, arbitrary: fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,20}$/) },
     { weight: 1, arbitrary: edgeString },
   );
   const separator = fc.oneof(
-    { weight: 8, arbitrary: fc.constant(' ') },
+    { weight: 30, arbitrary: fc.constant(' ') },
     { weight: 1, arbitrary: fc.constantFrom('  ', ',', ', ', '\t', '+', '\n') },
   );
   return fc.oneof(
-    { weight: 12, arbitrary: fc.tuple(fc.array(action, { minLength: 1, maxLength: 4 }), separator) },
+    { weight: 40, arbitrary: fc.tuple(fc.array(action, { minLength: 1, maxLength: 3 }), separator) },
     { weight: 1, arbitrary: fc.constant([Array.from({ length: 33 }, (_, i) => `a${i}`), ' '] as const) },
     { weight: 1, arbitrary: fc.constant([[' ', ''], ' '] as const) },
   );
@@ -163,45 +163,76 @@ const scopeFor = (audience: string) => {
 
 const target = fc
   .oneof(
-    { weight: 12, arbitrary: fc.constantFrom(...Object.keys(ACTIONS_BY_API)) },
+    { weight: 30, arbitrary: fc.constantFrom(...Object.keys(ACTIONS_BY_API)) },
     { weight: 2, arbitrary: edgeString },
   )
   .chain((audience) =>
     fc.record({
       audience: fc.oneof(
-        { weight: 14, arbitrary: fc.constant(audience) },
+        { weight: 40, arbitrary: fc.constant(audience) },
         { weight: 1, arbitrary: fc.constant(ABSENT) },
         { weight: 1, arbitrary: wrongType },
       ),
       resource: fc.oneof(
-        { weight: 12, arbitrary: fc.constant(ABSENT) },
-        { weight: 2, arbitrary: fc.constant(audience) },
+        { weight: 36, arbitrary: fc.constant(ABSENT) },
+        { weight: 4, arbitrary: fc.constant(audience) },
         { weight: 1, arbitrary: fc.constantFrom(TICKETS, 'https://other.example.com') },
         { weight: 1, arbitrary: junk },
       ),
       scope: fc.oneof(
-        { weight: 14, arbitrary: scopeFor(audience).map(([actions, separator]) => actions.join(separator)) },
+        { weight: 40, arbitrary: scopeFor(audience).map(([actions, separator]) => actions.join(separator)) },
         { weight: 1, arbitrary: fc.constant(ABSENT) },
         { weight: 1, arbitrary: wrongType },
       ),
     }),
   );
 
-const fields = fc
+/** Requests of the demo policy that pass each gate when nothing is wrong with them: a grant on each API, a
+ * dual-use action with its justification, a destructive one that needs approval, one that needs DPoP. */
+const PRESETS = [
+  { audience: TICKETS, scope: 'tickets:read tickets:comment', task: { description: 'Summarise ticket T-1234' } },
+  {
+    audience: 'https://graph.example.com',
+    scope: 'graph:read graph:attack-path',
+    task: { description: 'Map attack paths', justification: 'INC-4821: suspected lateral movement' },
+  },
+  {
+    audience: 'https://iam.example.com',
+    scope: 'iam:disable-user',
+    task: { description: 'Disable j.doe (INC-77)', justification: 'account taken over, SOC confirmed' },
+  },
+  { audience: PAYMENTS, scope: 'payments:refund', task: { description: 'Refund order 1234' } },
+];
+
+const preset = fc
+  .record({
+    preset: fc.constantFrom(...PRESETS),
+    requested_ttl: fc.oneof(fc.constant(ABSENT), fc.integer({ min: 1, max: 4000 })),
+    id: fc.oneof(fc.constant(ABSENT), validTaskId),
+  })
+  .map(({ preset: { task, ...target }, requested_ttl, id }) => ({
+    grant_type: TOKEN_EXCHANGE,
+    subject_token_type: SUBJECT_TOKEN_TYPES[0],
+    ...target,
+    task: { ...task, id },
+    requested_ttl,
+  }));
+
+const generatedFields = fc
   .record({
     grant_type: mostly(fc.constant(TOKEN_EXCHANGE), fc.oneof(edgeString, wrongType, fc.constant('client_credentials'))),
     subject_token_type: mostly(fc.constantFrom(...SUBJECT_TOKEN_TYPES)),
     target,
     task: fc.oneof(
-      { weight: 12, arbitrary: task },
+      { weight: 40, arbitrary: task },
       // A JSON string: what the form encoding sends, and what the JSON encoding may send too.
-      { weight: 2, arbitrary: task.map((members) => JSON.stringify(members)) },
+      { weight: 3, arbitrary: task.map((members) => JSON.stringify(members)) },
       { weight: 1, arbitrary: junk },
       { weight: 1, arbitrary: fc.constant(ABSENT) },
     ),
     requested_ttl: fc.oneof(
-      { weight: 10, arbitrary: fc.constant(ABSENT) },
-      { weight: 3, arbitrary: fc.integer({ min: 1, max: 4000 }) },
+      { weight: 30, arbitrary: fc.constant(ABSENT) },
+      { weight: 8, arbitrary: fc.integer({ min: 1, max: 4000 }) },
       { weight: 1, arbitrary: fc.integer({ min: 1, max: 4000 }).map(String) },
       {
         weight: 1,
@@ -231,6 +262,8 @@ const fields = fc
     ...rare,
   }));
 
+const fields = fc.oneof({ weight: 3, arbitrary: generatedFields }, { weight: 1, arbitrary: preset });
+
 const FLAWS: readonly AttestationFlaw[] = [
   'expired',
   'too_old',
@@ -249,7 +282,7 @@ const FLAWS: readonly AttestationFlaw[] = [
 ];
 
 const subject: fc.Arbitrary<Subject> = fc.oneof(
-  { weight: 24, arbitrary: fc.constant({ kind: 'current' as const }) },
+  { weight: 60, arbitrary: fc.constant({ kind: 'current' as const }) },
   { weight: 2, arbitrary: fc.constant({ kind: 'used' as const }) },
   { weight: 1, arbitrary: fc.nat({ max: 200 }).map((at) => ({ kind: 'tampered' as const, at })) },
   {
@@ -263,8 +296,8 @@ const subject: fc.Arbitrary<Subject> = fc.oneof(
 );
 
 const proof: fc.Arbitrary<Proof> = fc.oneof(
-  { weight: 16, arbitrary: fc.constant({ kind: 'none' as const }) },
-  { weight: 4, arbitrary: fc.constant({ kind: 'fresh' as const }) },
+  { weight: 30, arbitrary: fc.constant({ kind: 'none' as const }) },
+  { weight: 8, arbitrary: fc.constant({ kind: 'fresh' as const }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'replayed' as const }) },
   {
     weight: 1,
@@ -283,7 +316,7 @@ export const tokenCase: fc.Arbitrary<TokenCase> = fc
     subject,
     encoding: fc.constantFrom<'json' | 'form'>('json', 'form'),
     duplicate: fc.oneof(
-      { weight: 20, arbitrary: fc.constant(undefined) },
+      { weight: 40, arbitrary: fc.constant(undefined) },
       {
         weight: 1,
         arbitrary: fc.record({
@@ -293,7 +326,7 @@ export const tokenCase: fc.Arbitrary<TokenCase> = fc
       },
     ),
     wrapper: fc.oneof(
-      { weight: 40, arbitrary: fc.constant<Wrapper>('none') },
+      { weight: 80, arbitrary: fc.constant<Wrapper>('none') },
       { weight: 1, arbitrary: fc.constantFrom<Wrapper>('huge', 'hangup', 'array', 'not_json', 'empty') },
     ),
     proof,
@@ -302,7 +335,7 @@ export const tokenCase: fc.Arbitrary<TokenCase> = fc
       { weight: 8, arbitrary: fc.constant(undefined) },
       { weight: 1, arbitrary: headerValue.map((value) => `Bearer ${value}`) },
     ),
-    storeDown: fc.oneof({ weight: 24, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
+    storeDown: fc.oneof({ weight: 25, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
   })
   .chain((base) =>
     contentType(base.encoding === 'json' ? 'application/json' : 'application/x-www-form-urlencoded').map(

@@ -9,7 +9,7 @@
  * gets its token, and the rest of the rate limit's burst still passes); one audit record per decision.
  *
  * The clock is frozen (Durable Objects run in this isolate, so the agent's rate-limit bucket refills only
- * when a run moves the clock): the model knows the bucket exactly. The burst is lowered to 4 so that runs
+ * when a run moves the clock): the model knows the bucket exactly. The burst is lowered to 3 so that runs
  * reach the limit.
  */
 import fc from 'fast-check';
@@ -61,14 +61,30 @@ import {
 
 const { bundle } = loadedPolicy();
 const { settings } = bundle;
-/** A burst runs reach: 4 requests, then one a second. */
-const RATE_LIMIT = { perMinute: 60, burst: 4 };
+/** A burst runs reach: 3 requests, then one a second. */
+const RATE_LIMIT = { perMinute: 60, burst: 3 };
 /** Seconds that refill the whole burst. */
 const REFILL_SECONDS = RATE_LIMIT.burst / (RATE_LIMIT.perMinute / 60) + 1;
-const CI_RUNS = 40;
+const CI_RUNS = 60;
+/** Answers the generated requests must reach, one per gate: a generator that stops reaching one is a defect. */
+const EVERY_GATE = [
+  '200 token',
+  '400 authorization_pending',
+  '400 invalid_dpop_proof',
+  '400 invalid_grant',
+  '400 invalid_request',
+  '400 invalid_scope',
+  '400 invalid_target',
+  '413 invalid_request',
+  '415 invalid_request',
+  '429 slow_down',
+  '503 temporarily_unavailable',
+];
 
 const clock = useForwardClock();
 const ledger = new AuditLedger();
+/** How many generated requests got each status and code: the cases must reach every gate. */
+const outcomes = new Map<string, number>();
 let agentKey: CryptoKey;
 let otherKey: CryptoKey;
 let proofKey: DpopKey;
@@ -340,6 +356,8 @@ async function exchangeCase(generated: TokenCase, run: Run): Promise<void> {
   }
   checkAnswer(request, answer, { storeDown: tokenCase.storeDown });
   await checkExpected(answer, expected);
+  const outcome = `${answer.status} ${(answer.json as { error?: string } | undefined)?.error ?? 'token'}`;
+  outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
   if (expected.admitted) {
     run.bucket -= 1;
     run.used = run.current;
@@ -400,7 +418,7 @@ describe('POST /token under generated requests', () => {
       expect(decodeJwt(finishing.token).sub).toBe(AGENT);
 
       await fc.assert(
-        fc.asyncProperty(fc.array(tokenCase, { minLength: 1, maxLength: 6 }), async (cases) => {
+        fc.asyncProperty(fc.array(tokenCase, { minLength: 1, maxLength: 8 }), async (cases) => {
           await ledger.begin();
           clock.advance(REFILL_SECONDS);
           const run: Run = {
@@ -415,6 +433,8 @@ describe('POST /token under generated requests', () => {
         }),
         fuzzParameters(CI_RUNS),
       );
+      console.info('POST /token outcomes', Object.fromEntries([...outcomes].sort()));
+      expect([...outcomes.keys()]).toEqual(expect.arrayContaining(EVERY_GATE));
     },
     fuzzTimeout(CI_RUNS, 400),
   );
