@@ -2,11 +2,13 @@
  * Cases the fuzz suite found, pinned as plain examples (docs/testing.md: how to pin one). Each names the
  * property that failed and the seed that found it, and asserts what the contract says instead.
  */
+import { exports } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import {
   evictAgentObject,
   exchangeFields,
   expectError,
+  ISSUER,
   lastAudit,
   postForm,
   postJson,
@@ -61,4 +63,14 @@ describe('found by test/fuzz/token.test.ts', () => {
       expect(again.status, await again.clone().text()).toBe(200);
     });
   }
+});
+
+describe('found by test/fuzz/routes.test.ts', () => {
+  // Seed 20261201: a console file that does not exist was answered 404 `not_found` with the files'
+  // `Cache-Control: no-cache`; an error is `no-store`, and keeps the console's other headers.
+  it('answers a missing console file 404 not_found, not to be stored, with the console’s CSP', async () => {
+    const response = await exports.default.fetch(`${ISSUER}/console/0.js`);
+    await expectError(response, 404, 'not_found');
+    expect(response.headers.get('content-security-policy')).toContain("default-src 'none'");
+  });
 });

@@ -52,6 +52,11 @@ consoleRoutes.get('/console/*', async (c) => {
     headers: revalidate === undefined ? {} : { 'if-none-match': revalidate },
   });
   // 304 answers a revalidation with the file's ETag; anything else that is not the file is not found.
-  if (file.status !== 200 && file.status !== 304) return withConsoleHeaders(errorResponse(refuse('not_found')));
+  if (file.status !== 200 && file.status !== 304) {
+    // An error, like every error of the broker, is not stored (the files' revalidation does not apply to it).
+    const missing = withConsoleHeaders(errorResponse(refuse('not_found')));
+    missing.headers.set('Cache-Control', 'no-store');
+    return missing;
+  }
   return withConsoleHeaders(file);
 });
