@@ -61,9 +61,13 @@ export const wrongType: fc.Arbitrary<unknown> = fc.oneof(
   fc.boolean(),
   fc.constant(null),
   fc.array(fc.string({ maxLength: 5 }), { maxLength: 3 }),
-  fc.dictionary(fc.oneof(fc.string({ maxLength: 5 }), fc.constantFrom(...PROTOTYPE_NAMES)), fc.string({ maxLength: 5 }), {
-    maxKeys: 3,
-  }),
+  fc.dictionary(
+    fc.oneof(fc.string({ maxLength: 5 }), fc.constantFrom(...PROTOTYPE_NAMES)),
+    fc.string({ maxLength: 5 }),
+    {
+      maxKeys: 3,
+    },
+  ),
   fc.constant({ nested: { deeper: { deepest: [1, [2, [3]]] } } }),
 );
 
@@ -153,7 +157,21 @@ export const method = fc.constantFrom('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DE
 
 /** A path segment: plausible ids, prototype names, encodings, and edge text, percent-encoded for the URL. */
 export const pathSegment: fc.Arbitrary<string> = fc.oneof(
-  fc.constantFrom(...PROTOTYPE_NAMES, 'demo-agent', 'release-bot', '%2e%2e', '%00', '%ZZ', '%ff', '%ED%A0%80', '%C0%AF', '..', '.', 'a%2Fb', ''),
+  fc.constantFrom(
+    ...PROTOTYPE_NAMES,
+    'demo-agent',
+    'release-bot',
+    '%2e%2e',
+    '%00',
+    '%ZZ',
+    '%ff',
+    '%ED%A0%80',
+    '%C0%AF',
+    '..',
+    '.',
+    'a%2Fb',
+    '',
+  ),
   fc.uuid(),
   fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,20}$/),
   edgeString.map((text) => encodeURIComponent(text.toWellFormed())),

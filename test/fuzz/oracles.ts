@@ -157,6 +157,8 @@ let requestNumber = 0;
  */
 export class AuditLedger {
   #entries = new Map<string, Entry>();
+  /** Requests counted in summary records over every run so far. */
+  summarised = 0;
   #since = 0;
   /** A run that did not settle (it failed) leaves records the next run must not count. */
   #dirty = true;
@@ -224,6 +226,7 @@ export class AuditLedger {
       checkRecordMatches(row, entry.answer, what);
     }
     expect(summarised, 'full records plus summary counts add up to the requests').toBe(unrecorded);
+    this.summarised += summarised;
     this.#dirty = false;
   }
 }

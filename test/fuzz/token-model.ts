@@ -361,7 +361,8 @@ export function caseBody(
   const { duplicate } = tokenCase;
   if (tokenCase.encoding === 'json') {
     const members = present.map(([name, value]) => `${JSON.stringify(name)}:${JSON.stringify(value)}`);
-    if (duplicate !== undefined) members.unshift(`${JSON.stringify(duplicate.name)}:${JSON.stringify(duplicate.first)}`);
+    if (duplicate !== undefined)
+      members.unshift(`${JSON.stringify(duplicate.name)}:${JSON.stringify(duplicate.first)}`);
     const text = `{${members.join(',')}}`;
     return { body: text, decoded: JSON.parse(text) as Record<string, unknown>, bytes: utf8Length(text) };
   }
@@ -438,7 +439,8 @@ export function specRequest(raw: Record<string, unknown>): SpecRequest | undefin
   if (!SUBJECT_TOKEN_TYPES.includes(raw.subject_token_type as string)) return undefined;
   if (raw.requested_token_type !== undefined && raw.requested_token_type !== ACCESS_TOKEN_TYPE) return undefined;
   if (raw.actor_token !== undefined) return undefined;
-  const target = (value: unknown) => value === undefined || (isString(value) && value.length >= 1 && value.length <= 512);
+  const target = (value: unknown) =>
+    value === undefined || (isString(value) && value.length >= 1 && value.length <= 512);
   if (!target(raw.audience) || !target(raw.resource)) return undefined;
   if (raw.audience !== undefined && raw.resource !== undefined && raw.audience !== raw.resource) return undefined;
   const audience = (raw.audience ?? raw.resource) as string | undefined;
@@ -485,7 +487,14 @@ export function specRequest(raw: Record<string, unknown>): SpecRequest | undefin
 export type Expected =
   | { kind: 'refused'; status: number; code: string; admitted: boolean; audit: AuditExpectation }
   | { kind: 'pending'; admitted: true; audit: 'one' }
-  | { kind: 'granted'; request: SpecRequest; authorization: Authorization; bound: boolean; admitted: true; audit: 'one' }
+  | {
+      kind: 'granted';
+      request: SpecRequest;
+      authorization: Authorization;
+      bound: boolean;
+      admitted: true;
+      audit: 'one';
+    }
   | { kind: 'unavailable'; admitted: false; audit: 'one' };
 
 /** What the agent's object holds of this run, as far as the model is concerned. */

@@ -14,6 +14,7 @@
  */
 import fc from 'fast-check';
 import {
+  type CryptoKey,
   createLocalJWKSet,
   decodeJwt,
   generateKeyPair,
@@ -26,7 +27,6 @@ import { AgentState } from '../../worker/agents/agent-state';
 import { loadedPolicy } from '../../worker/policy/loaded';
 import {
   attestation,
-  type CryptoKey,
   type DpopKey,
   demoClaims,
   demoSigningKey,
@@ -321,7 +321,10 @@ async function checkExpected(answer: Answer, expected: Expected): Promise<void> 
       });
       return;
     case 'pending':
-      expect({ status: answer.status, error: body.error }, got).toEqual({ status: 400, error: 'authorization_pending' });
+      expect({ status: answer.status, error: body.error }, got).toEqual({
+        status: 400,
+        error: 'authorization_pending',
+      });
       expect(body.approval_id).toMatch(/^[0-9a-f-]{36}\.demo-agent$/);
       return;
     case 'unavailable':
