@@ -181,6 +181,17 @@ describe('verifyAttestation: self-signed assertions', () => {
     expect([error.code, error.reason]).toEqual(['invalid_grant', 'unknown_agent']);
   });
 
+  it('refuses as unknown an agent id that names a property of Object.prototype', async () => {
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+      const error = await rejectionOf(verify(await self({ iss: name, sub: name }), bundle()));
+      expect([error.code, error.reason, error.detail], name).toEqual([
+        'invalid_grant',
+        'unknown_agent',
+        { agent: name },
+      ]);
+    }
+  });
+
   it('refuses a self-signed assertion for an agent that attests through an issuer', async () => {
     const issuer = trustedIssuer('idp', [issuerKey]);
     const agents = [issuerAgent('agent-i', 'idp', 'workload-i')];

@@ -4,7 +4,7 @@ import { clip, isWellFormedDeep } from '../../worker/core/well-formed';
 describe('isWellFormedDeep', () => {
   it('finds a lone surrogate in a string, a member name or a nested value', () => {
     expect(isWellFormedDeep({ a: ['b', { c: 'd \ud83d\ude80' }], n: 1, x: null })).toBe(true);
-    for (const value of ['\ud800', { a: '\udfff' }, { ['\ud800']: 1 }, [[[{ a: ['x\ud800y'] }]]]]) {
+    for (const value of ['\ud800', { a: '\udfff' }, { '\ud800': 1 }, [[[{ a: ['x\ud800y'] }]]]]) {
       expect(isWellFormedDeep(value)).toBe(false);
     }
   });

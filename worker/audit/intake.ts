@@ -33,11 +33,17 @@ interface Sources {
   userAgents: Record<string, number>;
 }
 
-/** Adds one to `key` in a bounded tally: past {@link SUMMARY_TOP} names, into `others`. */
-function tally(counts: Record<string, number>, key: string | null | undefined): void {
+/**
+ * `counts` with one more for `key`, a bounded tally: past {@link SUMMARY_TOP} names, into `others`. The names
+ * are the caller's (an address, a user agent), so the tally is a `Map`: `__proto__` or `constructor` is
+ * counted like any other name.
+ */
+function tally(counts: Readonly<Record<string, number>>, key: string | null | undefined): Record<string, number> {
+  const tallied = new Map(Object.entries(counts));
   const name = key ?? 'unknown';
-  if (Object.hasOwn(counts, name) || Object.keys(counts).length < SUMMARY_TOP) counts[name] = (counts[name] ?? 0) + 1;
-  else counts.others = (counts.others ?? 0) + 1;
+  const slot = tallied.has(name) || tallied.size < SUMMARY_TOP ? name : 'others';
+  tallied.set(slot, (tallied.get(slot) ?? 0) + 1);
+  return Object.fromEntries(tallied);
 }
 
 export class AuditIntake extends DurableObject<Env> {
@@ -87,9 +93,11 @@ export class AuditIntake extends DurableObject<Env> {
         JSON.stringify(record),
       );
     } else {
-      const sources = JSON.parse(row.sources) as Sources;
-      tally(sources.ips, record.ip);
-      tally(sources.userAgents, record.userAgent);
+      const counted = JSON.parse(row.sources) as Sources;
+      const sources: Sources = {
+        ips: tally(counted.ips, record.ip),
+        userAgents: tally(counted.userAgents, record.userAgent),
+      };
       this.ctx.storage.sql.exec(
         `UPDATE unverified SET counted = counted + 1, first_at = COALESCE(first_at, ?), last_at = ?, sources = ?
          WHERE window_start = ? AND event = ? AND reason = ?`,

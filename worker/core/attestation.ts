@@ -6,7 +6,13 @@
  */
 import { isCanonicalJwt } from '@tessera/verify';
 import { decodeJwt, decodeProtectedHeader, errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from 'jose';
-import { type Agent, ATTESTATION_ALGORITHMS, type PolicyBundle, type TrustedIssuer } from '../policy/bundle';
+import {
+  type Agent,
+  ATTESTATION_ALGORITHMS,
+  inventoryAgent,
+  type PolicyBundle,
+  type TrustedIssuer,
+} from '../policy/bundle';
 import { unmatchedClaims } from './claim-match';
 import { BrokerError, KeySourceError, refuse } from './errors';
 import { isWellFormedDeep } from './well-formed';
@@ -60,7 +66,7 @@ function keySourceFor(iss: unknown, sub: unknown, ctx: AttestationContext): KeyS
   }
   // Not a trusted issuer: only a self-signed assertion (iss = sub = an agent id) remains.
   if (iss !== sub) throw refuse('untrusted_issuer', { iss, sub: sub ?? null });
-  const agent = bundle.agents[iss];
+  const agent = inventoryAgent(bundle, iss);
   if (agent === undefined) throw refuse('unknown_agent', { agent: iss });
   if (agent.attestation.kind !== 'self_signed') {
     throw refuse('untrusted_issuer', { iss, agent: agent.id, note: 'this agent attests through its issuer' });

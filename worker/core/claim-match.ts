@@ -28,7 +28,10 @@ export function unmatchedClaims(
   required: Readonly<Record<string, ClaimMatch>>,
   payload: Record<string, unknown>,
 ): string[] {
-  return Object.entries(required)
-    .filter(([name, expected]) => !claimMatches(expected, payload[name]))
-    .map(([name]) => name);
+  return (
+    Object.entries(required)
+      // The payload is the caller's: a claim it lacks is absent, not something inherited (`constructor`).
+      .filter(([name, expected]) => !claimMatches(expected, Object.hasOwn(payload, name) ? payload[name] : undefined))
+      .map(([name]) => name)
+  );
 }

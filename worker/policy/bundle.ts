@@ -165,3 +165,11 @@ export const PolicyBundle = z.object({
   }),
 });
 export type PolicyBundle = z.infer<typeof PolicyBundle>;
+
+/**
+ * The agent of the inventory with id `id`, or undefined. The id comes from the caller (a claim, a path): by
+ * own property only, so `constructor` or `__proto__` is an unknown agent, not something of `Object.prototype`.
+ */
+export function inventoryAgent(bundle: Pick<PolicyBundle, 'agents'>, id: string): Agent | undefined {
+  return Object.hasOwn(bundle.agents, id) ? bundle.agents[id] : undefined;
+}

@@ -15,7 +15,7 @@ import type { AppEnv } from '../http/app-env';
 import { recordGranted, startAudit } from '../http/audit-trail';
 import { NO_STORE } from '../http/errors';
 import { readFields } from '../http/read-body';
-import type { Agent } from '../policy/bundle';
+import { type Agent, inventoryAgent } from '../policy/bundle';
 import { loadedPolicy } from '../policy/loaded';
 import { agentStore } from '../stores/agents';
 import { auditDb } from '../stores/audit-log';
@@ -83,8 +83,7 @@ function agentJson(agent: Agent, status: AgentStatus) {
 /** The agent named in the path: it must be in the inventory. */
 function agentParam(c: Context<AdminEnv>): Agent {
   const id = c.req.param('agent') ?? '';
-  const { agents } = loadedPolicy().bundle;
-  const agent = Object.hasOwn(agents, id) ? agents[id] : undefined;
+  const agent = inventoryAgent(loadedPolicy().bundle, id);
   if (agent === undefined) throw notFound('agent', { agent: clip(id, 128) });
   c.var.audit.agent = id;
   c.var.audit.target = `agent:${id}`;

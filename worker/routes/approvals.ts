@@ -13,6 +13,7 @@ import type { AppEnv } from '../http/app-env';
 import { startAudit } from '../http/audit-trail';
 import { NO_STORE } from '../http/errors';
 import { readFields } from '../http/read-body';
+import { inventoryAgent } from '../policy/bundle';
 import { loadedPolicy } from '../policy/loaded';
 import { agentStore } from '../stores/agents';
 import { auditDb } from '../stores/audit-log';
@@ -60,7 +61,7 @@ async function loadApproval(c: Context<AdminEnv>, recordRead: boolean): Promise<
   const id = c.req.param('id') ?? '';
   c.var.audit.target = `approval:${clip(id, 128)}`;
   const agent = agentOfApproval(id);
-  if (agent === undefined || !Object.hasOwn(loadedPolicy().bundle.agents, agent))
+  if (agent === undefined || inventoryAgent(loadedPolicy().bundle, agent) === undefined)
     throw notFound('approval', { approval: clip(id, 128) });
   const draft = recordRead ? { ...c.var.audit, agent } : undefined;
   const record = await agentStore(c.env).approval(agent, id, draft);
