@@ -447,7 +447,7 @@ describe('every route under generated requests', () => {
             for (const c of cases) {
               const { request, status, audit } = requestOf(c);
               // A flooding run sends its first unknown caller's refusal over and over: the intake samples them.
-              const times = !flooded && audit === 'sampled' ? flood : 1;
+              const times: number = !flooded && audit === 'sampled' ? flood : 1;
               flooded ||= times > 1;
               for (let i = 0; i < times; i += 1) {
                 const answer = await ledger.send(request, audit);
