@@ -26,7 +26,7 @@ import {
   wrongType,
 } from './arbitraries';
 import { type AuditExpectation, AuditLedger, checkAnswer, type FuzzRequest } from './oracles';
-import { fuzzParameters, fuzzTimeout } from './params';
+import { fuzzParameters, fuzzTimeout, longRun } from './params';
 
 const { bundle } = loadedPolicy();
 const CI_RUNS = 50;
@@ -97,7 +97,8 @@ function query(params: Record<string, fc.Arbitrary<Judged<string>>>): fc.Arbitra
       fc.tuple(...entries),
       fc.option(
         fc
-          .constantFrom('unknown', '__proto__', 'constructor', 'LIMIT')
+          .oneof(fc.constantFrom('unknown', '__proto__', 'constructor', 'LIMIT'), edgeString)
+          .filter((name) => !Object.hasOwn(params, name))
           .map((name) => ({ name, value: 'x', valid: false })),
         { freq: 8 },
       ),
@@ -465,7 +466,7 @@ describe('every route under generated requests', () => {
       );
       console.info('route outcomes', Object.fromEntries([...outcomes].sort()), 'summarised', ledger.summarised);
       // The runs reached the intake's sampling: some refusals were counted in a summary, not recorded one by one.
-      expect(ledger.summarised).toBeGreaterThan(0);
+      if (!longRun) expect(ledger.summarised).toBeGreaterThan(0);
     },
     fuzzTimeout(CI_RUNS, 1000),
   );
