@@ -92,9 +92,11 @@ describe('GET /console', () => {
     },
   );
 
-  it('does not serve the console to a POST', async () => {
+  it('does not serve the console to a POST: 405, secured like every console answer', async () => {
     const response = await exports.default.fetch(`${ISSUER}/console/`, { method: 'POST' });
-    expect(response.status).toBe(404);
+    expect(response.status).toBe(405);
+    expect(response.headers.get('allow')).toBe('GET, HEAD');
+    expect(response.headers.get('content-security-policy')).toContain("default-src 'none'");
   });
 });
 

@@ -3,8 +3,15 @@
  * §5.2 allows (printable ASCII without `"` or `\`), without saying what an attacker may not learn.
  */
 import { exports } from 'cloudflare:workers';
+import { PUBLIC_DESCRIPTIONS } from '@tessera/verify';
+import { type AgentVariables, requireAgent } from '@tessera/verify/hono';
+import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import creds from '../scripts/demo/admin-credentials.json';
+import { QUERY_HINTS } from '../worker/audit/query';
+import { NOT_FOUND_HINTS, publicEcho, REASONS } from '../worker/core/errors';
+import { FIELD_HINTS } from '../worker/core/token-request';
+import { ADMIN_BODY_HINTS, AGENT_LIST_HINTS } from '../worker/routes/admin';
 import { adminFetch, bearer } from './admin-helpers';
 import {
   attestation,
@@ -16,8 +23,10 @@ import {
   openApproval,
   poll,
   postForm,
+  TICKETS,
   useForwardClock,
 } from './helpers';
+import { brokerFetch, clientKey, issueBound, RESOURCE, resourceProof } from './verify/support';
 
 /** RFC 6749 §5.2: error_description is %x20-21 / %x23-5B / %x5D-7E. */
 const RFC_6749_TEXT = /^[\x20\x21\x23-\x5b\x5d-\x7e]+$/;
@@ -126,5 +135,77 @@ describe('/admin/*: descriptions that name the fix', () => {
     const text = await description(response, 400, 'invalid_request');
     expect(text).toContain('is repeated');
     expect(text).not.toMatch(/[\r\n]/);
+  });
+});
+
+describe('every text a refusal can carry is in the RFC 6749 section 5.2 set, by construction', () => {
+  it('holds for every reason of the table', () => {
+    for (const [reason, spec] of Object.entries(REASONS)) expect(spec.description, reason).toMatch(RFC_6749_TEXT);
+  });
+
+  it('holds for every hint table, and a field named with its hint', () => {
+    const tables = { FIELD_HINTS, QUERY_HINTS, ADMIN_BODY_HINTS, AGENT_LIST_HINTS };
+    for (const [table, hints] of Object.entries(tables)) {
+      for (const [field, hint] of hints)
+        expect(`invalid ${field}: ${hint}`, `${table} ${field}`).toMatch(RFC_6749_TEXT);
+    }
+    for (const [kind, hint] of Object.entries(NOT_FOUND_HINTS)) expect(hint, kind).toMatch(RFC_6749_TEXT);
+  });
+
+  it("holds for the verifier's public descriptions of every code", () => {
+    for (const [code, text] of Object.entries(PUBLIC_DESCRIPTIONS)) expect(text, code).toMatch(RFC_6749_TEXT);
+  });
+
+  it('holds for any input, echoed', () => {
+    for (const input of [
+      '"quoted"',
+      'back\\slash',
+      'tab\tnew\r\nline',
+      '\u0000\u007f\u00e9',
+      '\ud800 \ud83d\ude80',
+      'x'.repeat(500),
+    ]) {
+      const echoed = publicEcho(input);
+      expect(echoed, JSON.stringify(input)).toMatch(RFC_6749_TEXT);
+      expect(echoed.length).toBeLessThanOrEqual(64);
+    }
+  });
+});
+
+describe('/admin/*: a body member that fails its schema', () => {
+  it("is described in our words, not zod's (which quote the values it expected)", async () => {
+    const response = await adminFetch('/admin/kill-switch', {
+      method: 'PUT',
+      headers: bearer(creds.admin),
+      body: { engaged: 'maybe', reason: 'drill' },
+    });
+    expect(await description(response, 400, 'invalid_request')).toBe('invalid engaged: engaged is true or false');
+  });
+
+  it('names a cursor that is too long in our words', async () => {
+    const response = await adminFetch(`/admin/agents?cursor=${'x'.repeat(65)}`, { headers: bearer(creds.admin) });
+    expect(await description(response, 400, 'invalid_request')).toBe(
+      'invalid cursor: cursor is the next_cursor of the previous page',
+    );
+  });
+});
+
+describe("requireAgent (@tessera/verify/hono): the verifier's challenges", () => {
+  it('describe a proof for another URL in its words, not with the URL the proof names', async () => {
+    const app = new Hono<{ Variables: AgentVariables }>();
+    app.post('/tickets/:id/comments', requireAgent({ issuer: ISSUER, audience: TICKETS, fetch: brokerFetch }), (c) =>
+      c.json({}),
+    );
+    const key = await clientKey();
+    const token = await issueBound(key);
+    const proof = await resourceProof(token, key, { htu: 'https://tickets.example.com/"x"\\y' });
+    const response = await app.request(RESOURCE, {
+      method: 'POST',
+      headers: { authorization: `DPoP ${token}`, dpop: proof },
+    });
+    expect(response.status).toBe(401);
+    const body = (await response.json()) as { error: string; error_description: string };
+    expect(body).toEqual({ error: 'invalid_dpop_proof', error_description: 'the DPoP proof is for another URL' });
+    expect(response.headers.get('www-authenticate')).toContain('error_description="the DPoP proof is for another URL"');
   });
 });

@@ -3,9 +3,9 @@
  * wrangler binds.
  */
 import { Hono } from 'hono';
-import { refuse } from './core/errors';
 import type { AppEnv } from './http/app-env';
 import { errorResponse, handleError } from './http/errors';
+import { unrouted } from './http/methods';
 import { adminRoutes } from './routes/admin';
 import { auditRoutes } from './routes/admin-audit';
 import { approvalRoutes } from './routes/approvals';
@@ -30,7 +30,8 @@ app.route('/', auditRoutes);
 app.route('/', approvalRoutes);
 app.route('/', whoamiRoutes);
 app.route('/', consoleRoutes);
-app.notFound(() => errorResponse(refuse('not_found')));
+// A path no route serves is 404; one served with other methods is 405 with Allow (RFC 9110 §15.5.6).
+app.notFound((c) => errorResponse(unrouted(app, c.req.path)));
 app.onError(handleError);
 
 export default {

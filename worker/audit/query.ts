@@ -30,25 +30,26 @@ export const AuditQuery = z.strictObject({
 export type AuditQuery = z.infer<typeof AuditQuery>;
 
 const TIME = 'an ISO 8601 date and time with a UTC offset, such as 2026-12-01T09:30:00Z or 2026-12-01T10:30:00+01:00';
-const QUERY_HINTS: Readonly<Record<string, string>> = {
-  agent: 'agent is an agent id, 1-128 characters',
-  task: 'task is a task id, 1-128 characters',
-  decision: 'decision is granted or refused',
-  event: 'event is an event name such as token.exchange, 1-64 characters',
-  since: `since is ${TIME}`,
-  until: `until is ${TIME}`,
-  cursor: 'cursor is the next_cursor of the previous page',
-  limit: 'limit is a whole number from 1 to 500',
-};
+/** What each parameter must be, in our own words. A `Map`: the parameter comes from the request. */
+export const QUERY_HINTS: ReadonlyMap<string, string> = new Map([
+  ['agent', 'agent is an agent id, 1-128 characters'],
+  ['task', 'task is a task id, 1-128 characters'],
+  ['decision', 'decision is granted or refused'],
+  ['event', 'event is an event name such as token.exchange, 1-64 characters'],
+  ['since', `since is ${TIME}`],
+  ['until', `until is ${TIME}`],
+  ['cursor', 'cursor is the next_cursor of the previous page'],
+  ['limit', 'limit is a whole number from 1 to 500'],
+]);
 
 /** The public text for a query that does not parse: the parameter, and the form it takes. */
 export function auditQueryProblem(error: z.ZodError): string {
   const [issue] = error.issues;
   if (issue?.code === 'unrecognized_keys') {
-    return `unknown parameter ${publicEcho(issue.keys[0] ?? '')}: the parameters are ${Object.keys(QUERY_HINTS).join(', ')}`;
+    return `unknown parameter ${publicEcho(issue.keys[0] ?? '')}: the parameters are ${[...QUERY_HINTS.keys()].join(', ')}`;
   }
   const field = String(issue?.path[0] ?? '');
-  return `invalid ${field}: ${QUERY_HINTS[field] ?? 'see docs/api.md'}`;
+  return `invalid ${publicEcho(field)}: ${QUERY_HINTS.get(field) ?? 'see docs/api.md'}`;
 }
 
 const COLUMNS = Object.entries(getTableColumns(auditEvents)).map(([field, column]) => [field, column.name] as const);

@@ -33,7 +33,15 @@ interface ReasonSpec {
 
 const ATTESTATION_REJECTED = 'the attestation could not be verified';
 
-const REASONS = {
+/**
+ * RFC 6749 §5.2: `error_description` is `%x20-21 / %x23-5B / %x5D-7E`, printable ASCII without `"` and `\`.
+ * Every description is built from words here and in the hint tables, plus input passed through
+ * {@link publicEcho}.
+ */
+export const DESCRIPTION_CHARACTERS = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/** Every reason a refusal can have: its public code, status and description. */
+export const REASONS = {
   // Malformed requests (RFC 6749 §5.2 invalid_request).
   unsupported_media_type: {
     code: 'invalid_request',
@@ -207,19 +215,21 @@ export function publicEcho(input: string): string {
   return safe.length > 64 ? `${safe.slice(0, 61)}...` : safe;
 }
 
+/** The public text of each kind of thing an admin call can name that does not exist. */
+export const NOT_FOUND_HINTS = {
+  agent: 'no such agent in the inventory (policies/agents.yaml)',
+  token: 'no token was issued with that jti',
+  task: 'no token was issued for that task',
+  approval: 'no such approval',
+} as const;
+
 /** What an admin call names that does not exist: 404, saying which kind of thing was not found. */
 export function notFound(
-  kind: 'agent' | 'token' | 'task' | 'approval',
+  kind: keyof typeof NOT_FOUND_HINTS,
   detail: Record<string, unknown>,
   options?: RefusalOptions,
 ) {
-  const hint = {
-    agent: 'no such agent in the inventory (policies/agents.yaml)',
-    token: 'no token was issued with that jti',
-    task: 'no token was issued for that task',
-    approval: 'no such approval',
-  }[kind];
-  return refuse('unknown_target', detail, { ...options, description: hint });
+  return refuse('unknown_target', detail, { ...options, description: NOT_FOUND_HINTS[kind] });
 }
 
 /** A failure of a key source itself (a JWKS that does not answer), as opposed to a bad token. */

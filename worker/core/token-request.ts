@@ -66,23 +66,29 @@ export interface TokenRequest {
   approvalId: string | undefined;
 }
 
-/** What each field must be, in our own words: the public text of a field that fails its schema. */
-const FIELD_HINTS: Readonly<Record<string, string>> = {
-  grant_type: `grant_type must be ${TOKEN_EXCHANGE_GRANT}`,
-  subject_token: 'subject_token is the attestation, a JWT',
-  subject_token_type: `subject_token_type is ${SUBJECT_TOKEN_TYPES.join(' or ')}`,
-  requested_token_type: `requested_token_type, if given, is ${ACCESS_TOKEN_TYPE}`,
-  audience: 'audience is the URL of the one API the token is for, at most 512 characters',
-  resource: 'resource is the URL of the one API the token is for, at most 512 characters',
-  scope: `scope is the actions asked for, separated by spaces, 1 to ${MAX_ACTIONS}, each 1-128 of A-Z a-z 0-9 . _ : / -`,
-  task: 'task is a JSON object with description (1-4096 characters) and optionally id and justification',
-  'task.description': `task.description is 1-${MAX_DESCRIPTION_CHARS} characters`,
-  'task.id': 'task.id is 1-128 of A-Z a-z 0-9 . _ : - starting with a letter or digit',
-  'task.justification': `task.justification is 1-${MAX_DESCRIPTION_CHARS} characters`,
-  requested_ttl: 'requested_ttl is a whole number of seconds, 1 to 86400, such as 300',
-  actor_token: 'delegation (actor_token) is not supported',
-  approval_id: 'approval_id is the approval_id of an authorization_pending answer',
-};
+/**
+ * What each field must be, in our own words: the public text of a field that fails its schema. A `Map`: the
+ * field comes from the request.
+ */
+export const FIELD_HINTS: ReadonlyMap<string, string> = new Map([
+  ['grant_type', `grant_type must be ${TOKEN_EXCHANGE_GRANT}`],
+  ['subject_token', 'subject_token is the attestation, a JWT'],
+  ['subject_token_type', `subject_token_type is ${SUBJECT_TOKEN_TYPES.join(' or ')}`],
+  ['requested_token_type', `requested_token_type, if given, is ${ACCESS_TOKEN_TYPE}`],
+  ['audience', 'audience is the URL of the one API the token is for, at most 512 characters'],
+  ['resource', 'resource is the URL of the one API the token is for, at most 512 characters'],
+  [
+    'scope',
+    `scope is the actions asked for, separated by spaces, 1 to ${MAX_ACTIONS}, each 1-128 of A-Z a-z 0-9 . _ : / -`,
+  ],
+  ['task', 'task is a JSON object with description (1-4096 characters) and optionally id and justification'],
+  ['task.description', `task.description is 1-${MAX_DESCRIPTION_CHARS} characters`],
+  ['task.id', 'task.id is 1-128 of A-Z a-z 0-9 . _ : - starting with a letter or digit'],
+  ['task.justification', `task.justification is 1-${MAX_DESCRIPTION_CHARS} characters`],
+  ['requested_ttl', 'requested_ttl is a whole number of seconds, 1 to 86400, such as 300'],
+  ['actor_token', 'delegation (actor_token) is not supported'],
+  ['approval_id', 'approval_id is the approval_id of an authorization_pending answer'],
+]);
 
 /** Turns the first schema issue into public text that names the field and its form but echoes no value. */
 function describeIssue(error: z.ZodError, raw: Record<string, unknown>): string {
@@ -90,15 +96,15 @@ function describeIssue(error: z.ZodError, raw: Record<string, unknown>): string 
   if (issue === undefined) return 'invalid request';
   const field = issue.path.map(String).join('.') || 'body';
   const top = String(issue.path[0] ?? '');
-  if (issue.code === 'invalid_type' && issue.input === undefined) return `missing ${field}`;
+  if (issue.code === 'invalid_type' && issue.input === undefined) return `missing ${publicEcho(field)}`;
   if (top === 'scope' && typeof raw.scope === 'string' && raw.scope.includes(',')) {
     return 'invalid scope: actions are separated by spaces, not commas (RFC 6749 section 3.3)';
   }
   if (issue.code === 'unrecognized_keys' && top === 'task') {
     return 'invalid task: its members are description, id and justification';
   }
-  const hint = FIELD_HINTS[field] ?? FIELD_HINTS[top];
-  return hint === undefined ? `invalid ${publicEcho(field)}` : `invalid ${field}: ${hint}`;
+  const hint = FIELD_HINTS.get(field) ?? FIELD_HINTS.get(top);
+  return hint === undefined ? `invalid ${publicEcho(field)}` : `invalid ${publicEcho(field)}: ${hint}`;
 }
 
 /**
@@ -112,7 +118,7 @@ export function parseTokenRequest(raw: Record<string, unknown>): TokenRequest {
     try {
       task = JSON.parse(task);
     } catch {
-      throw refuse('invalid_field', { field: 'task' }, { description: `invalid task: ${FIELD_HINTS.task}` });
+      throw refuse('invalid_field', { field: 'task' }, { description: `invalid task: ${FIELD_HINTS.get('task')}` });
     }
     // The body reader saw this field as text: its JSON can still spell a lone surrogate ("\ud800").
     if (!isWellFormedDeep(task)) {

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { type AdminEnv, requireRole } from '../admin/auth';
 import type { AgentStatus } from '../agents/agent-state';
 import type { KillSwitchReport } from '../control/kill-switch';
-import { notFound, refuse } from '../core/errors';
+import { notFound, publicEcho, refuse } from '../core/errors';
 import { clip } from '../core/well-formed';
 import type { AppEnv } from '../http/app-env';
 import { recordGranted, startAudit } from '../http/audit-trail';
@@ -28,12 +28,24 @@ const KillSwitchBody = z.object({
   reason: Reason,
 });
 
+/** What each member of an admin body must be, in our own words (never zod's, which may quote). */
+export const ADMIN_BODY_HINTS: ReadonlyMap<string, string> = new Map([
+  ['reason', 'reason is why, 1-1000 characters'],
+  ['engaged', 'engaged is true or false'],
+]);
+
+/** Reads an admin body with `schema`; a member that fails it is named, with what it must be. */
 export async function readBody<S extends z.ZodType>(c: Context<AdminEnv>, schema: S): Promise<z.output<S>> {
   const parsed = schema.safeParse(await readFields(c.req.raw));
   if (!parsed.success) {
     const [issue] = parsed.error.issues;
     const field = issue?.path.join('.') || 'body';
-    throw refuse('invalid_field', { field }, { description: `invalid ${field}: ${issue?.message ?? 'invalid'}` });
+    const hint = ADMIN_BODY_HINTS.get(field) ?? 'the body is a JSON object: see docs/api.md';
+    throw refuse(
+      'invalid_field',
+      { field: clip(field, 128) },
+      { description: `invalid ${publicEcho(field)}: ${hint}` },
+    );
   }
   return parsed.data;
 }
@@ -98,17 +110,17 @@ const AgentListQuery = z.strictObject({
   cursor: z.string().min(1).max(64).optional(),
   limit: z
     .string()
-    .regex(/^[0-9]{1,3}$/, 'limit is a whole number from 1 to 500')
+    .regex(/^[0-9]{1,3}$/)
     .transform(Number)
-    .pipe(
-      z
-        .number()
-        .int()
-        .min(1, 'limit is a whole number from 1 to 500')
-        .max(500, 'limit is a whole number from 1 to 500'),
-    )
+    .pipe(z.number().int().min(1).max(500))
     .default(100),
 });
+
+/** What each parameter of the agent listing must be, in our own words. */
+export const AGENT_LIST_HINTS: ReadonlyMap<string, string> = new Map([
+  ['cursor', 'cursor is the next_cursor of the previous page'],
+  ['limit', 'limit is a whole number from 1 to 500'],
+]);
 
 /** Agents asked at once by a lookup that D1 could not answer yet. */
 const LOOKUP_CONCURRENCY = 50;
@@ -167,8 +179,11 @@ adminRoutes.get('/admin/agents', startAudit('admin.agent.list'), requireRole('ad
   if (!query.success) {
     const [issue] = query.error.issues;
     const field = issue?.path.join('.') || 'query';
-    const hint = issue?.code === 'unrecognized_keys' ? 'the parameters are cursor and limit' : issue?.message;
-    throw refuse('invalid_field', { field }, { description: `invalid ${field}: ${hint}` });
+    const hint =
+      issue?.code === 'unrecognized_keys'
+        ? 'the parameters are cursor and limit'
+        : (AGENT_LIST_HINTS.get(field) ?? 'see docs/api.md');
+    throw refuse('invalid_field', { field }, { description: `invalid ${publicEcho(field)}: ${hint}` });
   }
   const { cursor, limit } = query.data;
   const { agents } = loadedPolicy().bundle;

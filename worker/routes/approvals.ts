@@ -7,7 +7,7 @@ import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { type AdminEnv, requireRole } from '../admin/auth';
 import { type ApprovalRecord, type ApproverRefusal, agentOfApproval, approvalStatus } from '../core/approval';
-import { notFound, refuse } from '../core/errors';
+import { notFound, publicEcho, refuse } from '../core/errors';
 import { clip } from '../core/well-formed';
 import type { AppEnv } from '../http/app-env';
 import { startAudit } from '../http/audit-trail';
@@ -78,7 +78,7 @@ function approverRefusalText(rule: ApproverRefusal, record: ApprovalRecord): str
     case 'four_eyes':
       return "four-eyes: the agent's owner may not approve or deny its own agent's request";
     case 'not_in_group':
-      return `this approval needs approvers in group ${record.requirement.groups.join(' and ')}`;
+      return `this approval needs approvers in group ${record.requirement.groups.map(publicEcho).join(' and ')}`;
     case 'already_approved':
       return 'you have approved this request already: it needs another approver';
     case 'self_approval':
@@ -137,7 +137,7 @@ approvalRoutes.post('/admin/approvals/:id', startAudit('admin.approval.decide'),
     throw refuse(
       'invalid_field',
       { field },
-      { description: `invalid ${field}: decision is approve or deny, with a reason` },
+      { description: `invalid ${publicEcho(field)}: decision is approve or deny, with a reason` },
     );
   }
   const { decision, reason } = body.data;

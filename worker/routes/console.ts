@@ -6,6 +6,7 @@
  * framing, and Trusted Types required, so that assigning a string to `innerHTML` throws instead of parsing.
  */
 import { Hono } from 'hono';
+import { createMiddleware } from 'hono/factory';
 import { refuse } from '../core/errors';
 import type { AppEnv } from '../http/app-env';
 import { errorResponse } from '../http/errors';
@@ -30,20 +31,25 @@ export const CONSOLE_HEADERS = {
   'Referrer-Policy': 'no-referrer',
   'X-Frame-Options': 'DENY',
   'Cross-Origin-Opener-Policy': 'same-origin',
-  // Revalidated on every load (the files carry an ETag), so a deploy reaches every open console at once.
-  'Cache-Control': 'no-cache',
 } as const;
-
-function withConsoleHeaders(response: Response): Response {
-  const secured = new Response(response.body, response);
-  for (const [name, value] of Object.entries(CONSOLE_HEADERS)) secured.headers.set(name, value);
-  return secured;
-}
 
 export const consoleRoutes = new Hono<AppEnv>();
 
+// Every answer under /console, whatever the method (a refusal of another method included), goes out secured.
+const secure = createMiddleware<AppEnv>(async function consoleHeaders(c, next) {
+  await next();
+  const secured = new Response(c.res.body, c.res);
+  for (const [name, value] of Object.entries(CONSOLE_HEADERS)) secured.headers.set(name, value);
+  // The files are revalidated on every load (they carry an ETag), so a deploy reaches every open console at
+  // once; an error, like every error of the broker, keeps its no-store.
+  if (secured.status < 400) secured.headers.set('Cache-Control', 'no-cache');
+  c.res = secured;
+});
+consoleRoutes.use('/console', secure);
+consoleRoutes.use('/console/*', secure);
+
 // The page loads its files by relative URL, so it must be opened as /console/.
-consoleRoutes.get('/console', (c) => withConsoleHeaders(c.redirect('/console/', 308)));
+consoleRoutes.get('/console', (c) => c.redirect('/console/', 308));
 
 consoleRoutes.get('/console/*', async (c) => {
   const path = c.req.path.slice('/console'.length);
@@ -52,11 +58,6 @@ consoleRoutes.get('/console/*', async (c) => {
     headers: revalidate === undefined ? {} : { 'if-none-match': revalidate },
   });
   // 304 answers a revalidation with the file's ETag; anything else that is not the file is not found.
-  if (file.status !== 200 && file.status !== 304) {
-    // An error, like every error of the broker, is not stored (the files' revalidation does not apply to it).
-    const missing = withConsoleHeaders(errorResponse(refuse('not_found')));
-    missing.headers.set('Cache-Control', 'no-store');
-    return missing;
-  }
-  return withConsoleHeaders(file);
+  if (file.status !== 200 && file.status !== 304) return errorResponse(refuse('not_found'));
+  return file;
 });

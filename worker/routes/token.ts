@@ -4,7 +4,6 @@
  * (`worker/exchange/pipeline.ts`); this route gives it the request and the stores, and renders its answer.
  */
 import { Hono } from 'hono';
-import { refuse } from '../core/errors';
 import { type ExchangeAnswer, type ExchangeDeps, exchangeToken, type Timing } from '../exchange/pipeline';
 import type { AppEnv } from '../http/app-env';
 import { requestOrigin } from '../http/audit-trail';
@@ -69,8 +68,4 @@ tokenRoutes.post('/token', async function exchange(c) {
     exchangeDeps(c.env),
   );
   return render(answer);
-});
-
-tokenRoutes.all('/token', () => {
-  throw refuse('method_not_allowed', {}, { headers: { Allow: 'POST' } });
 });

@@ -84,6 +84,37 @@ const ANSWERS: Record<VerifyErrorCode, Answer> = {
 };
 
 /**
+ * What a resource server may tell the client about each refusal (`error_description`, RFC 6750 §3): our words
+ * only, in the characters RFC 6749 §5.2 allows, never the token's or the proof's content. The `message` of a
+ * {@link VerifyError} says more, for the API's log.
+ */
+export const PUBLIC_DESCRIPTIONS: Readonly<Record<VerifyErrorCode, string>> = {
+  missing_token: 'a token is required',
+  malformed: 'the token is not a well-formed Tessera access token',
+  wrong_type: 'the token is not an at+jwt access token',
+  algorithm_not_allowed: 'the token is signed with an algorithm not allowed',
+  unknown_key: 'no published key has the kid of the token',
+  bad_signature: 'the token signature does not verify',
+  wrong_issuer: 'the token is from another issuer',
+  wrong_audience: 'the token is for another audience',
+  expired: 'the token has expired',
+  not_yet_valid: 'the token is not valid yet',
+  missing_action: 'the token does not grant an action this request needs',
+  revoked: 'the token is no longer active',
+  jwks_unavailable: 'cannot verify the token now',
+  introspection_unavailable: 'cannot verify the token now',
+  dpop_required: 'a DPoP-bound token and its DPoP proof are required',
+  dpop_not_bound: 'the DPoP scheme needs a DPoP-bound token',
+  dpop_invalid: 'the DPoP proof is not valid',
+  dpop_wrong_method: 'the DPoP proof is for another method',
+  dpop_wrong_url: 'the DPoP proof is for another URL',
+  dpop_stale: 'the DPoP proof is too old, or from the future',
+  dpop_wrong_token: 'the DPoP proof is for another token',
+  dpop_key_mismatch: 'the DPoP proof is not signed by the key the token is bound to',
+  dpop_replayed: 'the DPoP proof was used before',
+};
+
+/**
  * A token or proof the verifier refused, or (status 503) a source it needed that did not answer.
  *
  * @example
@@ -100,6 +131,8 @@ export class VerifyError extends Error {
   readonly status: 401 | 403 | 503;
   /** The challenge's `error`; absent for a missing credential and for a 503. */
   readonly error: ChallengeError | undefined;
+  /** What the client may be told (`error_description`): the code's public text, never the message. */
+  readonly description: string;
 
   constructor(
     readonly code: VerifyErrorCode,
@@ -110,5 +143,6 @@ export class VerifyError extends Error {
     const answer = ANSWERS[code];
     this.status = answer.status;
     this.error = answer.error;
+    this.description = PUBLIC_DESCRIPTIONS[code];
   }
 }

@@ -40,17 +40,18 @@ function quoted(value: string): string {
   return `"${value.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '')}"`;
 }
 
+/** The refusal's answer: its public description only (the message, which may quote the token, is for logs). */
 function refusal(error: VerifyError, realm: string, dpopChallenge: boolean): Response {
   const params = [`realm=${quoted(realm)}`];
   if (error.error !== undefined)
-    params.push(`error=${quoted(error.error)}`, `error_description=${quoted(error.message)}`);
+    params.push(`error=${quoted(error.error)}`, `error_description=${quoted(error.description)}`);
   const challenge = dpopChallenge
     ? `DPoP ${params.join(', ')}, algs=${quoted(DPOP_ALGORITHMS.join(' '))}`
     : `Bearer ${params.join(', ')}`;
   const body =
     error.status === 503
-      ? { error: 'temporarily_unavailable', error_description: 'cannot verify the token now' }
-      : { error: error.error ?? 'invalid_request', error_description: error.message };
+      ? { error: 'temporarily_unavailable', error_description: error.description }
+      : { error: error.error ?? 'invalid_request', error_description: error.description };
   return Response.json(body, {
     status: error.status,
     headers: { 'WWW-Authenticate': challenge, 'Cache-Control': 'no-store' },

@@ -13,7 +13,7 @@ export {
   type VerifiedDpopProof,
   verifyDpopProof,
 } from './dpop.js';
-export { type ChallengeError, VerifyError, type VerifyErrorCode } from './errors.js';
+export { type ChallengeError, PUBLIC_DESCRIPTIONS, VerifyError, type VerifyErrorCode } from './errors.js';
 export type { IntrospectionOptions } from './introspection.js';
 export {
   type AgentTokenClaims,
