@@ -21,7 +21,7 @@ import {
 } from '../helpers';
 import { contentType, junk, PROTOTYPE_NAMES, wrongType } from './arbitraries';
 import { AuditLedger, checkAnswer, type FuzzRequest } from './oracles';
-import { fuzzParameters, fuzzTimeout } from './params';
+import { fuzzParameters, fuzzRuns, fuzzTimeout } from './params';
 
 const { settings } = loadedPolicy().bundle;
 const CI_RUNS = 12;
@@ -197,6 +197,7 @@ describe('step-up approval under generated decisions and polls', () => {
         ),
         fuzzParameters(CI_RUNS),
       );
+      ledger.report('step-up approval', fuzzRuns(CI_RUNS));
     },
     fuzzTimeout(CI_RUNS, 1500),
   );

@@ -159,6 +159,8 @@ const USER_AGENT = 'tessera-fuzz/';
  */
 export class AuditLedger {
   #entries = new Map<string, Entry>();
+  /** Requests sent over every run so far: the figure a property reports with its runs. */
+  requests = 0;
   /** Requests counted in summary records over every run so far. */
   summarised = 0;
   #since = 0;
@@ -176,10 +178,16 @@ export class AuditLedger {
   /** Sends `request` with this run's next user agent and notes what its record must be. */
   async send(request: FuzzRequest, expectation: AuditExpectation): Promise<Answer> {
     requestNumber += 1;
+    this.requests += 1;
     const userAgent = `${USER_AGENT}${requestNumber}`;
     const answer = await send({ ...request, headers: { ...request.headers, 'user-agent': userAgent } });
     this.#entries.set(userAgent, { request, answer, expect: expectation });
     return answer;
+  }
+
+  /** Prints what a property ran (docs/testing.md quotes these figures): its runs, its requests, and `details`. */
+  report(property: string, runs: number | undefined, ...details: unknown[]): void {
+    console.info(`${property}: ${runs} runs, ${this.requests} requests`, ...details);
   }
 
   /** Waits for every record of the run in D1 (closing the intake's sampling windows) and checks them. */

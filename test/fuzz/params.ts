@@ -21,13 +21,16 @@ const { runs, seed } = inject('fuzz');
 /** True under `npm run fuzz`: properties run as many cases as asked, from a new seed unless one was given. */
 export const longRun = runs !== null;
 
+/** The cases a property that runs `ciRuns` in `npm test` runs now. */
+export const fuzzRuns = (ciRuns: number): number => runs ?? ciRuns;
+
 /**
  * fast-check parameters for a property that runs `ciRuns` cases in `npm test`. Under `npm run fuzz` it runs
  * `--runs` cases instead, and fast-check's failure report names the seed and path to replay it with.
  */
 export function fuzzParameters<T>(ciRuns: number): fc.Parameters<T> {
   return {
-    numRuns: runs ?? ciRuns,
+    numRuns: fuzzRuns(ciRuns),
     seed: seed ?? (longRun ? Math.floor(Math.random() * 0x7fff_ffff) : CI_SEED),
   };
 }
@@ -37,5 +40,5 @@ export function fuzzParameters<T>(ciRuns: number): fc.Parameters<T> {
  * (a loaded machine), and scaled to the number of runs under `npm run fuzz`.
  */
 export function fuzzTimeout(ciRuns: number, msPerCase: number): number {
-  return Math.max(60_000, (runs ?? ciRuns) * msPerCase * 10);
+  return Math.max(60_000, fuzzRuns(ciRuns) * msPerCase * 10);
 }

@@ -22,7 +22,7 @@ import {
 } from '../helpers';
 import { authorizationJunk, junk } from './arbitraries';
 import { AuditLedger, checkAnswer, type FuzzRequest } from './oracles';
-import { fuzzParameters, fuzzTimeout } from './params';
+import { fuzzParameters, fuzzRuns, fuzzTimeout } from './params';
 
 const CI_RUNS = 15;
 const ledger = new AuditLedger();
@@ -185,6 +185,7 @@ describe('revocation, task completion and introspection under generated presenta
         }),
         fuzzParameters(CI_RUNS),
       );
+      ledger.report('token lifecycle', fuzzRuns(CI_RUNS));
     },
     fuzzTimeout(CI_RUNS, 1500),
   );

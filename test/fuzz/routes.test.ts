@@ -26,7 +26,7 @@ import {
   wrongType,
 } from './arbitraries';
 import { type AuditExpectation, AuditLedger, checkAnswer, type FuzzRequest } from './oracles';
-import { fuzzParameters, fuzzTimeout, longRun } from './params';
+import { fuzzParameters, fuzzRuns, fuzzTimeout, longRun } from './params';
 
 const { bundle } = loadedPolicy();
 const CI_RUNS = 50;
@@ -464,7 +464,8 @@ describe('every route under generated requests', () => {
         ),
         fuzzParameters(CI_RUNS),
       );
-      console.info('route outcomes', Object.fromEntries([...outcomes].sort()), 'summarised', ledger.summarised);
+      const outcomesSeen = Object.fromEntries([...outcomes].sort());
+      ledger.report('every route', fuzzRuns(CI_RUNS), outcomesSeen, 'summarised', ledger.summarised);
       // The runs reached the intake's sampling: some refusals were counted in a summary, not recorded one by one.
       if (!longRun) expect(ledger.summarised).toBeGreaterThan(0);
     },

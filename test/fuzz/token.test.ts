@@ -42,7 +42,7 @@ import {
   useForwardClock,
 } from '../helpers';
 import { type Answer, AuditLedger, checkAnswer, type FuzzRequest, send } from './oracles';
-import { fuzzParameters, fuzzTimeout, longRun } from './params';
+import { fuzzParameters, fuzzRuns, fuzzTimeout, longRun } from './params';
 import {
   AGENT,
   type AttestationFlaw,
@@ -436,7 +436,7 @@ describe('POST /token under generated requests', () => {
         }),
         fuzzParameters(CI_RUNS),
       );
-      console.info('POST /token outcomes', Object.fromEntries([...outcomes].sort()));
+      ledger.report('POST /token', fuzzRuns(CI_RUNS), Object.fromEntries([...outcomes].sort()));
       if (!longRun) expect([...outcomes.keys()]).toEqual(expect.arrayContaining(EVERY_GATE));
     },
     fuzzTimeout(CI_RUNS, 400),
