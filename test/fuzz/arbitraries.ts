@@ -152,6 +152,21 @@ export const authorizationJunk: fc.Arbitrary<string> = fc.oneof(
   ),
 );
 
+/**
+ * Spellings of a compact JWS other than the one it was issued in, which a lenient base64url decoder reads as
+ * the same bytes: padding, or a bit set past the data in the signature's last character (64 signature bytes
+ * take 86 characters, whose last 4 bits carry nothing). The broker takes only the canonical spelling.
+ */
+export type Respelling = 'padded' | 'trailing_bits';
+
+const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+export function respell(token: string, how: Respelling): string {
+  if (how === 'padded') return `${token}=`;
+  const last = BASE64URL.indexOf(token.at(-1) ?? 'A');
+  return `${token.slice(0, -1)}${BASE64URL[last ^ 1]}`;
+}
+
 /** HTTP methods, the usual and the odd. */
 export const method = fc.constantFrom('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'PROPFIND');
 

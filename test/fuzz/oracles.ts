@@ -130,6 +130,8 @@ interface Entry {
   request: FuzzRequest;
   answer: Answer;
   expect: AuditExpectation;
+  /** The reason its record must give, when the caller knows it (`worker/core/errors.ts`). */
+  reason: string | undefined;
 }
 
 interface AuditRow {
@@ -175,13 +177,13 @@ export class AuditLedger {
     this.#dirty = true;
   }
 
-  /** Sends `request` with this run's next user agent and notes what its record must be. */
-  async send(request: FuzzRequest, expectation: AuditExpectation): Promise<Answer> {
+  /** Sends `request` with this run's next user agent and notes what its record must be, and its reason. */
+  async send(request: FuzzRequest, expectation: AuditExpectation, reason?: string): Promise<Answer> {
     requestNumber += 1;
     this.requests += 1;
     const userAgent = `${USER_AGENT}${requestNumber}`;
     const answer = await send({ ...request, headers: { ...request.headers, 'user-agent': userAgent } });
-    this.#entries.set(userAgent, { request, answer, expect: expectation });
+    this.#entries.set(userAgent, { request, answer, expect: expectation, reason });
     return answer;
   }
 
@@ -236,6 +238,7 @@ export class AuditLedger {
         continue;
       }
       checkRecordMatches(row, entry.answer, what);
+      if (entry.reason !== undefined) expect(row.reason, `the reason: ${what}`).toBe(entry.reason);
     }
     expect(summarised, 'full records plus summary counts add up to the requests').toBe(unrecorded);
     this.summarised += summarised;

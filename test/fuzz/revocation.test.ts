@@ -20,7 +20,7 @@ import {
   TASK_DESCRIPTION,
   useForwardClock,
 } from '../helpers';
-import { authorizationJunk, junk } from './arbitraries';
+import { authorizationJunk, junk, type Respelling, respell } from './arbitraries';
 import { AuditLedger, checkAnswer, type FuzzRequest } from './oracles';
 import { fuzzParameters, fuzzRuns, fuzzTimeout } from './params';
 
@@ -52,7 +52,7 @@ async function held(bound: boolean): Promise<Held> {
 }
 
 /** How a token is spelt when presented: as issued, or a copy that must not count as it. */
-type Spelling = 'exact' | 'flipped_signature' | 'padded' | 'spaced' | 'lowercase';
+type Spelling = 'exact' | 'flipped_signature' | Respelling | 'spaced' | 'lowercase';
 
 function spell(token: string, spelling: Spelling): string {
   switch (spelling) {
@@ -61,7 +61,8 @@ function spell(token: string, spelling: Spelling): string {
     case 'flipped_signature':
       return flipChar(token, token.length - 5);
     case 'padded':
-      return `${token}=`;
+    case 'trailing_bits':
+      return respell(token, spelling);
     case 'spaced':
       return token.replace('.', '. ');
     case 'lowercase':
@@ -70,8 +71,9 @@ function spell(token: string, spelling: Spelling): string {
 }
 
 const spelling = fc.oneof(
-  { weight: 4, arbitrary: fc.constant<Spelling>('exact') },
-  { weight: 1, arbitrary: fc.constantFrom<Spelling>('flipped_signature', 'padded', 'spaced', 'lowercase') },
+  { weight: 3, arbitrary: fc.constant<Spelling>('exact') },
+  { weight: 1, arbitrary: fc.constantFrom<Spelling>('padded', 'trailing_bits') },
+  { weight: 1, arbitrary: fc.constantFrom<Spelling>('flipped_signature', 'spaced', 'lowercase') },
 );
 
 type Act =

@@ -19,6 +19,7 @@ import {
   junk,
   mostly,
   PROTOTYPE_NAMES,
+  type Respelling,
   wrongType,
 } from './arbitraries';
 import type { AuditExpectation } from './oracles';
@@ -72,6 +73,8 @@ export type Subject =
   | { kind: 'used' }
   /** The current attestation with one character of its payload changed. */
   | { kind: 'tampered'; at: number }
+  /** The current attestation in another spelling of the same bytes. */
+  | { kind: 'respelt'; how: Respelling }
   | { kind: 'flawed'; flaw: AttestationFlaw; name: string }
   /** Not an attestation at all (a wrong type included). */
   | { kind: 'junk'; value: unknown }
@@ -286,6 +289,10 @@ const subject: fc.Arbitrary<Subject> = fc.oneof(
   { weight: 2, arbitrary: fc.constant({ kind: 'used' as const }) },
   { weight: 1, arbitrary: fc.nat({ max: 200 }).map((at) => ({ kind: 'tampered' as const, at })) },
   {
+    weight: 1,
+    arbitrary: fc.constantFrom<Respelling>('padded', 'trailing_bits').map((how) => ({ kind: 'respelt' as const, how })),
+  },
+  {
     weight: 3,
     arbitrary: fc
       .record({ flaw: fc.constantFrom(...FLAWS), name: fc.constantFrom(...PROTOTYPE_NAMES) })
@@ -318,11 +325,13 @@ export const tokenCase: fc.Arbitrary<TokenCase> = fc
     duplicate: fc.oneof(
       { weight: 40, arbitrary: fc.constant(undefined) },
       {
-        weight: 1,
+        weight: 3,
         arbitrary: fc.record({
+          // Mostly a field the request has (then it is sent twice), else a name it may not have.
           name: fc.oneof(
-            fc.constantFrom('scope', 'audience', 'grant_type', 'task', 'subject_token', 'unknown_field'),
-            edgeString.filter((name) => name.isWellFormed()),
+            { weight: 4, arbitrary: fc.constantFrom('scope', 'audience', 'grant_type', 'task', 'subject_token') },
+            { weight: 1, arbitrary: fc.constant('unknown_field') },
+            { weight: 1, arbitrary: edgeString.filter((name) => name.isWellFormed()) },
           ),
           first: fc.oneof(fc.constant('tickets:read'), junk),
         }),
@@ -490,7 +499,15 @@ export function specRequest(raw: Record<string, unknown>): SpecRequest | undefin
 
 /** What a case must get. */
 export type Expected =
-  | { kind: 'refused'; status: number; code: string; admitted: boolean; audit: AuditExpectation }
+  | {
+      kind: 'refused';
+      status: number;
+      code: string;
+      admitted: boolean;
+      audit: AuditExpectation;
+      /** The audit reason, for a body refused before its fields are read (`worker/core/errors.ts`). */
+      reason?: string;
+    }
   | { kind: 'pending'; admitted: true; audit: 'one' }
   | {
       kind: 'granted';
@@ -516,6 +533,16 @@ const refused = (status: number, code: string, audit: AuditExpectation, admitted
   audit,
 });
 
+/** A body refused before its fields are read, with the reason its record gives. */
+const refusedBody = (status: number, reason: string): Expected => ({
+  kind: 'refused',
+  status,
+  code: 'invalid_request',
+  admitted: false,
+  audit: 'sampled',
+  reason,
+});
+
 const APPROVAL_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.([a-z0-9][a-z0-9._-]{0,63})$/;
 
 /**
@@ -533,12 +560,17 @@ export function expectedOutcome(
 ): Expected {
   const media = (tokenCase.contentType ?? '').split(';')[0]?.trim().toLowerCase();
   const type = media === 'application/json' ? 'json' : media === 'application/x-www-form-urlencoded' ? 'form' : null;
-  if (type === null) return refused(415, 'invalid_request', 'sampled');
-  if (tokenCase.wrapper === 'huge' || body.bytes > MAX_BODY_BYTES) return refused(413, 'invalid_request', 'sampled');
-  if (tokenCase.wrapper !== 'none') return refused(400, 'invalid_request', 'sampled');
+  if (type === null) return refusedBody(415, 'unsupported_media_type');
+  const { wrapper } = tokenCase;
+  if (wrapper === 'huge' || body.bytes > MAX_BODY_BYTES) return refusedBody(413, 'body_too_large');
+  if (wrapper === 'hangup') return refusedBody(400, 'client_disconnected');
+  // An empty form is a form of no fields, which the grammar refuses; nothing else of these parses.
+  if (wrapper === 'empty' && type === 'form') return refused(400, 'invalid_request', 'sampled');
+  if (wrapper !== 'none') return refusedBody(400, 'malformed_body');
   // A body in one encoding under the other's content type does not decode; a field sent twice is refused.
-  if (type !== tokenCase.encoding || body.repeated || body.decoded === undefined)
-    return refused(400, 'invalid_request', 'sampled');
+  if (type !== tokenCase.encoding) return refusedBody(400, 'malformed_body');
+  if (body.repeated) return refusedBody(400, 'invalid_field');
+  if (body.decoded === undefined) return refused(400, 'invalid_request', 'sampled');
   const request = specRequest(body.decoded);
   if (request === undefined) return refused(400, 'invalid_request', 'sampled');
 

@@ -41,6 +41,7 @@ import {
   TASK_DESCRIPTION,
   useForwardClock,
 } from '../helpers';
+import { respell } from './arbitraries';
 import { type Answer, AuditLedger, checkAnswer, type FuzzRequest, send } from './oracles';
 import { fuzzParameters, fuzzRuns, fuzzTimeout, longRun } from './params';
 import {
@@ -205,6 +206,8 @@ async function subjectToken(tokenCase: TokenCase, run: Run): Promise<unknown> {
       const [header = '', payload = ''] = run.current.split('.');
       return flipChar(run.current, header.length + 1 + (subject.at % (payload.length - 1)));
     }
+    case 'respelt':
+      return respell(run.current, subject.how);
     case 'flawed':
       return flawedAttestation(subject.flaw, subject.name);
     case 'junk':
@@ -350,7 +353,7 @@ async function exchangeCase(generated: TokenCase, run: Run): Promise<void> {
   }
   let answer: Answer;
   try {
-    answer = await ledger.send(request, expected.audit);
+    answer = await ledger.send(request, expected.audit, expected.kind === 'refused' ? expected.reason : undefined);
   } finally {
     if (tokenCase.storeDown) {
       vi.mocked(AgentState.prototype.exchange).mockRestore();
