@@ -12,6 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fuzzPropertyFiles } from './lib/fuzz-properties';
 
 interface Mutant {
   name: string;
@@ -103,16 +104,7 @@ function runSuite(label: string): Outcome {
   const started = performance.now();
   const run = spawnSync(
     'vitest',
-    [
-      'run',
-      '--project',
-      'worker',
-      'test/fuzz/',
-      '--exclude',
-      'test/fuzz/regressions.test.ts',
-      '--reporter=json',
-      `--outputFile=${report}`,
-    ],
+    ['run', '--project', 'worker', ...fuzzPropertyFiles(), '--reporter=json', `--outputFile=${report}`],
     { stdio: 'ignore', env: suiteEnv },
   );
   const seconds = (performance.now() - started) / 1000;

@@ -8,6 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import { normalize } from 'node:path';
 import { parseArgs } from 'node:util';
+import { fuzzPropertyFiles } from './lib/fuzz-properties';
 
 const USAGE = 'usage: npm run fuzz -- [--runs N] [--seed S] [test/fuzz/file.test.ts ...]';
 
@@ -36,20 +37,15 @@ if (values.seed !== undefined && !(/^-?[0-9]+$/.test(values.seed) && Math.abs(Nu
 const outside = positionals.filter((file) => !normalize(file).startsWith('test/fuzz/'));
 if (outside.length > 0) usage(`${outside.join(', ')}: only files under test/fuzz/ take --runs`);
 
-const files = positionals.length > 0 ? positionals : ['test/fuzz/'];
-// The regression file pins examples; it has no cases to multiply.
-const run = spawnSync(
-  'vitest',
-  ['run', '--project', 'worker', '--exclude', 'test/fuzz/regressions.test.ts', ...files],
-  {
-    stdio: 'inherit',
-    env: {
-      ...process.env,
-      FUZZ_RUNS: values.runs,
-      ...(values.seed !== undefined && { FUZZ_SEED: values.seed }),
-    },
+const files = positionals.length > 0 ? positionals : fuzzPropertyFiles();
+const run = spawnSync('vitest', ['run', '--project', 'worker', ...files], {
+  stdio: 'inherit',
+  env: {
+    ...process.env,
+    FUZZ_RUNS: values.runs,
+    ...(values.seed !== undefined && { FUZZ_SEED: values.seed }),
   },
-);
+});
 if (run.error !== undefined) {
   console.error(`fuzz: could not start vitest (${run.error.message}): run this script through npm run fuzz`);
   process.exit(1);
