@@ -84,13 +84,16 @@ const MUTANTS: readonly Mutant[] = [
 ];
 
 interface VitestReport {
-  testResults: { name: string; assertionResults: { title: string; status: string; duration?: number }[] }[];
+  testResults: {
+    name: string;
+    assertionResults: { title: string; status: string; duration?: number; failureMessages: string[] }[];
+  }[];
 }
 
 interface Outcome {
   passed: boolean;
   /** Failing properties; none when the suite failed otherwise (a mutant that does not build). */
-  failed: { file: string; seconds: number }[];
+  failed: { file: string; seconds: number; message: string }[];
   seconds: number;
 }
 
@@ -114,7 +117,12 @@ function runSuite(label: string): Outcome {
   const failed = testResults.flatMap((file) =>
     file.assertionResults
       .filter((test) => test.status === 'failed')
-      .map((test) => ({ file: file.name.replace(`${process.cwd()}/`, ''), seconds: (test.duration ?? 0) / 1000 })),
+      .map((test) => ({
+        file: file.name.replace(`${process.cwd()}/`, ''),
+        seconds: (test.duration ?? 0) / 1000,
+        // The assertion that failed, without its stack: what the property saw.
+        message: (test.failureMessages[0] ?? '').split('\n').find((line) => line.startsWith('Caused by')) ?? '',
+      })),
   );
   return { passed: run.status === 0, failed, seconds };
 }
@@ -170,6 +178,7 @@ for (const mutant of chosen) {
   }
   const caught = outcome.failed.map((test) => `${test.file} (${test.seconds.toFixed(1)} s)`).join(', ');
   console.info(`${mutant.name}: ${outcome.passed ? 'SURVIVED' : `caught by ${caught}`}; lets through ${mutant.breaks}`);
+  for (const test of outcome.failed) console.info(`  ${test.file}: ${test.message.slice(0, 400)}`);
 }
 rmSync(outputDir, { recursive: true });
 process.exit(survivors === 0 ? 0 : 1);

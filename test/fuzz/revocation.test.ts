@@ -24,7 +24,7 @@ import { authorizationJunk, junk, type Respelling, respell } from './arbitraries
 import { AuditLedger, checkAnswer, type FuzzRequest } from './oracles';
 import { fuzzParameters, fuzzRuns, fuzzTimeout } from './params';
 
-const CI_RUNS = 15;
+const CI_RUNS = 20;
 const ledger = new AuditLedger();
 /** Frozen, and moved on by each run: the three tokens a run is issued never meet the rate limit. */
 const clock = useForwardClock();
@@ -71,7 +71,7 @@ function spell(token: string, spelling: Spelling): string {
 }
 
 const spelling = fc.oneof(
-  { weight: 3, arbitrary: fc.constant<Spelling>('exact') },
+  { weight: 2, arbitrary: fc.constant<Spelling>('exact') },
   { weight: 1, arbitrary: fc.constantFrom<Spelling>('padded', 'trailing_bits') },
   { weight: 1, arbitrary: fc.constantFrom<Spelling>('flipped_signature', 'spaced', 'lowercase') },
 );
@@ -138,7 +138,8 @@ async function perform(step: Act, tokens: Held[]): Promise<void> {
     case 'revoke': {
       const holder = tokens[step.holder] as Held;
       const form = new URLSearchParams({ token: spell(holder.token, step.spelling) });
-      if (step.hint !== undefined) form.set('token_type_hint', String(step.hint));
+      if (step.hint !== undefined)
+        form.set('token_type_hint', typeof step.hint === 'string' ? step.hint : JSON.stringify(step.hint));
       request = {
         method: 'POST',
         path: '/revoke',
