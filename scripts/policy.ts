@@ -31,7 +31,7 @@ try {
   await writeFile(values.out, `${JSON.stringify(bundle, null, 2)}\n`);
   const grants = Object.keys(bundle.cedar.policies).length;
   console.log(
-    `policy ${bundle.version}: ${Object.keys(bundle.agents).length} agents, ${Object.keys(bundle.issuers).length} issuers, ${grants} Cedar policies -> ${values.out}`,
+    `policy ${bundle.version}: ${Object.keys(bundle.agents).length} agents, ${Object.keys(bundle.issuers).length} issuers, ${Object.keys(bundle.apis).length} APIs, ${grants} Cedar policies -> ${values.out}`,
   );
   if (command === 'check') {
     const { outcomes, problems } = await runPolicyTests(join(values.dir, 'tests'), bundle);

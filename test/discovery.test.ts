@@ -11,6 +11,7 @@ describe('GET /.well-known/oauth-authorization-server (RFC 8414)', () => {
       token_endpoint: `${ISSUER}/token`,
       jwks_uri: `${ISSUER}/.well-known/jwks.json`,
       introspection_endpoint: `${ISSUER}/introspect`,
+      introspection_endpoint_auth_methods_supported: ['client_secret_basic'],
       revocation_endpoint: `${ISSUER}/revoke`,
       grant_types_supported: [TOKEN_EXCHANGE],
     });

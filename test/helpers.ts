@@ -20,11 +20,13 @@ import {
 } from 'jose';
 import { afterEach, beforeEach, expect, vi } from 'vitest';
 import demoKey from '../scripts/demo/demo-agent.private.jwk.json';
+import demoIntrospection from '../scripts/demo/introspection-credentials.json';
 import type { AgentState } from '../worker/agents/agent-state';
 import { INTAKE_SHARDS } from '../worker/audit/intake';
 import type { AuditDraft } from '../worker/audit/record';
 import type { AuditEvent } from '../worker/audit/schema';
 import type { Admission, ExchangeCall, ExchangeDecision } from '../worker/core/exchange';
+import { basicAuthorization } from '../worker/core/introspection-credential';
 import { loadedPolicy } from '../worker/policy/loaded';
 
 export const ISSUER = env.ISSUER;
@@ -128,6 +130,8 @@ export interface DpopProofOptions {
   /** `jti`; a fresh UUID by default. */
   jti?: string;
   nonce?: string;
+  /** `ath`, the hash of the access token the proof accompanies (RFC 9449 §4.2); none by default. */
+  ath?: string;
   /** Claims to leave out, e.g. `['jti']`. */
   omit?: readonly string[];
   /** Header parameters over `{ typ: 'dpop+jwt', alg, jwk }`; one set to undefined is left out. */
@@ -145,6 +149,7 @@ export async function dpopProof(key: DpopKey, options: DpopProofOptions = {}): P
     htu: options.htu ?? `${ISSUER}/token`,
     iat: options.iat ?? nowSeconds(),
     ...(options.nonce !== undefined && { nonce: options.nonce }),
+    ...(options.ath !== undefined && { ath: options.ath }),
   };
   for (const claim of options.omit ?? []) delete payload[claim];
   const alg = options.alg ?? key.alg;
@@ -192,15 +197,22 @@ export function postJson(body: unknown, headers: Record<string, string> = {}): P
   });
 }
 
-/** POSTs form-encoded `fields` to `path` (`/token` by default); a `task` object goes as a JSON string, per the spec. */
-export function postForm(fields: ExchangeFields, path = '/token'): Promise<Response> {
+/**
+ * POSTs form-encoded `fields` to `path` (`/token` by default), with `headers`; a `task` object goes as a JSON
+ * string, per the spec.
+ */
+export function postForm(
+  fields: ExchangeFields,
+  path = '/token',
+  headers: Record<string, string> = {},
+): Promise<Response> {
   const form = new URLSearchParams();
   for (const [name, value] of Object.entries(fields)) {
     form.append(name, typeof value === 'string' ? value : JSON.stringify(value));
   }
   return exports.default.fetch(`${ISSUER}${path}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
     body: form.toString(),
   });
 }
@@ -264,9 +276,42 @@ export async function issue(taskId: string = crypto.randomUUID(), ttl?: number):
   };
 }
 
-/** Introspects `token` in the RFC 7662 form encoding, checks the answer is a 200 not to cache, and returns it. */
-export async function introspect(token: string): Promise<Record<string, unknown>> {
-  const response = await postForm({ token }, '/introspect');
+/** The committed introspection credential of a demo API (`scripts/demo/introspection-credentials.json`). */
+export function demoIntrospectionCredential(audience: string): string {
+  const credential: unknown = Object.hasOwn(demoIntrospection, audience)
+    ? (demoIntrospection as Record<string, unknown>)[audience]
+    : undefined;
+  if (typeof credential !== 'string' || !credential.startsWith('tessera_introspection.'))
+    throw new Error(`no demo API ${audience}`);
+  return credential;
+}
+
+/**
+ * `Authorization: Basic` for an API at `/introspect`: the audience as client id and its credential as
+ * password, each form-encoded (RFC 6749 §2.3.1); the demo API's credential unless `credential` is given.
+ */
+export function introspectionAuthorization(audience: string, credential = demoIntrospectionCredential(audience)) {
+  return { authorization: basicAuthorization(audience, credential) };
+}
+
+/** The `aud` of `token` when it is a demo API (one with a committed credential), else the tickets API. */
+function demoAudienceOf(token: string): string {
+  try {
+    const { aud } = decodeJwt(token);
+    return typeof aud === 'string' && aud.startsWith('https://') && Object.hasOwn(demoIntrospection, aud)
+      ? aud
+      : TICKETS;
+  } catch {
+    return TICKETS;
+  }
+}
+
+/**
+ * Introspects `token` in the RFC 7662 form encoding as the demo API `audience` (the token's own by default,
+ * the tickets API for what is no demo API's token), checks the answer is a 200 not to cache, and returns it.
+ */
+export async function introspect(token: string, audience = demoAudienceOf(token)): Promise<Record<string, unknown>> {
+  const response = await postForm({ token }, '/introspect', introspectionAuthorization(audience));
   expect(response.status).toBe(200);
   expect(response.headers.get('cache-control')).toBe('no-store');
   return (await response.json()) as Record<string, unknown>;

@@ -1,7 +1,9 @@
 /**
- * `POST /introspect` (RFC 7662): an active token is described by its claims; anything else, whether it
- * never was a token of this broker, was tampered with, has expired, was revoked by any path, or is held
- * while the global kill switch is engaged, is `{ active: false }` and nothing more.
+ * `POST /introspect` (RFC 7662): the API a token is for, authenticated with its credential (§2.1), learns
+ * whether it is active and, if so, its claims; anything else, whether it never was a token of this broker,
+ * was tampered with, has expired, was revoked by any path, is held while the global kill switch is engaged,
+ * or is another API's token, is `{ active: false }` and nothing more. A caller that does not authenticate
+ * as a declared API is refused with 401 `invalid_client` and learns nothing.
  *
  * Every test runs on a frozen clock that only moves forward across the file (an agent-wide revocation
  * leaves a cut-off behind it), and starts with a fresh rate-limit bucket (the agent's object is evicted).
@@ -15,11 +17,15 @@ import {
   agentObject,
   attestation,
   DEMO_AGENT,
+  demoIntrospectionCredential,
   evictAgentObject,
+  expectError,
   forgedCopy,
+  GRAPH,
   ISSUER,
   type Issued,
   introspect,
+  introspectionAuthorization,
   issue,
   postForm,
   readError,
@@ -44,8 +50,15 @@ function request(path: string, init: { method?: string; body: unknown; headers?:
   });
 }
 
-/** POSTs form-encoded `fields` to `/introspect`. */
-const introspectForm = (fields: Record<string, string>) => postForm(fields, '/introspect');
+/** POSTs form-encoded `fields` to `/introspect` as the tickets API, or with the `authorization` given. */
+const introspectForm = (
+  fields: Record<string, string>,
+  authorization: Record<string, string> = introspectionAuthorization(TICKETS),
+) => postForm(fields, '/introspect', authorization);
+
+/** POSTs a JSON body to `/introspect` as the tickets API. */
+const introspectJson = (body: unknown) =>
+  request('/introspect', { body, headers: introspectionAuthorization(TICKETS) });
 
 function admin(path: string, body: unknown = { reason: 'incident INC-7' }, method = 'POST') {
   return request(path, { method, body, headers: { authorization: `Bearer ${creds.admin}` } });
@@ -95,7 +108,7 @@ describe('POST /introspect: an active token (RFC 7662 §2.2)', () => {
 
   it('accepts a JSON body as well as the form encoding', async () => {
     const issued = await issue();
-    const response = await request('/introspect', { body: { token: issued.token } });
+    const response = await introspectJson({ token: issued.token });
     expect(response.status).toBe(200);
     expect(response.headers.get('cache-control')).toBe('no-store');
     expect(await response.json()).toMatchObject({ active: true, jti: issued.jti });
@@ -199,8 +212,8 @@ describe('POST /introspect: bad requests', () => {
     for (const response of [
       await introspectForm({}),
       await introspectForm({ token: '' }),
-      await request('/introspect', { body: {} }),
-      await request('/introspect', { body: { token: 42 } }),
+      await introspectJson({}),
+      await introspectJson({ token: 42 }),
     ]) {
       expect(response.status).toBe(400);
       expect(response.headers.get('cache-control')).toBe('no-store');
@@ -212,10 +225,81 @@ describe('POST /introspect: bad requests', () => {
     const issued = await issue();
     const response = await exports.default.fetch(`${ISSUER}/introspect`, {
       method: 'POST',
-      headers: { 'content-type': 'text/plain' },
+      headers: { 'content-type': 'text/plain', ...introspectionAuthorization(TICKETS) },
       body: issued.token,
     });
     expect(response.status).toBe(415);
     expect((await readError(response)).error).toBe('invalid_request');
+  });
+});
+
+describe('POST /introspect: the API authenticates (RFC 7662 §2.1)', () => {
+  /** Checks a 401 `invalid_client` with a Basic challenge (RFC 6749 §5.2), not cached, and nothing of the token. */
+  async function expectUnauthenticated(response: Response): Promise<void> {
+    const body = await expectError(response, 401, 'invalid_client');
+    expect(response.headers.get('www-authenticate')).toBe('Basic realm="tessera-introspection"');
+    expect(body).not.toHaveProperty('active');
+    expect(body).not.toHaveProperty('owner');
+  }
+
+  const basic = (user: string, password: string) => ({ authorization: `Basic ${btoa(`${user}:${password}`)}` });
+
+  const refused: { name: string; headers: (token: string) => Record<string, string> }[] = [
+    { name: 'no Authorization header', headers: () => ({}) },
+    { name: 'the token itself as a bearer credential', headers: (token) => ({ authorization: `Bearer ${token}` }) },
+    { name: 'an admin credential as a bearer credential', headers: () => ({ authorization: `Bearer ${creds.admin}` }) },
+    {
+      name: "another API's credential",
+      headers: () => introspectionAuthorization(TICKETS, demoIntrospectionCredential(GRAPH)),
+    },
+    {
+      name: 'a wrong secret',
+      headers: () => introspectionAuthorization(TICKETS, `tessera_introspection.${'A'.repeat(43)}`),
+    },
+    {
+      name: 'the stored hash as the secret',
+      headers: () => introspectionAuthorization(TICKETS, bundle.apis[TICKETS]?.introspectionSecretSha256 ?? ''),
+    },
+    {
+      name: 'an audience not declared in apis.yaml',
+      headers: () => introspectionAuthorization('https://unknown.example.com', demoIntrospectionCredential(TICKETS)),
+    },
+    { name: 'an empty password', headers: () => introspectionAuthorization(TICKETS, '') },
+    { name: 'no colon', headers: () => ({ authorization: `Basic ${btoa(TICKETS)}` }) },
+    { name: 'not base64', headers: () => ({ authorization: 'Basic %%%' }) },
+    {
+      name: 'a bad % escape',
+      headers: () => basic('https%E0%A4%A://tickets.example.com', demoIntrospectionCredential(TICKETS)),
+    },
+    {
+      name: 'a name of Object.prototype as audience',
+      headers: () => basic('constructor', demoIntrospectionCredential(TICKETS)),
+    },
+  ];
+  for (const { name, headers } of refused) {
+    it(`refuses a caller with ${name}: 401 invalid_client, and says nothing of the token`, async () => {
+      const issued = await issue();
+      await expectUnauthenticated(await introspectForm({ token: issued.token }, headers(issued.token)));
+    });
+  }
+
+  it('refuses an unauthenticated caller before it reads the body', async () => {
+    await expectUnauthenticated(await introspectForm({}, {}));
+  });
+
+  it('accepts the audience as client id sent without form encoding', async () => {
+    const issued = await issue();
+    const response = await introspectForm(
+      { token: issued.token },
+      basic(TICKETS, demoIntrospectionCredential(TICKETS)),
+    );
+    await expectOk(response);
+    expect(await response.json()).toMatchObject({ active: true, jti: issued.jti });
+  });
+
+  it("answers another API's caller about a live token with active false and nothing more (§2.2)", async () => {
+    const issued = await issue();
+    expect(await introspect(issued.token, GRAPH)).toEqual({ active: false });
+    expect(await introspect(issued.token, TICKETS)).toMatchObject({ active: true, owner: 'alice@example.com' });
   });
 });

@@ -5,20 +5,26 @@
  *
  * Run it next to the broker: `npx wrangler dev -c examples/tickets-api/wrangler.toml` (`npm run demo`
  * starts it); for a broker elsewhere than localhost:8787, add `--var TESSERA_ISSUER:<the broker's issuer>`.
- * In production, TESSERA_ISSUER is the broker's URL and TICKETS_AUDIENCE this API's audience.
+ * In production, TESSERA_ISSUER is the broker's URL, TICKETS_AUDIENCE this API's audience, and
+ * TESSERA_INTROSPECTION_CREDENTIAL a secret (`npx wrangler secret put TESSERA_INTROSPECTION_CREDENTIAL`):
+ * the credential the broker's operator made for this audience (`npm run cli -- introspection-credential`).
  */
 import { env } from 'cloudflare:workers';
 import { type AgentVariables, requireAgent } from '@tessera/verify/hono';
 import { Hono } from 'hono';
 
-const { TESSERA_ISSUER, TICKETS_AUDIENCE } = env as unknown as { TESSERA_ISSUER: string; TICKETS_AUDIENCE: string };
+const { TESSERA_ISSUER, TICKETS_AUDIENCE, TESSERA_INTROSPECTION_CREDENTIAL } = env as unknown as {
+  TESSERA_ISSUER: string;
+  TICKETS_AUDIENCE: string;
+  TESSERA_INTROSPECTION_CREDENTIAL: string;
+};
 
 /** What every route checks; each adds the actions it needs. */
 const tessera = {
   issuer: TESSERA_ISSUER,
   audience: TICKETS_AUDIENCE,
-  // Ask the broker whether the token was revoked (answers cached 5 s); refuse when it cannot say.
-  introspection: true,
+  // Ask the broker, as this API, whether the token was revoked (answers cached 5 s); refuse when it cannot say.
+  introspection: { credential: TESSERA_INTROSPECTION_CREDENTIAL },
 };
 
 const app = new Hono<{ Variables: AgentVariables }>();

@@ -4,6 +4,7 @@
  * what is wrong and what to do.
  */
 import { z } from 'zod';
+import { basicAuthorization } from '../../worker/core/introspection-credential';
 import { CliError } from './errors';
 import type { Session } from './session';
 
@@ -21,6 +22,8 @@ export interface Call {
   form?: Record<string, string>;
   /** The `Authorization: Bearer` credential: an admin credential or an access token. */
   bearer?: string;
+  /** `Authorization: Basic`: an API's audience and introspection credential (RFC 6749 §2.3.1). */
+  basic?: { clientId: string; password: string };
 }
 
 export interface Answer {
@@ -108,12 +111,13 @@ export function fetchFailure(session: Session, what: string, error: unknown): Cl
 
 /** Sends one call and reads its JSON answer, whatever its status. */
 export async function send(session: Session, call: Call): Promise<Answer> {
-  if (call.bearer !== undefined || call.form !== undefined) session.checkTransport();
+  if (call.bearer !== undefined || call.basic !== undefined || call.form !== undefined) session.checkTransport();
   const url = new URL(session.url + call.path);
   for (const [name, value] of Object.entries(call.query ?? {}))
     if (value !== undefined) url.searchParams.set(name, value);
   const headers: Record<string, string> = { accept: 'application/json' };
   if (call.bearer !== undefined) headers.authorization = `Bearer ${call.bearer}`;
+  if (call.basic !== undefined) headers.authorization = basicAuthorization(call.basic.clientId, call.basic.password);
   let body: string | undefined;
   if (call.json !== undefined) {
     headers['content-type'] = 'application/json';

@@ -10,7 +10,13 @@ import {
   InvalidArgumentError,
   Option,
 } from '@commander-js/extra-typings';
-import { adminCredentialCommand, attestCommand, keygenCommand, tokenCommand } from './commands/agent';
+import {
+  adminCredentialCommand,
+  attestCommand,
+  introspectionCredentialCommand,
+  keygenCommand,
+  tokenCommand,
+} from './commands/agent';
 import { agentsCommand } from './commands/agents';
 import { approvalsCommand } from './commands/approvals';
 import { auditCommand } from './commands/audit';
@@ -80,7 +86,7 @@ export function createProgram(io: Io): CommandUnknownOpts {
 
   const open = () => new Session(io, program.opts());
   const groups = {
-    'Set up:': [keygenCommand(open), adminCredentialCommand(open)],
+    'Set up:': [keygenCommand(open), adminCredentialCommand(open), introspectionCredentialCommand(open)],
     'As an agent:': [attestCommand(open), tokenCommand(open)],
     'On call:': [
       killSwitchCommand(open),

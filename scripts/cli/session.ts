@@ -132,6 +132,24 @@ export class Session {
   }
 
   /**
+   * An API's introspection credential: `TESSERA_INTROSPECTION_CREDENTIAL` (no flag: it would show in `ps`).
+   * It goes in the `Authorization` header only, and is never printed.
+   */
+  introspectionCredential(): string {
+    const credential = this.io.env.TESSERA_INTROSPECTION_CREDENTIAL?.trim();
+    if (!credential) {
+      throw usageError(
+        "no introspection credential: set TESSERA_INTROSPECTION_CREDENTIAL to the credential of the token's API (npm run cli -- introspection-credential makes one)",
+      );
+    }
+    if (!/^[!-~]+$/.test(credential))
+      throw usageError(
+        'the introspection credential has a space, a line break or a character it cannot hold: copy it again',
+      );
+    return credential;
+  }
+
+  /**
    * The admin credential: `--admin-token`, else `TESSERA_ADMIN_TOKEN` (then the deprecated `--credential`
    * and `TESSERA_ADMIN_CREDENTIAL`). It goes in the `Authorization` header only, and is never printed.
    *

@@ -1,5 +1,5 @@
 /**
- * Deploy checks of `policies/` beyond what the compiler refuses: the demo's keys, credentials and Access
+ * Deploy checks of `policies/` beyond what the compiler refuses: the demo's keys, admin and introspection credentials and Access
  * team under any name, configuration left from the examples, admins and approvers who cannot exist, and
  * webhooks a Worker cannot reach.
  */
@@ -69,6 +69,18 @@ async function checkDemoSecrets(sources: PolicySources, demo: DemoSecrets, probl
         at(sources.credentials.file, ['credentials', index, 'secret_sha256']),
         `credential ${credential.id} has the secret of a demo credential, published in scripts/demo/admin-credentials.json`,
         'make a new one with `npm run cli -- admin-credential --id NAME` and replace this entry',
+      ),
+    );
+  }
+  for (const { index, value: api } of sources.apis?.entries ?? []) {
+    if (!demo.introspectionHashes.has(api.introspection_secret_sha256) || api.demo || sources.apis === undefined)
+      continue;
+    problems.push(
+      error(
+        'demo-api-secret',
+        at(sources.apis.file, ['apis', index, 'introspection_secret_sha256']),
+        `the introspection credential of ${api.audience} has the secret of a demo credential, published in scripts/demo/introspection-credentials.json`,
+        `make a new one with \`npm run cli -- introspection-credential --audience ${api.audience}\` and replace this entry`,
       ),
     );
   }

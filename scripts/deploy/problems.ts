@@ -20,6 +20,7 @@ export type DeployErrorCode =
   | 'secret-in-vars'
   | 'demo-agent-key'
   | 'demo-admin-secret'
+  | 'demo-api-secret'
   | 'demo-access'
   | 'example-owner'
   | 'example-issuer'

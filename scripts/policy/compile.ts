@@ -1,6 +1,6 @@
 /**
  * Compiles `policies/` into the bundle the worker loads: validates the settings, the agent inventory, the
- * trusted issuers, the admins, the Cedar schema and every Cedar policy (strict validation), and hashes the
+ * trusted issuers, the admins, the APIs' introspection credentials, the Cedar schema and every Cedar policy (strict validation), and hashes the
  * result. Every problem is collected, each with its file and line, so one run reports them all.
  */
 import { createHash } from 'node:crypto';
@@ -14,6 +14,8 @@ import {
   AdminsFile,
   AgentEntry,
   AgentsFile,
+  ApiEntry,
+  ApisFile,
   CredentialEntry,
   IssuerEntry,
   IssuersFile,
@@ -30,7 +32,7 @@ import {
 } from './source';
 
 export interface CompileOptions {
-  /** Refuse agents and admin credentials marked `demo: true` (their secrets are public). */
+  /** Refuse agents, admin and introspection credentials marked `demo: true` (their secrets are public). */
   forDeploy?: boolean;
 }
 
@@ -47,6 +49,7 @@ export interface PolicySources {
   agents?: ListSource<AgentEntry>;
   credentials?: ListSource<CredentialEntry>;
   access?: { file: SourceFile<unknown>; value: AccessEntry };
+  apis?: ListSource<ApiEntry>;
 }
 
 export interface CompiledPolicies {
@@ -181,30 +184,64 @@ function compileCredentials(credentials: ListSource<CredentialEntry>, problems: 
   return compiled;
 }
 
+function compileApis(apis: ListSource<ApiEntry>, problems: Problems) {
+  const { file, entries } = apis;
+  const lineOf = (index: number) => file.lineOf(['apis', index]);
+  reportDuplicates(entries, (a) => a.audience, file, lineOf, 'API audience', problems);
+  reportDuplicates(entries, (a) => a.introspection_secret_sha256, file, lineOf, 'introspection secret', problems);
+  const compiled: PolicyBundle['apis'] = {};
+  for (const { value: api } of entries) {
+    compiled[api.audience] = {
+      audience: api.audience,
+      introspectionSecretSha256: api.introspection_secret_sha256,
+      demo: api.demo,
+    };
+  }
+  return compiled;
+}
+
+/** Reports, under `code`, every entry of a list marked `demo: true`, with the message `describe` gives it. */
+function reportDemo<T extends { demo: boolean }>(
+  list: ListSource<T> | undefined,
+  key: string,
+  code: 'demo-agent' | 'demo-admin' | 'demo-api',
+  describe: (entry: T) => string,
+  fix: string,
+  problems: Problems,
+) {
+  for (const { index, value } of list?.entries ?? []) {
+    if (value.demo && list !== undefined)
+      problems.add(code, list.file.path, list.file.lineOf([key, index]), describe(value), fix);
+  }
+}
+
 /** Refuses, for deploy, the entries marked `demo: true`: their private key or secret is in this repository. */
 function refuseDemoEntries(sources: PolicySources, problems: Problems) {
-  for (const { index, value: agent } of sources.agents?.entries ?? []) {
-    if (!agent.demo || sources.agents === undefined) continue;
-    const { file } = sources.agents;
-    problems.add(
-      'demo-agent',
-      file.path,
-      file.lineOf(['agents', index]),
-      `agent ${agent.id} is a demo agent (its private key is public, in scripts/demo/)`,
-      DEMO_FIX,
-    );
-  }
-  for (const { index, value: credential } of sources.credentials?.entries ?? []) {
-    if (!credential.demo || sources.credentials === undefined) continue;
-    const { file } = sources.credentials;
-    problems.add(
-      'demo-admin',
-      file.path,
-      file.lineOf(['credentials', index]),
-      `credential ${credential.id} is a demo credential (its secret is public, in scripts/demo/)`,
-      `${DEMO_FIX}: \`npm run cli -- admin-credential --id NAME\` makes a credential`,
-    );
-  }
+  reportDemo(
+    sources.agents,
+    'agents',
+    'demo-agent',
+    (agent) => `agent ${agent.id} is a demo agent (its private key is public, in scripts/demo/)`,
+    DEMO_FIX,
+    problems,
+  );
+  reportDemo(
+    sources.credentials,
+    'credentials',
+    'demo-admin',
+    (credential) => `credential ${credential.id} is a demo credential (its secret is public, in scripts/demo/)`,
+    `${DEMO_FIX}: \`npm run cli -- admin-credential --id NAME\` makes a credential`,
+    problems,
+  );
+  reportDemo(
+    sources.apis,
+    'apis',
+    'demo-api',
+    (api) =>
+      `the introspection credential of ${api.audience} is a demo credential (its secret is public, in scripts/demo/)`,
+    `${DEMO_FIX}: \`npm run cli -- introspection-credential --audience URL\` makes a credential`,
+    problems,
+  );
 }
 
 function contentHash(value: unknown): string {
@@ -253,17 +290,23 @@ export async function compilePolicyFolder(dir: string, options: CompileOptions =
     }
   }
 
+  const apisFile = await readYaml(join(dir, 'apis.yaml'), ApisFile, problems);
+  if (apisFile)
+    sources.apis = { file: apisFile, entries: validEntries(apisFile, 'apis', apisFile.data.apis, ApiEntry, problems) };
+
   const s = sources.settings?.data;
   const issuers = sources.issuers && (await compileIssuers(sources.issuers, s?.attestations.max_age ?? 0, problems));
   const agents =
     sources.agents &&
     (await compileAgents(sources.agents, issuersFile && namedIssuers(issuersFile.data.issuers), problems));
   const credentials = sources.credentials && compileCredentials(sources.credentials, problems);
+  const apis = sources.apis && compileApis(sources.apis, problems);
   const cedar = await compileCedar(dir, problems);
 
   const buildable = problems.list.length === 0;
   if (options.forDeploy) refuseDemoEntries(sources, problems);
-  if (!buildable || !s || !issuers || !agents || !credentials || !cedar) return { problems: problems.list, sources };
+  if (!buildable || !s || !issuers || !agents || !credentials || !apis || !cedar)
+    return { problems: problems.list, sources };
 
   const access = sources.access?.value;
   const body = {
@@ -290,6 +333,7 @@ export async function compilePolicyFolder(dir: string, options: CompileOptions =
       credentials,
       ...(access && { access: { teamDomain: access.team_domain, audience: access.audience, roles: access.roles } }),
     },
+    apis,
     cedar,
   };
   // The worker re-validates with the same schema at start-up; checking here fails the build instead.

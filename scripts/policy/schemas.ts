@@ -109,3 +109,15 @@ export const CredentialEntry = z.strictObject({
   demo: z.boolean().default(false),
 });
 export type CredentialEntry = z.output<typeof CredentialEntry>;
+
+export const ApisFile = z.strictObject({ apis: List });
+
+export const ApiEntry = z.strictObject({
+  /** The audience agents ask for and the API verifies: its client id at the introspection endpoint. */
+  audience: z.string().min(1),
+  introspection_secret_sha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, 'the hex SHA-256 that `npm run cli -- introspection-credential` prints'),
+  demo: z.boolean().default(false),
+});
+export type ApiEntry = z.output<typeof ApiEntry>;

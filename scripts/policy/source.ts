@@ -13,7 +13,7 @@ export type PolicyProblemCode =
   | 'yaml-syntax'
   /** A value the file's schema refuses. */
   | 'invalid-value'
-  /** Two entries with one id: agent, issuer, credential, secret, kid, policy `@id`. */
+  /** Two entries with one id: agent, issuer, credential, API audience, secret, kid, policy `@id`. */
   | 'duplicate'
   /** A registered public key that cannot be used. */
   | 'invalid-key'
@@ -30,7 +30,9 @@ export type PolicyProblemCode =
   /** For deploy: an agent marked `demo: true` (its private key is public). */
   | 'demo-agent'
   /** For deploy: an admin credential marked `demo: true` (its secret is public). */
-  | 'demo-admin';
+  | 'demo-admin'
+  /** For deploy: an API's introspection credential marked `demo: true` (its secret is public). */
+  | 'demo-api';
 
 /** One problem in a policy folder, where it is, and how to fix it when that is not obvious. */
 export interface PolicyProblem {

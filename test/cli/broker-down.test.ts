@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createProgram } from '../../scripts/cli/program';
-import { adminEnv, cli, deadUrl, expectFailure, KEY_FILE, spawnCli } from './run';
+import { adminEnv, agentEnvFor, cli, deadUrl, expectFailure, KEY_FILE, spawnCli, TICKETS } from './run';
 
 const TOKEN = ['--agent', 'demo-agent', '--key', KEY_FILE, '--audience', 'a', '--scope', 's', '--task', 't'];
 
@@ -23,7 +23,7 @@ const CALLS: Record<string, string[]> = {
   'agents resume': ['agents', 'resume', 'demo-agent', '--reason', 'x'],
   'agents revoke': ['agents', 'revoke', 'demo-agent', '--reason', 'x'],
   'tokens revoke': ['tokens', 'revoke', 'some-jti', '--reason', 'x'],
-  'tokens check': ['tokens', 'check', 'some-token'],
+  'tokens check': ['tokens', 'check', 'some-token', '--audience', TICKETS],
   'tasks complete': ['tasks', 'complete', 'T-1', '--token', 'some-token'],
   'tasks revoke': ['tasks', 'revoke', 'T-1', '--reason', 'x'],
   'approvals list': ['approvals', 'list'],
@@ -49,13 +49,13 @@ it('covers every command but the two that make keys locally', () => {
     ask: async () => '',
     readStdin: async () => '',
   });
-  expect(leaves(program).sort()).toEqual([...NAMES, 'keygen', 'admin-credential'].sort());
+  expect(leaves(program).sort()).toEqual([...NAMES, 'keygen', 'admin-credential', 'introspection-credential'].sort());
 });
 
 describe('a broker that is down', () => {
   it.each(NAMES)('%s says nothing is listening and where', async (name) => {
     const url = await deadUrl();
-    const run = await cli(CALLS[name] ?? [], { env: adminEnv(url) });
+    const run = await cli(CALLS[name] ?? [], { env: { ...agentEnvFor(url), ...adminEnv(url) } });
     expectFailure(
       run,
       1,
@@ -124,13 +124,18 @@ describe.each(Object.entries(IMPOSTORS))('a server that answers %s', (_name, imp
   afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
   it.each(NAMES)('%s says what answered and what to check', async (name) => {
-    expectFailure(await cli(CALLS[name] ?? [], { env: adminEnv(url) }), 1, impostor.error);
+    expectFailure(await cli(CALLS[name] ?? [], { env: { ...agentEnvFor(url), ...adminEnv(url) } }), 1, impostor.error);
   });
 
   it('never puts a credential in a URL', () => {
     const credential = adminEnv(url).TESSERA_ADMIN_TOKEN ?? '';
+    const introspection = agentEnvFor(url).TESSERA_INTROSPECTION_CREDENTIAL ?? '';
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.some(({ authorization }) => authorization === `Bearer ${credential}`)).toBe(true);
-    for (const request of seen) expect(request.url).not.toContain(credential);
+    expect(seen.some(({ authorization }) => authorization?.startsWith('Basic '))).toBe(true);
+    for (const request of seen) {
+      expect(request.url).not.toContain(credential);
+      expect(request.url).not.toContain(introspection);
+    }
   });
 });

@@ -4,13 +4,13 @@
  * run as child processes; the rest in-process, through the same code.
  */
 import { describe, expect, inject, it } from 'vitest';
-import { adminEnv, claims, cli, eventually, expectFailure, KEY_FILE, type Run, spawnCli } from './run';
+import { adminEnv, agentEnvFor, claims, cli, eventually, expectFailure, KEY_FILE, type Run, spawnCli } from './run';
 
 const url = inject('cliBrokerUrl');
 const admin = adminEnv(url);
 const approver = adminEnv(url, 'approver');
 const auditor = adminEnv(url, 'auditor');
-const agentEnv = { TESSERA_URL: url };
+const agentEnv = agentEnvFor(url);
 /** Makes this file's task ids its own. */
 const RUN = Date.now().toString(36);
 
@@ -230,6 +230,21 @@ describe('tokens and tasks', () => {
     expect(JSON.parse((await cli(['tokens', 'check', accessToken, '--json'], { env: agentEnv })).stdout)).toEqual({
       active: false,
     });
+  });
+
+  it("checks a token as its API only: another API's credential is refused, and to another API it is inactive", async () => {
+    const accessToken = await token(`T-${RUN}-audience`);
+    const graph = 'https://graph.example.com';
+    expectFailure(
+      await cli(['tokens', 'check', accessToken], { env: agentEnvFor(url, graph) }),
+      1,
+      /^error: the broker does not accept the introspection credential of https:\/\/tickets\.example\.com: check TESSERA_INTROSPECTION_CREDENTIAL \(and --audience\) \(401 invalid_client: /,
+    );
+    expectFailure(
+      await cli(['tokens', 'check', accessToken, '--audience', graph], { env: agentEnvFor(url, graph) }),
+      1,
+      /^error: the token is not active: .*, or not one for https:\/\/graph\.example\.com\n$/,
+    );
   });
 
   it('completes a task with one of its tokens, as the agent does', async () => {

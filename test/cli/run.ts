@@ -33,6 +33,23 @@ const credentials = JSON.parse(readFileSync(join(PROJECT_ROOT, 'scripts/demo/adm
   auditor: string;
 };
 
+const introspection = JSON.parse(
+  readFileSync(join(PROJECT_ROOT, 'scripts/demo/introspection-credentials.json'), 'utf8'),
+) as Record<string, string>;
+
+/** The demo tickets API's audience, whose committed introspection credential {@link agentEnvFor} carries. */
+export const TICKETS = 'https://tickets.example.com';
+
+/**
+ * The environment of an agent, or of its API, against `url`: no admin credential; the demo introspection
+ * credential of the API `audience` (the tickets API by default), which `tokens check` presents.
+ */
+export function agentEnvFor(url: string, audience = TICKETS): Record<string, string> {
+  const credential = introspection[audience];
+  if (credential === undefined) throw new Error(`no demo introspection credential for ${audience}`);
+  return { TESSERA_URL: url, TESSERA_INTROSPECTION_CREDENTIAL: credential };
+}
+
 /** The environment of an admin on call with the demo credential of `role`, against `url`. */
 export function adminEnv(url: string, role: 'admin' | 'approver' | 'auditor' = 'admin'): Record<string, string> {
   return { TESSERA_URL: url, TESSERA_ADMIN_TOKEN: credentials[role] };

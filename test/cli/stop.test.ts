@@ -3,12 +3,12 @@
  * tokens): the global kill switch, and suspending, resuming and revoking one agent.
  */
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { adminEnv, claims, cli, expectFailure, KEY_FILE, spawnCli } from './run';
+import { adminEnv, agentEnvFor, claims, cli, expectFailure, KEY_FILE, spawnCli } from './run';
 
 const url = inject('cliStopBrokerUrl');
 const admin = adminEnv(url);
 const auditor = adminEnv(url, 'auditor');
-const agentEnv = { TESSERA_URL: url };
+const agentEnv = agentEnvFor(url);
 const RUN = Date.now().toString(36);
 
 const TOKEN = [

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { CommandUnknownOpts } from '@commander-js/extra-typings';
 import { describe, expect, it } from 'vitest';
 import { createProgram } from '../../scripts/cli/program';
+import { secretHash } from '../../worker/core/credential-secret';
 import { adminEnv, cli, deadUrl, expectFailure, expectNoStack, KEY_FILE, spawnCli } from './run';
 
 /** Every command of the tree, by its path of names: groups and the commands that act. */
@@ -150,6 +151,21 @@ describe('usage errors', () => {
       argv: ['admin-credential', '--id', 'Alice Oncall'],
       error: /lowercase letters, digits and dashes/,
     },
+    {
+      name: 'an --audience with a space',
+      argv: ['introspection-credential', '--audience', 'https://tickets example.com'],
+      error: /give the audience URL/,
+    },
+    {
+      name: 'tokens check without an introspection credential',
+      argv: ['tokens', 'check', 'some-token', '--audience', 'https://tickets.example.com'],
+      error: /no introspection credential: set TESSERA_INTROSPECTION_CREDENTIAL/,
+    },
+    {
+      name: 'tokens check of something that is no JWT, without --audience',
+      argv: ['tokens', 'check', 'some-token'],
+      error: /names no audience: pass --audience/,
+    },
     { name: 'a --url that is not one', argv: ['health', '--url', 'localhost'], error: /--url is not a URL/ },
     {
       name: 'a --url with a credential in it',
@@ -257,6 +273,16 @@ describe('local commands', () => {
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^tessera_admin\.alice-oncall\.[A-Za-z0-9_-]{43}$/m);
     expect(run.stdout).toMatch(/- \{ id: alice-oncall, role: admin, secret_sha256: [0-9a-f]{64} \}/);
+  });
+
+  it("makes an API's introspection credential and its entry for the audience", async () => {
+    const run = await cli(['introspection-credential', '--audience', 'https://tickets.acme.test']);
+    expect(run.code).toBe(0);
+    const credential = /^tessera_introspection\.([A-Za-z0-9_-]{43})$/m.exec(run.stdout);
+    const entry = /- \{ audience: https:\/\/tickets\.acme\.test, introspection_secret_sha256: ([0-9a-f]{64}) \}/.exec(
+      run.stdout,
+    );
+    expect(entry?.[1]).toBe(await secretHash(credential?.[1] ?? ''));
   });
 });
 

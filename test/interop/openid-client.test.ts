@@ -1,13 +1,18 @@
 /**
  * panva's openid-client, an OAuth client nobody here wrote, against the real broker over HTTP: discovery
  * from the RFC 8414 metadata, the RFC 8693 exchange in the form encoding, DPoP proofs and nonces from its
- * own implementation (oauth4webapi), and a DPoP-protected call to an API guarded by `@tessera/verify`.
+ * own implementation (oauth4webapi), RFC 7662 introspection as an API authenticated with client_secret_basic,
+ * and a DPoP-protected call to an API guarded by `@tessera/verify`.
  */
+
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { type AgentVariables, requireAgent } from '@tessera/verify/hono';
 import { Hono } from 'hono';
 import { calculateJwkThumbprint, decodeJwt, exportJWK } from 'jose';
 import * as client from 'openid-client';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { PROJECT_ROOT } from '../../scripts/lib/local-broker';
 import { AGENT, exchangeParameters, TICKETS, TOKEN_EXCHANGE } from './agent';
 
 const brokerUrl = inject('brokerUrl');
@@ -79,6 +84,36 @@ describe('openid-client: RFC 8693 token exchange', () => {
       DPoP: client.getDPoPHandle(config, keyPair),
     });
     expect(decodeJwt(tokens.access_token).cnf).toEqual({ jkt: await thumbprintOf(keyPair) });
+  });
+});
+
+describe('openid-client: RFC 7662 introspection as an API (client_secret_basic)', () => {
+  /** openid-client's view of the broker as the tickets API, with the demo API's credential. */
+  async function asApi(audience: string, credential: string): Promise<client.Configuration> {
+    return client.discovery(new URL(brokerUrl), audience, undefined, client.ClientSecretBasic(credential), {
+      algorithm: 'oauth2',
+      execute: [client.allowInsecureRequests],
+    });
+  }
+
+  it('introspects a token of its own audience, and a token is inactive to another API', async () => {
+    const credentials = JSON.parse(
+      await readFile(join(PROJECT_ROOT, 'scripts/demo/introspection-credentials.json'), 'utf8'),
+    ) as Record<string, string>;
+    const agent = await discover(brokerUrl);
+    const { access_token: token } = await client.genericGrantRequest(
+      agent,
+      TOKEN_EXCHANGE,
+      await exchangeParameters(brokerUrl),
+    );
+    const tickets = await asApi(TICKETS, credentials[TICKETS] ?? '');
+    expect(await client.tokenIntrospection(tickets, token)).toMatchObject({ active: true, aud: TICKETS, sub: AGENT });
+    const graph = await asApi('https://graph.example.com', credentials['https://graph.example.com'] ?? '');
+    expect(await client.tokenIntrospection(graph, token)).toEqual({ active: false });
+    const refused = await client.tokenIntrospection(await asApi(TICKETS, 'wrong'), token).catch((error) => error);
+    // A 401 with a Basic challenge (RFC 6749 §5.2), which openid-client surfaces as the challenge.
+    expect(refused).toBeInstanceOf(client.WWWAuthenticateChallengeError);
+    expect(refused).toMatchObject({ status: 401, cause: [{ scheme: 'basic' }] });
   });
 });
 

@@ -20,6 +20,14 @@ const brokerUrl = inject('brokerUrl');
 
 const PACKAGE_DIR = join(PROJECT_ROOT, 'packages/verify');
 const CONSUMER_SOURCE = join(PROJECT_ROOT, 'test/interop/verify-consumer/consumer.ts');
+/** The demo tickets API's committed introspection credential, which the consumer introspects with. */
+const TICKETS_INTROSPECTION =
+  (
+    JSON.parse(await readFile(join(PROJECT_ROOT, 'scripts/demo/introspection-credentials.json'), 'utf8')) as Record<
+      string,
+      string
+    >
+  )[TICKETS] ?? '';
 const require = createRequire(import.meta.url);
 const TSC = require.resolve('typescript/bin/tsc');
 /** Compiling and running under a loaded machine can take a while. */
@@ -87,7 +95,7 @@ async function freshToken(): Promise<string> {
 async function expectConsumerVerifies(compiled: string, cwd: string): Promise<void> {
   const token = await freshToken();
   const claims = decodeJwt(token) as { owner: string; task: { id: string } };
-  const output = JSON.parse(await node([compiled, brokerUrl, TICKETS, token], cwd));
+  const output = JSON.parse(await node([compiled, brokerUrl, TICKETS, TICKETS_INTROSPECTION, token], cwd));
   expect(output).toEqual({
     claims: { sub: 'demo-agent', owner: claims.owner, task: claims.task.id },
     otherAudience: 'wrong_audience',

@@ -79,6 +79,25 @@ const deployBreakages: Breakage[] = [
       ),
   },
   {
+    name: "a demo API's introspection credential",
+    codes: ['demo-api'],
+    apply: (f) =>
+      f.append(
+        'policies/apis.yaml',
+        `  - { audience: https://graph.tessera-fixture.dev, introspection_secret_sha256: ${'cd'.repeat(32)}, demo: true }\n`,
+      ),
+  },
+  {
+    name: 'a demo introspection secret under an entry that no longer says demo: true',
+    codes: ['demo-api-secret'],
+    apply: async (f) =>
+      f.replace(
+        'policies/apis.yaml',
+        /introspection_secret_sha256: [0-9a-f]{64}/,
+        `introspection_secret_sha256: ${(await demoMaterial()).introspectionHash}`,
+      ),
+  },
+  {
     name: "the demo's Cloudflare Access team",
     codes: ['demo-access'],
     apply: (f) =>
@@ -440,6 +459,7 @@ describe('npm run deploy:check', () => {
       expect.arrayContaining<DeployProblemCode>([
         'demo-agent',
         'demo-admin',
+        'demo-api',
         'demo-access',
         'example-webhook',
         'example-issuer',

@@ -13,15 +13,25 @@ import type { SecretList } from '../../scripts/deploy/secrets';
 export const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLEAN = fileURLToPath(new URL('fixtures/clean', import.meta.url));
 
-/** The committed demo key's public part and a demo credential's stored hash, as a copied entry would hold them. */
-export async function demoMaterial(): Promise<{ publicJwk: string; credentialHash: string }> {
+/**
+ * The committed demo key's public part, a demo admin credential's and a demo API's introspection credential's
+ * stored hashes, as a copied entry would hold them.
+ */
+export async function demoMaterial(): Promise<{
+  publicJwk: string;
+  credentialHash: string;
+  introspectionHash: string;
+}> {
   const { d: _private, ...publicJwk } = JSON.parse(
     await readFile(join(PROJECT_ROOT, 'scripts/demo/demo-agent.private.jwk.json'), 'utf8'),
   );
   const admins = await readFile(join(PROJECT_ROOT, 'policies/admins.yaml'), 'utf8');
   const credentialHash = /id: demo-admin,.*secret_sha256: ([0-9a-f]{64})/.exec(admins)?.[1];
   if (credentialHash === undefined) throw new Error('policies/admins.yaml: no demo-admin credential to copy');
-  return { publicJwk: JSON.stringify(publicJwk), credentialHash };
+  const apis = await readFile(join(PROJECT_ROOT, 'policies/apis.yaml'), 'utf8');
+  const introspectionHash = /introspection_secret_sha256: ([0-9a-f]{64}), demo: true/.exec(apis)?.[1];
+  if (introspectionHash === undefined) throw new Error('policies/apis.yaml: no demo API credential to copy');
+  return { publicJwk: JSON.stringify(publicJwk), credentialHash, introspectionHash };
 }
 
 export class Fixture {

@@ -9,6 +9,7 @@ import { verifyAgentToken } from '@tessera/verify';
 import { decodeJwt } from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
 import {
+  demoIntrospectionCredential,
   evictAgentObject,
   exchange,
   forgedCopy,
@@ -82,7 +83,9 @@ describe('verifyAgentToken: revocation seen through introspection', () => {
   it('refuses a revoked token when asked to introspect', async () => {
     const { token } = await issue();
     await revoke(token);
-    const error = await refusal(verifyAgentToken(token, { ...options, introspection: true }));
+    const error = await refusal(
+      verifyAgentToken(token, { ...options, introspection: { credential: demoIntrospectionCredential(TICKETS) } }),
+    );
     expect(error).toMatchObject({ code: 'revoked', status: 401, error: 'invalid_token' });
   });
 
@@ -97,7 +100,7 @@ describe('verifyAgentToken: revocation seen through introspection', () => {
     const verifyAt = (seconds: number) =>
       verifyAgentToken(issued.token, {
         ...options,
-        introspection: { cacheSeconds: 10 },
+        introspection: { credential: demoIntrospectionCredential(TICKETS), cacheSeconds: 10 },
         now: new Date(clock.ms + seconds * 1000),
       });
     await expect(verifyAt(0)).resolves.toMatchObject({ jti: issued.jti });
@@ -108,7 +111,12 @@ describe('verifyAgentToken: revocation seen through introspection', () => {
 
   it('accepts an active token when introspecting', async () => {
     const issued = await issue();
-    await expect(verifyAgentToken(issued.token, { ...options, introspection: true })).resolves.toMatchObject({
+    await expect(
+      verifyAgentToken(issued.token, {
+        ...options,
+        introspection: { credential: demoIntrospectionCredential(TICKETS) },
+      }),
+    ).resolves.toMatchObject({
       jti: issued.jti,
     });
   });

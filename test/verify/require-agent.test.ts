@@ -12,6 +12,7 @@ import { type AgentVariables, type RequireAgentOptions, requireAgent } from '@te
 import { Hono } from 'hono';
 import { beforeEach, describe, expect, it } from 'vitest';
 import {
+  demoIntrospectionCredential,
   evictAgentObject,
   exchange,
   forgedCopy,
@@ -22,7 +23,7 @@ import {
   TICKETS,
   useForwardClock,
 } from '../helpers';
-import { brokerFetch, clientKey, fakeIssuer, issueBound, RESOURCE, resourceProof } from './support';
+import { brokerFetch, clientKey, fakeIssuer, introspectionWith, issueBound, RESOURCE, resourceProof } from './support';
 
 useForwardClock();
 
@@ -146,7 +147,9 @@ describe('requireAgent: no or a bad credential (RFC 6750 §3)', () => {
     const { token } = await issue();
     expect((await postForm({ token }, '/revoke')).status).toBe(200);
     const refusal = await refusalOf(
-      await post(ticketsApi({ introspection: true }), { authorization: `Bearer ${token}` }),
+      await post(ticketsApi({ introspection: { credential: demoIntrospectionCredential(TICKETS) } }), {
+        authorization: `Bearer ${token}`,
+      }),
     );
     expect(refusal.status).toBe(401);
     expect(refusal.body.error).toBe('invalid_token');
@@ -256,7 +259,7 @@ describe('requireAgent: the broker unavailable', () => {
   it('answers 503 temporarily_unavailable when introspection is required and down', async () => {
     const fake = await fakeIssuer();
     fake.answers.introspection = 'down';
-    const app = ticketsApi({ issuer: fake.issuer, fetch: fake.fetch, introspection: true });
+    const app = ticketsApi({ issuer: fake.issuer, fetch: fake.fetch, introspection: introspectionWith() });
     const token = await fake.sign({ claims: { iat: nowSeconds(), nbf: nowSeconds(), exp: nowSeconds() + 300 } });
     const refusal = await refusalOf(await post(app, { authorization: `Bearer ${token}` }));
     expect(refusal.status).toBe(503);

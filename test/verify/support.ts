@@ -7,7 +7,7 @@
  * own: create one per scenario.
  */
 import { exports } from 'cloudflare:workers';
-import { accessTokenHash, VerifyError } from '@tessera/verify';
+import { accessTokenHash, type IntrospectionOptions, VerifyError } from '@tessera/verify';
 import { base64url, type CryptoKey, exportJWK, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose';
 import { expect } from 'vitest';
 import { exchangeFields, ISSUER, nowSeconds, postJson, TICKETS } from '../helpers';
@@ -84,6 +84,25 @@ export async function signEs256(header: Record<string, unknown>, payload: unknow
   return `${input}.${base64url.encode(new Uint8Array(signature))}`;
 }
 
+/** The introspection credential the fake broker accepts from the tickets API. */
+export const FAKE_INTROSPECTION_CREDENTIAL = 'tessera_introspection.fake-credential-of-the-tickets-api-0000000';
+
+/** Introspection as the tickets API, with the credential the fake accepts, and `options`. */
+export const introspectionWith = (options: Omit<IntrospectionOptions, 'credential'> = {}): IntrospectionOptions => ({
+  credential: FAKE_INTROSPECTION_CREDENTIAL,
+  ...options,
+});
+
+/** The client id and password of an `Authorization: Basic` header, each form-decoded (RFC 6749 §2.3.1). */
+function basicClient(header: string | null): { clientId: string; password: string } | undefined {
+  const encoded = /^Basic (.+)$/.exec(header ?? '')?.[1];
+  if (encoded === undefined) return undefined;
+  const decoded = atob(encoded);
+  const colon = decoded.indexOf(':');
+  const form = (value: string) => decodeURIComponent(value.replaceAll('+', ' '));
+  return { clientId: form(decoded.slice(0, colon)), password: form(decoded.slice(colon + 1)) };
+}
+
 /** What the fake answers; tests change it between calls. */
 export interface FakeAnswers {
   /** `ok`, an HTTP 500, or a network failure. */
@@ -110,6 +129,8 @@ export interface FakeIssuer {
   readonly calls: { metadata: number; jwks: number; introspection: number };
   /** The `token` parameter of each introspection request, in order. */
   readonly introspected: string[];
+  /** The client each introspection request authenticated as (HTTP Basic), in order. */
+  readonly introspectedBy: ({ clientId: string; password: string } | undefined)[];
   readonly fetch: typeof fetch;
   /** A token signed by its key (or `options.key`): by default a valid Tessera token for the tickets API. */
   sign(options?: SignOptions): Promise<string>;
@@ -130,6 +151,7 @@ export async function fakeIssuer(): Promise<FakeIssuer> {
   };
   const calls = { metadata: 0, jwks: 0, introspection: 0 };
   const introspected: string[] = [];
+  const introspectedBy: FakeIssuer['introspectedBy'] = [];
 
   const fakeFetch: typeof fetch = async (input, init) => {
     const url = new URL(input instanceof Request ? input.url : String(input));
@@ -151,6 +173,11 @@ export async function fakeIssuer(): Promise<FakeIssuer> {
       case '/introspect': {
         calls.introspection += 1;
         introspected.push(new URLSearchParams(String(init?.body)).get('token') ?? '');
+        const client = basicClient(new Headers(init?.headers).get('authorization'));
+        introspectedBy.push(client);
+        // RFC 7662 §2.1: only the tickets API, with its credential.
+        if (client?.clientId !== TICKETS || client.password !== FAKE_INTROSPECTION_CREDENTIAL)
+          return Response.json({ error: 'invalid_client' }, { status: 401 });
         if (answers.introspection === 'unreachable') throw new TypeError('network connection lost');
         if (answers.introspection === 'down') return new Response('unavailable', { status: 500 });
         if (answers.introspection === 'no_active') return Response.json({ status: 'fine' });
@@ -173,7 +200,7 @@ export async function fakeIssuer(): Promise<FakeIssuer> {
     return new SignJWT(payload).setProtectedHeader(header as { alg: string }).sign(signer.privateKey);
   }
 
-  return { issuer, key, published, answers, calls, introspected, fetch: fakeFetch, sign };
+  return { issuer, key, published, answers, calls, introspected, introspectedBy, fetch: fakeFetch, sign };
 }
 
 /** The verifier options for the tickets API on `fake`, at {@link NOW}. */

@@ -1,12 +1,7 @@
-import { parseAdminCredential, secretHash } from '../core/admin-credential';
+/** Admin credentials as presented: matched against the stored hashes of `policies/admins.yaml`. */
+import { parseAdminCredential } from '../core/admin-credential';
+import { secretMatches } from '../core/secret-match';
 import type { AdminCredential } from '../policy/bundle';
-
-function equalInConstantTime(a: string, b: string): boolean {
-  const left = new TextEncoder().encode(a);
-  const right = new TextEncoder().encode(b);
-  // Both are hex SHA-256 digests (64 bytes) by construction; a length mismatch leaks nothing secret.
-  return left.length === right.length && crypto.subtle.timingSafeEqual(left, right);
-}
 
 /**
  * Finds the stored credential a presented bearer credential matches, or undefined. The secret is hashed and
@@ -18,7 +13,6 @@ export async function matchAdminCredential(
 ): Promise<AdminCredential | undefined> {
   const parsed = parseAdminCredential(presented);
   if (parsed === undefined) return undefined;
-  const hash = await secretHash(parsed.secret);
   const stored = Object.hasOwn(credentials, parsed.id) ? credentials[parsed.id] : undefined;
-  return equalInConstantTime(hash, stored?.secretSha256 ?? '0'.repeat(64)) ? stored : undefined;
+  return (await secretMatches(parsed.secret, stored?.secretSha256)) ? stored : undefined;
 }

@@ -22,7 +22,7 @@ import {
   type PollOutcome,
   pollApproval,
 } from '../core/approval';
-import type { Admission, ExchangeCall, ExchangeRefusal, ExchangeResult, Grant } from '../core/exchange';
+import type { Admission, ExchangeCall, ExchangeRefusal, ExchangeResult, Grant, ProofReplay } from '../core/exchange';
 import { exchangeRefusal } from '../core/exchange';
 import { AlarmSchedule } from '../durable/alarm';
 import { migrate } from '../durable/sql-schema';
@@ -84,6 +84,9 @@ export interface TokenRef {
   taskId: string;
   iat: number;
 }
+
+/** What a change asked for with a DPoP-bound token came to: made, or refused for a proof used before. */
+export type ProvenChange = 'changed' | 'proof_replayed';
 
 export type TokenStatus =
   | { active: true }
@@ -436,23 +439,49 @@ export class AgentState extends DurableObject<Env> {
     this.#expiring(exp);
   }
 
-  /** Revokes one token until it would have expired anyway, and records who did. */
-  async revokeToken(jti: string, exp: number, draft: AuditDraft): Promise<void> {
-    this.#revoke(jti, exp);
-    this.#record(draft, { decision: 'granted' });
+  /**
+   * Uses up the DPoP proof a change was asked with (RFC 9449 §11.1), in the change's transaction; false, with
+   * the refusal recorded, when it was used before. No proof (a bearer token, an admin) passes.
+   */
+  #useProof(proof: ProofReplay | undefined, draft: AuditDraft | undefined): boolean {
+    if (proof === undefined) return true;
+    if (this.#has('seen_attestations', 'key', proof.replayKey)) {
+      if (draft !== undefined) this.#record(draft, { decision: 'refused', reason: 'dpop_proof_reused' });
+      return false;
+    }
+    this.#markUsed(proof.replayKey, proof.replayUntil);
+    return true;
+  }
+
+  /**
+   * Revokes one token until it would have expired anyway, and records who did. With `proof` (the token is
+   * DPoP-bound), only if the proof was not used before.
+   */
+  async revokeToken(jti: string, exp: number, draft: AuditDraft, proof?: ProofReplay): Promise<ProvenChange> {
+    const proven = this.#useProof(proof, draft);
+    if (proven) {
+      this.#revoke(jti, exp);
+      this.#record(draft, { decision: 'granted' });
+    }
     await this.#schedule();
+    return proven ? 'changed' : 'proof_replayed';
   }
 
   /**
    * Finishes a task: every token of it is dead, and no new one is issued for it. Recorded here with `draft`;
-   * without (a task revoked across agents), the caller records the one decision elsewhere.
+   * without (a task revoked across agents), the caller records the one decision elsewhere. With `proof` (the
+   * agent's token is DPoP-bound), only if the proof was not used before.
    */
-  async finishTask(taskId: string, draft?: AuditDraft): Promise<void> {
-    const until = Math.ceil(nowSeconds()) + FINISHED_TASK_RETENTION_SECONDS;
-    this.#sql.exec('INSERT OR REPLACE INTO finished_tasks (task_id, expires_at) VALUES (?, ?)', taskId, until);
-    this.#expiring(until);
-    if (draft !== undefined) this.#record(draft, { decision: 'granted' });
+  async finishTask(taskId: string, draft?: AuditDraft, proof?: ProofReplay): Promise<ProvenChange> {
+    const proven = this.#useProof(proof, draft);
+    if (proven) {
+      const until = Math.ceil(nowSeconds()) + FINISHED_TASK_RETENTION_SECONDS;
+      this.#sql.exec('INSERT OR REPLACE INTO finished_tasks (task_id, expires_at) VALUES (?, ?)', taskId, until);
+      this.#expiring(until);
+      if (draft !== undefined) this.#record(draft, { decision: 'granted' });
+    }
     await this.#schedule();
+    return proven ? 'changed' : 'proof_replayed';
   }
 
   /**

@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'slow_down'
   | 'temporarily_unavailable'
   | 'server_error'
+  | 'invalid_client'
   | 'invalid_token'
   | 'invalid_dpop_proof'
   | 'use_dpop_nonce'
@@ -77,6 +78,23 @@ export const REASONS = {
   },
   invalid_dpop_proof: { code: 'invalid_dpop_proof', status: 400, description: 'the DPoP proof is not valid' },
   dpop_replayed: { code: 'invalid_dpop_proof', status: 400, description: 'the DPoP proof has already been used' },
+  // A DPoP-bound token presented as the caller's credential (RFC 9449 §7.1, §7.2).
+  dpop_bound_token: {
+    code: 'invalid_token',
+    status: 401,
+    description: 'the token is DPoP-bound: present it as Authorization: DPoP with a DPoP proof of this request',
+  },
+  dpop_unbound_token: {
+    code: 'invalid_token',
+    status: 401,
+    description: 'the DPoP scheme needs a DPoP-bound token: present this one as Authorization: Bearer',
+  },
+  dpop_proof_refused: {
+    code: 'invalid_dpop_proof',
+    status: 401,
+    description: 'the DPoP proof is not valid for this request and token',
+  },
+  dpop_proof_reused: { code: 'invalid_dpop_proof', status: 401, description: 'the DPoP proof has already been used' },
   dpop_nonce_required: {
     code: 'use_dpop_nonce',
     status: 400,
@@ -122,6 +140,13 @@ export const REASONS = {
     status: 403,
     description: 'this approver may not decide this approval',
   },
+  // An API's credential at the introspection endpoint (RFC 7662 §2.1, RFC 6749 §5.2 invalid_client).
+  client_auth_required: {
+    code: 'invalid_client',
+    status: 401,
+    description: 'introspection needs the API credential: HTTP Basic with the audience as client id',
+  },
+  client_auth_invalid: { code: 'invalid_client', status: 401, description: 'the API credential is not valid' },
   // Bearer tokens and admin credentials (RFC 6750 §3.1).
   credential_required: { code: 'invalid_token', status: 401, description: 'a credential is required' },
   credential_invalid: { code: 'invalid_token', status: 401, description: 'the credential is not valid' },

@@ -3,11 +3,27 @@
  * the record so far; and what the object answers. Pure, shared by the object (which records the outcome)
  * and the worker (which answers it), so a refusal has one reason, one detail and one public answer.
  */
+import { DPOP_CLOCK_TOLERANCE_SECONDS, type VerifiedDpopProof } from '@tessera/verify';
 import type { PendingApprovalMessage } from '../approvals/webhook';
 import type { AuditDraft } from '../audit/record';
 import type { RateLimit } from '../policy/bundle';
 import type { ApprovalRecord, ApprovalTerms, PollOutcome } from './approval';
 import { type Reason, type RefusalOptions, refuse } from './errors';
+
+/** A DPoP proof's id, to be accepted once (RFC 9449 §11.1), and how long it must be remembered. */
+export interface ProofReplay {
+  replayKey: string;
+  /** Epoch seconds. */
+  replayUntil: number;
+}
+
+/** The replay key of a verified proof: remembered for as long as the proof's `iat` would still be accepted. */
+export function proofReplay(proof: VerifiedDpopProof, maxAge: number): ProofReplay {
+  return {
+    replayKey: `dpop:${proof.jkt}:${proof.jti}`,
+    replayUntil: proof.iat + maxAge + DPOP_CLOCK_TOLERANCE_SECONDS,
+  };
+}
 
 /** What the object checks before anything else: replay, DPoP, the task, the rate limit. */
 export interface Admission {
@@ -18,7 +34,7 @@ export interface Admission {
   taskId: string;
   rateLimit: RateLimit;
   /** The request's DPoP proof: its id is accepted once; with `requireNonce`, its nonce must be the object's. */
-  dpop?: { replayKey: string; replayUntil: number; nonce: string | undefined; requireNonce: boolean };
+  dpop?: ProofReplay & { nonce: string | undefined; requireNonce: boolean };
 }
 
 /** What a granted record adds to the draft: the token minted (signed already, or signed once collected). */

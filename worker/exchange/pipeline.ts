@@ -9,7 +9,7 @@
  * refused there), else here, in the one catch: refusals of a caller not known yet go to the intake, sampled;
  * refusals naming an agent go to its object.
  */
-import { DPOP_CLOCK_TOLERANCE_SECONDS, type VerifiedDpopProof } from '@tessera/verify';
+import type { VerifiedDpopProof } from '@tessera/verify';
 import { approvalRequired, checkApprovalOwner, pendingApproval } from '../approvals/step-up';
 import { type AuditDraft, type AuditOutcome, type DecidedRecord, decideRecord } from '../audit/record';
 import {
@@ -24,7 +24,7 @@ import { approvalTerms, newApprovalId } from '../core/approval';
 import { type KeyResolver, type VerifiedAttestation, verifyAttestation } from '../core/attestation';
 import { BrokerError, refuse } from '../core/errors';
 import type { ExchangeCall, ExchangeDecision, Grant } from '../core/exchange';
-import { refusalError } from '../core/exchange';
+import { proofReplay, refusalError } from '../core/exchange';
 import { type Authorization, authorize, type PolicyEngine } from '../core/policy';
 import { ACCESS_TOKEN_TYPE, parseTokenRequest, type TokenRequest } from '../core/token-request';
 import type { PolicyBundle } from '../policy/bundle';
@@ -314,8 +314,7 @@ export async function exchangeToken(input: ExchangeInput, deps: ExchangeDeps): P
         rateLimit: caller.agent.rateLimit ?? deps.bundle.settings.rateLimit,
         ...(proof !== undefined && {
           dpop: {
-            replayKey: `dpop:${proof.jkt}:${proof.jti}`,
-            replayUntil: proof.iat + deps.bundle.settings.dpop.maxAge + DPOP_CLOCK_TOLERANCE_SECONDS,
+            ...proofReplay(proof, deps.bundle.settings.dpop.maxAge),
             nonce: proof.nonce,
             requireNonce: deps.bundle.settings.dpop.nonce,
           },

@@ -1,9 +1,12 @@
-import { isCanonicalJwt } from '@tessera/verify';
+import { DPOP_ALGORITHMS, isCanonicalJwt } from '@tessera/verify';
 import type { Context } from 'hono';
 import { type AccessTokenCheck, verifyAccessToken } from '../core/access-token';
 import { KeySourceError, refuse } from '../core/errors';
 import { accessTokenKeys } from '../keys/signing';
 import { brokerIssuer } from './issuer';
+
+/** The realm of the endpoints that take one of the broker's own tokens as the caller's credential. */
+export const TOKEN_REALM = 'tessera';
 
 /** The `WWW-Authenticate` challenge of a protected endpoint (RFC 6750 §3). */
 export function challenge(realm: string, error?: string): Record<string, string> {
@@ -12,10 +15,28 @@ export function challenge(realm: string, error?: string): Record<string, string>
   };
 }
 
+/** The `WWW-Authenticate` challenge for a DPoP-bound token's refusal (RFC 9449 §7.1). */
+export function dpopChallenge(realm: string, error: 'invalid_token' | 'invalid_dpop_proof'): Record<string, string> {
+  return { 'WWW-Authenticate': `DPoP realm="${realm}", error="${error}", algs="${DPOP_ALGORITHMS.join(' ')}"` };
+}
+
+/** A credential as the caller presents it: `Authorization: Bearer <credential>` or `DPoP <token>`. */
+export interface PresentedCredential {
+  scheme: 'Bearer' | 'DPoP';
+  credential: string;
+}
+
+/** The credential of `Authorization: Bearer ...` (RFC 6750 §2.1) or `DPoP ...` (RFC 9449 §7.1), if any. */
+export function presentedCredential(c: Context): PresentedCredential | undefined {
+  const match = /^(Bearer|DPoP) +([\x21-\x7e]+) *$/i.exec(c.req.header('authorization') ?? '');
+  if (match?.[1] === undefined || match[2] === undefined) return undefined;
+  return { scheme: match[1].toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer', credential: match[2] };
+}
+
 /** The bearer credential of `Authorization: Bearer <credential>` (RFC 6750 §2.1), if any. */
 export function bearerCredential(c: Context): string | undefined {
-  const match = /^Bearer +([\x21-\x7e]+) *$/i.exec(c.req.header('authorization') ?? '');
-  return match?.[1];
+  const presented = presentedCredential(c);
+  return presented?.scheme === 'Bearer' ? presented.credential : undefined;
 }
 
 /**

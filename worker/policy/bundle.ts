@@ -144,6 +144,15 @@ export const AccessConfig = z.object({
 });
 export type AccessConfig = z.infer<typeof AccessConfig>;
 
+/** A downstream API, by its audience: the credential it introspects its tokens with (RFC 7662 §2.1). */
+export const Api = z.object({
+  audience: z.string().min(1),
+  /** Hex SHA-256 of its introspection credential's secret part; the secret itself is never stored. */
+  introspectionSecretSha256: z.string().regex(/^[0-9a-f]{64}$/),
+  demo: z.boolean(),
+});
+export type Api = z.infer<typeof Api>;
+
 export const PolicyBundle = z.object({
   /** Content hash of everything below: the `policy` claim of every token and audit record. */
   version: z.string().regex(/^[0-9a-f]{16}$/),
@@ -151,6 +160,8 @@ export const PolicyBundle = z.object({
   agents: z.record(z.string(), Agent),
   issuers: z.record(z.string(), TrustedIssuer),
   admins: z.object({ credentials: z.record(z.string(), AdminCredential), access: AccessConfig.optional() }),
+  /** The APIs that may introspect, by audience. */
+  apis: z.record(z.string(), Api),
   cedar: z.object({
     schema: z.string(),
     /** Every action the schema declares, so unknown actions are refused before Cedar sees them. */
@@ -165,6 +176,11 @@ export const PolicyBundle = z.object({
   }),
 });
 export type PolicyBundle = z.infer<typeof PolicyBundle>;
+
+/** The API declared for `audience`, or undefined; like {@link inventoryAgent}, by own property only. */
+export function declaredApi(bundle: Pick<PolicyBundle, 'apis'>, audience: string): Api | undefined {
+  return Object.hasOwn(bundle.apis, audience) ? bundle.apis[audience] : undefined;
+}
 
 /**
  * The agent of the inventory with id `id`, or undefined. The id comes from the caller (a claim, a path): by

@@ -23,6 +23,8 @@ discoveryRoutes.get('/.well-known/oauth-authorization-server', (c) => {
       token_endpoint: `${issuer}/token`,
       jwks_uri: `${issuer}/.well-known/jwks.json`,
       introspection_endpoint: `${issuer}/introspect`,
+      // APIs authenticate with HTTP Basic, their audience as client id (RFC 6749 §2.3.1).
+      introspection_endpoint_auth_methods_supported: ['client_secret_basic'],
       revocation_endpoint: `${issuer}/revoke`,
       grant_types_supported: [TOKEN_EXCHANGE_GRANT],
       response_types_supported: [],

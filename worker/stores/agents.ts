@@ -3,11 +3,11 @@
  * a deadline and mapped to `store_unavailable` (503) when the object fails or does not answer. The only code
  * that names the `AGENT_STATE` binding.
  */
-import type { AgentState, AgentStatus, StatusAction, TokenRef, TokenStatus } from '../agents/agent-state';
+import type { AgentState, AgentStatus, ProvenChange, StatusAction, TokenRef, TokenStatus } from '../agents/agent-state';
 import type { Backlog } from '../audit/outbox';
 import type { AuditDraft, AuditOutcome, ChainHead } from '../audit/record';
 import type { ApprovalRecord, Approver, DecideOutcome } from '../core/approval';
-import type { ExchangeCall, ExchangeResult } from '../core/exchange';
+import type { ExchangeCall, ExchangeResult, ProofReplay } from '../core/exchange';
 import { callStore } from './call';
 
 function stub(env: Env, agentId: string): DurableObjectStub<AgentState> {
@@ -33,8 +33,10 @@ export interface AgentStore {
     reason: string,
     draft: AuditDraft,
   ): Promise<AgentStatus>;
-  revokeToken(agentId: string, jti: string, exp: number, draft: AuditDraft): Promise<void>;
-  finishTask(agentId: string, taskId: string, draft?: AuditDraft): Promise<void>;
+  /** With `proof` (a DPoP-bound token's), only if that proof was not used before. */
+  revokeToken(agentId: string, jti: string, exp: number, draft: AuditDraft, proof?: ProofReplay): Promise<ProvenChange>;
+  /** With `proof` (a DPoP-bound token's), only if that proof was not used before. */
+  finishTask(agentId: string, taskId: string, draft?: AuditDraft, proof?: ProofReplay): Promise<ProvenChange>;
   approval(agentId: string, id: string, draft?: AuditDraft): Promise<ApprovalRecord | undefined>;
   decideApproval(
     agentId: string,
@@ -63,8 +65,9 @@ export function agentStore(env: Env): AgentStore {
     status: (agentId, draft) => call(() => stub(env, agentId).status(draft)),
     changeStatus: (agentId, action, by, reason, draft) =>
       call(() => stub(env, agentId).changeStatus(action, by, reason, draft)),
-    revokeToken: (agentId, jti, exp, draft) => call(() => stub(env, agentId).revokeToken(jti, exp, draft)),
-    finishTask: (agentId, taskId, draft) => call(() => stub(env, agentId).finishTask(taskId, draft)),
+    revokeToken: (agentId, jti, exp, draft, proof) =>
+      call(() => stub(env, agentId).revokeToken(jti, exp, draft, proof)),
+    finishTask: (agentId, taskId, draft, proof) => call(() => stub(env, agentId).finishTask(taskId, draft, proof)),
     approval: (agentId, id, draft) => call(() => stub(env, agentId).approval(id, draft)),
     decideApproval: (agentId, id, input, draft) => call(() => stub(env, agentId).decideApproval(id, input, draft)),
     pendingGrants: (agentId, filter) => call(() => stub(env, agentId).pendingGrants(filter)),

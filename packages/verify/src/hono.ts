@@ -6,6 +6,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { DPOP_ALGORITHMS } from './dpop.js';
 import { VerifyError } from './errors.js';
+import { checkIntrospectionOptions } from './introspection.js';
 import { type AgentTokenClaims, type VerifyAgentTokenOptions, verifyAgentToken } from './token.js';
 
 /** What `requireAgent` sets on the context: `c.get('agent')`. */
@@ -74,13 +75,15 @@ function refusal(error: VerifyError, realm: string, dpopChallenge: boolean): Res
  *   (c) => c.json({ by: c.get('agent').sub, task: c.get('agent').task.id }),
  * );
  *
- * @throws {TypeError} at creation when `issuer` or `audience` is missing. On a request, when the broker's
- *   metadata names another issuer than `issuer` (a misconfiguration, not a bad token): it reaches the app's
- *   error handler, which answers 500.
+ * @throws {TypeError} at creation when `issuer` or `audience` is missing, or `introspection` has no
+ *   credential. On a request, when the broker's metadata names another issuer than `issuer` or the broker
+ *   refuses the introspection credential (a misconfiguration, not a bad token): it reaches the app's error
+ *   handler, which answers 500.
  */
 export function requireAgent(options: RequireAgentOptions): MiddlewareHandler<{ Variables: AgentVariables }> {
   if (typeof options.issuer !== 'string' || options.issuer === '') throw new TypeError('issuer is required');
   if (typeof options.audience !== 'string' || options.audience === '') throw new TypeError('audience is required');
+  checkIntrospectionOptions(options.introspection);
   const { realm = options.audience, publicUrl, ...verifyOptions } = options;
 
   return async function requireAgentToken(c, next) {

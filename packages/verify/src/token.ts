@@ -5,7 +5,7 @@ import { errors, jwtVerify } from 'jose';
 import { isCanonicalJwt } from './compact.js';
 import { DPOP_CLOCK_TOLERANCE_SECONDS, DPOP_MAX_AGE_SECONDS, ProofReplayCache, verifyDpopProof } from './dpop.js';
 import { VerifyError } from './errors.js';
-import { checkActive, type IntrospectionOptions } from './introspection.js';
+import { checkActive, checkIntrospectionOptions, type IntrospectionOptions } from './introspection.js';
 import { issuerInfo } from './issuer.js';
 
 /** Signature algorithms the broker signs access tokens with (RFC 9068 §2.1: never `none`). */
@@ -57,8 +57,11 @@ export interface VerifyAgentTokenOptions {
   clockTolerance?: number;
   /** Accepted signature algorithms; default ES256 and EdDSA. */
   algorithms?: readonly TokenAlgorithm[];
-  /** Also ask the broker whether the token was revoked (RFC 7662), cached a few seconds. */
-  introspection?: boolean | IntrospectionOptions;
+  /**
+   * Also ask the broker whether the token was revoked (RFC 7662), with this API's introspection credential;
+   * answers cached a few seconds.
+   */
+  introspection?: IntrospectionOptions;
   /** Present when the token came with the `DPoP` scheme: the proof and what it must match. */
   dpop?: DpopRequest;
   /** Refuse tokens that are not DPoP-bound. */
@@ -168,12 +171,14 @@ async function checkDpop(token: string, claims: AgentTokenClaims, options: Verif
  *
  * @throws {VerifyError} with a stable `code`; `status` 401/403 for a refused token, 503 when the broker's
  *   keys or introspection could not be had (fail closed).
- * @throws {TypeError} when the options are unusable, or when `issuer`'s metadata names another issuer: the
- *   option (or the broker's own issuer setting) is wrong, a configuration error rather than an outage.
+ * @throws {TypeError} when the options are unusable, when `issuer`'s metadata names another issuer (the
+ *   option, or the broker's own issuer setting, is wrong), or when the broker refuses the introspection
+ *   credential: a configuration error rather than an outage.
  */
 export async function verifyAgentToken(token: string, options: VerifyAgentTokenOptions): Promise<AgentTokenClaims> {
   if (typeof options.issuer !== 'string' || options.issuer === '') throw new TypeError('issuer is required');
   if (typeof options.audience !== 'string' || options.audience === '') throw new TypeError('audience is required');
+  checkIntrospectionOptions(options.introspection);
   if (!isCanonicalJwt(token)) throw new VerifyError('malformed', 'the token is not a JWT in canonical compact form');
   const now = options.now ?? new Date();
   const fetchImpl = options.fetch ?? fetch;
@@ -197,11 +202,11 @@ export async function verifyAgentToken(token: string, options: VerifyAgentTokenO
   const missing = (options.actions ?? []).filter((action) => !granted.includes(action));
   if (missing.length > 0) throw new VerifyError('missing_action', `the token does not grant ${missing.join(' ')}`);
   await checkDpop(token, claims, options, now);
-  if (options.introspection !== undefined && options.introspection !== false) {
+  if (options.introspection !== undefined) {
     await checkActive(
       info.introspectionEndpoint,
-      { raw: token, id: `${claims.iss} ${claims.jti}` },
-      options.introspection === true ? {} : options.introspection,
+      { raw: token, id: `${claims.iss} ${claims.jti}`, audience: options.audience },
+      options.introspection,
       Math.floor(now.getTime() / 1000),
       fetchImpl,
     );

@@ -7,6 +7,7 @@ import { Command, Option } from '@commander-js/extra-typings';
 import { type CryptoKey, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
 import { z } from 'zod';
 import { newAdminCredential, parseAdminCredential } from '../../../worker/core/admin-credential';
+import { newIntrospectionCredential } from '../../../worker/core/introspection-credential';
 import { type DpopKey, type ExchangeRequest, exchangeToken, selfSignedAttestation } from '../../lib/agent';
 import { CliError, usageError } from '../errors';
 import { type Answer, fetchFailure, refusal, request } from '../http';
@@ -171,6 +172,31 @@ Add the printed entry under credentials in policies/admins.yaml (an approver may
       session.io.out(`${credential}\n`);
       session.io.out('# add to policies/admins.yaml under credentials\n');
       session.io.out(`  - { id: ${options.id}, role: ${options.role}, secret_sha256: ${secretSha256} }\n`);
+    });
+}
+
+export function introspectionCredentialCommand(open: () => Session): Command {
+  return new Command('introspection-credential')
+    .description("make an API's introspection credential, and the entry that lets the broker accept it")
+    .addOption(
+      required('--audience <url>', "the API's audience, exactly as agents ask for it (https://tickets.acme.com)"),
+    )
+    .addHelpText(
+      'after',
+      `
+The credential is shown once and stored nowhere: give it to the API, which keeps it as a secret
+(npx wrangler secret put TESSERA_INTROSPECTION_CREDENTIAL) and passes it as @tessera/verify's
+introspection: { credential }. Add the printed entry under apis in policies/apis.yaml.`,
+    )
+    .action(async (options) => {
+      const session = open();
+      if (/[\s"'{}[\],#]/.test(options.audience) || options.audience === '')
+        throw usageError(`--audience '${options.audience}': give the audience URL, without spaces or quotes`);
+      const { credential, secretSha256 } = await newIntrospectionCredential();
+      session.io.out('# the credential: give it to the API; it is not stored anywhere\n');
+      session.io.out(`${credential}\n`);
+      session.io.out('# add to policies/apis.yaml under apis\n');
+      session.io.out(`  - { audience: ${options.audience}, introspection_secret_sha256: ${secretSha256} }\n`);
     });
 }
 

@@ -3,6 +3,7 @@
  * `/admin/tasks/{id}/revoke`, `/tasks/{id}/complete`) and asking whether one is still active (`/introspect`).
  */
 import { Command } from '@commander-js/extra-typings';
+import { decodeJwt } from 'jose';
 import { z } from 'zod';
 import { CliError, usageError } from '../errors';
 import { path, request } from '../http';
@@ -16,6 +17,18 @@ async function accessToken(session: Session, value: string): Promise<string> {
   if (token === '') throw usageError(value === '-' ? 'no token on standard input' : 'the token is empty');
   if (/\s/.test(token)) throw usageError('the token contains a space or a line break: give one access token');
   return token;
+}
+
+/** The `aud` the token names (not verified: it only says whose credential to present), for `--audience`. */
+function tokenAudience(token: string): string {
+  let aud: unknown;
+  try {
+    ({ aud } = decodeJwt(token));
+  } catch {
+    throw usageError('the token is not a JWT, so it names no audience: pass --audience');
+  }
+  if (typeof aud !== 'string' || aud === '') throw usageError('the token names no single audience: pass --audience');
+  return aud;
 }
 
 const TokenRevoked = z.object({ jti: z.string(), agent: z.string(), revoked: z.literal(true) });
@@ -45,7 +58,7 @@ export function tokensCommand(open: () => Session): Command {
       `
 Examples:
   npm run cli -- tokens revoke 7f1c2d3e-... --reason "token pasted into a ticket"
-  echo "$TOKEN" | npm run cli -- tokens check -`,
+  echo "$TOKEN" | TESSERA_INTROSPECTION_CREDENTIAL=... npm run cli -- tokens check -`,
     );
 
   command
@@ -76,21 +89,33 @@ Examples:
 
   command
     .command('check')
-    .description('whether a token is still active, and its claims (POST /introspect; no credential needed)')
+    .description(
+      "whether a token is still active, and its claims (POST /introspect, as the token's API: its credential in TESSERA_INTROSPECTION_CREDENTIAL)",
+    )
     .argument('<token>', 'the access token, or - to read it from standard input')
+    .option('--audience <url>', "the API whose credential this is; default the token's aud")
     .addOption(jsonOption())
     .action(async (value, options) => {
       const session = open();
       const token = await accessToken(session, value);
+      const audience = options.audience ?? tokenAudience(token);
       const answer = await request(
         session,
-        { method: 'POST', path: '/introspect', form: { token } },
-        { schema: Introspection },
+        {
+          method: 'POST',
+          path: '/introspect',
+          form: { token },
+          basic: { clientId: audience, password: session.introspectionCredential() },
+        },
+        {
+          schema: Introspection,
+          unauthorized: `the broker does not accept the introspection credential of ${audience}: check TESSERA_INTROSPECTION_CREDENTIAL (and --audience)`,
+        },
       );
       if (options.json) session.io.out(jsonText(answer));
       if (!answer.active) {
         throw new CliError(
-          'the token is not active: expired, revoked, its task finished, its agent suspended or revoked, the kill switch engaged, or not a token of this broker',
+          `the token is not active: expired, revoked, its task finished, its agent suspended or revoked, the kill switch engaged, not a token of this broker, or not one for ${audience}`,
         );
       }
       if (options.json) return;

@@ -2,8 +2,8 @@
  * A downstream API's use of @tessera/verify, written as its users write it, and compiled by the package test
  * (`../verify-package.test.ts`) as ESM and as CommonJS in a project that installed the packed tarball.
  *
- * Usage: `node consumer.js <issuer> <audience> <token>`. Verifies the token with `verifyAgentToken` (asking
- * the broker by introspection too), refuses it for another audience, passes it through `requireAgent` on a
+ * Usage: `node consumer.js <issuer> <audience> <introspection credential> <token>`. Verifies the token with
+ * `verifyAgentToken` (asking the broker by introspection too, as the API `audience`), refuses it for another audience, passes it through `requireAgent` on a
  * Hono route, and prints what it saw as one line of JSON.
  */
 import { VerifyError, verifyAgentToken } from '@tessera/verify';
@@ -11,11 +11,12 @@ import { type AgentVariables, requireAgent } from '@tessera/verify/hono';
 import { Hono } from 'hono';
 
 async function main(): Promise<void> {
-  const [issuer, audience, token] = process.argv.slice(2);
-  if (issuer === undefined || audience === undefined || token === undefined) {
-    throw new TypeError('usage: consumer <issuer> <audience> <token>');
+  const [issuer, audience, credential, token] = process.argv.slice(2);
+  if (issuer === undefined || audience === undefined || credential === undefined || token === undefined) {
+    throw new TypeError('usage: consumer <issuer> <audience> <introspection credential> <token>');
   }
-  const claims = await verifyAgentToken(token, { issuer, audience, actions: ['tickets:comment'], introspection: true });
+  const introspection = { credential };
+  const claims = await verifyAgentToken(token, { issuer, audience, actions: ['tickets:comment'], introspection });
   const refused = await verifyAgentToken(token, { issuer, audience: 'https://elsewhere.example' }).then(
     () => 'accepted',
     (error: unknown) => (error instanceof VerifyError ? error.code : String(error)),
