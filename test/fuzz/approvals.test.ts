@@ -25,6 +25,8 @@ import { fuzzParameters, fuzzRuns, fuzzTimeout } from './params';
 
 const { settings } = loadedPolicy().bundle;
 const CI_RUNS = 12;
+/** About how long one run takes on a loaded machine: the property's time budget and timeout. */
+const MS_PER_CASE = 1500;
 const clock = useForwardClock();
 const ledger = new AuditLedger();
 
@@ -195,10 +197,10 @@ describe('step-up approval under generated decisions and polls', () => {
             await ledger.settle();
           },
         ),
-        fuzzParameters(CI_RUNS),
+        fuzzParameters(CI_RUNS, MS_PER_CASE),
       );
       ledger.report('step-up approval', fuzzRuns(CI_RUNS));
     },
-    fuzzTimeout(CI_RUNS, 1500),
+    fuzzTimeout(CI_RUNS, MS_PER_CASE),
   );
 });

@@ -26,6 +26,8 @@ export const SPEC_ERRORS: Readonly<Record<string, readonly number[]>> = {
   slow_down: [400, 429],
   temporarily_unavailable: [503],
   invalid_token: [401],
+  // RFC 6749 §5.2: an API that does not authenticate to /introspect (RFC 7662 §2.1).
+  invalid_client: [401],
   insufficient_scope: [403],
   invalid_dpop_proof: [400, 401],
   use_dpop_nonce: [400, 401],

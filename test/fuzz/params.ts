@@ -25,13 +25,18 @@ export const longRun = runs !== null;
 export const fuzzRuns = (ciRuns: number): number => runs ?? ciRuns;
 
 /**
- * fast-check parameters for a property that runs `ciRuns` cases in `npm test`. Under `npm run fuzz` it runs
- * `--runs` cases instead, and fast-check's failure report names the seed and path to replay it with.
+ * fast-check parameters for a property that runs `ciRuns` cases of about `msPerCase` each in `npm test`. Under
+ * `npm run fuzz` it runs `--runs` cases instead, and fast-check's failure report names the seed and path to
+ * replay it with. The property stops 20 s before its test's timeout ({@link fuzzTimeout}): a failure still
+ * shrinking then is reported with the smallest case found so far, not as a timeout, and runs left undone
+ * fail it.
  */
-export function fuzzParameters<T>(ciRuns: number): fc.Parameters<T> {
+export function fuzzParameters<T>(ciRuns: number, msPerCase: number): fc.Parameters<T> {
   return {
     numRuns: fuzzRuns(ciRuns),
     seed: seed ?? (longRun ? Math.floor(Math.random() * 0x7fff_ffff) : CI_SEED),
+    interruptAfterTimeLimit: fuzzTimeout(ciRuns, msPerCase) - 20_000,
+    markInterruptAsFailure: true,
   };
 }
 

@@ -1,22 +1,25 @@
 /**
  * Fuzzing the ends of a token's life: `POST /tasks/{id}/complete`, `POST /revoke` and `POST /introspect`,
  * with the tokens of a run presented every way: as issued, tampered with, in a non-canonical spelling, under
- * another scheme, for another task, and a DPoP-bound token as a bearer token.
+ * another scheme, for another task, and a DPoP-bound token with or without a proof of the call.
  *
- * Properties: a task is finished only by its own token, exactly as issued, sent as `Bearer` (docs/api.md:
- * the scheme `/tasks/{id}/complete` takes, bound token or not); a token is revoked only by its exact
- * spelling; introspection then says what the model says, token by token; every answer is in the spec's
- * shape; each decision audited once.
+ * Properties: a task is finished only by its own token, exactly as issued: an unbound one as `Bearer`, a
+ * bound one as `DPoP` with a proof of the call signed by its key, never as `Bearer` (RFC 9449 §7.1); a token
+ * is revoked only by its exact spelling, and a bound one only with a proof; introspection then says what the
+ * model says, token by token; every answer is in the spec's shape; each decision audited once.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  type DpopKey,
   dpopKey,
   dpopProof,
   exchangeFields,
   flipChar,
+  ISSUER,
   introspect,
   postJson,
+  sha256Base64url,
   TASK_DESCRIPTION,
   useForwardClock,
 } from '../helpers';
@@ -25,6 +28,8 @@ import { AuditLedger, checkAnswer, type FuzzRequest } from './oracles';
 import { fuzzParameters, fuzzRuns, fuzzTimeout } from './params';
 
 const CI_RUNS = 20;
+/** About how long one run takes on a loaded machine: the property's time budget and timeout. */
+const MS_PER_CASE = 1500;
 const ledger = new AuditLedger();
 /** Frozen, and moved on by each run: the three tokens a run is issued never meet the rate limit. */
 const clock = useForwardClock();
@@ -32,7 +37,8 @@ const clock = useForwardClock();
 interface Held {
   token: string;
   taskId: string;
-  bound: boolean;
+  /** The DPoP key the token is bound to, if it is. */
+  key: DpopKey | undefined;
   /** The model: finished by its task, or revoked by its own spelling. */
   dead: boolean;
 }
@@ -48,7 +54,7 @@ async function held(bound: boolean): Promise<Held> {
   );
   expect(response.status, await response.clone().text()).toBe(200);
   const { access_token: token } = (await response.json()) as { access_token: string };
-  return { token, taskId, bound, dead: false };
+  return { token, taskId, key, dead: false };
 }
 
 /** How a token is spelt when presented: as issued, or a copy that must not count as it. */
@@ -83,9 +89,11 @@ type Act =
       task: number | 'other';
       scheme: 'Bearer' | 'DPoP' | 'bearer';
       spelling: Spelling;
+      /** A DPoP proof of the call, signed by the holder's key (a bound holder's; else a key of its own). */
+      proof: boolean;
     }
   | { kind: 'complete_junk'; task: number; authorization: string }
-  | { kind: 'revoke'; holder: number; spelling: Spelling; hint: unknown }
+  | { kind: 'revoke'; holder: number; spelling: Spelling; hint: unknown; proof: boolean }
   | { kind: 'revoke_junk'; token: unknown };
 
 const act: fc.Arbitrary<Act> = fc.oneof(
@@ -95,6 +103,7 @@ const act: fc.Arbitrary<Act> = fc.oneof(
     task: fc.oneof(fc.nat({ max: 2 }), fc.constant('other' as const)),
     scheme: fc.constantFrom('Bearer' as const, 'DPoP' as const, 'bearer' as const),
     spelling,
+    proof: fc.boolean(),
   }),
   fc.record({
     kind: fc.constant('complete_junk' as const),
@@ -106,9 +115,16 @@ const act: fc.Arbitrary<Act> = fc.oneof(
     holder: fc.nat({ max: 2 }),
     spelling,
     hint: fc.oneof(fc.constant(undefined), fc.constantFrom('access_token', 'refresh_token'), junk),
+    proof: fc.boolean(),
   }),
   fc.record({ kind: fc.constant('revoke_junk' as const), token: junk }),
 );
+
+/** The `DPoP` header of a call to `path` presenting `token`, signed by the holder's key (or a stranger's). */
+async function proofHeader(holder: Held, path: string, token: string): Promise<Record<string, string>> {
+  const key = holder.key ?? (await dpopKey());
+  return { dpop: await dpopProof(key, { htu: `${ISSUER}${path}`, ath: await sha256Base64url(token) }) };
+}
 
 /** Sends one act, checks its answer, and returns the model's change: which tokens die. */
 async function perform(step: Act, tokens: Held[]): Promise<void> {
@@ -118,13 +134,20 @@ async function perform(step: Act, tokens: Held[]): Promise<void> {
     case 'complete': {
       const holder = tokens[step.holder] as Held;
       const taskId = step.task === 'other' ? 'fuzz-other-task' : (tokens[step.task] as Held).taskId;
+      const path = `/tasks/${taskId}/complete`;
+      const presented = spell(holder.token, step.spelling);
       request = {
         method: 'POST',
-        path: `/tasks/${taskId}/complete`,
-        headers: { authorization: `${step.scheme} ${spell(holder.token, step.spelling)}` },
+        path,
+        headers: {
+          authorization: `${step.scheme} ${presented}`,
+          ...(step.proof && (await proofHeader(holder, path, presented))),
+        },
       };
-      // RFC 6750 §2.1: the scheme is case-insensitive; `DPoP` is not one this endpoint takes.
-      if (step.spelling === 'exact' && holder.taskId === taskId && step.scheme.toLowerCase() === 'bearer')
+      // RFC 6750 §2.1: the scheme is case-insensitive; a bound token only as `DPoP`, with its proof (RFC 9449 §7.1).
+      const scheme = step.scheme.toLowerCase();
+      const authenticated = holder.key === undefined ? scheme === 'bearer' : scheme === 'dpop' && step.proof;
+      if (step.spelling === 'exact' && holder.taskId === taskId && authenticated)
         mayFinish = tokens.filter((t) => t.taskId === taskId);
       break;
     }
@@ -137,16 +160,21 @@ async function perform(step: Act, tokens: Held[]): Promise<void> {
       break;
     case 'revoke': {
       const holder = tokens[step.holder] as Held;
-      const form = new URLSearchParams({ token: spell(holder.token, step.spelling) });
+      const presented = spell(holder.token, step.spelling);
+      const form = new URLSearchParams({ token: presented });
       if (step.hint !== undefined)
         form.set('token_type_hint', typeof step.hint === 'string' ? step.hint : JSON.stringify(step.hint));
       request = {
         method: 'POST',
         path: '/revoke',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          ...(step.proof && (await proofHeader(holder, '/revoke', presented))),
+        },
         body: form.toString(),
       };
-      if (step.spelling === 'exact') mayFinish = [holder];
+      // A bound token is revoked only with a proof of the call signed by its key.
+      if (step.spelling === 'exact' && (holder.key === undefined || step.proof)) mayFinish = [holder];
       break;
     }
     case 'revoke_junk':
@@ -165,8 +193,10 @@ async function perform(step: Act, tokens: Held[]): Promise<void> {
     if (mayFinish.length === 0) expect(answer.status, `refused: ${what}`).toBeGreaterThanOrEqual(400);
     else expect(answer.status, what).toBe(200);
   } else if (step.kind === 'revoke') {
-    // RFC 7009 §2.2: 200 whether or not the token was live (a body without a string token is 400).
-    expect(answer.status, what).toBe(200);
+    // RFC 7009 §2.2: 200 whether or not the token was live (a body without a string token is 400); a bound
+    // token without its proof is refused, 401 with a DPoP challenge.
+    const unproven = step.spelling === 'exact' && tokens[step.holder]?.key !== undefined && !step.proof;
+    expect(answer.status, what).toBe(unproven ? 401 : 200);
   }
   for (const token of mayFinish) token.dead = true;
 }
@@ -182,14 +212,15 @@ describe('revocation, task completion and introspection under generated presenta
           const tokens = [await held(false), await held(true), await held(false)];
           for (const step of acts) await perform(step, tokens);
           for (const token of tokens) {
-            expect((await introspect(token.token)).active, `${token.taskId} bound=${token.bound}`).toBe(!token.dead);
+            const bound = token.key !== undefined;
+            expect((await introspect(token.token)).active, `${token.taskId} bound=${bound}`).toBe(!token.dead);
           }
           await ledger.settle();
         }),
-        fuzzParameters(CI_RUNS),
+        fuzzParameters(CI_RUNS, MS_PER_CASE),
       );
       ledger.report('token lifecycle', fuzzRuns(CI_RUNS));
     },
-    fuzzTimeout(CI_RUNS, 1500),
+    fuzzTimeout(CI_RUNS, MS_PER_CASE),
   );
 });

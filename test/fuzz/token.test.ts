@@ -67,6 +67,8 @@ const RATE_LIMIT = { perMinute: 60, burst: 3 };
 /** Seconds that refill the whole burst. */
 const REFILL_SECONDS = RATE_LIMIT.burst / (RATE_LIMIT.perMinute / 60) + 1;
 const CI_RUNS = 60;
+/** About how long one run takes on a loaded machine: the property's time budget and timeout. */
+const MS_PER_CASE = 400;
 /** Answers the generated requests must reach, one per gate: a generator that stops reaching one is a defect. */
 const EVERY_GATE = [
   '200 token',
@@ -437,11 +439,11 @@ describe('POST /token under generated requests', () => {
           await checkNothingConsumed(run);
           await ledger.settle();
         }),
-        fuzzParameters(CI_RUNS),
+        fuzzParameters(CI_RUNS, MS_PER_CASE),
       );
       ledger.report('POST /token', fuzzRuns(CI_RUNS), Object.fromEntries([...outcomes].sort()));
       if (!longRun) expect([...outcomes.keys()]).toEqual(expect.arrayContaining(EVERY_GATE));
     },
-    fuzzTimeout(CI_RUNS, 400),
+    fuzzTimeout(CI_RUNS, MS_PER_CASE),
   );
 });
