@@ -11,7 +11,8 @@ if (!Number.isInteger(clockOffsetDays)) throw new Error('TEST_CLOCK_OFFSET_DAYS 
  */
 const fuzzRuns = process.env.FUZZ_RUNS === undefined ? null : Number(process.env.FUZZ_RUNS);
 const fuzzSeed = process.env.FUZZ_SEED === undefined ? null : Number(process.env.FUZZ_SEED);
-if (fuzzRuns !== null && !(Number.isInteger(fuzzRuns) && fuzzRuns > 0)) throw new Error('FUZZ_RUNS must be a whole number');
+if (fuzzRuns !== null && !(Number.isInteger(fuzzRuns) && fuzzRuns > 0))
+  throw new Error('FUZZ_RUNS must be a whole number');
 if (fuzzSeed !== null && !Number.isInteger(fuzzSeed)) throw new Error('FUZZ_SEED must be a whole number');
 const provide = {
   clockOffsetMs: clockOffsetDays * 86_400_000,
