@@ -569,7 +569,9 @@ export function expectedOutcome(
   const type = media === 'application/json' ? 'json' : media === 'application/x-www-form-urlencoded' ? 'form' : null;
   if (type === null) return refusedBody(415, 'unsupported_media_type');
   const { wrapper } = tokenCase;
-  if (wrapper === 'huge' || body.bytes > MAX_BODY_BYTES) return refusedBody(413, 'body_too_large');
+  // Only an unwrapped body is the case's own fields; the others are sent instead of them.
+  if (wrapper === 'huge' || (wrapper === 'none' && body.bytes > MAX_BODY_BYTES))
+    return refusedBody(413, 'body_too_large');
   if (wrapper === 'hangup') return refusedBody(400, 'client_disconnected');
   // An empty form is a form of no fields, which the grammar refuses; nothing else of these parses.
   if (wrapper === 'empty' && type === 'form') return refused(400, 'invalid_request', 'sampled');
