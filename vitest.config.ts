@@ -4,7 +4,20 @@ import { defineConfig } from 'vitest/config';
 /** `npm run test:next-year` sets this to 365: the whole suite then runs a year ahead of today. */
 const clockOffsetDays = Number(process.env.TEST_CLOCK_OFFSET_DAYS ?? 0);
 if (!Number.isInteger(clockOffsetDays)) throw new Error('TEST_CLOCK_OFFSET_DAYS must be a whole number of days');
-const provide = { clockOffsetMs: clockOffsetDays * 86_400_000 };
+/**
+ * `npm run fuzz -- --runs N [--seed S]` sets these: every fuzz property (`test/fuzz/`) then runs N cases, from
+ * seed S (else a new seed each run, which fast-check prints with any failure). Unset, each property runs its
+ * own small number of cases from one fixed seed: the same cases on every `npm test`.
+ */
+const fuzzRuns = process.env.FUZZ_RUNS === undefined ? null : Number(process.env.FUZZ_RUNS);
+const fuzzSeed = process.env.FUZZ_SEED === undefined ? null : Number(process.env.FUZZ_SEED);
+if (fuzzRuns !== null && !(Number.isInteger(fuzzRuns) && fuzzRuns > 0))
+  throw new Error('FUZZ_RUNS must be a whole number');
+if (fuzzSeed !== null && !Number.isInteger(fuzzSeed)) throw new Error('FUZZ_SEED must be a whole number');
+const provide = {
+  clockOffsetMs: clockOffsetDays * 86_400_000,
+  fuzz: { runs: fuzzRuns, seed: fuzzSeed },
+};
 
 /** The worker as wrangler.toml configures it, in workerd, with the bindings the tests add (one per project). */
 const workerd = () =>

@@ -3,6 +3,7 @@
  */
 import { z } from 'zod';
 import { publicEcho, refuse } from './errors';
+import { isWellFormedDeep } from './well-formed';
 
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -118,6 +119,14 @@ export function parseTokenRequest(raw: Record<string, unknown>): TokenRequest {
       task = JSON.parse(task);
     } catch {
       throw refuse('invalid_field', { field: 'task' }, { description: `invalid task: ${FIELD_HINTS.get('task')}` });
+    }
+    // The body reader saw this field as text: its JSON can still spell a lone surrogate ("\ud800").
+    if (!isWellFormedDeep(task)) {
+      throw refuse(
+        'invalid_field',
+        { field: 'task', check: 'lone_surrogate' },
+        { description: 'invalid task: it has a string that is not well-formed Unicode (a lone surrogate)' },
+      );
     }
   }
   const parsed = Fields.safeParse({ ...raw, task });

@@ -5,6 +5,7 @@
 import { publicEcho, refuse } from '../core/errors';
 import { MAX_BODY_BYTES } from '../core/token-request';
 import { clip, isWellFormedDeep } from '../core/well-formed';
+import { firstRepeatedMember } from './json-members';
 
 const utf8 = new TextDecoder();
 
@@ -83,12 +84,20 @@ function jsonFields(text: string): Record<string, unknown> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw refuse('malformed_body', {}, { description: 'request body must be a JSON object' });
   }
+  const repeated = firstRepeatedMember(text);
+  if (repeated !== undefined) {
+    throw refuse(
+      'invalid_field',
+      { field: clip(repeated, 128) },
+      { description: `member ${publicEcho(repeated)} is repeated: send each member once` },
+    );
+  }
   return body as Record<string, unknown>;
 }
 
 /**
  * `application/x-www-form-urlencoded` (RFC 6749 §3.2: a parameter may appear once) or `application/json`
- * (an object). Every string in it, member names included, is well-formed: JSON can spell a lone surrogate
+ * (an object, each member once, at any depth). Every string in it, member names included, is well-formed: JSON can spell a lone surrogate
  * (`"\ud800"`), which Cedar, the audit log and headers cannot take, so it is refused here, before anything
  * is consumed.
  *

@@ -31,8 +31,6 @@ export const CONSOLE_HEADERS = {
   'Referrer-Policy': 'no-referrer',
   'X-Frame-Options': 'DENY',
   'Cross-Origin-Opener-Policy': 'same-origin',
-  // Revalidated on every load (the files carry an ETag), so a deploy reaches every open console at once.
-  'Cache-Control': 'no-cache',
 } as const;
 
 export const consoleRoutes = new Hono<AppEnv>();
@@ -42,6 +40,9 @@ const secure = createMiddleware<AppEnv>(async function consoleHeaders(c, next) {
   await next();
   const secured = new Response(c.res.body, c.res);
   for (const [name, value] of Object.entries(CONSOLE_HEADERS)) secured.headers.set(name, value);
+  // The files are revalidated on every load (they carry an ETag), so a deploy reaches every open console at
+  // once; an error, like every error of the broker, keeps its no-store.
+  if (secured.status < 400) secured.headers.set('Cache-Control', 'no-cache');
   c.res = secured;
 });
 consoleRoutes.use('/console', secure);
