@@ -521,6 +521,23 @@ export async function auditRecords(): Promise<AuditEvent[]> {
  */
 export const requestRecord = (record: AuditEvent) => record.event !== 'approval.notify';
 
+/**
+ * Waits until exactly `count` audit records match, polling D1 (drained each time) for up to 10 s, and returns
+ * them. For refusals of unknown callers, which go to intake shards picked at random and, on a loaded machine,
+ * may land after their answer: counted, not taken as the newest.
+ */
+export async function matchingAudit(match: (record: AuditEvent) => boolean, count: number): Promise<AuditEvent[]> {
+  let matching: AuditEvent[] = [];
+  await vi.waitFor(
+    async () => {
+      matching = (await auditRecords()).filter(match);
+      expect(matching).toHaveLength(count);
+    },
+    { timeout: 10_000, interval: 100 },
+  );
+  return matching;
+}
+
 /** The newest audit record a request made (the chains are drained oldest waiting record first). */
 export async function lastAudit(): Promise<AuditEvent> {
   const records = (await auditRecords()).filter(requestRecord);

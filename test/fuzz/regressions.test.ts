@@ -4,6 +4,7 @@
  */
 import { exports } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
+import creds from '../../scripts/demo/admin-credentials.json';
 import {
   evictAgentObject,
   exchangeFields,
@@ -73,4 +74,19 @@ describe('found by test/fuzz/routes.test.ts', () => {
     await expectError(response, 404, 'not_found');
     expect(response.headers.get('content-security-policy')).toContain("default-src 'none'");
   });
+});
+
+describe('found by test/fuzz/routes.test.ts, seed 20261202 (npm run fuzz)', () => {
+  // A query parameter with an empty name (`?=x`) was dropped before the listing's strict schema saw it, so
+  // the listing answered 200 where it refuses every parameter it does not define.
+  it.each(['/admin/approvals', '/admin/audit', '/admin/agents'])(
+    'refuses %s?=x as a parameter it does not take',
+    async (path) => {
+      const response = await exports.default.fetch(`${ISSUER}${path}?=x`, {
+        headers: { authorization: `Bearer ${creds.admin}` },
+      });
+      await expectError(response, 400, 'invalid_request');
+      expect(await lastAudit()).toMatchObject({ decision: 'refused', reason: 'invalid_field' });
+    },
+  );
 });

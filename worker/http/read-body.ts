@@ -119,3 +119,14 @@ export async function readFields(request: Request): Promise<Record<string, unkno
   }
   return fields;
 }
+
+/**
+ * A URL's query as a listing validates it: each name with its first value, as Hono's `query()` reads it, and a
+ * parameter whose name is empty kept (Hono drops it, so `?=x` passed a strict schema unseen). Null-prototype:
+ * the names are the caller's.
+ */
+export function readQuery(request: Request): Record<string, string> {
+  const fields: Record<string, string> = Object.create(null);
+  for (const [name, value] of new URL(request.url).searchParams) if (!Object.hasOwn(fields, name)) fields[name] = value;
+  return fields;
+}

@@ -12,6 +12,7 @@ import { agentChain } from '../audit/record';
 import { refuse } from '../core/errors';
 import type { AppEnv } from '../http/app-env';
 import { startAudit } from '../http/audit-trail';
+import { readQuery } from '../http/read-body';
 import { loadedPolicy } from '../policy/loaded';
 import { agentStore } from '../stores/agents';
 import { auditDb, intakeChains, sealAuditLog, sealedHead } from '../stores/audit-log';
@@ -104,7 +105,7 @@ auditRoutes.get(
   startAudit('admin.audit.read'),
   requireRole('admin', 'auditor'),
   async (c: Context<AdminEnv>) => {
-    const query = AuditQuery.safeParse(c.req.query());
+    const query = AuditQuery.safeParse(readQuery(c.req.raw));
     if (!query.success) {
       throw refuse(
         'invalid_field',

@@ -14,7 +14,7 @@ import { clip } from '../core/well-formed';
 import type { AppEnv } from '../http/app-env';
 import { recordGranted, startAudit } from '../http/audit-trail';
 import { NO_STORE } from '../http/errors';
-import { readFields } from '../http/read-body';
+import { readFields, readQuery } from '../http/read-body';
 import { type Agent, inventoryAgent } from '../policy/bundle';
 import { loadedPolicy } from '../policy/loaded';
 import { agentStore } from '../stores/agents';
@@ -175,7 +175,7 @@ adminRoutes.put('/admin/kill-switch', startAudit('admin.kill_switch.set'), requi
 });
 
 adminRoutes.get('/admin/agents', startAudit('admin.agent.list'), requireRole('admin', 'auditor'), async (c) => {
-  const query = AgentListQuery.safeParse(c.req.query());
+  const query = AgentListQuery.safeParse(readQuery(c.req.raw));
   if (!query.success) {
     const [issue] = query.error.issues;
     const field = issue?.path.join('.') || 'query';

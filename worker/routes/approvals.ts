@@ -12,7 +12,7 @@ import { clip } from '../core/well-formed';
 import type { AppEnv } from '../http/app-env';
 import { startAudit } from '../http/audit-trail';
 import { NO_STORE } from '../http/errors';
-import { readFields } from '../http/read-body';
+import { readFields, readQuery } from '../http/read-body';
 import { inventoryAgent } from '../policy/bundle';
 import { loadedPolicy } from '../policy/loaded';
 import { agentStore } from '../stores/agents';
@@ -93,13 +93,15 @@ approvalRoutes.get(
   startAudit('admin.approval.list'),
   requireRole('approver', 'admin', 'auditor'),
   async (c) => {
-    const query = ListQuery.safeParse(c.req.query());
-    if (!query.success)
+    const query = ListQuery.safeParse(readQuery(c.req.raw));
+    if (!query.success) {
+      const unknown = query.error.issues.some((issue) => issue.code === 'unrecognized_keys');
       throw refuse(
         'invalid_field',
-        { field: 'status' },
-        { description: `invalid status: one of ${STATUSES.join(', ')}` },
+        { field: unknown ? 'query' : 'status' },
+        { description: unknown ? 'the parameter is status' : `invalid status: one of ${STATUSES.join(', ')}` },
       );
+    }
     const { expiresIn } = loadedPolicy().bundle.settings.approvals;
     const since = (now() - expiresIn - LIST_WINDOW_SECONDS) * 1000;
     const ids = await auditDb(c.env).approvalsOpened(since, LIST_LIMIT);
