@@ -16,7 +16,7 @@ import { readTokenParameter } from './revocation';
 export const introspectionRoutes = new Hono<AppEnv>();
 
 introspectionRoutes.post('/introspect', async function introspect(c) {
-  const leased = killSwitchLease(c.env);
+  const leased = killSwitchLease(c.env, (work) => c.executionCtx.waitUntil(work));
   leased.catch(() => undefined);
   const check = await checkOwnToken(c.env, await readTokenParameter(c.req.raw));
   if (!check.valid) return c.json({ active: false }, 200, NO_STORE);
