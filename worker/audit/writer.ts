@@ -1,8 +1,9 @@
 /**
  * The `AuditWriter` object (one, `global`): where the chains' records meet on their way to D1. Objects call
- * {@link AuditWriter.write} from their alarms; the writer gathers what arrives within a short window, from
- * however many objects, and commits it to D1 in one query, then answers every caller. So D1 sees a write per
- * window, not per record, whether the records come from one busy agent or a thousand quiet ones.
+ * {@link AuditWriter.write} from their alarms; the writer makes at most one D1 write per window, with
+ * everything that arrived since the last, from however many objects, in one query, then answers every caller.
+ * So D1 sees a write per window, not per record, whether the records come from one busy agent or a thousand
+ * quiet ones; and a record that finds the writer idle is written at once.
  *
  * The insert is idempotent: a record whose id D1 already holds is skipped, never replaced (the append-only
  * triggers would refuse a replace anyway), so a batch sent twice after a lost answer adds nothing.
@@ -12,10 +13,14 @@
 import { DurableObject } from 'cloudflare:workers';
 import { type ChainedRecord, RECORD_COLUMNS, recordColumns } from './record';
 
-/** How long the writer gathers records before it writes them, unless `AUDIT_WRITE_WINDOW_MS` says otherwise. */
-const WRITE_WINDOW_MS = 100;
+/**
+ * The least time from one D1 write to the next, unless `AUDIT_WRITE_WINDOW_MS` says otherwise: at 100 tokens/s
+ * a query carries 50 records or more (D1 has one primary for writes), and a busy agent's record, which may wait
+ * for the write after next, reaches D1 about a second after its decision at worst.
+ */
+const WRITE_WINDOW_MS = 500;
 
-/** The gathering window from `AUDIT_WRITE_WINDOW_MS` (0..1000 ms), or {@link WRITE_WINDOW_MS}. */
+/** The window from `AUDIT_WRITE_WINDOW_MS` (0..1000 ms), or {@link WRITE_WINDOW_MS}. */
 function writeWindowMs(env: Env): number {
   if (env.AUDIT_WRITE_WINDOW_MS === undefined) return WRITE_WINDOW_MS;
   const ms = Number(env.AUDIT_WRITE_WINDOW_MS);
@@ -80,6 +85,9 @@ function queries(records: readonly ChainedRecord[]): string[] {
 export class AuditWriter extends DurableObject<Env> {
   #waiting: Waiting[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
+  #writing = false;
+  /** When the last write started (epoch ms). */
+  #lastWriteAt = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -87,20 +95,29 @@ export class AuditWriter extends DurableObject<Env> {
   }
 
   /**
-   * Resolves once D1 has committed `records` (with whatever else arrived in the same window), or with the
+   * Resolves once D1 has committed `records` (with whatever else arrived for the same write), or with the
    * error when it could not: the caller keeps them and sends them again.
    */
   write(records: ChainedRecord[]): Promise<WriteOutcome> {
     return new Promise((resolve) => {
       this.#waiting.push({ records, resolve });
-      this.#timer ??= setTimeout(() => void this.#commit(), writeWindowMs(this.env));
+      this.#schedule();
     });
+  }
+
+  /** The next write, a window after the last one started (at once if that is past), unless one is due or running. */
+  #schedule(): void {
+    if (this.#timer !== undefined || this.#writing || this.#waiting.length === 0) return;
+    const wait = Math.max(0, this.#lastWriteAt + writeWindowMs(this.env) - Date.now());
+    this.#timer = setTimeout(() => void this.#commit(), wait);
   }
 
   async #commit(): Promise<void> {
     const waiting = this.#waiting;
     this.#waiting = [];
     this.#timer = undefined;
+    this.#writing = true;
+    this.#lastWriteAt = Date.now();
     let added = 0;
     let made = 0;
     try {
@@ -115,6 +132,9 @@ export class AuditWriter extends DurableObject<Env> {
       const message = error instanceof Error ? error.message : String(error);
       this.#count({ writeQueries: made, recordsWritten: added, failedQueries: 1, lastError: message });
       for (const call of waiting) call.resolve({ written: false, error: `D1 write failed: ${message}` });
+    } finally {
+      this.#writing = false;
+      this.#schedule();
     }
   }
 
