@@ -87,8 +87,14 @@ const UNSET = Object.fromEntries(
     .map((field) => [field, null]),
 ) as Record<keyof DecidedRecord, null>;
 
-/** Every column of a chained record, in a fixed order: the shape the writer sends to D1. */
-export const RECORD_COLUMNS: readonly string[] = Object.values(COLUMN_NAMES);
+/** Every field of a chained record with its D1 column, in a fixed order: how the writer maps a record's JSON to a row. */
+export const RECORD_FIELDS: readonly (readonly [field: string, column: string])[] = Object.entries(COLUMN_NAMES);
+
+/** A chained record on its way to D1: its id, and the JSON its object committed (a {@link ChainedRecord}). */
+export interface ForwardedRecord {
+  id: string;
+  json: string;
+}
 
 /** The record with D1 column names, as `audit_events` stores it. */
 export function recordColumns(record: ChainedRecord): Record<string, string | number | null> {

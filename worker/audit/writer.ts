@@ -11,7 +11,7 @@
  * keep their records and try again.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { type ChainedRecord, RECORD_COLUMNS, recordColumns } from './record';
+import { type ForwardedRecord, RECORD_FIELDS } from './record';
 
 /**
  * The least time from one D1 write to the next, unless `AUDIT_WRITE_WINDOW_MS` says otherwise: at 100 tokens/s
@@ -30,9 +30,12 @@ function writeWindowMs(env: Env): number {
 /** Bytes of records in one D1 query: far below D1's 2 MB limit on a bound value. */
 const MAX_QUERY_BYTES = 1_000_000;
 
-/** One query, one bound parameter: the records as a JSON array; those already in D1 are skipped. */
-const INSERT = `INSERT INTO audit_events (${RECORD_COLUMNS.join(', ')}, stored_at)
-  SELECT ${RECORD_COLUMNS.map((column) => `r.value ->> '$.${column}'`).join(', ')},
+/**
+ * One query, one bound parameter: the records as a JSON array, each as its object committed it (field names,
+ * mapped to columns here); those already in D1 are skipped.
+ */
+const INSERT = `INSERT INTO audit_events (${RECORD_FIELDS.map(([, column]) => column).join(', ')}, stored_at)
+  SELECT ${RECORD_FIELDS.map(([field]) => `r.value ->> '$.${field}'`).join(', ')},
     CAST(unixepoch('subsec') * 1000 AS INTEGER)
   FROM json_each(?1) AS r
   WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.id = r.value ->> '$.id')
@@ -52,7 +55,7 @@ export interface WriterStats {
 export type WriteOutcome = { written: true } | { written: false; error: string };
 
 interface Waiting {
-  records: ChainedRecord[];
+  records: ForwardedRecord[];
   resolve: (outcome: WriteOutcome) => void;
 }
 
@@ -61,7 +64,7 @@ const STATS_TABLE = `CREATE TABLE IF NOT EXISTS writer_stats (
   failed_queries INTEGER NOT NULL, last_error TEXT, last_write_at INTEGER)`;
 
 /** Groups records into queries of at most {@link MAX_QUERY_BYTES}, first seen first, each id once. */
-function queries(records: readonly ChainedRecord[]): string[] {
+function queries(records: readonly ForwardedRecord[]): string[] {
   const seen = new Set<string>();
   const out: string[] = [];
   let batch: string[] = [];
@@ -69,7 +72,7 @@ function queries(records: readonly ChainedRecord[]): string[] {
   for (const record of records) {
     if (seen.has(record.id)) continue;
     seen.add(record.id);
-    const json = JSON.stringify(recordColumns(record));
+    const { json } = record;
     if (batch.length > 0 && bytes + json.length + 1 > MAX_QUERY_BYTES) {
       out.push(`[${batch.join(',')}]`);
       batch = [];
@@ -98,7 +101,7 @@ export class AuditWriter extends DurableObject<Env> {
    * Resolves once D1 has committed `records` (with whatever else arrived for the same write), or with the
    * error when it could not: the caller keeps them and sends them again.
    */
-  write(records: ChainedRecord[]): Promise<WriteOutcome> {
+  write(records: ForwardedRecord[]): Promise<WriteOutcome> {
     return new Promise((resolve) => {
       this.#waiting.push({ records, resolve });
       this.#schedule();
