@@ -191,6 +191,23 @@ describe('the writer', () => {
     expect((await outbox()).map((record) => record.tokenJti)).toContain(jti);
     expect((await auditRecords()).filter((record) => record.tokenJti === jti)).toHaveLength(1);
   });
+
+  it.each([
+    ['records wait in it', true],
+    ['D1 holds them all', false],
+  ])('continues the chain from its head after an eviction while %s', async (_name, waiting) => {
+    const down = waiting ? failD1Inserts() : undefined;
+    const { jti: before } = await issue();
+    if (!waiting) await drainAudit();
+    await evictAgentObject();
+    down?.mockRestore();
+    const { jti: after } = await issue();
+    const chain = (await auditRecords()).filter((record) => record.chain === `agent:${DEMO_AGENT}`);
+    const last = chain.findIndex((record) => record.tokenJti === after);
+    const previous = chain[last - 1];
+    expect(previous?.tokenJti).toBe(before);
+    expect(chain[last]).toMatchObject({ chainSeq: (previous?.chainSeq ?? 0) + 1, chainPrev: previous?.chainHash });
+  });
 });
 
 describe('refusals of callers not known yet: sampled per intake shard and minute', () => {
