@@ -89,8 +89,8 @@ export class AuditWriter extends DurableObject<Env> {
   #waiting: Waiting[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #writing = false;
-  /** When the last write started (epoch ms). */
-  #lastWriteAt = 0;
+  /** When the last write started, on the monotonic clock (`performance.now()`). */
+  #lastWriteAt = Number.NEGATIVE_INFINITY;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -111,7 +111,9 @@ export class AuditWriter extends DurableObject<Env> {
   /** The next write, a window after the last one started (at once if that is past), unless one is due or running. */
   #schedule(): void {
     if (this.#timer !== undefined || this.#writing || this.#waiting.length === 0) return;
-    const wait = Math.max(0, this.#lastWriteAt + writeWindowMs(this.env) - Date.now());
+    const window = writeWindowMs(this.env);
+    // Never more than a window, whatever the clock did since.
+    const wait = Math.min(window, Math.max(0, this.#lastWriteAt + window - performance.now()));
     this.#timer = setTimeout(() => void this.#commit(), wait);
   }
 
@@ -120,7 +122,7 @@ export class AuditWriter extends DurableObject<Env> {
     this.#waiting = [];
     this.#timer = undefined;
     this.#writing = true;
-    this.#lastWriteAt = Date.now();
+    this.#lastWriteAt = performance.now();
     let added = 0;
     let made = 0;
     try {
