@@ -12,8 +12,6 @@ async function bodyText(request: Request): Promise<string> {
   const declared = request.headers.get('content-length');
   if (declared !== null && Number(declared) > MAX_BODY_BYTES) throw refuse('body_too_large');
   if (request.body === null) return '';
-  // A declared length within the limit bounds the body (HTTP/1.1 framing): read in one go, not chunk by chunk.
-  if (declared !== null && /^\d+$/.test(declared)) return utf8.decode(await bodyBytes(request));
   const chunks: Uint8Array[] = [];
   let size = 0;
   const reader = request.body.getReader();
@@ -41,18 +39,6 @@ async function bodyText(request: Request): Promise<string> {
     offset += chunk.byteLength;
   }
   return utf8.decode(body);
-}
-
-/** The whole body of a request that declared its length; the limit checked again on what arrived. */
-async function bodyBytes(request: Request): Promise<ArrayBuffer> {
-  let body: ArrayBuffer;
-  try {
-    body = await request.arrayBuffer();
-  } catch (error) {
-    throw refuse('client_disconnected', { message: String(error) }, { cause: error });
-  }
-  if (body.byteLength > MAX_BODY_BYTES) throw refuse('body_too_large');
-  return body;
 }
 
 function mediaType(contentType: string | null): string {
