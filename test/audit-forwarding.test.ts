@@ -10,7 +10,13 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import creds from '../scripts/demo/admin-credentials.json';
 import type { AgentState } from '../worker/agents/agent-state';
 import { INTAKE_SHARDS, UNVERIFIED_SAMPLE } from '../worker/audit/intake';
-import { type ChainedRecord, chainHash, decideRecord, recordColumns } from '../worker/audit/record';
+import {
+  type ChainedRecord,
+  chainHash,
+  decideRecord,
+  type ForwardedRecord,
+  recordColumns,
+} from '../worker/audit/record';
 import { loadedPolicy } from '../worker/policy/loaded';
 import { adminFetch, bearer } from './admin-helpers';
 import {
@@ -129,7 +135,7 @@ describe('D1 down for a while', () => {
 });
 
 describe('the writer', () => {
-  function records(count: number): ChainedRecord[] {
+  function records(count: number): ForwardedRecord[] {
     let prev = '0'.repeat(64);
     return Array.from({ length: count }, (_, i) => {
       const decided = decideRecord(
@@ -146,7 +152,7 @@ describe('the writer', () => {
       };
       const hashed = { ...linked, chainHash: chainHash(recordColumns(linked)) };
       prev = hashed.chainHash;
-      return hashed;
+      return { id: hashed.id, json: JSON.stringify(hashed) };
     });
   }
 
@@ -184,6 +190,23 @@ describe('the writer', () => {
     await evictAgentObject();
     expect((await outbox()).map((record) => record.tokenJti)).toContain(jti);
     expect((await auditRecords()).filter((record) => record.tokenJti === jti)).toHaveLength(1);
+  });
+
+  it.each([
+    ['records wait in it', true],
+    ['D1 holds them all', false],
+  ])('continues the chain from its head after an eviction while %s', async (_name, waiting) => {
+    const down = waiting ? failD1Inserts() : undefined;
+    const { jti: before } = await issue();
+    if (!waiting) await drainAudit();
+    await evictAgentObject();
+    down?.mockRestore();
+    const { jti: after } = await issue();
+    const chain = (await auditRecords()).filter((record) => record.chain === `agent:${DEMO_AGENT}`);
+    const last = chain.findIndex((record) => record.tokenJti === after);
+    const previous = chain[last - 1];
+    expect(previous?.tokenJti).toBe(before);
+    expect(chain[last]).toMatchObject({ chainSeq: (previous?.chainSeq ?? 0) + 1, chainPrev: previous?.chainHash });
   });
 });
 

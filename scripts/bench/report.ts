@@ -62,13 +62,11 @@ function storageRows(results: BenchResults): string[][] {
   ] as const;
   return runs.map(([label, { storage, audit }]) => [
     label,
-    fixed(storage.d1?.perToken, 4),
+    fixed(storage.d1.perToken, 4),
     fixed(storage.roundTripsInSeries, 2),
-    fixed(storage.auditDelay?.p50Ms, 0),
-    fixed(storage.auditDelay?.p99Ms, 0),
-    storage.drain === null
-      ? 'n/a'
-      : `${fixed(storage.drain.waitedMs / 1000, 1)} s${storage.drain.drained ? '' : ` (${storage.drain.waiting} still waiting)`}`,
+    fixed(storage.auditDelay.p50Ms, 0),
+    fixed(storage.auditDelay.p99Ms, 0),
+    `${fixed(storage.drain.waitedMs / 1000, 1)} s${storage.drain.drained ? '' : ` (${storage.drain.waiting} still waiting)`}`,
     `${audit.grantedRecords}/${audit.tokensReceived}${audit.ok ? '' : ' (MISMATCH)'}`,
   ]);
 }
@@ -100,8 +98,8 @@ function kib(bytes: number): string {
   return `${(bytes / 1024).toFixed(1)} KiB`;
 }
 
-function goalMark(met: boolean | null): string {
-  return met === null ? 'n/a   ' : met ? 'met   ' : 'MISSED';
+function goalMark(met: boolean): string {
+  return met ? 'met   ' : 'MISSED';
 }
 
 /** Lays rows out in aligned columns, the first left-aligned, the others right-aligned. */
@@ -197,7 +195,7 @@ export function renderMarkdown(results: BenchResults): string {
     '',
     table(
       ['target', 'met', 'figures'],
-      results.goals.map((goal) => [goal.goal, goal.met === null ? 'n/a' : goal.met ? 'yes' : '**no**', goal.detail]),
+      results.goals.map((goal) => [goal.goal, goal.met ? 'yes' : '**no**', goal.detail]),
     ),
     '',
     table(

@@ -75,16 +75,19 @@ export interface AuditCheck {
   ok: boolean;
 }
 
-/** What a Tessera run cost its storage (see `storage.ts`); null where the broker does not report it. */
+/** What a Tessera run cost its storage (see `storage.ts`). */
 export interface StorageFigures {
-  /** D1 write queries and records written over the run, and write queries per token received in it. */
-  d1: { writeQueries: number; recordsWritten: number; perToken: number } | null;
+  /**
+   * D1 write queries, records written and failed queries over the run (from the drained backlog reads before
+   * and after it), and write queries per token received in it.
+   */
+  d1: { writeQueries: number; recordsWritten: number; failedQueries: number; perToken: number };
   /** Mean `Server-Timing` entries over the run's 2xx answers: storage round trips waited for in series. */
-  roundTripsInSeries: number | null;
+  roundTripsInSeries: number;
   /** `stored_at - at` of the run's granted records. */
-  auditDelay: AuditDelay | null;
-  /** After the run: how long until no record waited for D1, and whether that came before the deadline. */
-  drain: { waitedMs: number; drained: boolean; waiting: number } | null;
+  auditDelay: AuditDelay;
+  /** After the run: how long until no agent's record waited for D1, and whether that came before the deadline. */
+  drain: { waitedMs: number; drained: boolean; waiting: number };
 }
 
 export interface TesseraRun {
@@ -98,8 +101,7 @@ export interface TesseraRun {
 
 export interface Goal {
   goal: string;
-  /** Null: not measured (the broker does not report the figure). */
-  met: boolean | null;
+  met: boolean;
   detail: string;
 }
 
@@ -194,27 +196,18 @@ function runGoals(label: string, figures: TargetFigures, run: TesseraRun): Goal[
   return [
     {
       goal: `${label}: D1 write queries per token ≤ ${MAX_D1_WRITES_PER_TOKEN}`,
-      met: d1 === null ? null : d1.perToken <= MAX_D1_WRITES_PER_TOKEN,
-      detail:
-        d1 === null
-          ? 'n/a: the broker reports no audit backlog'
-          : `${fixed(d1.perToken, 4)} (${d1.writeQueries} write queries, ${d1.recordsWritten} records, for ${figures.run.tokens} tokens)`,
+      met: d1.perToken <= MAX_D1_WRITES_PER_TOKEN,
+      detail: `${fixed(d1.perToken, 4)} (${d1.writeQueries} write queries, ${d1.recordsWritten} records, ${d1.failedQueries} failed, for ${figures.run.tokens} tokens)`,
     },
     {
       goal: `${label}: storage round trips in series per token ≤ ${MAX_ROUND_TRIPS}`,
-      met: roundTripsInSeries === null ? null : roundTripsInSeries <= MAX_ROUND_TRIPS,
-      detail:
-        roundTripsInSeries === null
-          ? 'n/a: no answer carries Server-Timing'
-          : `${fixed(roundTripsInSeries, 2)} on average (${serverTimingNames(figures.run)}; ${figures.run.serverTiming.without} answers without the header)`,
+      met: roundTripsInSeries <= MAX_ROUND_TRIPS && figures.run.serverTiming.without === 0,
+      detail: `${fixed(roundTripsInSeries, 2)} on average (${serverTimingNames(figures.run)}; ${figures.run.serverTiming.without} answers without the header)`,
     },
     {
       goal: `${label}: audit delay to D1, p99 < ${MAX_AUDIT_DELAY_P99_MS / 1000} s`,
-      met: auditDelay === null ? null : auditDelay.records > 0 && auditDelay.p99Ms < MAX_AUDIT_DELAY_P99_MS,
-      detail:
-        auditDelay === null
-          ? 'n/a: audit_events has no stored_at'
-          : `p50 ${fixed(auditDelay.p50Ms, 0)} ms, p99 ${fixed(auditDelay.p99Ms, 0)} ms, max ${fixed(auditDelay.maxMs, 0)} ms over ${auditDelay.records} records`,
+      met: auditDelay.records === figures.run.tokens && auditDelay.p99Ms < MAX_AUDIT_DELAY_P99_MS,
+      detail: `p50 ${fixed(auditDelay.p50Ms, 0)} ms, p99 ${fixed(auditDelay.p99Ms, 0)} ms, max ${fixed(auditDelay.maxMs, 0)} ms over ${auditDelay.records} records of ${figures.run.tokens} tokens`,
     },
     {
       goal: `${label}: zero errors and non-2xx`,
@@ -258,9 +251,8 @@ export function goals(results: Omit<BenchResults, 'goals'>): Goal[] {
   ];
 }
 
-/** `value` with `digits` decimals; `n/a` when not measured, `–` when not a number. */
-export function fixed(value: number | null | undefined, digits: number): string {
-  if (value === null || value === undefined) return 'n/a';
+/** `value` with `digits` decimals; `–` when not a number. */
+export function fixed(value: number, digits: number): string {
   return Number.isFinite(value) ? value.toFixed(digits) : '–';
 }
 

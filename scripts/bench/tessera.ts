@@ -8,44 +8,45 @@ import { type BenchAgent, type BodyMaker, exchangeBodies } from './fixtures';
 import { type RequestPool, tokenId } from './load';
 import { FORM, log, measure, WARMUP_BODIES } from './measure';
 import type { AuditCheck, Figures, StorageFigures, TargetFigures, TesseraRun } from './results';
-import { auditDelay, type Backlog, type Drained, drainBacklog } from './storage';
+import { auditDelay, type Drained, drainBacklog } from './storage';
 
 /** How long the audit backlog may take to reach D1 after a run before the audit check goes ahead anyway. */
 const DRAIN_DEADLINE_MS = 30_000;
 
-/** Waits for the broker's audit backlog to drain; undefined when the broker has none to report. */
-async function drained(name: string, broker: LocalBroker, credential: string): Promise<Drained | undefined> {
+/** Waits for the agents' audit records to reach D1, saying so when the deadline passed first. */
+async function drained(name: string, broker: LocalBroker, credential: string): Promise<Drained> {
   const drain = await drainBacklog(broker, credential, DRAIN_DEADLINE_MS);
-  if (drain !== undefined && !drain.drained) {
-    log(`${name}: ${drain.backlog.waiting} audit records still waiting for D1 after ${DRAIN_DEADLINE_MS / 1000} s`);
+  if (!drain.drained) {
+    log(`${name}: ${drain.waiting} agents' audit records still waiting for D1 after ${DRAIN_DEADLINE_MS / 1000} s`);
   }
   return drain;
 }
 
-/** What the run cost the broker's storage, from the backlog before and after it and its answers. */
+/**
+ * What the run cost the broker's storage: the D1 figures from the drained reads before and after it, the
+ * round trips from its answers, the audit delay from D1.
+ */
 async function storageFigures(
   broker: LocalBroker,
   run: Figures,
   runTokenIds: string[],
-  before: Backlog | undefined,
-  after: Drained | undefined,
+  before: Drained,
+  after: Drained,
 ): Promise<StorageFigures> {
-  const d1 =
-    before === undefined || after === undefined
-      ? null
-      : {
-          writeQueries: after.backlog.d1.write_queries - before.d1.write_queries,
-          recordsWritten: after.backlog.d1.records_written - before.d1.records_written,
-          perToken: (after.backlog.d1.write_queries - before.d1.write_queries) / run.tokens,
-        };
+  const writeQueries = after.backlog.d1.write_queries - before.backlog.d1.write_queries;
   const { answers, entries } = run.serverTiming;
-  const delay = await auditDelay(broker, runTokenIds);
+  if (answers === 0)
+    throw new Error('no /token answer carried Server-Timing: the broker does not report its round trips');
   return {
-    d1,
-    roundTripsInSeries: answers === 0 ? null : entries / answers,
-    auditDelay: delay ?? null,
-    drain:
-      after === undefined ? null : { waitedMs: after.waitedMs, drained: after.drained, waiting: after.backlog.waiting },
+    d1: {
+      writeQueries,
+      recordsWritten: after.backlog.d1.records_written - before.backlog.d1.records_written,
+      failedQueries: after.backlog.d1.failed_queries - before.backlog.d1.failed_queries,
+      perToken: writeQueries / run.tokens,
+    },
+    roundTripsInSeries: entries / answers,
+    auditDelay: await auditDelay(broker, runTokenIds),
+    drain: { waitedMs: after.waitedMs, drained: after.drained, waiting: after.waiting },
   };
 }
 
@@ -83,19 +84,19 @@ export async function measureTessera(
     tokenIds.push(jti);
     log(`${name}: first token ${firstTokenMs.toFixed(0)} ms after start`);
 
-    let before: Backlog | undefined;
+    let before: Drained | undefined;
     const measured = await measure(name, `${broker.url}/token`, pool, make, {
       // Every agent's object exists before the run: the run measures spread load, not object creation.
       ...(agents.length > 1 && { prime: agents.length }),
       beforeRun: async () => {
         // The warm-up's records reach D1 first, so the run's D1 writes are the run's alone.
-        before = (await drained(name, broker, credential))?.backlog;
+        before = await drained(name, broker, credential);
       },
     });
+    if (before === undefined) throw new Error('the backlog was not read before the run');
     tokenIds.push(...measured.warmupTokenIds, ...measured.runTokenIds);
     const after = await drained(name, broker, credential);
-    if (after !== undefined)
-      log(`${name}: audit backlog drained ${(after.waitedMs / 1000).toFixed(1)} s after the run`);
+    log(`${name}: agents' audit records in D1 ${(after.waitedMs / 1000).toFixed(1)} s after the run`);
     const storage = await storageFigures(broker, measured.figures.run, measured.runTokenIds, before, after);
     const audit = await checkAudit(name, broker, tokenIds);
     return {

@@ -113,6 +113,8 @@ export class AgentState extends DurableObject<Env> {
   #nonces: { current: string; previous: string | undefined; issuedAt: number } | undefined;
   /** The earliest `expires_at` among the rows stored (epoch seconds): when cleanup is due. */
   #expiresAt: number | null;
+  /** When the next notification is due (epoch seconds), kept with the table so scheduling reads no row. */
+  #notifyAt: number | null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -123,6 +125,7 @@ export class AgentState extends DurableObject<Env> {
     this.#audit = new AuditOutbox(this.#sql, agentChain(agentId));
     this.#alarm = new AlarmSchedule(ctx.storage);
     this.#expiresAt = this.#earliestExpiry();
+    this.#notifyAt = this.#nextNotification();
     const stored = this.#sql.exec<{ status: string }>('SELECT status FROM agent_status').toArray()[0];
     if (stored !== undefined) this.#status = JSON.parse(stored.status) as AgentStatus;
     // Objects from before the status moved into SQL kept it under a key-value key.
@@ -274,7 +277,10 @@ export class AgentState extends DurableObject<Env> {
         this.#consume(admission);
         const { approval, message } = decision;
         this.#saveApproval(approval);
-        if (message !== undefined) queueNotification(this.#sql, message, approval.createdAt, approval.expiresAt);
+        if (message !== undefined) {
+          queueNotification(this.#sql, message, approval.createdAt, approval.expiresAt);
+          this.#notifyAt = this.#nextNotification();
+        }
         this.#record(draft, {
           decision: 'refused',
           reason: 'approval_required',
@@ -546,12 +552,15 @@ export class AgentState extends DurableObject<Env> {
 
   /** The alarm is due when records should leave, a notification is due, or a row expires. */
   async #schedule(): Promise<void> {
-    const notification = this.#sql.exec<{ at: number | null }>('SELECT MIN(next_at) AS at FROM notifications').one().at;
     await this.#alarm.noLaterThan(
       this.#audit.flushAt(),
-      notification === null ? null : notification * 1000,
+      this.#notifyAt === null ? null : this.#notifyAt * 1000,
       this.#expiresAt === null ? null : (this.#expiresAt + 1) * 1000,
     );
+  }
+
+  #nextNotification(): number | null {
+    return this.#sql.exec<{ at: number | null }>('SELECT MIN(next_at) AS at FROM notifications').one().at;
   }
 
   /** The earliest expiry among every table's rows (epoch seconds), read from storage. */
@@ -584,6 +593,7 @@ export class AgentState extends DurableObject<Env> {
       },
       (attempt) => this.#audit.append(attempt),
     );
+    this.#notifyAt = this.#nextNotification();
     for (const table of ['seen_attestations', 'revoked_tokens', 'finished_tasks', 'approvals']) {
       this.#sql.exec(`DELETE FROM ${table} WHERE expires_at < ?`, now);
     }

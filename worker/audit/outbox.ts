@@ -8,7 +8,14 @@
  * writer, a batch at a time, and removes a batch only once the writer says D1 has committed it. A failed
  * batch stays and is sent again later (with backoff); D1 ignores a record it already holds.
  */
-import { type ChainedRecord, type ChainHead, type DecidedRecord, EMPTY_CHAIN, linkRecord } from './record';
+import {
+  type ChainedRecord,
+  type ChainHead,
+  type DecidedRecord,
+  EMPTY_CHAIN,
+  type ForwardedRecord,
+  linkRecord,
+} from './record';
 
 /** How long a record waits before its object forwards it: records of a busy object travel together. */
 export const FLUSH_DELAY_MS = 250;
@@ -30,7 +37,10 @@ export interface Backlog {
 }
 
 /** Sends records to D1; resolves only once D1 has committed them all. */
-export type RecordWriter = (records: ChainedRecord[]) => Promise<void>;
+export type RecordWriter = (records: ForwardedRecord[]) => Promise<void>;
+
+/** The `chain_hash` of a record as the outbox keeps it (JSON). */
+const chainHashOf = (record: string) => (JSON.parse(record) as ChainedRecord).chainHash;
 
 const TABLES = `CREATE TABLE IF NOT EXISTS audit_outbox (
     chain_seq INTEGER PRIMARY KEY, record TEXT NOT NULL, committed_at INTEGER NOT NULL);
@@ -50,8 +60,23 @@ export class AuditOutbox {
     this.chain = chain;
     this.#sql = sql;
     sql.exec(TABLES);
-    this.#head = this.#mark('head');
+    this.#head = this.#loadHead();
     this.#oldestAt = this.#oldest();
+  }
+
+  /**
+   * The chain's head: its newest waiting record, or the last one D1 holds when none waits. Objects from before
+   * the head was read this way stored it as the `head` mark, which counts while it is the newest.
+   */
+  #loadHead(): ChainHead {
+    const newest = this.#sql
+      .exec<{ seq: number; record: string }>(
+        'SELECT chain_seq AS seq, record FROM audit_outbox ORDER BY chain_seq DESC LIMIT 1',
+      )
+      .toArray()[0];
+    const marks = [this.#mark('acked'), this.#mark('head')];
+    if (newest !== undefined) marks.push({ seq: newest.seq, hash: chainHashOf(newest.record) });
+    return marks.reduce((a, b) => (b.seq > a.seq ? b : a));
   }
 
   #mark(name: 'head' | 'acked'): ChainHead {
@@ -61,7 +86,7 @@ export class AuditOutbox {
     return row === undefined ? EMPTY_CHAIN : { seq: row.seq, hash: row.hash };
   }
 
-  #setMark(name: 'head' | 'acked', mark: ChainHead): void {
+  #setMark(name: 'acked', mark: ChainHead): void {
     this.#sql.exec('INSERT OR REPLACE INTO audit_chain (name, seq, hash) VALUES (?, ?, ?)', name, mark.seq, mark.hash);
   }
 
@@ -82,8 +107,8 @@ export class AuditOutbox {
       JSON.stringify(chained),
       now,
     );
+    // The head needs no row of its own: the record just written is it.
     this.#head = { seq: chained.chainSeq, hash: chained.chainHash };
-    this.#setMark('head', this.#head);
     this.#oldestAt ??= now;
     return chained;
   }
@@ -161,27 +186,27 @@ export class AuditOutbox {
 
   async #forward(write: RecordWriter, upTo: number): Promise<void> {
     for (;;) {
+      // Sent as committed: the writer reads the JSON in D1's query, so nothing here parses it.
       const rows = this.#sql
-        .exec<{ record: string }>(
-          'SELECT record FROM audit_outbox WHERE chain_seq <= ? ORDER BY chain_seq LIMIT ?',
+        .exec<{ seq: number; id: string; record: string }>(
+          `SELECT chain_seq AS seq, record ->> '$.id' AS id, record
+           FROM audit_outbox WHERE chain_seq <= ? ORDER BY chain_seq LIMIT ?`,
           upTo,
           MAX_BATCH,
         )
         .toArray();
       const last = rows.at(-1);
       if (last === undefined) return;
-      const records = rows.map((row) => JSON.parse(row.record) as ChainedRecord);
       try {
-        await write(records);
+        await write(rows.map(({ id, record }) => ({ id, json: record })));
       } catch (error) {
         this.#failures += 1;
         this.#retryAt = Date.now() + retryDelay(this.#failures);
         this.#lastError = error instanceof Error ? error.message : String(error);
         throw error;
       }
-      const sent = records.at(-1) as ChainedRecord;
-      this.#sql.exec('DELETE FROM audit_outbox WHERE chain_seq <= ?', sent.chainSeq);
-      this.#setMark('acked', { seq: sent.chainSeq, hash: sent.chainHash });
+      this.#sql.exec('DELETE FROM audit_outbox WHERE chain_seq <= ?', last.seq);
+      this.#setMark('acked', { seq: last.seq, hash: chainHashOf(last.record) });
       this.#failures = 0;
       this.#retryAt = 0;
       this.#lastError = null;

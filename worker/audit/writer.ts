@@ -1,8 +1,9 @@
 /**
  * The `AuditWriter` object (one, `global`): where the chains' records meet on their way to D1. Objects call
- * {@link AuditWriter.write} from their alarms; the writer gathers what arrives within a short window, from
- * however many objects, and commits it to D1 in one query, then answers every caller. So D1 sees a write per
- * window, not per record, whether the records come from one busy agent or a thousand quiet ones.
+ * {@link AuditWriter.write} from their alarms; the writer makes at most one D1 write per window, with
+ * everything that arrived since the last, from however many objects, in one query, then answers every caller.
+ * So D1 sees a write per window, not per record, whether the records come from one busy agent or a thousand
+ * quiet ones; and a record that finds the writer idle is written at once.
  *
  * The insert is idempotent: a record whose id D1 already holds is skipped, never replaced (the append-only
  * triggers would refuse a replace anyway), so a batch sent twice after a lost answer adds nothing.
@@ -10,12 +11,16 @@
  * keep their records and try again.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { type ChainedRecord, RECORD_COLUMNS, recordColumns } from './record';
+import { type ForwardedRecord, RECORD_FIELDS } from './record';
 
-/** How long the writer gathers records before it writes them, unless `AUDIT_WRITE_WINDOW_MS` says otherwise. */
-const WRITE_WINDOW_MS = 100;
+/**
+ * The least time from one D1 write to the next, unless `AUDIT_WRITE_WINDOW_MS` says otherwise: at 100 tokens/s
+ * a query carries 50 records or more (D1 has one primary for writes), and a busy agent's record, which may wait
+ * for the write after next, reaches D1 about a second after its decision at worst.
+ */
+const WRITE_WINDOW_MS = 500;
 
-/** The gathering window from `AUDIT_WRITE_WINDOW_MS` (0..1000 ms), or {@link WRITE_WINDOW_MS}. */
+/** The window from `AUDIT_WRITE_WINDOW_MS` (0..1000 ms), or {@link WRITE_WINDOW_MS}. */
 function writeWindowMs(env: Env): number {
   if (env.AUDIT_WRITE_WINDOW_MS === undefined) return WRITE_WINDOW_MS;
   const ms = Number(env.AUDIT_WRITE_WINDOW_MS);
@@ -26,11 +31,12 @@ function writeWindowMs(env: Env): number {
 const MAX_QUERY_BYTES = 1_000_000;
 
 /**
- * One query, two bound parameters: the records as a JSON array, and the time the writer sends them
- * (`stored_at`, on the Workers clock that also stamped each decision's `at`); those already in D1 are skipped.
+ * One query, two bound parameters: the records as a JSON array, each as its object committed it (field names,
+ * mapped to columns here), and the time the writer sends them (`stored_at`, on the Workers clock that also
+ * stamped each decision's `at`); those already in D1 are skipped.
  */
-const INSERT = `INSERT INTO audit_events (${RECORD_COLUMNS.join(', ')}, stored_at)
-  SELECT ${RECORD_COLUMNS.map((column) => `r.value ->> '$.${column}'`).join(', ')}, ?2
+const INSERT = `INSERT INTO audit_events (${RECORD_FIELDS.map(([, column]) => column).join(', ')}, stored_at)
+  SELECT ${RECORD_FIELDS.map(([field]) => `r.value ->> '$.${field}'`).join(', ')}, ?2
   FROM json_each(?1) AS r
   WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.id = r.value ->> '$.id')
   ORDER BY r.key`;
@@ -49,7 +55,7 @@ export interface WriterStats {
 export type WriteOutcome = { written: true } | { written: false; error: string };
 
 interface Waiting {
-  records: ChainedRecord[];
+  records: ForwardedRecord[];
   resolve: (outcome: WriteOutcome) => void;
 }
 
@@ -58,7 +64,7 @@ const STATS_TABLE = `CREATE TABLE IF NOT EXISTS writer_stats (
   failed_queries INTEGER NOT NULL, last_error TEXT, last_write_at INTEGER)`;
 
 /** Groups records into queries of at most {@link MAX_QUERY_BYTES}, first seen first, each id once. */
-function queries(records: readonly ChainedRecord[]): string[] {
+function queries(records: readonly ForwardedRecord[]): string[] {
   const seen = new Set<string>();
   const out: string[] = [];
   let batch: string[] = [];
@@ -66,7 +72,7 @@ function queries(records: readonly ChainedRecord[]): string[] {
   for (const record of records) {
     if (seen.has(record.id)) continue;
     seen.add(record.id);
-    const json = JSON.stringify(recordColumns(record));
+    const { json } = record;
     if (batch.length > 0 && bytes + json.length + 1 > MAX_QUERY_BYTES) {
       out.push(`[${batch.join(',')}]`);
       batch = [];
@@ -82,6 +88,9 @@ function queries(records: readonly ChainedRecord[]): string[] {
 export class AuditWriter extends DurableObject<Env> {
   #waiting: Waiting[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
+  #writing = false;
+  /** When the last write started, on the monotonic clock (`performance.now()`). */
+  #lastWriteAt = Number.NEGATIVE_INFINITY;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -89,20 +98,31 @@ export class AuditWriter extends DurableObject<Env> {
   }
 
   /**
-   * Resolves once D1 has committed `records` (with whatever else arrived in the same window), or with the
+   * Resolves once D1 has committed `records` (with whatever else arrived for the same write), or with the
    * error when it could not: the caller keeps them and sends them again.
    */
-  write(records: ChainedRecord[]): Promise<WriteOutcome> {
+  write(records: ForwardedRecord[]): Promise<WriteOutcome> {
     return new Promise((resolve) => {
       this.#waiting.push({ records, resolve });
-      this.#timer ??= setTimeout(() => void this.#commit(), writeWindowMs(this.env));
+      this.#schedule();
     });
+  }
+
+  /** The next write, a window after the last one started (at once if that is past), unless one is due or running. */
+  #schedule(): void {
+    if (this.#timer !== undefined || this.#writing || this.#waiting.length === 0) return;
+    const window = writeWindowMs(this.env);
+    // Never more than a window, whatever the clock did since.
+    const wait = Math.min(window, Math.max(0, this.#lastWriteAt + window - performance.now()));
+    this.#timer = setTimeout(() => void this.#commit(), wait);
   }
 
   async #commit(): Promise<void> {
     const waiting = this.#waiting;
     this.#waiting = [];
     this.#timer = undefined;
+    this.#writing = true;
+    this.#lastWriteAt = performance.now();
     let added = 0;
     let made = 0;
     try {
@@ -117,6 +137,9 @@ export class AuditWriter extends DurableObject<Env> {
       const message = error instanceof Error ? error.message : String(error);
       this.#count({ writeQueries: made, recordsWritten: added, failedQueries: 1, lastError: message });
       for (const call of waiting) call.resolve({ written: false, error: `D1 write failed: ${message}` });
+    } finally {
+      this.#writing = false;
+      this.#schedule();
     }
   }
 

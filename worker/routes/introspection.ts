@@ -49,7 +49,7 @@ export const introspectionRoutes = new Hono<AppEnv>();
 
 introspectionRoutes.post('/introspect', startAudit('token.introspect'), async function introspect(c) {
   const api = await authenticatedApi(c.req.raw);
-  const leased = killSwitchLease(c.env);
+  const leased = killSwitchLease(c.env, (work) => c.executionCtx.waitUntil(work));
   leased.catch(() => undefined);
   const check = await checkOwnToken(c.env, await readTokenParameter(c.req.raw));
   // §2.2: a token the caller is not the audience of is, to that caller, not active.

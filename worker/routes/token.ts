@@ -16,11 +16,11 @@ import { signingKey } from '../keys/signing';
 import { loadedPolicy } from '../policy/loaded';
 import { agentStore } from '../stores/agents';
 import { recordInIntake, recordUnverified } from '../stores/audit-log';
-import { admissionDeadlineMs, killSwitchLease, leaseRemainingMs } from '../stores/kill-switch';
+import { admissionDeadlineMs, type InBackground, killSwitchLease, leaseRemainingMs } from '../stores/kill-switch';
 
 const keyResolver = createKeyResolver(loadedPolicy().bundle);
 
-function exchangeDeps(env: Env): ExchangeDeps {
+function exchangeDeps(env: Env, background: InBackground): ExchangeDeps {
   const { bundle, engine } = loadedPolicy();
   const issuer = brokerIssuer(env);
   return {
@@ -30,7 +30,7 @@ function exchangeDeps(env: Env): ExchangeDeps {
     keys: keyResolver,
     agents: agentStore(env),
     killSwitch: {
-      lease: () => killSwitchLease(env),
+      lease: () => killSwitchLease(env, background),
       admissionDeadlineMs: admissionDeadlineMs(env),
       remainingMs: leaseRemainingMs,
     },
@@ -65,7 +65,7 @@ tokenRoutes.post('/token', async function exchange(c) {
       readFields: () => readFields(c.req.raw),
       dpop: c.req.header('dpop') ?? null,
     },
-    exchangeDeps(c.env),
+    exchangeDeps(c.env, (work) => c.executionCtx.waitUntil(work)),
   );
   return render(answer);
 });
