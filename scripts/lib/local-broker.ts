@@ -217,6 +217,14 @@ export interface LocalBrokerOptions {
   port?: number;
   /** Further text bindings (vars and secrets, e.g. `SIGNING_KEY`), over those of wrangler.toml. */
   bindings?: Record<string, string>;
+  /**
+   * Serves `console/public` as wrangler.toml's `[assets]` says (default true), through Miniflare's emulation
+   * of Cloudflare's static-assets router: two more Workers of Miniflare's, on workerd's one thread, in front
+   * of the broker for every request. Without it the requests reach the broker itself, as with
+   * `run_worker_first` they do on Cloudflare (where the router is the platform's, not the broker's work), and
+   * only `/console` cannot be served (500: there is no `ASSETS` binding).
+   */
+  assets?: boolean;
   /** Opens the V8 inspector on this port, to debug or profile the worker with Chrome DevTools. */
   inspectorPort?: number;
   /**
@@ -284,6 +292,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     const miniflare = new Miniflare(
       convertV4MiniflareOptions({
         ...workerOptions,
+        ...(options.assets === false && { assets: undefined }),
         name: 'tessera',
         modules: await bundleModules(bundle.dir),
         modulesRoot: bundle.dir,
