@@ -18,6 +18,8 @@ export const WARMUP_BODIES = 10_000;
 const POOL_HEADROOM = 2;
 /** Never sign more than this many bodies for one run (bounds memory and signing time). */
 const MAX_RUN_BODIES = 300_000;
+/** The wake-up right before the run (one request per connection) gives up after this long. */
+const WAKE_DEADLINE_SECONDS = 10;
 /** Priming (one request per agent before the warm-up) gives up after this long. */
 const PRIME_DEADLINE_SECONDS = 120;
 export const FORM = 'application/x-www-form-urlencoded';
@@ -46,7 +48,7 @@ function figures({ tokenIds: _ids, ...rest }: LoadResult): Figures {
 
 interface Measured {
   figures: TargetFigures;
-  /** The `jti` of every token before the run (priming and warm-up), and of the run. */
+  /** The `jti` of every token before the run (priming, warm-up and wake-up), and of the run. */
   warmupTokenIds: string[];
   runTokenIds: string[];
 }
@@ -82,6 +84,10 @@ export async function measure(
   const rate = warmup.requests / warmup.elapsed;
   await topUp(pool, Math.min(MAX_RUN_BODIES, Math.ceil(rate * LOAD.seconds * POOL_HEADROOM) + LOAD.connections), make);
   await options.beforeRun?.();
+  // The pause since the warm-up (signing the run's bodies, beforeRun) is a quiet spell no steady load has:
+  // one request per connection, not counted, wakes the target as that load would keep it (for Tessera, the
+  // isolate's kill switch lease is renewed by the first, and then in the background).
+  const wake = await runLoad(url, pool, { ...LOAD, seconds: WAKE_DEADLINE_SECONDS, requests: LOAD.connections });
   log(`${name}: ${LOAD.seconds} s, ${LOAD.connections} connections (${pool.bodies.length - pool.next} bodies ready)`);
   const contention = measureContention();
   const run = await runLoad(url, pool, LOAD);
@@ -92,10 +98,11 @@ export async function measure(
     figures: {
       ...(prime !== undefined && { prime: figures(prime) }),
       warmup: figures(warmup),
+      wake: figures(wake),
       run: figures(run),
       ...(taken !== undefined && { contention: taken }),
     },
-    warmupTokenIds: [...(prime?.tokenIds ?? []), ...warmup.tokenIds],
+    warmupTokenIds: [...(prime?.tokenIds ?? []), ...warmup.tokenIds, ...wake.tokenIds],
     runTokenIds: run.tokenIds,
   };
 }

@@ -35,6 +35,8 @@ export interface TargetFigures {
   /** Before the warm-up, one request per agent, so that each agent's Durable Object exists for the run. */
   prime?: Figures;
   warmup: Figures;
+  /** Right before the run, one request per connection: the target woken after the pause since the warm-up. */
+  wake: Figures;
   run: Figures;
   /** What the rest of the machine took during the run (Linux only). */
   contention?: Contention;

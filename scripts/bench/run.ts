@@ -128,7 +128,8 @@ async function measurePeers(agent: BenchAgent) {
       // Closed before Postgres stops, which would otherwise end the connection with an error.
       await db.end();
     }
-    const tokens = durablePeer.figures.warmup.tokens + durablePeer.figures.run.tokens;
+    const { warmup, wake, run } = durablePeer.figures;
+    const tokens = warmup.tokens + wake.tokens + run.tokens;
     log(`durable peer: ${replayMarks} replay marks in Postgres for ${tokens} tokens`);
     return {
       memoryPeer: memoryPeer.figures,
