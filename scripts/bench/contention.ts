@@ -2,6 +2,7 @@
  * How much CPU the rest of the machine took during a run: other processes, and the hypervisor (steal time,
  * on a virtual machine whose host is busy). On a small machine a test suite running alongside, or a busy
  * host, halves the figures, so each run records both, and the report says when figures were disturbed.
+ * And how much the target itself used: its CPU per token, which other load disturbs far less than tokens/s.
  * Linux only (`/proc`); elsewhere nothing is measured.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -17,6 +18,8 @@ interface Snapshot {
   steal: number;
   /** Ticks spent by this process and its descendants (workerd, the peer) that are alive now. */
   ours: number;
+  /** Of those, the descendants' alone: the target's processes (the load generator runs in this one). */
+  target: number;
 }
 
 function readTicks(path: string): string | undefined {
@@ -51,7 +54,13 @@ function snapshot(): Snapshot {
     ours += ticks.get(pid) ?? 0;
     pending.push(...(children.get(pid) ?? []));
   }
-  return { at: performance.now(), machine: user + nice + system, steal, ours };
+  return {
+    at: performance.now(),
+    machine: user + nice + system,
+    steal,
+    ours,
+    target: ours - (ticks.get(process.pid) ?? 0),
+  };
 }
 
 /** Average cores taken from the benchmark over a run. */
@@ -60,6 +69,11 @@ export interface Contention {
   otherCores: number;
   /** Taken by the hypervisor (steal time). */
   stolenCores: number;
+  /**
+   * CPU time the target's own processes used (ms): workerd for Tessera and the floors, Node and Postgres
+   * for the peers. Per token, it is what a token costs whatever else the machine was doing.
+   */
+  targetCpuMs: number;
 }
 
 /**
@@ -74,6 +88,10 @@ export function measureContention(): () => Contention | undefined {
     const ticks = ((end.at - start.at) / 1000) * TICKS_PER_SECOND;
     if (ticks <= 0) return undefined;
     const others = end.machine - start.machine - (end.ours - start.ours);
-    return { otherCores: Math.max(0, others / ticks), stolenCores: (end.steal - start.steal) / ticks };
+    return {
+      otherCores: Math.max(0, others / ticks),
+      stolenCores: (end.steal - start.steal) / ticks,
+      targetCpuMs: ((end.target - start.target) * 1000) / TICKS_PER_SECOND,
+    };
   };
 }

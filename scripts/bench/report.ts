@@ -13,7 +13,18 @@ function non2xxCell(figures: Figures): string {
   return entries.length === 0 ? '0' : entries.map(([status, n]) => `${n}×${status}`).join(' ');
 }
 
-const COLUMNS = ['target', 'tokens/s', 'p50 ms', 'p99 ms', 'max ms', 'tokens', 'non-2xx', 'errors', 'taken'];
+const COLUMNS = [
+  'target',
+  'tokens/s',
+  'p50 ms',
+  'p99 ms',
+  'max ms',
+  'tokens',
+  'non-2xx',
+  'errors',
+  'CPU ms/token',
+  'taken',
+];
 
 /** Above this many cores taken by other processes or the hypervisor, a run's figures are reported as disturbed. */
 const DISTURBED_CORES = 0.1;
@@ -40,6 +51,7 @@ function rows(results: BenchResults): string[][] {
       String(run.tokens),
       non2xxCell(run),
       String(run.errors),
+      contention === undefined || run.tokens === 0 ? '–' : fixed(contention.targetCpuMs / run.tokens, 2),
       taken === undefined ? '–' : fixed(taken, 2),
     ];
   });
