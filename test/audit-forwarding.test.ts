@@ -37,7 +37,7 @@ const intake = (shard: number) => env.AUDIT_INTAKE.get(env.AUDIT_INTAKE.idFromNa
 function failD1Inserts() {
   const prepare = env.AUDIT_DB.prepare.bind(env.AUDIT_DB);
   return vi.spyOn(env.AUDIT_DB, 'prepare').mockImplementation((query: string) => {
-    if (/^insert into audit_events/i.test(query.trim())) throw new Error('D1 is down');
+    if (/\binsert into audit_events\b/i.test(query)) throw new Error('D1 is down');
     return prepare(query);
   });
 }

@@ -33,12 +33,15 @@ const MAX_QUERY_BYTES = 1_000_000;
 /**
  * One query, two bound parameters: the records as a JSON array, each as its object committed it (field names,
  * mapped to columns here), and the time the writer sends them (`stored_at`, on the Workers clock that also
- * stamped each decision's `at`); those already in D1 are skipped.
+ * stamped each decision's `at`); those already in D1 are skipped. Each record is parsed once, into SQLite's
+ * binary JSON (materialised), and its fields read from that: read from the text, every field parsed the
+ * record again, which took half of D1's time per record.
  */
-const INSERT = `INSERT INTO audit_events (${RECORD_FIELDS.map(([, column]) => column).join(', ')}, stored_at)
-  SELECT ${RECORD_FIELDS.map(([field]) => `r.value ->> '$.${field}'`).join(', ')}, ?2
-  FROM json_each(?1) AS r
-  WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.id = r.value ->> '$.id')
+const INSERT = `WITH r AS MATERIALIZED (SELECT key, jsonb(value) AS record FROM json_each(?1))
+  INSERT INTO audit_events (${RECORD_FIELDS.map(([, column]) => column).join(', ')}, stored_at)
+  SELECT ${RECORD_FIELDS.map(([field]) => `r.record ->> '$.${field}'`).join(', ')}, ?2
+  FROM r
+  WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.id = r.record ->> '$.id')
   ORDER BY r.key`;
 
 export interface WriterStats {
