@@ -193,10 +193,31 @@ export class AgentState extends DurableObject<Env> {
     if (this.#expiresAt === null || at < this.#expiresAt) this.#expiresAt = at;
   }
 
+  /** What storage says of an exchange's attestation, DPoP proof and task: one query for the three. */
+  #remembered(admission: Admission): { replayed: boolean; proofReplayed: boolean; taskFinished: boolean } {
+    const row = this.#sql
+      .exec<{ replayed: number; proofReplayed: number; taskFinished: number }>(
+        `SELECT EXISTS (SELECT 1 FROM seen_attestations WHERE key = ?1 AND expires_at >= ?4) AS replayed,
+           EXISTS (SELECT 1 FROM seen_attestations WHERE key = ?2 AND expires_at >= ?4) AS proofReplayed,
+           EXISTS (SELECT 1 FROM finished_tasks WHERE task_id = ?3 AND expires_at >= ?4) AS taskFinished`,
+        admission.replayKey,
+        admission.dpop?.replayKey ?? null,
+        admission.taskId,
+        Math.floor(nowSeconds()),
+      )
+      .one();
+    return {
+      replayed: row.replayed === 1,
+      proofReplayed: row.proofReplayed === 1,
+      taskFinished: row.taskFinished === 1,
+    };
+  }
+
   /** The checks every exchange passes, in order; undefined when admitted. */
   #admit(admission: Admission): { refusal?: ExchangeRefusal; dpopNonce?: string } {
     if (this.#status.suspended) return { refusal: { reason: 'suspended' } };
-    if (this.#has('seen_attestations', 'key', admission.replayKey)) return { refusal: { reason: 'replayed' } };
+    const remembered = this.#remembered(admission);
+    if (remembered.replayed) return { refusal: { reason: 'replayed' } };
     const { dpop } = admission;
     let dpopNonce: string | undefined;
     if (dpop?.requireNonce) {
@@ -206,10 +227,8 @@ export class AgentState extends DurableObject<Env> {
         return { refusal: { reason: 'dpop_nonce', dpopNonce }, dpopNonce };
     }
     const withNonce = dpopNonce === undefined ? {} : { dpopNonce };
-    if (dpop !== undefined && this.#has('seen_attestations', 'key', dpop.replayKey))
-      return { refusal: { reason: 'dpop_replayed' }, ...withNonce };
-    if (this.#has('finished_tasks', 'task_id', admission.taskId))
-      return { refusal: { reason: 'task_finished' }, ...withNonce };
+    if (remembered.proofReplayed) return { refusal: { reason: 'dpop_replayed' }, ...withNonce };
+    if (remembered.taskFinished) return { refusal: { reason: 'task_finished' }, ...withNonce };
     const retryAfter = this.#takeFromBucket(admission.rateLimit);
     if (retryAfter !== undefined) return { refusal: { reason: 'rate_limited', retryAfter }, ...withNonce };
     return withNonce;
@@ -583,21 +602,27 @@ export class AgentState extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     this.#alarm.fired();
     const now = Math.floor(nowSeconds());
-    await deliverDue(
-      this.#sql,
-      this.env,
-      now,
-      (id) => {
-        const record = this.#approval(id);
-        return record !== undefined && approvalStatus(record, now) === 'pending';
-      },
-      (attempt) => this.#audit.append(attempt),
-    );
-    this.#notifyAt = this.#nextNotification();
-    for (const table of ['seen_attestations', 'revoked_tokens', 'finished_tasks', 'approvals']) {
-      this.#sql.exec(`DELETE FROM ${table} WHERE expires_at < ?`, now);
+    // Each part only when it is due: a busy object's alarm is mostly forwarding, and the others' queries
+    // would cost every forwarding as much again.
+    if (this.#notifyAt !== null && this.#notifyAt <= now) {
+      await deliverDue(
+        this.#sql,
+        this.env,
+        now,
+        (id) => {
+          const record = this.#approval(id);
+          return record !== undefined && approvalStatus(record, now) === 'pending';
+        },
+        (attempt) => this.#audit.append(attempt),
+      );
+      this.#notifyAt = this.#nextNotification();
     }
-    this.#expiresAt = this.#earliestExpiry();
+    if (this.#expiresAt !== null && this.#expiresAt < now) {
+      for (const table of ['seen_attestations', 'revoked_tokens', 'finished_tasks', 'approvals']) {
+        this.#sql.exec(`DELETE FROM ${table} WHERE expires_at < ?`, now);
+      }
+      this.#expiresAt = this.#earliestExpiry();
+    }
     await this.#audit.flushDue(recordWriter(this.env));
     await this.#schedule();
   }
