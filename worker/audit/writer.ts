@@ -14,11 +14,14 @@ import { DurableObject } from 'cloudflare:workers';
 import { type ForwardedRecord, RECORD_FIELDS } from './record';
 
 /**
- * The least time from one D1 write to the next, unless `AUDIT_WRITE_WINDOW_MS` says otherwise: at 100 tokens/s
- * a query carries 50 records or more (D1 has one primary for writes), and a busy agent's record, which may wait
- * for the write after next, reaches D1 about a second after its decision at worst.
+ * The least time from one D1 write to the next, unless `AUDIT_WRITE_WINDOW_MS` says otherwise: at most four
+ * writes a second, so at 200 tokens/s a query carries 50 records or more (D1 has one primary for writes), and a
+ * busy agent's record, which may wait for the write after next, reaches D1 about half a second after its
+ * decision at worst. A longer window makes fewer, longer queries: each holds D1 (one query at a time), and
+ * locally workerd's one thread, for as long as its inserts take (500 ms: p99 of the one-agent benchmark
+ * 46-51 ms, against 38-46 ms at 250 ms).
  */
-const WRITE_WINDOW_MS = 500;
+const WRITE_WINDOW_MS = 250;
 
 /** The window from `AUDIT_WRITE_WINDOW_MS` (0..1000 ms), or {@link WRITE_WINDOW_MS}. */
 function writeWindowMs(env: Env): number {
