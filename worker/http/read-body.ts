@@ -9,23 +9,33 @@ import { firstRepeatedMember } from './json-members';
 
 const utf8 = new TextDecoder();
 
+/** A read of the body; one that fails means the client hung up (or its connection broke): not a broker fault. */
+async function readOrDisconnected<T>(read: Promise<T>): Promise<T> {
+  try {
+    return await read;
+  } catch (error) {
+    throw refuse('client_disconnected', { message: String(error) }, { cause: error });
+  }
+}
+
 /** The body as UTF-8 text, refused past the size limit, whether or not it declared its length. */
 async function bodyText(request: Request): Promise<string> {
   const declared = request.headers.get('content-length');
   if (declared !== null && Number(declared) > MAX_BODY_BYTES) throw refuse('body_too_large');
   if (request.body === null) return '';
+  // A declared length bounds the body over HTTP (the runtime reads no further): read at once, a fraction of
+  // the cost of a chunk-by-chunk read, and counted after all. Without one, chunk by chunk, counting.
+  if (declared !== null) {
+    const body = await readOrDisconnected(request.arrayBuffer());
+    if (body.byteLength > MAX_BODY_BYTES) throw refuse('body_too_large');
+    return utf8.decode(body);
+  }
   const chunks: Uint8Array[] = [];
   let size = 0;
   const reader = request.body.getReader();
   try {
     for (;;) {
-      let chunk: ReadableStreamReadResult<Uint8Array>;
-      try {
-        chunk = await reader.read();
-      } catch (error) {
-        // The client hung up (or its connection broke) before the body ended: not a broker fault.
-        throw refuse('client_disconnected', { message: String(error) }, { cause: error });
-      }
+      const chunk = await readOrDisconnected(reader.read());
       if (chunk.done) break;
       size += chunk.value.byteLength;
       if (size > MAX_BODY_BYTES) throw refuse('body_too_large');
