@@ -62,19 +62,19 @@ describe('accessTokenClaims (RFC 9068 §2.2)', () => {
 });
 
 describe('taskHash', () => {
-  it('is the base64url SHA-256 of the description (FIPS 180-2 vector "abc")', () => {
-    expect(taskHash('abc')).toBe('ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0');
+  it('is the base64url SHA-256 of the description (FIPS 180-2 vector "abc")', async () => {
+    expect(await taskHash('abc')).toBe('ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0');
   });
 
   it('hashes the UTF-8 bytes of the description', async () => {
     const description = 'Résumé du ticket T-1234 — urgent 🚨';
     const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(description));
-    expect(taskHash(description)).toBe(base64url.encode(new Uint8Array(digest)));
-    expect(taskHash(description)).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(await taskHash(description)).toBe(base64url.encode(new Uint8Array(digest)));
+    expect(await taskHash(description)).toMatch(/^[A-Za-z0-9_-]{43}$/);
   });
 
-  it('differs for descriptions that differ by one character', () => {
-    expect(taskHash('Close T-1')).not.toBe(taskHash('Close T-2'));
+  it('differs for descriptions that differ by one character', async () => {
+    expect(await taskHash('Close T-1')).not.toBe(await taskHash('Close T-2'));
   });
 });
 

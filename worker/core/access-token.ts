@@ -1,9 +1,8 @@
 /**
  * Access tokens: JWTs in the RFC 9068 profile, scoped to one audience, the granted actions and one task.
  */
-import { hash } from 'node:crypto';
 import type { AgentTokenClaims } from '@tessera/verify';
-import { errors, type JWTVerifyGetKey, jwtVerify, SignJWT } from 'jose';
+import { base64url, errors, type JWTVerifyGetKey, jwtVerify, SignJWT } from 'jose';
 import { z } from 'zod';
 import { KeySourceError } from './errors';
 
@@ -22,9 +21,10 @@ export interface SigningKey {
  */
 export type AccessTokenClaims = AgentTokenClaims;
 
-/** Base64url SHA-256 of a task description (UTF-8): the `task.hash` claim. Synchronous, one shot. */
-export function taskHash(description: string): string {
-  return hash('sha256', description, 'base64url');
+/** Base64url SHA-256 of a task description: the `task.hash` claim. */
+export async function taskHash(description: string): Promise<string> {
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(description));
+  return base64url.encode(new Uint8Array(digest));
 }
 
 export interface AccessTokenInput {

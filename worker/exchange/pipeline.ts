@@ -132,7 +132,7 @@ async function parse(input: ExchangeInput): Promise<Parsed> {
   return {
     request,
     taskId: request.task.id ?? crypto.randomUUID(),
-    taskHash: taskHash(request.task.description),
+    taskHash: await taskHash(request.task.description),
   };
 }
 
