@@ -31,8 +31,17 @@ const workerd = () =>
         // Short enough that a kill switch change (which waits out the lease) does not slow the suite; long
         // enough that requests use a held lease and the agent's object answers well within it.
         KILL_SWITCH_LEASE_MS: '2000',
-        // Records reach D1 within a few ms when a test drains the chains.
-        AUDIT_WRITE_WINDOW_MS: '5',
+      },
+      // Records reach D1 within a few ms when a test drains the chains, and a message D1 keeps refusing reaches
+      // the dead letters after a few attempts, not a hundred.
+      queueConsumers: {
+        'tessera-audit': {
+          maxBatchSize: 100,
+          maxBatchTimeout: 0,
+          maxRetries: 2,
+          deadLetterQueue: 'tessera-audit-dead',
+        },
+        'tessera-audit-dead': { maxBatchSize: 100, maxBatchTimeout: 0, maxRetries: 100 },
       },
     },
   }));

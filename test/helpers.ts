@@ -472,26 +472,50 @@ function chainObjects() {
 }
 
 /**
- * Waits until every record committed so far is in D1: forwards each chain now, instead of sleeping until
- * the alarms do; the chain holding the newest record goes last, so D1's last record is the newest
- * decision's. With `closeWindows`, the intake shards also summarise the refusals they only counted.
+ * Waits until every record committed so far is in D1: each chain sends what it holds to the audit queue now,
+ * instead of waiting for its timer, the chain holding the newest record last, so D1's last record is the
+ * newest decision's; then D1 is polled until it holds every chain's head, and each chain forgets what D1 holds.
+ * With `closeWindows`, the intake shards also summarise the refusals they only counted.
  */
 export async function drainAudit(options: { closeWindows?: boolean } = {}): Promise<void> {
   const { agents, intakes, killSwitch } = chainObjects();
-  const chains: { backlog(): Promise<{ waiting: number; newestAt: number | null }>; flush(): Promise<boolean> }[] = [
-    ...agents.map((stub) => ({ backlog: () => stub.backlog(), flush: () => stub.flushAudit() })),
-    { backlog: () => killSwitch.backlog(), flush: () => killSwitch.flushAudit() },
+  const chains: {
+    backlog(): Promise<{ chain: string; waiting: number; unconfirmed: number; newestAt: number | null }>;
+    heads(): Promise<{ head: { seq: number } }>;
+    flush(): Promise<boolean>;
+  }[] = [
+    ...agents.map((stub) => ({
+      backlog: () => stub.backlog(),
+      heads: () => stub.heads(),
+      flush: () => stub.flushAudit(),
+    })),
+    { backlog: () => killSwitch.backlog(), heads: () => killSwitch.heads(), flush: () => killSwitch.flushAudit() },
     ...intakes.map((stub) => ({
       backlog: () => stub.backlog(),
+      heads: () => stub.heads(),
       flush: () => stub.flushAudit(options.closeWindows ?? false),
     })),
   ];
   const waiting = await Promise.all(chains.map(async (chain) => ({ chain, backlog: await chain.backlog() })));
   const order = waiting
-    .filter(({ backlog }) => backlog.waiting > 0 || options.closeWindows)
+    .filter(({ backlog }) => backlog.waiting > 0 || backlog.unconfirmed > 0 || options.closeWindows)
     .sort(
       (a, b) => (a.backlog.newestAt ?? Number.POSITIVE_INFINITY) - (b.backlog.newestAt ?? Number.POSITIVE_INFINITY),
     );
+  for (const { chain } of order) expect(await chain.flush()).toBe(true);
+  const wanted = await Promise.all(
+    order.map(async ({ chain, backlog }) => ({ name: backlog.chain, seq: (await chain.heads()).head.seq })),
+  );
+  await vi.waitFor(
+    async () => {
+      const { results } = await env.AUDIT_DB.prepare(
+        'SELECT chain, MAX(chain_seq) AS seq FROM audit_events GROUP BY chain',
+      ).all<{ chain: string; seq: number }>();
+      const held = new Map(results.map((row) => [row.chain, row.seq]));
+      for (const { name, seq } of wanted) expect(held.get(name) ?? 0).toBeGreaterThanOrEqual(seq);
+    },
+    { timeout: 10_000, interval: 20 },
+  );
   for (const { chain } of order) expect(await chain.flush()).toBe(true);
 }
 

@@ -4,8 +4,6 @@ interface BrokerSecrets {
   SIGNING_KEY?: string;
   /** Optional secret: the HMAC key that signs approval notifications to the approvers' webhook. */
   APPROVAL_WEBHOOK_SECRET?: string;
-  /** Optional: how long the audit writer gathers records before one D1 write (ms, default 100). */
-  AUDIT_WRITE_WINDOW_MS?: string;
 }
 
 interface Env extends BrokerSecrets {}

@@ -1,8 +1,9 @@
 /**
- * Tessera: the Worker's wiring. Routes, the error handler, the cron trigger, and the Durable Object classes
- * wrangler binds.
+ * Tessera: the Worker's wiring. Routes, the error handler, the cron trigger, the audit queues' handler, and
+ * the Durable Object classes wrangler binds.
  */
 import { Hono } from 'hono';
+import { consumeAuditBatch, consumeDeadLetters, type RecordBatch } from './audit/writer';
 import type { AppEnv } from './http/app-env';
 import { errorResponse, handleError } from './http/errors';
 import { unrouted } from './http/methods';
@@ -17,6 +18,9 @@ import { revocationRoutes } from './routes/revocation';
 import { tokenRoutes } from './routes/token';
 import { whoamiRoutes } from './routes/whoami';
 import { sealAuditLog } from './stores/audit-log';
+
+/** The queue that takes the audit messages D1 kept refusing (wrangler.toml). */
+const DEAD_LETTER_QUEUE = 'tessera-audit-dead';
 
 /** The HTTP routes; the default export adds the cron trigger. */
 export const app = new Hono<AppEnv>();
@@ -40,10 +44,14 @@ export default {
   async scheduled(_controller, env, ctx) {
     ctx.waitUntil(sealAuditLog(env).then(() => undefined));
   },
-} satisfies ExportedHandler<Env>;
+  /** The audit queue: records to D1; its dead-letter queue: what D1 would not take, to R2. */
+  async queue(batch, env) {
+    if (batch.queue === DEAD_LETTER_QUEUE) await consumeDeadLetters(batch, env);
+    else await consumeAuditBatch(batch, env);
+  },
+} satisfies ExportedHandler<Env, RecordBatch>;
 export { AgentState } from './agents/agent-state';
 export { AuditIntake } from './audit/intake';
 export { AuditSealer } from './audit/sealer';
-export { AuditWriter } from './audit/writer';
 export { KillSwitchControl, KillSwitchShard } from './control/kill-switch';
 export { SigningKeys } from './keys/signing-keys';

@@ -28,7 +28,7 @@ import { AlarmSchedule } from '../durable/alarm';
 import { migrate } from '../durable/sql-schema';
 import type { RateLimit } from '../policy/bundle';
 import { loadedPolicy } from '../policy/loaded';
-import { recordWriter } from '../stores/audit-writer';
+import { auditTransport } from '../stores/audit-queue';
 import { deliverDue, NOTIFICATIONS_TABLE, queueNotification } from './notifications';
 
 /**
@@ -36,6 +36,8 @@ import { deliverDue, NOTIFICATIONS_TABLE, queueNotification } from './notificati
  * call, on a clock that may differ a little from this object's.
  */
 const CLOCK_MARGIN_SECONDS = 60;
+/** How long after a row expires it may still wait for the alarm that deletes it with the rows after it. */
+const CLEANUP_SLACK_SECONDS = 60;
 /** How long a finished task is remembered: its tokens are dead, and its id is not issued again. */
 const FINISHED_TASK_RETENTION_SECONDS = 24 * 3600;
 /** How long a decided or expired approval stays readable after its expiry. */
@@ -122,7 +124,7 @@ export class AgentState extends DurableObject<Env> {
     if (agentId === undefined) throw new Error('AgentState objects are addressed by agent id');
     this.#sql = ctx.storage.sql;
     migrate(this.#sql, SCHEMA);
-    this.#audit = new AuditOutbox(this.#sql, agentChain(agentId));
+    this.#audit = new AuditOutbox(this.#sql, agentChain(agentId), auditTransport(env));
     this.#alarm = new AlarmSchedule(ctx.storage);
     this.#expiresAt = this.#earliestExpiry();
     this.#notifyAt = this.#nextNotification();
@@ -562,9 +564,9 @@ export class AgentState extends DurableObject<Env> {
     return this.#audit.heads();
   }
 
-  /** Forwards every waiting record to D1 now (tests, and admins waiting on the backlog). */
+  /** Forgets the records D1 holds and sends the rest to the audit queue now (tests, admins waiting on the backlog). */
   async flushAudit(): Promise<boolean> {
-    const done = await this.#audit.flush(recordWriter(this.env));
+    const done = await this.#audit.flush();
     await this.#schedule();
     return done;
   }
@@ -574,7 +576,8 @@ export class AgentState extends DurableObject<Env> {
     await this.#alarm.noLaterThan(
       this.#audit.flushAt(),
       this.#notifyAt === null ? null : this.#notifyAt * 1000,
-      this.#expiresAt === null ? null : (this.#expiresAt + 1) * 1000,
+      // Expired rows are forgotten a minute late at most, so that one alarm forgets a minute's rows, not one each.
+      this.#expiresAt === null ? null : (this.#expiresAt + CLEANUP_SLACK_SECONDS) * 1000,
     );
   }
 
@@ -623,7 +626,7 @@ export class AgentState extends DurableObject<Env> {
       }
       this.#expiresAt = this.#earliestExpiry();
     }
-    await this.#audit.flushDue(recordWriter(this.env));
+    await this.#audit.flushDue();
     await this.#schedule();
   }
 }

@@ -11,7 +11,7 @@
 import { DurableObject } from 'cloudflare:workers';
 import { AlarmSchedule } from '../durable/alarm';
 import { loadedPolicy } from '../policy/loaded';
-import { recordWriter } from '../stores/audit-writer';
+import { auditTransport } from '../stores/audit-queue';
 import { AuditOutbox, type Backlog } from './outbox';
 import { type ChainHead, type DecidedRecord, decideRecord } from './record';
 
@@ -54,7 +54,7 @@ export class AuditIntake extends DurableObject<Env> {
     super(ctx, env);
     const name = ctx.id.name;
     if (name === undefined) throw new Error('AuditIntake objects are addressed by name (intake-<n>)');
-    this.#outbox = new AuditOutbox(ctx.storage.sql, name.replace('-', ':'));
+    this.#outbox = new AuditOutbox(ctx.storage.sql, name.replace('-', ':'), auditTransport(env));
     this.#alarm = new AlarmSchedule(ctx.storage);
     ctx.storage.sql.exec(TABLE);
   }
@@ -162,7 +162,7 @@ export class AuditIntake extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     this.#alarm.fired();
     this.#summarise(Date.now());
-    await this.#outbox.flushDue(recordWriter(this.env));
+    await this.#outbox.flushDue();
     await this.#schedule();
   }
 
@@ -172,7 +172,7 @@ export class AuditIntake extends DurableObject<Env> {
    */
   async flushAudit(closeWindows = false): Promise<boolean> {
     if (closeWindows) this.#summarise(Number.POSITIVE_INFINITY);
-    const done = await this.#outbox.flush(recordWriter(this.env));
+    const done = await this.#outbox.flush();
     await this.#schedule();
     return done;
   }

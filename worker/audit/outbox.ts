@@ -4,40 +4,50 @@
  * to the record before it by hash; the record waits there until D1 holds it. Durable Object storage is
  * durable when the call that wrote it returns, so a record exists before anyone is told of its decision.
  *
- * Forwarding is the object alarm's work: {@link AuditOutbox.flush} sends the waiting records in order to the
- * writer, a batch at a time, and removes a batch only once the writer says D1 has committed it. A failed
- * batch stays and is sent again later (with backoff); D1 ignores a record it already holds.
+ * Forwarding: a record committed starts a short timer ({@link SEND_DELAY_MS}); when it runs, everything
+ * committed since the last send goes to the audit queue, as few messages as fit, off every caller's path.
+ * The queue holds a message durably once the send resolves, and its consumer writes to D1. A record stays
+ * here after it is sent, until D1 is seen to hold it ({@link AuditOutbox.flushDue}, about a minute later,
+ * one D1 read for the whole chain): so an admin's lookup finds a token whose record is still on its way, an
+ * evicted object sends again what D1 does not hold, and the chain check knows what D1 must hold. A failed
+ * send is tried again with backoff, from the object's alarm.
  */
-import {
-  type ChainedRecord,
-  type ChainHead,
-  type DecidedRecord,
-  EMPTY_CHAIN,
-  type ForwardedRecord,
-  linkRecord,
-} from './record';
+import { type ChainedRecord, type ChainHead, type DecidedRecord, EMPTY_CHAIN, linkRecord } from './record';
 
-/** How long a record waits before its object forwards it: records of a busy object travel together. */
-export const FLUSH_DELAY_MS = 250;
-/** Records sent to the writer in one call. */
-const MAX_BATCH = 500;
-/** Backoff after a failed batch: 1 s, doubling, at most a minute. */
+/** How long a record waits before its object sends it: the records of a busy object travel together. */
+export const SEND_DELAY_MS = 50;
+/** How long after a record's commit its object asks D1 whether it holds it (and sends again what it lacks). */
+const CONFIRM_AFTER_MS = 60_000;
+/** A message's records, in bytes: under the queue's 128 KB per message. */
+const MAX_MESSAGE_BYTES = 96_000;
+/** Records read for one message: more than fit in {@link MAX_MESSAGE_BYTES}. */
+const MAX_MESSAGE_RECORDS = 1000;
+/** Records D1 is asked about at once when the object confirms what it holds. */
+const CONFIRM_PAGE = 5000;
+/** Backoff after a failed send: 1 s, doubling, at most a minute. */
 const retryDelay = (failures: number) => Math.min(60_000, 1000 * 2 ** Math.max(0, failures - 1));
+
+/** Where an outbox's records go, and how it learns which D1 holds (`worker/stores/audit-queue.ts`). */
+export interface AuditTransport {
+  /** Resolves once the queue holds the message: a JSON array of chained records. */
+  send(body: string): Promise<void>;
+  /** The records of `chain` after `after`, up to `upTo`, that D1 holds: number and hash, in order, at most `limit`. */
+  held(chain: string, after: number, upTo: number, limit: number): Promise<ChainHead[]>;
+}
 
 export interface Backlog {
   chain: string;
-  /** Records committed here and not yet in D1. */
+  /** Records committed here and not yet handed to the queue. */
   waiting: number;
-  /** Epoch ms at which the oldest and the newest of them were committed; null when none waits. */
+  /** Records handed to the queue that D1 has not been seen to hold yet (checked about once a minute). */
+  unconfirmed: number;
+  /** Epoch ms at which the oldest and the newest record not yet handed on were committed; null when none. */
   oldestAt: number | null;
   newestAt: number | null;
-  /** Failed batches in a row, and the last failure's message. */
+  /** Failed sends in a row, and the last failure's message. */
   failures: number;
   lastError: string | null;
 }
-
-/** Sends records to D1; resolves only once D1 has committed them all. */
-export type RecordWriter = (records: ForwardedRecord[]) => Promise<void>;
 
 /** The `chain_hash` of a record as the outbox keeps it (JSON). */
 const chainHashOf = (record: string) => (JSON.parse(record) as ChainedRecord).chainHash;
@@ -49,19 +59,32 @@ const TABLES = `CREATE TABLE IF NOT EXISTS audit_outbox (
 export class AuditOutbox {
   readonly chain: string;
   readonly #sql: SqlStorage;
+  readonly #transport: AuditTransport;
   #head: ChainHead;
+  /** The last record handed to the queue; after a restart, the last one D1 was seen to hold. */
+  #sentSeq: number;
+  /** When the oldest record kept here was committed (epoch ms): when D1 is next asked about it. */
   #oldestAt: number | null;
+  /** When the oldest record not yet sent was committed (epoch ms). */
+  #unsentAt: number | null;
   #failures = 0;
   #retryAt = 0;
   #lastError: string | null = null;
-  #flushing: Promise<void> | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #sending: Promise<boolean> | undefined;
 
-  constructor(sql: SqlStorage, chain: string) {
+  constructor(sql: SqlStorage, chain: string, transport: AuditTransport) {
     this.chain = chain;
     this.#sql = sql;
+    this.#transport = transport;
     sql.exec(TABLES);
     this.#head = this.#loadHead();
+    this.#sentSeq = this.#mark('acked').seq;
     this.#oldestAt = this.#oldest();
+    // An object that starts with records waiting does not know which of them were sent: all go again, and
+    // D1 takes each once.
+    this.#unsentAt = this.#oldestAt;
+    if (this.#unsentAt !== null) this.#sendSoon();
   }
 
   /**
@@ -95,8 +118,8 @@ export class AuditOutbox {
   }
 
   /**
-   * Commits a record after the chain's head. Synchronous, so it lands in the same storage transaction as the
-   * caller's other writes of the same step.
+   * Commits a record after the chain's head, and starts the timer that sends it. Synchronous, so it lands in
+   * the same storage transaction as the caller's other writes of the same step.
    */
   append(record: DecidedRecord): ChainedRecord {
     const chained = linkRecord(record, this.chain, this.#head);
@@ -110,7 +133,18 @@ export class AuditOutbox {
     // The head needs no row of its own: the record just written is it.
     this.#head = { seq: chained.chainSeq, hash: chained.chainHash };
     this.#oldestAt ??= now;
+    this.#unsentAt ??= now;
+    this.#sendSoon();
     return chained;
+  }
+
+  /** Sends what is waiting a little later, unless a send is due already or a failed one is backing off. */
+  #sendSoon(): void {
+    if (this.#timer !== undefined || this.#failures > 0) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#send();
+    }, SEND_DELAY_MS);
   }
 
   /** The last record committed here, and the last one D1 is known to hold. */
@@ -119,13 +153,18 @@ export class AuditOutbox {
   }
 
   backlog(): Backlog {
-    const { n: waiting, newest } = this.#sql
-      .exec<{ n: number; newest: number | null }>('SELECT COUNT(*) AS n, MAX(committed_at) AS newest FROM audit_outbox')
+    const { waiting, unconfirmed, newest } = this.#sql
+      .exec<{ waiting: number; unconfirmed: number; newest: number | null }>(
+        `SELECT COUNT(*) FILTER (WHERE chain_seq > ?1) AS waiting, COUNT(*) FILTER (WHERE chain_seq <= ?1) AS unconfirmed,
+           MAX(committed_at) FILTER (WHERE chain_seq > ?1) AS newest FROM audit_outbox`,
+        this.#sentSeq,
+      )
       .one();
     return {
       chain: this.chain,
       waiting,
-      oldestAt: this.#oldestAt,
+      unconfirmed,
+      oldestAt: this.#unsentAt,
       newestAt: newest,
       failures: this.#failures,
       lastError: this.#lastError,
@@ -150,67 +189,125 @@ export class AuditOutbox {
       .map((row) => ({ jti: row.jti, exp: row.exp, taskId: row.task }));
   }
 
-  /** When the object should next forward (epoch ms): a little after the oldest record, later after a failure. */
+  /**
+   * When the object's alarm is next needed (epoch ms): to send again after a failed send, or to ask D1 about
+   * the records kept here (which also sends again what an evicted object's timer never sent).
+   */
   flushAt(): number | null {
-    if (this.#oldestAt === null) return null;
-    return Math.max(this.#oldestAt + FLUSH_DELAY_MS, this.#retryAt);
-  }
-
-  /** Forwards (as {@link flush}) unless a failed batch's backoff has not run out yet: the alarm's way. */
-  async flushDue(write: RecordWriter): Promise<boolean> {
-    if (Date.now() < this.#retryAt) return false;
-    return this.flush(write);
+    if (this.#unsentAt !== null && this.#failures > 0) return this.#retryAt;
+    return this.#oldestAt === null ? null : this.#oldestAt + CONFIRM_AFTER_MS;
   }
 
   /**
-   * Forwards every record committed before the call, in order, whatever the backoff. One forwarding at a time; a call made while
-   * one runs waits for it and then forwards what is left.
-   *
-   * @returns whether everything committed before the call is now in D1 (false after a failed batch, which
-   *   stays for the next attempt).
+   * The alarm's part: once a failed send's backoff has run out, sends again; once the oldest record kept here
+   * is due, forgets what D1 holds and sends what is left unsent.
    */
-  async flush(write: RecordWriter): Promise<boolean> {
-    while (this.#flushing !== undefined) await this.#flushing.catch(() => undefined);
-    const upTo = this.#head.seq;
-    const run = this.#forward(write, upTo);
-    this.#flushing = run;
+  async flushDue(): Promise<boolean> {
+    const now = Date.now();
+    if (this.#oldestAt !== null && now >= this.#oldestAt + CONFIRM_AFTER_MS) return this.flush();
+    if (this.#unsentAt !== null && now >= this.#retryAt) return this.#send();
+    return true;
+  }
+
+  /**
+   * Forgets every record D1 holds, then sends everything still unsent, whatever the backoff (tests, and
+   * admins waiting on the backlog).
+   *
+   * @returns whether everything committed before the call is now with the queue or in D1 (false after a
+   *   failed send or D1 read; what failed stays for the next attempt).
+   */
+  async flush(): Promise<boolean> {
     try {
-      await run;
-      return true;
-    } catch {
+      await this.#confirm();
+    } catch (error) {
+      this.#failed(error);
       return false;
-    } finally {
-      this.#flushing = undefined;
+    }
+    return this.#send();
+  }
+
+  /** Deletes the records D1 holds (matched by number and hash), a page at a time; moves the `acked` mark. */
+  async #confirm(): Promise<void> {
+    for (;;) {
+      const from = this.#mark('acked').seq;
+      if (from >= this.#head.seq) return;
+      const held = await this.#transport.held(this.chain, from, this.#head.seq, CONFIRM_PAGE);
+      if (held.length > 0) {
+        this.#sql.exec(
+          `DELETE FROM audit_outbox WHERE EXISTS (SELECT 1 FROM json_each(?1) h
+             WHERE h.value ->> '$[0]' = audit_outbox.chain_seq AND h.value ->> '$[1]' = audit_outbox.record ->> '$.chainHash')`,
+          JSON.stringify(held.map((row) => [row.seq, row.hash])),
+        );
+        // The mark moves to the last record D1 holds below every record still kept: what it holds without a gap.
+        const kept = this.#sql.exec<{ seq: number | null }>('SELECT MIN(chain_seq) AS seq FROM audit_outbox').one().seq;
+        const through = held.filter((row) => kept === null || row.seq < kept).at(-1);
+        if (through !== undefined && through.seq > from) {
+          this.#setMark('acked', through);
+          this.#sentSeq = Math.max(this.#sentSeq, through.seq);
+        }
+        this.#oldestAt = this.#oldest();
+        if (this.#oldestAt === null) this.#unsentAt = null;
+      }
+      if (held.length < CONFIRM_PAGE) return;
     }
   }
 
-  async #forward(write: RecordWriter, upTo: number): Promise<void> {
+  /** Sends every record committed and not yet sent, in order, as few messages as fit; one send at a time. */
+  #send(): Promise<boolean> {
+    if (this.#sending !== undefined) return this.#sending.then(() => this.#send());
+    const run = this.#sendAll().finally(() => {
+      this.#sending = undefined;
+    });
+    this.#sending = run;
+    return run;
+  }
+
+  async #sendAll(): Promise<boolean> {
     for (;;) {
-      // Sent as committed: the writer reads the JSON in D1's query, so nothing here parses it.
       const rows = this.#sql
-        .exec<{ seq: number; id: string; record: string }>(
-          `SELECT chain_seq AS seq, record ->> '$.id' AS id, record
-           FROM audit_outbox WHERE chain_seq <= ? ORDER BY chain_seq LIMIT ?`,
-          upTo,
-          MAX_BATCH,
+        .exec<{ seq: number; record: string; bytes: number }>(
+          `SELECT chain_seq AS seq, record, SUM(length(record) + 1) OVER (ORDER BY chain_seq) AS bytes
+           FROM audit_outbox WHERE chain_seq > ? ORDER BY chain_seq LIMIT ?`,
+          this.#sentSeq,
+          MAX_MESSAGE_RECORDS,
         )
         .toArray();
-      const last = rows.at(-1);
-      if (last === undefined) return;
-      try {
-        await write(rows.map(({ id, record }) => ({ id, json: record })));
-      } catch (error) {
-        this.#failures += 1;
-        this.#retryAt = Date.now() + retryDelay(this.#failures);
-        this.#lastError = error instanceof Error ? error.message : String(error);
-        throw error;
+      // At least one record per message, however long.
+      const message = rows.filter((row, i) => i === 0 || row.bytes <= MAX_MESSAGE_BYTES);
+      const last = message.at(-1);
+      if (last === undefined) {
+        this.#unsentAt = null;
+        return true;
       }
-      this.#sql.exec('DELETE FROM audit_outbox WHERE chain_seq <= ?', last.seq);
-      this.#setMark('acked', { seq: last.seq, hash: chainHashOf(last.record) });
+      try {
+        // Sent as committed: the consumer reads the JSON in D1's query, so nothing here parses it.
+        await this.#transport.send(`[${message.map((row) => row.record).join(',')}]`);
+      } catch (error) {
+        this.#failed(error);
+        return false;
+      }
+      this.#sentSeq = last.seq;
       this.#failures = 0;
       this.#retryAt = 0;
       this.#lastError = null;
-      this.#oldestAt = this.#oldest();
+      this.#unsentAt = this.#committedAt(last.seq + 1);
     }
+  }
+
+  #failed(error: unknown): void {
+    this.#failures += 1;
+    this.#retryAt = Date.now() + retryDelay(this.#failures);
+    this.#lastError = error instanceof Error ? error.message : String(error);
+  }
+
+  #committedAt(seq: number): number | null {
+    return (
+      this.#sql
+        .exec<{ at: number }>(
+          'SELECT committed_at AS at FROM audit_outbox WHERE chain_seq >= ? ORDER BY chain_seq LIMIT 1',
+          seq,
+        )
+        .toArray()[0]?.at ?? null
+    );
   }
 }

@@ -148,3 +148,22 @@ export async function approvalsOpened(db: D1Database, sinceMs: number, limit: nu
     .limit(limit);
   return rows.flatMap((row) => (row.target?.startsWith('approval:') ? [row.target.slice('approval:'.length)] : []));
 }
+
+/** What the audit queue's consumer has written to D1 since it first ran. */
+export interface WriterStats {
+  writeQueries: number;
+  recordsWritten: number;
+  retriedDeliveries: number;
+  /** Epoch ms of the last write; null before the first. */
+  lastWriteAt: number | null;
+}
+
+export async function writerStats(db: D1Database): Promise<WriterStats> {
+  const row = await db
+    .prepare(
+      `SELECT write_queries AS writeQueries, records_written AS recordsWritten,
+         retried_deliveries AS retriedDeliveries, last_write_at AS lastWriteAt FROM audit_writer_stats WHERE id = 1`,
+    )
+    .first<WriterStats>();
+  return row ?? { writeQueries: 0, recordsWritten: 0, retriedDeliveries: 0, lastWriteAt: null };
+}

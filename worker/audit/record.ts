@@ -90,12 +90,6 @@ const UNSET = Object.fromEntries(
 /** Every field of a chained record with its D1 column, in a fixed order: how the writer maps a record's JSON to a row. */
 export const RECORD_FIELDS: readonly (readonly [field: string, column: string])[] = Object.entries(COLUMN_NAMES);
 
-/** A chained record on its way to D1: its id, and the JSON its object committed (a {@link ChainedRecord}). */
-export interface ForwardedRecord {
-  id: string;
-  json: string;
-}
-
 /** The record with D1 column names, as `audit_events` stores it. */
 export function recordColumns(record: ChainedRecord): Record<string, string | number | null> {
   const columns: Record<string, string | number | null> = {};

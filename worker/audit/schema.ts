@@ -83,3 +83,17 @@ export const auditSeals = sqliteTable('audit_seals', {
   prevHash: text('prev_hash').notNull(),
   hash: text('hash').notNull(),
 });
+
+/**
+ * What the audit queue's consumer has written to D1, one row (`id` = 1), counted in the same transaction as
+ * each write: write queries, records they added (a redelivered record adds none), deliveries that had failed
+ * before, and when the last write was. `GET /admin/audit/backlog` shows it.
+ */
+export const auditWriterStats = sqliteTable('audit_writer_stats', {
+  id: integer('id').primaryKey(),
+  writeQueries: integer('write_queries').notNull(),
+  recordsWritten: integer('records_written').notNull(),
+  retriedDeliveries: integer('retried_deliveries').notNull(),
+  /** Epoch milliseconds. */
+  lastWriteAt: integer('last_write_at'),
+});

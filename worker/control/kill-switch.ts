@@ -16,7 +16,7 @@ import { AuditOutbox, type Backlog } from '../audit/outbox';
 import { type AuditDraft, type ChainHead, decideRecord } from '../audit/record';
 import { AlarmSchedule } from '../durable/alarm';
 import { loadedPolicy } from '../policy/loaded';
-import { recordWriter } from '../stores/audit-writer';
+import { auditTransport } from '../stores/audit-queue';
 import { killSwitchLeaseMs, shardStub } from '../stores/kill-switch';
 
 /** Shards of the kill switch. Changing it is safe only while the switch is released. */
@@ -76,7 +76,7 @@ export class KillSwitchControl extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.#audit = new AuditOutbox(ctx.storage.sql, 'kill-switch');
+    this.#audit = new AuditOutbox(ctx.storage.sql, 'kill-switch', auditTransport(env));
     this.#alarm = new AlarmSchedule(ctx.storage);
     void ctx.blockConcurrencyWhile(async () => {
       this.#state = (await ctx.storage.get<KillSwitchState>(STATE_KEY)) ?? RELEASED;
@@ -153,14 +153,14 @@ export class KillSwitchControl extends DurableObject<Env> {
 
   /** Forwards every waiting record to D1 now (tests, and admins waiting on the backlog). */
   async flushAudit(): Promise<boolean> {
-    const done = await this.#audit.flush(recordWriter(this.env));
+    const done = await this.#audit.flush();
     await this.#alarm.noLaterThan(this.#audit.flushAt());
     return done;
   }
 
   override async alarm(): Promise<void> {
     this.#alarm.fired();
-    await this.#audit.flushDue(recordWriter(this.env));
+    await this.#audit.flushDue();
     await this.#alarm.noLaterThan(this.#audit.flushAt());
   }
 }

@@ -1,7 +1,7 @@
 /**
  * The audit log for admins and auditors: `GET /admin/audit` (D1, filtered and paged), `GET /admin/audit/verify`
  * (the seal chain and every decision-time chain) and `GET /admin/audit/backlog` (records committed in their
- * objects and not yet in D1, and what the writer has done).
+ * objects and not yet handed on, what the queue's consumer has written, and the dead letters).
  */
 import { type Context, Hono } from 'hono';
 import { type AdminEnv, requireRole } from '../admin/auth';
@@ -15,8 +15,7 @@ import { startAudit } from '../http/audit-trail';
 import { readQuery } from '../http/read-body';
 import { loadedPolicy } from '../policy/loaded';
 import { agentStore } from '../stores/agents';
-import { auditDb, intakeChains, sealAuditLog, sealedHead } from '../stores/audit-log';
-import { writerStats } from '../stores/audit-writer';
+import { auditDb, deadLetters, intakeChains, sealAuditLog, sealedHead } from '../stores/audit-log';
 import { callStore } from '../stores/call';
 import { killSwitchChain } from '../stores/kill-switch';
 import { done } from './admin';
@@ -70,21 +69,24 @@ auditRoutes.get(
   requireRole('admin', 'auditor'),
   async (c) => {
     const all = chains(c.env);
-    const [backlogs, writer] = await Promise.all([
+    const [backlogs, writer, dead] = await Promise.all([
       callStore('audit_chains', () => inChunks(all, (chain) => chain.backlog()), VERIFY_DEADLINE_MS),
-      callStore('audit_writer', () => writerStats(c.env)),
+      auditDb(c.env).writerStats(),
+      deadLetters(c.env),
     ]);
     const now = Date.now();
-    const waiting = backlogs.filter((backlog) => backlog.waiting > 0);
+    const waiting = backlogs.filter((backlog) => backlog.waiting > 0 || backlog.unconfirmed > 0);
     const oldest = Math.min(...waiting.map((backlog) => backlog.oldestAt ?? now));
     const age = (at: number | null) => (at === null ? null : Math.max(0, (now - at) / 1000));
-    c.var.audit.details = { waiting: waiting.reduce((sum, backlog) => sum + backlog.waiting, 0) };
+    const total = waiting.reduce((sum, backlog) => sum + backlog.waiting, 0);
+    c.var.audit.details = { waiting: total, dead_letters: dead.count };
     return done(c, {
-      waiting: waiting.reduce((sum, backlog) => sum + backlog.waiting, 0),
-      oldest_waiting_seconds: waiting.length === 0 ? null : age(oldest),
+      waiting: total,
+      oldest_waiting_seconds: waiting.some((backlog) => backlog.oldestAt !== null) ? age(oldest) : null,
       chains: waiting.map((backlog) => ({
         chain: backlog.chain,
         waiting: backlog.waiting,
+        unconfirmed: backlog.unconfirmed,
         oldest_waiting_seconds: age(backlog.oldestAt),
         failures: backlog.failures,
         last_error: backlog.lastError,
@@ -92,9 +94,12 @@ auditRoutes.get(
       d1: {
         write_queries: writer.writeQueries,
         records_written: writer.recordsWritten,
-        failed_queries: writer.failedQueries,
-        last_error: writer.lastError,
+        retried_deliveries: writer.retriedDeliveries,
         last_write_at: writer.lastWriteAt === null ? null : new Date(writer.lastWriteAt).toISOString(),
+      },
+      dead_letters: {
+        count: dead.count,
+        oldest_seconds: age(dead.oldestAt),
       },
     });
   },

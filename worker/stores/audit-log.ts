@@ -1,7 +1,8 @@
 /**
  * The audit log as routes see it: the intake shards that record what no agent's object records, the D1
- * replica the chains forward to (listing, lookups, the seal chain), and the backlog on the way. The only
- * code that names the `AUDIT_INTAKE`, `AUDIT_SEALER` and `AUDIT_DB` bindings.
+ * replica the chains forward to (listing, lookups, the seal chain, what the queue's consumer wrote), the
+ * dead letters kept in R2, and the backlog on the way. The only code that names the `AUDIT_INTAKE`,
+ * `AUDIT_SEALER` and `AUDIT_ARCHIVE` bindings, and `AUDIT_DB` but for the outboxes' transport and the consumer.
  */
 import type { AuditIntake } from '../audit/intake';
 import { INTAKE_SHARDS } from '../audit/intake';
@@ -9,6 +10,7 @@ import type { Backlog } from '../audit/outbox';
 import * as query from '../audit/query';
 import type { ChainHead, DecidedRecord } from '../audit/record';
 import type { AuditSealer } from '../audit/sealer';
+import { DEAD_LETTER_PREFIX } from '../audit/writer';
 import { callStore } from './call';
 
 function intakeStub(env: Env, shard: number): DurableObjectStub<AuditIntake> {
@@ -61,7 +63,25 @@ export function auditDb(env: Env) {
     agentsOfTask: (taskId: string) => callStore('audit_log', () => query.agentsOfTask(db, taskId)),
     approvalsOpened: (sinceMs: number, limit: number) =>
       callStore('audit_log', () => query.approvalsOpened(db, sinceMs, limit)),
+    writerStats: () => callStore('audit_log', () => query.writerStats(db)),
     /** The raw database, for the chain check, which pages through it itself. */
     db,
   };
+}
+
+/** Dead letters: audit messages D1 kept refusing, kept in R2: how many, and when the oldest died. */
+export function deadLetters(env: Env): Promise<{ count: number; oldestAt: number | null }> {
+  return callStore('audit_archive', async () => {
+    let count = 0;
+    let oldestAt: number | null = null;
+    let cursor: string | undefined;
+    do {
+      const page = await env.AUDIT_ARCHIVE.list({ prefix: DEAD_LETTER_PREFIX, cursor });
+      count += page.objects.length;
+      for (const object of page.objects)
+        oldestAt = Math.min(oldestAt ?? Number.POSITIVE_INFINITY, object.uploaded.getTime());
+      cursor = page.truncated ? page.cursor : undefined;
+    } while (cursor !== undefined);
+    return { count, oldestAt };
+  });
 }
