@@ -177,7 +177,7 @@ describe('the queue’s consumer', () => {
       bodies.map((b, i) => ({ id: `m${i}-${crypto.randomUUID()}`, timestamp: new Date(), attempts, body: b })),
     );
     const ctx = createExecutionContext();
-    await worker.queue(batch, env, ctx);
+    await worker.queue(batch, env);
     return { batch, result: await getQueueResult(batch, ctx) };
   }
 

@@ -25,6 +25,7 @@ const Backlog = z.object({
     z.object({
       chain: z.string(),
       waiting: z.number().int().min(0),
+      unconfirmed: z.number().int().min(0),
       oldest_waiting_seconds: z.number().min(0).nullable(),
       failures: z.number().int().min(0),
       last_error: z.string().nullable(),
@@ -33,10 +34,10 @@ const Backlog = z.object({
   d1: z.object({
     write_queries: z.number().int().min(0),
     records_written: z.number().int().min(0),
-    failed_queries: z.number().int().min(0),
-    last_error: z.string().nullable(),
+    retried_deliveries: z.number().int().min(0),
     last_write_at: z.string().nullable(),
   }),
+  dead_letters: z.object({ count: z.number().int().min(0), oldest_seconds: z.number().min(0).nullable() }),
 });
 
 export type Backlog = z.infer<typeof Backlog>;
@@ -83,8 +84,13 @@ export interface Drained {
   waitedMs: number;
 }
 
+/** How long D1's count of records written must stand still before the queue counts as drained. */
+const QUEUE_QUIET_MS = 1500;
+
 /**
- * Polls the backlog until no agent's chain has a record waiting for D1, for at most `deadlineMs`.
+ * Polls the backlog until no agent's chain has a record waiting to be sent and D1's count of records written
+ * has not moved for {@link QUEUE_QUIET_MS} (longer than the queue's batch timeout, 1 s: every message sent
+ * has been delivered), for at most `deadlineMs`.
  *
  * Each read is itself an audited admin call, whose record waits in an intake shard for its own forwarding:
  * the backlog as a whole is never empty while it is being polled, so only the agents' chains (where every
@@ -92,11 +98,16 @@ export interface Drained {
  */
 export async function drainBacklog(broker: LocalBroker, credential: string, deadlineMs: number): Promise<Drained> {
   const started = performance.now();
+  let written = -1;
+  let stillSince = started;
   for (;;) {
     const backlog = await readBacklog(broker, credential);
-    const waitedMs = performance.now() - started;
+    const now = performance.now();
+    const waitedMs = now - started;
     const waiting = agentsWaiting(backlog);
-    if (waiting === 0) return { backlog, drained: true, waiting, waitedMs };
+    if (waiting > 0 || backlog.d1.records_written !== written) stillSince = now;
+    written = backlog.d1.records_written;
+    if (waiting === 0 && now - stillSince >= QUEUE_QUIET_MS) return { backlog, drained: true, waiting, waitedMs };
     if (waitedMs >= deadlineMs) return { backlog, drained: false, waiting, waitedMs };
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }

@@ -41,7 +41,7 @@ async function storageFigures(
     d1: {
       writeQueries,
       recordsWritten: after.backlog.d1.records_written - before.backlog.d1.records_written,
-      failedQueries: after.backlog.d1.failed_queries - before.backlog.d1.failed_queries,
+      failedQueries: after.backlog.d1.retried_deliveries - before.backlog.d1.retried_deliveries,
       perToken: writeQueries / run.tokens,
     },
     roundTripsInSeries: entries / answers,

@@ -42,6 +42,7 @@ const Backlog = z.object({
     z.object({
       chain: z.string(),
       waiting: z.number(),
+      unconfirmed: z.number(),
       oldest_waiting_seconds: z.number().nullable(),
       failures: z.number(),
       last_error: z.string().nullable(),
@@ -50,10 +51,10 @@ const Backlog = z.object({
   d1: z.object({
     write_queries: z.number(),
     records_written: z.number(),
-    failed_queries: z.number(),
-    last_error: z.string().nullable(),
+    retried_deliveries: z.number(),
     last_write_at: z.string().nullable(),
   }),
+  dead_letters: z.object({ count: z.number(), oldest_seconds: z.number().nullable() }),
 });
 
 const ROLE = 'admin or auditor';
@@ -214,10 +215,11 @@ Examples:
       if (backlog.chains.length > 0)
         session.io.out(
           table(
-            ['CHAIN', 'WAITING', 'OLDEST', 'FAILURES', 'LAST ERROR'],
+            ['CHAIN', 'WAITING', 'UNCONFIRMED', 'OLDEST', 'FAILURES', 'LAST ERROR'],
             backlog.chains.map((chain) => [
               chain.chain,
               String(chain.waiting),
+              String(chain.unconfirmed),
               age(chain.oldest_waiting_seconds),
               String(chain.failures),
               chain.last_error ?? '',
@@ -225,10 +227,12 @@ Examples:
             '',
           ),
         );
-      const { d1 } = backlog;
+      const { d1, dead_letters: dead } = backlog;
       session.io.out(
-        `D1: ${d1.write_queries} write queries, ${d1.records_written} records written, ${d1.failed_queries} failed${d1.last_error === null ? '' : ` (last error: ${d1.last_error})`}\n`,
+        `D1: ${d1.write_queries} write queries, ${d1.records_written} records written, ${d1.retried_deliveries} deliveries retried\n`,
       );
+      if (dead.count > 0)
+        session.io.out(`dead letters: ${dead.count} in R2 (dead-letters/), the oldest ${age(dead.oldest_seconds)} old\n`);
     });
 
   return command;
