@@ -232,7 +232,9 @@ Examples:
         `D1: ${d1.write_queries} write queries, ${d1.records_written} records written, ${d1.retried_deliveries} deliveries retried\n`,
       );
       if (dead.count > 0)
-        session.io.out(`dead letters: ${dead.count} in R2 (dead-letters/), the oldest ${age(dead.oldest_seconds)} old\n`);
+        session.io.out(
+          `dead letters: ${dead.count} in R2 (dead-letters/), the oldest ${age(dead.oldest_seconds)} old\n`,
+        );
     });
 
   return command;
