@@ -1,8 +1,9 @@
 /**
- * Tessera: the Worker's wiring. Routes, the error handler, the cron trigger, and the Durable Object classes
- * wrangler binds.
+ * Tessera: the Worker's wiring. Routes, the error handler, the cron trigger (all behind the billing meter,
+ * off unless `BILLING_METER` is on), and the Durable Object classes wrangler binds.
  */
 import { Hono } from 'hono';
+import { meteredHandler } from './durable/meter';
 import type { AppEnv } from './http/app-env';
 import { errorResponse, handleError } from './http/errors';
 import { unrouted } from './http/methods';
@@ -13,6 +14,7 @@ import { consoleRoutes } from './routes/console';
 import { discoveryRoutes } from './routes/discovery';
 import { healthRoutes } from './routes/health';
 import { introspectionRoutes } from './routes/introspection';
+import { meterRoutes } from './routes/meter';
 import { revocationRoutes } from './routes/revocation';
 import { tokenRoutes } from './routes/token';
 import { whoamiRoutes } from './routes/whoami';
@@ -30,17 +32,18 @@ app.route('/', auditRoutes);
 app.route('/', approvalRoutes);
 app.route('/', whoamiRoutes);
 app.route('/', consoleRoutes);
+app.route('/', meterRoutes);
 // A path no route serves is 404; one served with other methods is 405 with Allow (RFC 9110 §15.5.6).
 app.notFound((c) => errorResponse(unrouted(app, c.req.path)));
 app.onError(handleError);
 
-export default {
+export default meteredHandler({
   fetch: app.fetch,
   /** The cron trigger: seal new audit records into the hash chain. */
   async scheduled(_controller, env, ctx) {
     ctx.waitUntil(sealAuditLog(env).then(() => undefined));
   },
-} satisfies ExportedHandler<Env>;
+});
 export { AgentState } from './agents/agent-state';
 export { AuditIntake } from './audit/intake';
 export { AuditSealer } from './audit/sealer';

@@ -10,7 +10,8 @@
  * The writer keeps nothing a caller has not been told is committed: a failed write rejects its callers, who
  * keep their records and try again.
  */
-import { DurableObject } from 'cloudflare:workers';
+
+import { MeteredObject } from '../durable/meter';
 import { type ForwardedRecord, RECORD_FIELDS } from './record';
 
 /**
@@ -91,7 +92,7 @@ function queries(records: readonly ForwardedRecord[]): string[] {
   return out;
 }
 
-export class AuditWriter extends DurableObject<Env> {
+export class AuditWriter extends MeteredObject {
   #waiting: Waiting[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #writing = false;
@@ -100,7 +101,7 @@ export class AuditWriter extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    ctx.storage.sql.exec(STATS_TABLE);
+    this.ctx.storage.sql.exec(STATS_TABLE);
   }
 
   /**
