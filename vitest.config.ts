@@ -20,7 +20,7 @@ const provide = {
 };
 
 /** The worker as wrangler.toml configures it, in workerd, with the bindings the tests add (one per project). */
-const workerd = () =>
+const workerd = (bindings: Record<string, string> = {}) =>
   cloudflareTest(async () => ({
     wrangler: { configPath: './wrangler.toml' },
     miniflare: {
@@ -31,6 +31,7 @@ const workerd = () =>
         // Short enough that a kill switch change (which waits out the lease) does not slow the suite; long
         // enough that requests use a held lease and the agent's object answers well within it.
         KILL_SWITCH_LEASE_MS: '2000',
+        ...bindings,
       },
       // Records reach D1 within a few ms when a test drains the chains, and a message D1 keeps refusing reaches
       // the dead letters after a few attempts, not a hundred.
@@ -56,11 +57,30 @@ export default defineConfig({
         test: {
           name: 'worker',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/interop/**', 'test/core/**', 'test/node/**', 'test/cli/**', 'test/browser/**'],
+          exclude: [
+            'test/interop/**',
+            'test/core/**',
+            'test/node/**',
+            'test/cli/**',
+            'test/browser/**',
+            'test/meter/**',
+          ],
           setupFiles: ['./test/clock/setup.ts', './test/setup.ts'],
           provide,
           // On a loaded machine, engaging the kill switch (a fan-out to 128 Durable Objects, then the lease)
           // takes seconds; the timeout only catches hangs (speed is shown by npm run bench, never by a timed test).
+          testTimeout: 30_000,
+        },
+      },
+      {
+        // The billing meter on (`BILLING_METER`, which no deployment sets): the worker's tests with real
+        // Durable Objects and a real local D1, counting what they bill.
+        plugins: [workerd({ BILLING_METER: 'on' })],
+        test: {
+          name: 'meter',
+          include: ['test/meter/**/*.test.ts'],
+          setupFiles: ['./test/clock/setup.ts', './test/setup.ts'],
+          provide,
           testTimeout: 30_000,
         },
       },

@@ -1,9 +1,10 @@
 /**
- * Tessera: the Worker's wiring. Routes, the error handler, the cron trigger, the audit queues' handler, and
- * the Durable Object classes wrangler binds.
+ * Tessera: the Worker's wiring. Routes, the error handler, the cron trigger, the audit queues' handler (all
+ * behind the billing meter, off unless `BILLING_METER` is on), and the Durable Object classes wrangler binds.
  */
 import { Hono } from 'hono';
 import { consumeAuditBatch, consumeDeadLetters, type RecordBatch } from './audit/writer';
+import { meteredHandler } from './durable/meter';
 import type { AppEnv } from './http/app-env';
 import { errorResponse, handleError } from './http/errors';
 import { unrouted } from './http/methods';
@@ -14,6 +15,7 @@ import { consoleRoutes } from './routes/console';
 import { discoveryRoutes } from './routes/discovery';
 import { healthRoutes } from './routes/health';
 import { introspectionRoutes } from './routes/introspection';
+import { meterRoutes } from './routes/meter';
 import { revocationRoutes } from './routes/revocation';
 import { tokenRoutes } from './routes/token';
 import { whoamiRoutes } from './routes/whoami';
@@ -34,11 +36,12 @@ app.route('/', auditRoutes);
 app.route('/', approvalRoutes);
 app.route('/', whoamiRoutes);
 app.route('/', consoleRoutes);
+app.route('/', meterRoutes);
 // A path no route serves is 404; one served with other methods is 405 with Allow (RFC 9110 §15.5.6).
 app.notFound((c) => errorResponse(unrouted(app, c.req.path)));
 app.onError(handleError);
 
-export default {
+export default meteredHandler({
   fetch: app.fetch,
   /** The cron trigger: seal new audit records into the hash chain. */
   async scheduled(_controller, env, ctx) {
@@ -46,10 +49,10 @@ export default {
   },
   /** The audit queue: records to D1; its dead-letter queue: what D1 would not take, to R2. */
   async queue(batch, env) {
-    if (batch.queue === DEAD_LETTER_QUEUE) await consumeDeadLetters(batch, env);
-    else await consumeAuditBatch(batch, env);
+    if (batch.queue === DEAD_LETTER_QUEUE) await consumeDeadLetters(batch as MessageBatch<RecordBatch>, env);
+    else await consumeAuditBatch(batch as MessageBatch<RecordBatch>, env);
   },
-} satisfies ExportedHandler<Env, RecordBatch>;
+});
 export { AgentState } from './agents/agent-state';
 export { AuditIntake } from './audit/intake';
 export { AuditSealer } from './audit/sealer';

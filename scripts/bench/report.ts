@@ -6,6 +6,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { PROJECT_ROOT } from '../lib/local-broker';
 import type { Contention } from './contention';
+import { COST_ITEMS, type CostFigures, type OpsPerToken, PRICES_READ } from './cost';
 import { agentsLabel, type BenchResults, COMPARATORS, type Figures, fixed, TARGETS, type TargetKey } from './results';
 
 function non2xxCell(figures: Figures): string {
@@ -83,6 +84,67 @@ function storageRows(results: BenchResults): string[][] {
   ]);
 }
 
+/** The two Tessera runs, labelled. */
+function tesseraRuns(results: BenchResults): [string, CostFigures][] {
+  return [
+    ['1 agent', results.tessera.oneAgent.cost],
+    [agentsLabel(results.tessera.manyAgents.agents), results.tessera.manyAgents.cost],
+  ];
+}
+
+/** Billed operations per token, one row per operation. */
+const OPS_ROWS: [keyof OpsPerToken, string, number][] = [
+  ['workerRequests', 'Worker requests', 4],
+  ['cpuMs', 'CPU ms (workerd: Worker, objects and local D1)', 2],
+  ['doRequests', 'DO requests (RPC calls + alarms)', 3],
+  ['doAlarms', '… of which alarms', 3],
+  ['doRowsRead', 'DO rows read (SQL + KV API)', 2],
+  ['doRowsWritten', 'DO rows written (SQL + KV API + setAlarm)', 2],
+  ['d1Queries', 'D1 queries (with meta)', 4],
+  ['d1QueriesWithoutMeta', 'D1 queries without meta (rows not reported)', 4],
+  ['d1RowsRead', 'D1 rows read', 3],
+  ['d1RowsWritten', 'D1 rows written (indexes included)', 2],
+  ['queueOperations', 'Queue operations (64 KB written, read, deleted)', 2],
+  ['r2ClassA', 'R2 class A', 2],
+  ['r2ClassB', 'R2 class B', 2],
+];
+
+function opsColumns(results: BenchResults): string[] {
+  return ['billed per token', ...tesseraRuns(results).map(([label]) => label)];
+}
+
+function opsRows(results: BenchResults): string[][] {
+  const runs = tesseraRuns(results);
+  return [
+    ['tokens in the metered window', ...runs.map(([, cost]) => String(cost.tokens))],
+    ...OPS_ROWS.map(([key, label, digits]) => [label, ...runs.map(([, cost]) => fixed(cost.perToken[key], digits))]),
+  ];
+}
+
+function dollarColumns(results: BenchResults): string[] {
+  return ['$ per million tokens', ...tesseraRuns(results).map(([label]) => label)];
+}
+
+function dollarRows(results: BenchResults): string[][] {
+  const runs = tesseraRuns(results);
+  const dollars = (value: number) => `$${fixed(value, 4)}`;
+  return [
+    ...COST_ITEMS.map(([key, label]) => [label, ...runs.map(([, cost]) => dollars(cost.dollarsPerMillion[key]))]),
+    ['total', ...runs.map(([, cost]) => dollars(cost.dollarsPerMillion.total))],
+    [
+      'storage: D1 bytes per record (records per token)',
+      ...runs.map(([, { storage }]) => `${fixed(storage.bytesPerRecord, 0)} (${fixed(storage.recordsPerToken, 3)})`),
+    ],
+    ['storage: kept a month in D1', ...runs.map(([, { storage }]) => dollars(storage.d1DollarsPerMillionMonth))],
+    [
+      'storage: kept a month in R2, same bytes',
+      ...runs.map(([, { storage }]) => dollars(storage.r2DollarsPerMillionMonth)),
+    ],
+  ];
+}
+
+const PRICES_LINE = `Cloudflare list prices read ${PRICES_READ} (Workers Paid; allowances and DO duration left out: see "Cost model")`;
+
 function ratioColumns(results: BenchResults): string[] {
   const many = agentsLabel(results.tessera.manyAgents.agents);
   return ['Tessera over', '1 agent: tokens/s', '1 agent: p99', `${many}: tokens/s`, `${many}: p99`];
@@ -152,6 +214,11 @@ export function renderTable(results: BenchResults): string {
     '',
     ...textTable(STORAGE_COLUMNS, storageRows(results)),
     '',
+    ...textTable(opsColumns(results), opsRows(results)),
+    '',
+    ...textTable(dollarColumns(results), dollarRows(results)),
+    PRICES_LINE,
+    '',
     ...textTable(ratioColumns(results), ratioRows(results)),
     '',
     ...primeLines(results),
@@ -178,6 +245,12 @@ export function renderMarkdown(results: BenchResults): string {
     '',
     ...[disturbance(results)].filter((line) => line !== undefined).map((line) => `**Disturbed:** ${line}.\n`),
     table(STORAGE_COLUMNS, storageRows(results)),
+    '',
+    table(opsColumns(results), opsRows(results)),
+    '',
+    table(dollarColumns(results), dollarRows(results)),
+    '',
+    `${PRICES_LINE}.`,
     '',
     table(ratioColumns(results), ratioRows(results)),
     '',

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { cpus, release, totalmem, type } from 'node:os';
 import { join } from 'node:path';
 import type { Contention } from './contention';
+import type { CostFigures } from './cost';
 import type { LoadResult } from './load';
 import type { AuditDelay } from './storage';
 
@@ -99,6 +100,8 @@ export interface TesseraRun {
   coldStart: { readyMs: number; firstTokenMs: number };
   audit: AuditCheck;
   storage: StorageFigures;
+  /** What the run would be billed on Cloudflare, per token (see `cost.ts`). */
+  cost: CostFigures;
 }
 
 export interface Goal {

@@ -4,6 +4,7 @@
  * D1 must hold exactly one granted record per token received.
  */
 import { freePort, type LocalBroker, startLocalBroker, type WorkerBundle } from '../lib/local-broker';
+import { costFigures, type D1Holding, d1Holding, d1Reached, type MeterCounts, readMeter } from './cost';
 import { type BenchAgent, type BodyMaker, exchangeBodies } from './fixtures';
 import { type RequestPool, tokenId } from './load';
 import { FORM, log, measure, WARMUP_BODIES } from './measure';
@@ -71,7 +72,14 @@ export async function measureTessera(
   const coldStart = performance.now();
   // Without Miniflare's emulation of the static-assets router, which would take every request first (see
   // startLocalBroker); the platform floor has none either.
-  const broker = await startLocalBroker({ bundle, port, storageRoot, assets: false });
+  // With the billing meter on: the cost model reads it before and after the run (see cost.ts).
+  const broker = await startLocalBroker({
+    bundle,
+    port,
+    storageRoot,
+    assets: false,
+    bindings: { BILLING_METER: 'on' },
+  });
   const readyMs = performance.now() - coldStart;
   try {
     const first = await fetch(`${broker.url}/token`, {
@@ -87,23 +95,39 @@ export async function measureTessera(
     log(`${name}: first token ${firstTokenMs.toFixed(0)} ms after start`);
 
     let before: Drained | undefined;
+    let billed: { meter: MeterCounts; d1: D1Holding } | undefined;
     const measured = await measure(name, `${broker.url}/token`, pool, make, {
       // Every agent's object exists before the run: the run measures spread load, not object creation.
       ...(agents.length > 1 && { prime: agents.length }),
       beforeRun: async () => {
         // The warm-up's records reach D1 first, so the run's D1 writes are the run's alone.
         before = await drained(name, broker, credential);
+        billed = { meter: await readMeter(broker, credential), d1: await d1Holding(broker) };
       },
     });
-    if (before === undefined) throw new Error('the backlog was not read before the run');
+    if (before === undefined || billed === undefined) throw new Error('the backlog was not read before the run');
     tokenIds.push(...measured.warmupTokenIds, ...measured.runTokenIds);
+    // The meter's window ends once D1 holds every token's record, asked of D1 itself: the backlog reads below
+    // call every agent's object, which would be billed to the run.
+    const d1After = await d1Reached(broker, tokenIds.length, DRAIN_DEADLINE_MS);
+    const meterAfter = await readMeter(broker, credential);
+    const { wake, run: ran, contention } = measured.figures;
+    const cost = costFigures(
+      { before: billed.meter, after: meterAfter },
+      { before: billed.d1, after: d1After },
+      wake.tokens + ran.tokens,
+      contention === undefined ? Number.NaN : contention.targetCpuMs / ran.tokens,
+    );
+    log(
+      `${name}: $${cost.dollarsPerMillion.total.toFixed(3)} per million tokens (${cost.perToken.doRequests.toFixed(2)} DO requests, ${cost.perToken.doRowsWritten.toFixed(2)} DO rows written, ${cost.perToken.d1RowsWritten.toFixed(2)} D1 rows written per token)`,
+    );
     const after = await drained(name, broker, credential);
     log(`${name}: agents' audit records in D1 ${(after.waitedMs / 1000).toFixed(1)} s after the run`);
     const storage = await storageFigures(broker, measured.figures.run, measured.runTokenIds, before, after);
     const audit = await checkAudit(name, broker, tokenIds);
     return {
       figures: measured.figures,
-      run: { agents: agents.length, coldStart: { readyMs, firstTokenMs }, audit, storage },
+      run: { agents: agents.length, coldStart: { readyMs, firstTokenMs }, audit, storage, cost },
       pool,
       issuer,
       make,

@@ -200,7 +200,7 @@ function checkDurableObjects(config: WranglerConfig): DeployProblem[] {
 
 function checkVars(config: WranglerConfig): DeployProblem[] {
   const vars = record(config.value.vars);
-  return BROKER_SECRETS.filter((name) => name in vars).map((name) =>
+  const problems = BROKER_SECRETS.filter((name) => name in vars).map((name) =>
     error(
       'secret-in-vars',
       { file: config.path, line: config.lineOf(['vars', name]) },
@@ -208,6 +208,18 @@ function checkVars(config: WranglerConfig): DeployProblem[] {
       `remove it from [vars] and store it with \`npx wrangler secret put ${name}\``,
     ),
   );
+  // The benchmark's billing meter (worker/durable/meter.ts) wraps every binding and exposes /admin/meter.
+  if ('BILLING_METER' in vars) {
+    problems.push(
+      error(
+        'billing-meter-on',
+        { file: config.path, line: config.lineOf(['vars', 'BILLING_METER']) },
+        'BILLING_METER is in [vars]: the billing meter is for `npm run bench`, never a deployment',
+        'remove BILLING_METER from [vars]',
+      ),
+    );
+  }
+  return problems;
 }
 
 function checkOperations(config: WranglerConfig): DeployProblem[] {

@@ -18,6 +18,7 @@ export type DeployErrorCode =
   | 'do-class-without-migration'
   | 'migration-duplicate-tag'
   | 'secret-in-vars'
+  | 'billing-meter-on'
   | 'demo-agent-key'
   | 'demo-admin-secret'
   | 'demo-api-secret'

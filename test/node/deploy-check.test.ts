@@ -230,6 +230,11 @@ const deployBreakages: Breakage[] = [
     apply: (f) => f.replace('wrangler.toml', '[vars]\n', '[vars]\nAPPROVAL_WEBHOOK_SECRET = "hunter2"\n'),
   },
   {
+    name: 'the billing meter on in [vars]',
+    codes: ['billing-meter-on'],
+    apply: (f) => f.replace('wrangler.toml', '[vars]\n', '[vars]\nBILLING_METER = "on"\n'),
+  },
+  {
     name: 'Workers Logs off',
     codes: ['no-observability'],
     apply: (f) => f.replace('wrangler.toml', '[observability]\nenabled = true\n', ''),

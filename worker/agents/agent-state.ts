@@ -9,7 +9,6 @@
  * Every change is written to the object's storage before the call returns, so a revocation that has
  * answered survives the object being evicted or restarted, and so does the record of every decision.
  */
-import { DurableObject } from 'cloudflare:workers';
 import { AuditOutbox, type Backlog } from '../audit/outbox';
 import { type AuditDraft, type AuditOutcome, agentChain, type ChainHead, decideRecord } from '../audit/record';
 import {
@@ -25,6 +24,7 @@ import {
 import type { Admission, ExchangeCall, ExchangeRefusal, ExchangeResult, Grant, ProofReplay } from '../core/exchange';
 import { exchangeRefusal } from '../core/exchange';
 import { AlarmSchedule } from '../durable/alarm';
+import { MeteredObject } from '../durable/meter';
 import { migrate } from '../durable/sql-schema';
 import type { RateLimit } from '../policy/bundle';
 import { loadedPolicy } from '../policy/loaded';
@@ -104,7 +104,7 @@ const NO_STATUS: AgentStatus = { suspended: false, revokedBefore: null, lastChan
 
 const nowSeconds = () => Date.now() / 1000;
 
-export class AgentState extends DurableObject<Env> {
+export class AgentState extends MeteredObject {
   readonly #sql: SqlStorage;
   readonly #audit: AuditOutbox;
   readonly #alarm: AlarmSchedule;
@@ -120,20 +120,20 @@ export class AgentState extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    const agentId = ctx.id.name;
+    const agentId = this.ctx.id.name;
     if (agentId === undefined) throw new Error('AgentState objects are addressed by agent id');
-    this.#sql = ctx.storage.sql;
+    this.#sql = this.ctx.storage.sql;
     migrate(this.#sql, SCHEMA);
-    this.#audit = new AuditOutbox(this.#sql, agentChain(agentId), auditTransport(env));
-    this.#alarm = new AlarmSchedule(ctx.storage);
+    this.#audit = new AuditOutbox(this.#sql, agentChain(agentId), auditTransport(this.env));
+    this.#alarm = new AlarmSchedule(this.ctx.storage);
     this.#expiresAt = this.#earliestExpiry();
     this.#notifyAt = this.#nextNotification();
     const stored = this.#sql.exec<{ status: string }>('SELECT status FROM agent_status').toArray()[0];
     if (stored !== undefined) this.#status = JSON.parse(stored.status) as AgentStatus;
     // Objects from before the status moved into SQL kept it under a key-value key.
     else
-      void ctx.blockConcurrencyWhile(async () => {
-        this.#status = (await ctx.storage.get<AgentStatus>(LEGACY_STATUS_KEY)) ?? NO_STATUS;
+      void this.ctx.blockConcurrencyWhile(async () => {
+        this.#status = (await this.ctx.storage.get<AgentStatus>(LEGACY_STATUS_KEY)) ?? NO_STATUS;
       });
   }
 

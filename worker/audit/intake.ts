@@ -8,8 +8,8 @@
  * the rest are counted; when the minute is over, one summary record says how many more there were, when, and
  * from which addresses and user agents. Counting is durable, in this object's storage, like the records.
  */
-import { DurableObject } from 'cloudflare:workers';
 import { AlarmSchedule } from '../durable/alarm';
+import { MeteredObject } from '../durable/meter';
 import { loadedPolicy } from '../policy/loaded';
 import { auditTransport } from '../stores/audit-queue';
 import { AuditOutbox, type Backlog } from './outbox';
@@ -46,17 +46,17 @@ function tally(counts: Readonly<Record<string, number>>, key: string | null | un
   return Object.fromEntries(tallied);
 }
 
-export class AuditIntake extends DurableObject<Env> {
+export class AuditIntake extends MeteredObject {
   readonly #outbox: AuditOutbox;
   readonly #alarm: AlarmSchedule;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    const name = ctx.id.name;
+    const name = this.ctx.id.name;
     if (name === undefined) throw new Error('AuditIntake objects are addressed by name (intake-<n>)');
-    this.#outbox = new AuditOutbox(ctx.storage.sql, name.replace('-', ':'), auditTransport(env));
-    this.#alarm = new AlarmSchedule(ctx.storage);
-    ctx.storage.sql.exec(TABLE);
+    this.#outbox = new AuditOutbox(this.ctx.storage.sql, name.replace('-', ':'), auditTransport(this.env));
+    this.#alarm = new AlarmSchedule(this.ctx.storage);
+    this.ctx.storage.sql.exec(TABLE);
   }
 
   /** The alarm is due when the next batch should leave, or the oldest open minute closes. */

@@ -3,12 +3,13 @@
  * another, and keeps the chain's head in its own storage as the anchor `GET /admin/audit/verify` checks.
  * It runs on the cron trigger and on demand, never on a decision's path.
  */
-import { DurableObject } from 'cloudflare:workers';
+
+import { MeteredObject } from '../durable/meter';
 import { type ChainHead, GENESIS, sealAfter } from './chain';
 
 const HEAD_KEY = 'head';
 
-export class AuditSealer extends DurableObject<Env> {
+export class AuditSealer extends MeteredObject {
   /** Seals every record not sealed yet; returns the head. Calls are serialised. */
   async seal(): Promise<ChainHead> {
     return this.ctx.blockConcurrencyWhile(async () => {

@@ -11,10 +11,10 @@
  * change answers only once every shard holds it *and* every lease taken before it has run out: after an
  * engage has answered, no isolate issues a token. See docs/architecture.md for the numbers.
  */
-import { DurableObject } from 'cloudflare:workers';
 import { AuditOutbox, type Backlog } from '../audit/outbox';
 import { type AuditDraft, type ChainHead, decideRecord } from '../audit/record';
 import { AlarmSchedule } from '../durable/alarm';
+import { MeteredObject } from '../durable/meter';
 import { loadedPolicy } from '../policy/loaded';
 import { auditTransport } from '../stores/audit-queue';
 import { killSwitchLeaseMs, shardStub } from '../stores/kill-switch';
@@ -39,13 +39,13 @@ export const RELEASED: KillSwitchState = { engaged: false, version: 0, reason: n
 const STATE_KEY = 'state';
 
 /** One shard: answers from memory; writes are durable before they are acknowledged. */
-export class KillSwitchShard extends DurableObject<Env> {
+export class KillSwitchShard extends MeteredObject {
   #state: KillSwitchState = RELEASED;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    void ctx.blockConcurrencyWhile(async () => {
-      this.#state = (await ctx.storage.get<KillSwitchState>(STATE_KEY)) ?? RELEASED;
+    void this.ctx.blockConcurrencyWhile(async () => {
+      this.#state = (await this.ctx.storage.get<KillSwitchState>(STATE_KEY)) ?? RELEASED;
     });
   }
 
@@ -69,17 +69,17 @@ export interface KillSwitchReport extends KillSwitchState {
 }
 
 /** The control object: the authoritative state, the fan-out of every change to all shards, its audit chain. */
-export class KillSwitchControl extends DurableObject<Env> {
+export class KillSwitchControl extends MeteredObject {
   #state: KillSwitchState = RELEASED;
   readonly #audit: AuditOutbox;
   readonly #alarm: AlarmSchedule;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.#audit = new AuditOutbox(ctx.storage.sql, 'kill-switch', auditTransport(env));
-    this.#alarm = new AlarmSchedule(ctx.storage);
-    void ctx.blockConcurrencyWhile(async () => {
-      this.#state = (await ctx.storage.get<KillSwitchState>(STATE_KEY)) ?? RELEASED;
+    this.#audit = new AuditOutbox(this.ctx.storage.sql, 'kill-switch', auditTransport(this.env));
+    this.#alarm = new AlarmSchedule(this.ctx.storage);
+    void this.ctx.blockConcurrencyWhile(async () => {
+      this.#state = (await this.ctx.storage.get<KillSwitchState>(STATE_KEY)) ?? RELEASED;
     });
   }
 

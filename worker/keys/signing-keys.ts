@@ -2,9 +2,9 @@
  * The broker's signing keys: generated on first use, rotated by an alarm on the schedule in
  * `keys/rotation.ts`, stored only in this Durable Object (one instance, named `global`).
  */
-import { DurableObject } from 'cloudflare:workers';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import { SIGNING_ALG } from '../core/access-token';
+import { MeteredObject } from '../durable/meter';
 import { type PolicyBundle, TTL_CEILING_SECONDS } from '../policy/bundle';
 import { loadedPolicy } from '../policy/loaded';
 import {
@@ -51,14 +51,14 @@ async function createKey(window: KeyWindow): Promise<KeyRecord> {
   };
 }
 
-export class SigningKeys extends DurableObject<Env> {
+export class SigningKeys extends MeteredObject {
   #keys: KeyRecord[] = [];
   readonly #config = rotationConfig(loadedPolicy().bundle);
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    void ctx.blockConcurrencyWhile(async () => {
-      this.#keys = (await ctx.storage.get<KeyRecord[]>(STORAGE_KEY)) ?? [];
+    void this.ctx.blockConcurrencyWhile(async () => {
+      this.#keys = (await this.ctx.storage.get<KeyRecord[]>(STORAGE_KEY)) ?? [];
     });
   }
 
