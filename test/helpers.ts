@@ -474,13 +474,16 @@ function chainObjects() {
 /**
  * Waits until every record committed so far is in D1: forwards each chain now, instead of sleeping until
  * the alarms do; the chain holding the newest record goes last, so D1's last record is the newest
- * decision's. With `closeWindows`, the intake shards also summarise the refusals they only counted.
+ * decision's. With `closeWindows`, every object also summarises the records it only counted (audit/sampler.ts).
  */
 export async function drainAudit(options: { closeWindows?: boolean } = {}): Promise<void> {
   const { agents, intakes, killSwitch } = chainObjects();
   const chains: { backlog(): Promise<{ waiting: number; newestAt: number | null }>; flush(): Promise<boolean> }[] = [
-    ...agents.map((stub) => ({ backlog: () => stub.backlog(), flush: () => stub.flushAudit() })),
-    { backlog: () => killSwitch.backlog(), flush: () => killSwitch.flushAudit() },
+    ...agents.map((stub) => ({
+      backlog: () => stub.backlog(),
+      flush: () => stub.flushAudit(options.closeWindows ?? false),
+    })),
+    { backlog: () => killSwitch.backlog(), flush: () => killSwitch.flushAudit(options.closeWindows ?? false) },
     ...intakes.map((stub) => ({
       backlog: () => stub.backlog(),
       flush: () => stub.flushAudit(options.closeWindows ?? false),

@@ -12,6 +12,7 @@
 import { DurableObject } from 'cloudflare:workers';
 import { AuditOutbox, type Backlog } from '../audit/outbox';
 import { type AuditDraft, type AuditOutcome, agentChain, type ChainHead, decideRecord } from '../audit/record';
+import { AuditSampler, type SampledKind } from '../audit/sampler';
 import {
   type ApprovalRecord,
   type ApprovalTerms,
@@ -105,6 +106,8 @@ const nowSeconds = () => Date.now() / 1000;
 export class AgentState extends DurableObject<Env> {
   readonly #sql: SqlStorage;
   readonly #audit: AuditOutbox;
+  /** Replays of a used attestation and repeated revokes of one token: sampled, counted in storage. */
+  readonly #sampler: AuditSampler;
   readonly #alarm: AlarmSchedule;
   #status: AgentStatus = NO_STATUS;
   /** The rate-limit bucket lives in memory: an evicted object starts again with a full bucket. */
@@ -123,6 +126,7 @@ export class AgentState extends DurableObject<Env> {
     this.#sql = ctx.storage.sql;
     migrate(this.#sql, SCHEMA);
     this.#audit = new AuditOutbox(this.#sql, agentChain(agentId));
+    this.#sampler = new AuditSampler(this.#sql, this.#audit);
     this.#alarm = new AlarmSchedule(ctx.storage);
     this.#expiresAt = this.#earliestExpiry();
     this.#notifyAt = this.#nextNotification();
@@ -145,6 +149,11 @@ export class AgentState extends DurableObject<Env> {
   /** Commits the decision's audit record to the agent's chain, in the caller's transaction. */
   #record(draft: AuditDraft, outcome: AuditOutcome): void {
     this.#audit.append(decideRecord(draft, outcome, loadedPolicy().bundle.version));
+  }
+
+  /** Commits the record in full while its window's sample lasts, else counts it (`audit/sampler.ts`). */
+  #sample(kind: SampledKind, draft: AuditDraft, outcome: AuditOutcome): void {
+    this.#sampler.take(kind, decideRecord(draft, outcome, loadedPolicy().bundle.version));
   }
 
   /** Takes one request from the bucket, or says how long until one is there. */
@@ -213,7 +222,15 @@ export class AgentState extends DurableObject<Env> {
     };
   }
 
-  /** The checks every exchange passes, in order; undefined when admitted. */
+  /**
+   * The checks every exchange passes, in order; undefined when admitted.
+   *
+   * A replay is refused before the rate limit and takes nothing from the agent's bucket, on purpose. Whoever
+   * replays holds an attestation the agent has used, not the agent's key: charging the bucket would let them
+   * starve the agent of tokens (a lockout for the price of a copied attestation), and a replay refused as
+   * `rate_limited` would no longer say it was a replay. Nor would a limit spare the object any work: the call
+   * is made either way. What a replay flood could cost is records, and those are sampled per attestation.
+   */
   #admit(admission: Admission): { refusal?: ExchangeRefusal; dpopNonce?: string } {
     if (this.#status.suspended) return { refusal: { reason: 'suspended' } };
     const remembered = this.#remembered(admission);
@@ -265,7 +282,10 @@ export class AgentState extends DurableObject<Env> {
     const withNonce = dpopNonce === undefined ? {} : { dpopNonce };
     if (refusal !== undefined) {
       const spec = exchangeRefusal(refusal, admission.taskId);
-      this.#record(draft, { decision: 'refused', reason: spec.reason, details: spec.detail });
+      const outcome: AuditOutcome = { decision: 'refused', reason: spec.reason, details: spec.detail };
+      // Anyone with a copy of a used attestation can replay it as often as they like: sampled per attestation.
+      if (refusal.reason === 'replayed') this.#sample('replay', draft, outcome);
+      else this.#record(draft, outcome);
       return { outcome: 'refused', refusal, ...withNonce };
     }
     const granted = (grant: Grant) => ({
@@ -480,13 +500,19 @@ export class AgentState extends DurableObject<Env> {
 
   /**
    * Revokes one token until it would have expired anyway, and records who did. With `proof` (the token is
-   * DPoP-bound), only if the proof was not used before.
+   * DPoP-bound), only if the proof was not used before. A token holder's revoke of a token already revoked
+   * changes nothing and anyone with the token can repeat it: sampled per token. The first revoke of a token,
+   * and every admin's (the draft names an actor), is recorded in full.
    */
   async revokeToken(jti: string, exp: number, draft: AuditDraft, proof?: ProofReplay): Promise<ProvenChange> {
     const proven = this.#useProof(proof, draft);
     if (proven) {
-      this.#revoke(jti, exp);
-      this.#record(draft, { decision: 'granted' });
+      const repeat = draft.actor == null && this.#has('revoked_tokens', 'jti', jti);
+      if (repeat) this.#sample('repeat_revoke', draft, { decision: 'granted' });
+      else {
+        this.#revoke(jti, exp);
+        this.#record(draft, { decision: 'granted' });
+      }
     }
     await this.#schedule();
     return proven ? 'changed' : 'proof_replayed';
@@ -562,17 +588,22 @@ export class AgentState extends DurableObject<Env> {
     return this.#audit.heads();
   }
 
-  /** Forwards every waiting record to D1 now (tests, and admins waiting on the backlog). */
-  async flushAudit(): Promise<boolean> {
+  /**
+   * Forwards every waiting record to D1 now (tests, and admins waiting on the backlog); with `closeWindows`,
+   * first closes every open sampling window into its summary (tests, which do not wait for windows to end).
+   */
+  async flushAudit(closeWindows = false): Promise<boolean> {
+    if (closeWindows) this.#sampler.summarise(Number.POSITIVE_INFINITY);
     const done = await this.#audit.flush(recordWriter(this.env));
     await this.#schedule();
     return done;
   }
 
-  /** The alarm is due when records should leave, a notification is due, or a row expires. */
+  /** The alarm is due when records should leave, a sampling window closes, a notification is due, or a row expires. */
   async #schedule(): Promise<void> {
     await this.#alarm.noLaterThan(
       this.#audit.flushAt(),
+      this.#sampler.dueAt(),
       this.#notifyAt === null ? null : this.#notifyAt * 1000,
       this.#expiresAt === null ? null : (this.#expiresAt + 1) * 1000,
     );
@@ -596,8 +627,8 @@ export class AgentState extends DurableObject<Env> {
   }
 
   /**
-   * Forwards waiting audit records to D1, delivers approval notifications that are due, and forgets what can
-   * no longer matter: used attestations, revoked tokens, finished tasks and approvals past their retention.
+   * Forwards waiting audit records to D1, summarises sampling windows that closed, delivers approval
+   * notifications that are due, and forgets what can no longer matter: used attestations, revoked tokens, finished tasks and approvals past their retention.
    */
   override async alarm(): Promise<void> {
     this.#alarm.fired();
@@ -623,6 +654,8 @@ export class AgentState extends DurableObject<Env> {
       }
       this.#expiresAt = this.#earliestExpiry();
     }
+    // A no-op, reading nothing, until the oldest open window has closed.
+    this.#sampler.summarise(Date.now());
     await this.#audit.flushDue(recordWriter(this.env));
     await this.#schedule();
   }
