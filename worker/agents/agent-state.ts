@@ -628,7 +628,8 @@ export class AgentState extends DurableObject<Env> {
 
   /**
    * Forwards waiting audit records to D1, summarises sampling windows that closed, delivers approval
-   * notifications that are due, and forgets what can no longer matter: used attestations, revoked tokens, finished tasks and approvals past their retention.
+   * notifications that are due, and forgets what can no longer matter: used attestations, revoked tokens,
+   * finished tasks and approvals past their retention.
    */
   override async alarm(): Promise<void> {
     this.#alarm.fired();
