@@ -481,10 +481,13 @@ describe('audit_events: append-only at the database', () => {
 
 describe('GET /admin/audit: pages of more than 100 records (D1 binds at most 100 parameters a query)', () => {
   it('answers limit=101 and limit=500 with every sealed record’s seal', async () => {
-    // Admin reads are recorded in full (not sampled like anonymous refusals): the quickest way past 500.
+    // A listing of one agent is recorded in full (not sampled like anonymous refusals, nor like the reads a
+    // console polls): the quickest way past 500.
     while ((await auditRecords()).length < 520) {
       const reads = Array.from({ length: 20 }, () =>
-        exports.default.fetch(`${ISSUER}/admin/whoami`, { headers: { authorization: `Bearer ${creds.auditor}` } }),
+        exports.default.fetch(`${ISSUER}/admin/agents?limit=1`, {
+          headers: { authorization: `Bearer ${creds.auditor}` },
+        }),
       );
       for (const response of await Promise.all(reads)) expect(response.status).toBe(200);
     }

@@ -475,7 +475,7 @@ function chainObjects() {
  * Waits until every record committed so far is in D1: each chain sends what it holds to the audit queue now,
  * instead of waiting for its timer, the chain holding the newest record last, so D1's last record is the
  * newest decision's; then D1 is polled until it holds every chain's head, and each chain forgets what D1 holds.
- * With `closeWindows`, the intake shards also summarise the refusals they only counted.
+ * With `closeWindows`, every object also summarises the records it only counted (audit/sampler.ts).
  */
 export async function drainAudit(options: { closeWindows?: boolean } = {}): Promise<void> {
   const { agents, intakes, killSwitch } = chainObjects();
@@ -487,9 +487,13 @@ export async function drainAudit(options: { closeWindows?: boolean } = {}): Prom
     ...agents.map((stub) => ({
       backlog: () => stub.backlog(),
       heads: () => stub.heads(),
-      flush: () => stub.flushAudit(),
+      flush: () => stub.flushAudit(options.closeWindows ?? false),
     })),
-    { backlog: () => killSwitch.backlog(), heads: () => killSwitch.heads(), flush: () => killSwitch.flushAudit() },
+    {
+      backlog: () => killSwitch.backlog(),
+      heads: () => killSwitch.heads(),
+      flush: () => killSwitch.flushAudit(options.closeWindows ?? false),
+    },
     ...intakes.map((stub) => ({
       backlog: () => stub.backlog(),
       heads: () => stub.heads(),

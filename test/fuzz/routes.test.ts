@@ -163,10 +163,18 @@ interface AdminCall {
   /** The status when the body is anything else: a 404 decided before the body is read, else null (anything). */
   statusOtherwise?: number | null;
   body?: unknown;
+  /** A read the console polls: granted, it is sampled per admin (worker/audit/sampler.ts), not recorded each time. */
+  polled?: boolean;
 }
 
 const adminCall: fc.Arbitrary<AdminCall> = fc.oneof(
-  fc.constant<AdminCall>({ path: '/admin/kill-switch', method: 'GET', roles: ['admin', 'auditor'], status: 200 }),
+  fc.constant<AdminCall>({
+    path: '/admin/kill-switch',
+    method: 'GET',
+    roles: ['admin', 'auditor'],
+    status: 200,
+    polled: true,
+  }),
   killSwitchBody.map(
     (body): AdminCall => ({
       path: '/admin/kill-switch',
@@ -227,6 +235,7 @@ const adminCall: fc.Arbitrary<AdminCall> = fc.oneof(
       method: 'GET',
       roles: ['approver', 'admin', 'auditor'],
       status: q.valid ? 200 : 400,
+      polled: q.valid,
     }),
   ),
   fc
@@ -249,7 +258,7 @@ const adminCall: fc.Arbitrary<AdminCall> = fc.oneof(
         body: decide ? { decision: 'approve', reason: 'looks right' } : undefined,
       }),
     ),
-  fc.constant<AdminCall>({ path: '/admin/whoami', method: 'GET', roles: ALL_ROLES, status: 200 }),
+  fc.constant<AdminCall>({ path: '/admin/whoami', method: 'GET', roles: ALL_ROLES, status: 200, polled: true }),
 );
 
 /** Who calls: a demo credential of a role, nobody, or junk (a bad credential, an Access assertion). */
@@ -408,7 +417,7 @@ function requestOf(c: Case): { request: FuzzRequest; status: number | null; audi
           !Array.isArray(call.body) &&
           Object.values(call.body).every((member) => typeof member === 'string'));
       const status = call.method === 'GET' || sameFields ? call.status : (call.statusOtherwise ?? null);
-      return { request: withBody, status, audit: 'one' };
+      return { request: withBody, status, audit: call.polled === true ? 'sampled' : 'one' };
     }
     case 'public': {
       const { body, headers } = bodyOf(c.call.method === 'GET' ? undefined : c.payload.junkFields, c.payload);

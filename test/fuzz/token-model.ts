@@ -617,7 +617,8 @@ export function expectedOutcome(
   }
 
   if (tokenCase.storeDown) return { kind: 'unavailable', admitted: false, audit: 'one' };
-  if (subject.kind === 'used') return refused(400, 'invalid_grant', 'one');
+  // A replay is sampled per attestation: in full while its window's sample lasts, counted after.
+  if (subject.kind === 'used') return refused(400, 'invalid_grant', 'sampled');
   if (proof.kind === 'replayed') return refused(400, 'invalid_dpop_proof', 'one');
   if (request.taskId === FINISHED_TASK) return refused(400, 'invalid_request', 'one');
   if (state.bucket < 1) return refused(429, 'slow_down', 'one');

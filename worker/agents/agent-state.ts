@@ -11,6 +11,7 @@
  */
 import { AuditOutbox, type Backlog } from '../audit/outbox';
 import { type AuditDraft, type AuditOutcome, agentChain, type ChainHead, decideRecord } from '../audit/record';
+import { AuditSampler, type SampledKind } from '../audit/sampler';
 import {
   type ApprovalRecord,
   type ApprovalTerms,
@@ -107,6 +108,8 @@ const nowSeconds = () => Date.now() / 1000;
 export class AgentState extends MeteredObject {
   readonly #sql: SqlStorage;
   readonly #audit: AuditOutbox;
+  /** Replays of a used attestation and repeated revokes of one token: sampled, counted in storage. */
+  readonly #sampler: AuditSampler;
   readonly #alarm: AlarmSchedule;
   #status: AgentStatus = NO_STATUS;
   /** The rate-limit bucket lives in memory: an evicted object starts again with a full bucket. */
@@ -125,6 +128,7 @@ export class AgentState extends MeteredObject {
     this.#sql = this.ctx.storage.sql;
     migrate(this.#sql, SCHEMA);
     this.#audit = new AuditOutbox(this.#sql, agentChain(agentId), auditTransport(this.env));
+    this.#sampler = new AuditSampler(this.#sql, this.#audit);
     this.#alarm = new AlarmSchedule(this.ctx.storage);
     this.#expiresAt = this.#earliestExpiry();
     this.#notifyAt = this.#nextNotification();
@@ -147,6 +151,11 @@ export class AgentState extends MeteredObject {
   /** Commits the decision's audit record to the agent's chain, in the caller's transaction. */
   #record(draft: AuditDraft, outcome: AuditOutcome): void {
     this.#audit.append(decideRecord(draft, outcome, loadedPolicy().bundle.version));
+  }
+
+  /** Commits the record in full while its window's sample lasts, else counts it (`audit/sampler.ts`). */
+  #sample(kind: SampledKind, draft: AuditDraft, outcome: AuditOutcome): void {
+    this.#sampler.take(kind, decideRecord(draft, outcome, loadedPolicy().bundle.version));
   }
 
   /** Takes one request from the bucket, or says how long until one is there. */
@@ -215,7 +224,15 @@ export class AgentState extends MeteredObject {
     };
   }
 
-  /** The checks every exchange passes, in order; undefined when admitted. */
+  /**
+   * The checks every exchange passes, in order; undefined when admitted.
+   *
+   * A replay is refused before the rate limit and takes nothing from the agent's bucket, on purpose. Whoever
+   * replays holds an attestation the agent has used, not the agent's key: charging the bucket would let them
+   * starve the agent of tokens (a lockout for the price of a copied attestation), and a replay refused as
+   * `rate_limited` would no longer say it was a replay. Nor would a limit spare the object any work: the call
+   * is made either way. What a replay flood could cost is records, and those are sampled per attestation.
+   */
   #admit(admission: Admission): { refusal?: ExchangeRefusal; dpopNonce?: string } {
     if (this.#status.suspended) return { refusal: { reason: 'suspended' } };
     const remembered = this.#remembered(admission);
@@ -267,7 +284,10 @@ export class AgentState extends MeteredObject {
     const withNonce = dpopNonce === undefined ? {} : { dpopNonce };
     if (refusal !== undefined) {
       const spec = exchangeRefusal(refusal, admission.taskId);
-      this.#record(draft, { decision: 'refused', reason: spec.reason, details: spec.detail });
+      const outcome: AuditOutcome = { decision: 'refused', reason: spec.reason, details: spec.detail };
+      // Anyone with a copy of a used attestation can replay it as often as they like: sampled per attestation.
+      if (refusal.reason === 'replayed') this.#sample('replay', draft, outcome);
+      else this.#record(draft, outcome);
       return { outcome: 'refused', refusal, ...withNonce };
     }
     const granted = (grant: Grant) => ({
@@ -482,13 +502,19 @@ export class AgentState extends MeteredObject {
 
   /**
    * Revokes one token until it would have expired anyway, and records who did. With `proof` (the token is
-   * DPoP-bound), only if the proof was not used before.
+   * DPoP-bound), only if the proof was not used before. A token holder's revoke of a token already revoked
+   * changes nothing and anyone with the token can repeat it: sampled per token. The first revoke of a token,
+   * and every admin's (the draft names an actor), is recorded in full.
    */
   async revokeToken(jti: string, exp: number, draft: AuditDraft, proof?: ProofReplay): Promise<ProvenChange> {
     const proven = this.#useProof(proof, draft);
     if (proven) {
-      this.#revoke(jti, exp);
-      this.#record(draft, { decision: 'granted' });
+      const repeat = draft.actor == null && this.#has('revoked_tokens', 'jti', jti);
+      if (repeat) this.#sample('repeat_revoke', draft, { decision: 'granted' });
+      else {
+        this.#revoke(jti, exp);
+        this.#record(draft, { decision: 'granted' });
+      }
     }
     await this.#schedule();
     return proven ? 'changed' : 'proof_replayed';
@@ -564,17 +590,22 @@ export class AgentState extends MeteredObject {
     return this.#audit.heads();
   }
 
-  /** Forgets the records D1 holds and sends the rest to the audit queue now (tests, admins waiting on the backlog). */
-  async flushAudit(): Promise<boolean> {
+  /**
+   * Forgets the records D1 holds and sends the rest to the audit queue now (tests, admins waiting on the backlog); with `closeWindows`,
+   * first closes every open sampling window into its summary (tests, which do not wait for windows to end).
+   */
+  async flushAudit(closeWindows = false): Promise<boolean> {
+    if (closeWindows) this.#sampler.summarise(Number.POSITIVE_INFINITY);
     const done = await this.#audit.flush();
     await this.#schedule();
     return done;
   }
 
-  /** The alarm is due when records should leave, a notification is due, or a row expires. */
+  /** The alarm is due when records should leave, a sampling window closes, a notification is due, or a row expires. */
   async #schedule(): Promise<void> {
     await this.#alarm.noLaterThan(
       this.#audit.flushAt(),
+      this.#sampler.dueAt(),
       this.#notifyAt === null ? null : this.#notifyAt * 1000,
       // Expired rows are forgotten a minute late at most, so that one alarm forgets a minute's rows, not one each.
       this.#expiresAt === null ? null : (this.#expiresAt + CLEANUP_SLACK_SECONDS) * 1000,
@@ -599,8 +630,9 @@ export class AgentState extends MeteredObject {
   }
 
   /**
-   * Forwards waiting audit records to D1, delivers approval notifications that are due, and forgets what can
-   * no longer matter: used attestations, revoked tokens, finished tasks and approvals past their retention.
+   * Forwards waiting audit records to D1, summarises sampling windows that closed, delivers approval
+   * notifications that are due, and forgets what can no longer matter: used attestations, revoked tokens,
+   * finished tasks and approvals past their retention.
    */
   override async alarm(): Promise<void> {
     this.#alarm.fired();
@@ -626,6 +658,8 @@ export class AgentState extends MeteredObject {
       }
       this.#expiresAt = this.#earliestExpiry();
     }
+    // A no-op, reading nothing, until the oldest open window has closed.
+    this.#sampler.summarise(Date.now());
     await this.#audit.flushDue();
     await this.#schedule();
   }

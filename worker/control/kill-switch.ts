@@ -13,6 +13,7 @@
  */
 import { AuditOutbox, type Backlog } from '../audit/outbox';
 import { type AuditDraft, type ChainHead, decideRecord } from '../audit/record';
+import { AuditSampler } from '../audit/sampler';
 import { AlarmSchedule } from '../durable/alarm';
 import { MeteredObject } from '../durable/meter';
 import { loadedPolicy } from '../policy/loaded';
@@ -72,11 +73,14 @@ export interface KillSwitchReport extends KillSwitchState {
 export class KillSwitchControl extends MeteredObject {
   #state: KillSwitchState = RELEASED;
   readonly #audit: AuditOutbox;
+  /** Reads of the switch, which a console polls: sampled per admin (`audit/sampler.ts`). */
+  readonly #sampler: AuditSampler;
   readonly #alarm: AlarmSchedule;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.#audit = new AuditOutbox(this.ctx.storage.sql, 'kill-switch', auditTransport(this.env));
+    this.#sampler = new AuditSampler(this.ctx.storage.sql, this.#audit);
     this.#alarm = new AlarmSchedule(this.ctx.storage);
     void this.ctx.blockConcurrencyWhile(async () => {
       this.#state = (await this.ctx.storage.get<KillSwitchState>(STATE_KEY)) ?? RELEASED;
@@ -122,7 +126,7 @@ export class KillSwitchControl extends MeteredObject {
       }
       return { ...state, shards: { total: KILL_SWITCH_SHARDS, current } };
     });
-    await this.#alarm.noLaterThan(this.#audit.flushAt());
+    await this.#schedule();
     // A lease an isolate took on the old state before the last shard changed may still be running: wait it
     // out, so that once this answers every isolate acts on the new state (no token after an engage; tokens
     // again after a release).
@@ -130,15 +134,20 @@ export class KillSwitchControl extends MeteredObject {
     return report;
   }
 
-  /** The authoritative state and how many shards hold it; with `draft`, the read is recorded. */
+  /** The alarm is due when records should leave, or the oldest sampling window closes. */
+  #schedule(): Promise<void> {
+    return this.#alarm.noLaterThan(this.#audit.flushAt(), this.#sampler.dueAt());
+  }
+
+  /** The authoritative state and how many shards hold it; with `draft`, the read is recorded (sampled). */
   async report(draft?: AuditDraft): Promise<KillSwitchReport> {
     const states = await Promise.allSettled(
       Array.from({ length: KILL_SWITCH_SHARDS }, (_, shard) => shardStub(this.env, shard).state()),
     );
     const current = states.filter((r) => r.status === 'fulfilled' && r.value.version === this.#state.version).length;
     if (draft !== undefined) {
-      this.#audit.append(decideRecord(draft, { decision: 'granted' }, loadedPolicy().bundle.version));
-      await this.#alarm.noLaterThan(this.#audit.flushAt());
+      this.#sampler.take('admin_read', decideRecord(draft, { decision: 'granted' }, loadedPolicy().bundle.version));
+      await this.#schedule();
     }
     return { ...this.#state, shards: { total: KILL_SWITCH_SHARDS, current } };
   }
@@ -151,16 +160,21 @@ export class KillSwitchControl extends MeteredObject {
     return this.#audit.heads();
   }
 
-  /** Forwards every waiting record to D1 now (tests, and admins waiting on the backlog). */
-  async flushAudit(): Promise<boolean> {
+  /**
+   * Forgets the records D1 holds and sends the rest to the audit queue now (tests, admins waiting on the backlog); with `closeWindows`,
+   * first closes every open sampling window into its summary.
+   */
+  async flushAudit(closeWindows = false): Promise<boolean> {
+    if (closeWindows) this.#sampler.summarise(Number.POSITIVE_INFINITY);
     const done = await this.#audit.flush();
-    await this.#alarm.noLaterThan(this.#audit.flushAt());
+    await this.#schedule();
     return done;
   }
 
   override async alarm(): Promise<void> {
     this.#alarm.fired();
+    this.#sampler.summarise(Date.now());
     await this.#audit.flushDue();
-    await this.#alarm.noLaterThan(this.#audit.flushAt());
+    await this.#schedule();
   }
 }

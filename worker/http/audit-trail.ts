@@ -10,7 +10,7 @@ import { type BrokerError, refuse } from '../core/errors';
 import { clip } from '../core/well-formed';
 import { loadedPolicy } from '../policy/loaded';
 import { agentStore } from '../stores/agents';
-import { recordInIntake, recordUnverified } from '../stores/audit-log';
+import { recordInIntake, recordPolledRead, recordUnverified } from '../stores/audit-log';
 
 type AuditedEnv = { Bindings: Env; Variables: { audit: AuditDraft } };
 
@@ -41,8 +41,26 @@ export function startAudit(event: string) {
  *   success without its record (an admin retries).
  */
 export async function recordGranted(c: { env: Env; var: { audit: AuditDraft } }): Promise<void> {
+  await committed(() => recordInIntake(c.env, grantedRecord(c.var.audit)));
+}
+
+/**
+ * Records an admin's read that a console polls (`admin.whoami`, `admin.approval.list`), sampled per admin:
+ * the first of a window in full, the rest counted into its summary. Never for a change.
+ *
+ * @throws {BrokerError} `audit_unavailable` (503), as {@link recordGranted}.
+ */
+export async function recordRead(c: { env: Env; var: { audit: AuditDraft } }): Promise<void> {
+  await committed(() => recordPolledRead(c.env, grantedRecord(c.var.audit)));
+}
+
+const grantedRecord = (draft: AuditDraft) =>
+  decideRecord(draft, { decision: 'granted' }, loadedPolicy().bundle.version);
+
+/** Runs `work`, which commits a record; one that cannot be committed refuses the request. */
+async function committed(work: () => Promise<void>): Promise<void> {
   try {
-    await recordInIntake(c.env, decideRecord(c.var.audit, { decision: 'granted' }, loadedPolicy().bundle.version));
+    await work();
   } catch (error) {
     throw refuse('audit_unavailable', { message: String(error) }, { cause: error });
   }

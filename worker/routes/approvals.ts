@@ -10,14 +10,13 @@ import { type ApprovalRecord, type ApproverRefusal, agentOfApproval, approvalSta
 import { notFound, publicEcho, refuse } from '../core/errors';
 import { clip } from '../core/well-formed';
 import type { AppEnv } from '../http/app-env';
-import { startAudit } from '../http/audit-trail';
+import { recordRead, startAudit } from '../http/audit-trail';
 import { NO_STORE } from '../http/errors';
 import { readFields, readQuery } from '../http/read-body';
 import { inventoryAgent } from '../policy/bundle';
 import { loadedPolicy } from '../policy/loaded';
 import { agentStore } from '../stores/agents';
 import { auditDb } from '../stores/audit-log';
-import { done } from './admin';
 
 /** How many recently opened approvals a listing looks at. */
 const LIST_LIMIT = 200;
@@ -117,7 +116,9 @@ approvalRoutes.get(
       .filter((record): record is ApprovalRecord => record !== null && approvalStatus(record, at) === query.data.status)
       .map((record) => approvalJson(record, at));
     c.var.audit.details = { status: query.data.status, count: approvals.length };
-    return done(c, { approvals });
+    // The console's approvals page polls this: sampled per approver (docs/architecture.md, "The audit log").
+    await recordRead(c);
+    return c.json({ approvals }, 200, NO_STORE);
   },
 );
 

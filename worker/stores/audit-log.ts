@@ -30,6 +30,21 @@ export function recordUnverified(env: Env, record: DecidedRecord): Promise<void>
   return callStore('audit_log', () => intakeStub(env, anyShard()).refused(record));
 }
 
+/**
+ * Records (or counts, past its window's sample) an admin's read that a console polls. One admin's reads go to
+ * one shard, picked by their identity, so that their sample is theirs wherever the request ran.
+ */
+export function recordPolledRead(env: Env, record: DecidedRecord): Promise<void> {
+  return callStore('audit_log', () => intakeStub(env, shardOf(record.actor ?? '')).read(record));
+}
+
+/** A shard for `name`, the same every time (FNV-1a). */
+function shardOf(name: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < name.length; i += 1) hash = Math.imul(hash ^ name.charCodeAt(i), 0x01000193);
+  return (hash >>> 0) % INTAKE_SHARDS;
+}
+
 /** Every intake shard's chain: backlog, heads, forced forwarding. */
 export function intakeChains(env: Env) {
   return Array.from({ length: INTAKE_SHARDS }, (_, shard) => ({
