@@ -67,6 +67,15 @@ const SCHEMA = [
    ALTER TABLE seen_attestations ADD COLUMN admitted_ms INTEGER;
    CREATE INDEX seen_attestations_admitted ON seen_attestations (admitted_ms) WHERE token_jti IS NOT NULL;
    CREATE TABLE agent_status (id INTEGER PRIMARY KEY CHECK (id = 1), status TEXT NOT NULL);`,
+  // A used attestation costs one row written, not four: its key is the table's only b-tree (no rowid, no
+  // index on expiry or admission time). Every row is written again to be deleted, so each index cost twice
+  // per token; what the indexes served is rare (the cleanup, once a minute at most; an agent's revocation)
+  // and reads a table that holds only a few minutes of attestations.
+  `CREATE TABLE seen_attestations_keyed (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL, token_jti TEXT,
+     token_exp INTEGER, admitted_ms INTEGER) WITHOUT ROWID;
+   INSERT INTO seen_attestations_keyed SELECT key, expires_at, token_jti, token_exp, admitted_ms FROM seen_attestations;
+   DROP TABLE seen_attestations;
+   ALTER TABLE seen_attestations_keyed RENAME TO seen_attestations;`,
 ];
 
 export interface AgentStatus {
