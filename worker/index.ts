@@ -19,7 +19,7 @@ import { meterRoutes } from './routes/meter';
 import { revocationRoutes } from './routes/revocation';
 import { tokenRoutes } from './routes/token';
 import { whoamiRoutes } from './routes/whoami';
-import { sealAuditLog } from './stores/audit-log';
+import { maintainAuditLog } from './stores/audit-log';
 
 /** The queue that takes the audit messages D1 kept refusing (wrangler.toml). */
 const DEAD_LETTER_QUEUE = 'tessera-audit-dead';
@@ -43,9 +43,9 @@ app.onError(handleError);
 
 export default meteredHandler({
   fetch: app.fetch,
-  /** The cron trigger: seal new audit records into the hash chain. */
+  /** The cron trigger: seal new audit records into the hash chain, and move what is due to the archive. */
   async scheduled(_controller, env, ctx) {
-    ctx.waitUntil(sealAuditLog(env).then(() => undefined));
+    ctx.waitUntil(maintainAuditLog(env).then(() => undefined));
   },
   /** The audit queue: records to D1; its dead-letter queue: what D1 would not take, to R2. */
   async queue(batch, env) {

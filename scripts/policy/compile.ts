@@ -326,6 +326,11 @@ export async function compilePolicyFolder(dir: string, options: CompileOptions =
         nonce: s.dpop.nonce,
         requiredAudiences: s.dpop.required_audiences,
       },
+      audit: {
+        hotDays: s.audit.hot_days,
+        hotMaxBytes: s.audit.hot_max_bytes,
+        segmentRecords: s.audit.segment_records,
+      },
     },
     agents,
     issuers,

@@ -42,6 +42,14 @@ export const SettingsFile = z.strictObject({
         .transform((audiences) => audiences ?? []),
     })
     .default({ proof_max_age: 60, nonce: false, required_audiences: [] }),
+  audit: z
+    .strictObject({
+      hot_days: z.number().int().min(1).max(3650).default(30),
+      // D1 caps a database at 10 GB; the hot window stays well under it, with room for the indexes to grow.
+      hot_max_bytes: z.number().int().min(1_000_000).max(8_000_000_000).default(5_000_000_000),
+      segment_records: z.number().int().min(100).max(200_000).default(50_000),
+    })
+    .default({ hot_days: 30, hot_max_bytes: 5_000_000_000, segment_records: 50_000 }),
 });
 export type SettingsFile = z.output<typeof SettingsFile>;
 

@@ -11,7 +11,7 @@ export { type ChainHead, canonicalRecord, GENESIS };
 
 const BATCH = 200;
 
-type Row = Record<string, unknown> & { seq: number };
+export type Row = Record<string, unknown> & { seq: number };
 
 /** Hex SHA-256 of the previous seal and the record's canonical form. */
 export async function sealHash(prevHash: string, row: Readonly<Record<string, unknown>>): Promise<string> {
@@ -89,7 +89,8 @@ export interface ChainProblem {
    * record is gone, or a chain skips a number. `seal_missing`: a record has no seal. `chain_rewritten`: the
    * record matches its seal, but the seals before it were rewritten. `head_mismatch`: the chain does not end
    * at the head the sealer (or the chain's object) anchored. `unknown_record`: D1 holds a record the chain's
-   * object never committed.
+   * object never committed. `segment_changed`: an archive segment does not give the hash D1 lists for it, or
+   * its link to the segment before; `segment_missing`: its object is gone from R2.
    */
   problem:
     | 'record_changed'
@@ -97,7 +98,11 @@ export interface ChainProblem {
     | 'seal_missing'
     | 'chain_rewritten'
     | 'head_mismatch'
-    | 'unknown_record';
+    | 'unknown_record'
+    | 'segment_changed'
+    | 'segment_missing';
+  /** Set for a problem of an archive segment: its number (`seq` is then its first record's). */
+  segment?: number;
 }
 
 export interface ChainReport {
@@ -105,8 +110,10 @@ export interface ChainReport {
   /** Records checked against their seals. */
   records: number;
   head: ChainHead;
-  /** Decision-time chains checked, and the records of theirs found in D1. */
+  /** Decision-time chains checked, and the records of theirs found in D1 (and the archive, when read). */
   chains: { checked: number; records: number };
+  /** The archive: segments listed, and records read from them (0 unless the whole archive was read). */
+  archive: { segments: number; records: number };
   problems: ChainProblem[];
 }
 
@@ -116,14 +123,14 @@ export interface ObjectHeads {
   acked: ChainHead;
 }
 
-interface ChainState {
+export interface ChainState {
   seq: number;
   hash: string;
   records: number;
 }
 
 /** Checks one record of a decision-time chain against the record before it in that chain; updates the state. */
-function checkLink(row: Row, state: ChainState | undefined, problems: ChainProblem[]): ChainState {
+export function checkLink(row: Row, state: ChainState | undefined, problems: ChainProblem[]): ChainState {
   const chain = row.chain as string;
   const seq = row.chain_seq as number;
   const prev = state ?? { seq: 0, hash: GENESIS, records: 0 };
@@ -165,14 +172,18 @@ export async function verifyChain(
   db: D1Database,
   head: ChainHead,
   objects: ReadonlyMap<string, ObjectHeads> = new Map(),
+  from: VerifyStart = {},
   maxProblems = 20,
 ): Promise<ChainReport> {
-  const problems: ChainProblem[] = [];
-  const chains = new Map<string, ChainState>();
+  const problems: ChainProblem[] = [...(from.problems ?? [])];
+  const chains = new Map<string, ChainState>(
+    Object.entries(from.chains ?? {}).map(([chain, at]) => [chain, { ...at, records: 0 }]),
+  );
   const ackedHashes = new Map<string, string>();
-  let prev = GENESIS;
-  let seq = 0;
-  let records = 0;
+  for (const [chain, at] of chains) if (at.seq === objects.get(chain)?.acked.seq) ackedHashes.set(chain, at.hash);
+  let prev = from.seal?.hash ?? GENESIS;
+  let seq = from.seal?.seq ?? 0;
+  let records = from.records ?? 0;
   // Seals cover the records up to the sealed head; the decision-time chains cover every record in D1.
   while (problems.length < maxProblems) {
     const rows = await recordsAfter(db, seq);
@@ -206,12 +217,28 @@ export async function verifyChain(
   }
   if (problems.length === 0 && prev !== head.hash) problems.push({ seq: head.seq, problem: 'head_mismatch' });
   if (problems.length < maxProblems) checkHeads(chains, ackedHashes, objects, problems);
-  const chained = [...chains.values()].reduce((sum, state) => sum + state.records, 0);
+  const chained = [...chains.values()].reduce((sum, state) => sum + state.records, 0) + (from.chainRecords ?? 0);
   return {
     valid: problems.length === 0,
     records,
     head,
     chains: { checked: new Set([...chains.keys(), ...objects.keys()]).size, records: chained },
+    archive: { segments: from.segments ?? 0, records: from.archivedRecords ?? 0 },
     problems: problems.slice(0, maxProblems),
   };
+}
+
+/**
+ * Where a check of D1 starts when older records are in the archive: the seal chain and every decision-time
+ * chain as the archive leaves them, with what checking the archive found and counted.
+ */
+export interface VerifyStart {
+  seal?: ChainHead;
+  chains?: Record<string, ChainHead>;
+  problems?: ChainProblem[];
+  /** Records whose seals were checked in the archive, and their decision-time chains' records. */
+  records?: number;
+  chainRecords?: number;
+  segments?: number;
+  archivedRecords?: number;
 }

@@ -97,3 +97,32 @@ export const auditWriterStats = sqliteTable('audit_writer_stats', {
   /** Epoch milliseconds. */
   lastWriteAt: integer('last_write_at'),
 });
+
+/**
+ * The archive's segments, one row each, in order (`worker/audit/archive.ts`): which records moved from D1 to
+ * which R2 object, and the hashes that chain the segments. Append-only. A record leaves `audit_events` (and
+ * its seal `audit_seals`) only once a segment here holds its `seq`: the delete triggers allow nothing else.
+ */
+export const auditArchive = sqliteTable('audit_archive', {
+  segment: integer('segment').primaryKey(),
+  /** The R2 key of the gzipped NDJSON object. */
+  key: text('key').notNull(),
+  firstSeq: integer('first_seq').notNull(),
+  lastSeq: integer('last_seq').notNull(),
+  records: integer('records').notNull(),
+  /** The object's size, gzipped, and the hex SHA-256 of those bytes. */
+  bytes: integer('bytes').notNull(),
+  sha256: text('sha256').notNull(),
+  /** Epoch ms of the segment's first and last decision. */
+  firstAt: integer('first_at').notNull(),
+  lastAt: integer('last_at').notNull(),
+  /** The seal of the segment's last record: D1's seal chain goes on from it. */
+  sealHash: text('seal_hash').notNull(),
+  /** The R2 key of every decision-time chain's head after this segment (JSON), and its hex SHA-256. */
+  headsKey: text('heads_key').notNull(),
+  headsSha256: text('heads_sha256').notNull(),
+  /** The segment chain: `hash` = SHA-256 of `prev_hash`, `sha256`, `seal_hash` and `heads_sha256`. */
+  prevHash: text('prev_hash').notNull(),
+  hash: text('hash').notNull(),
+  archivedAt: integer('archived_at').notNull(),
+});

@@ -1,21 +1,62 @@
 /**
- * The `AuditSealer` object (one, `global`): seals new audit records into the hash chain, one batch after
- * another, and keeps the chain's head in its own storage as the anchor `GET /admin/audit/verify` checks.
- * It runs on the cron trigger and on demand, never on a decision's path.
+ * The `AuditSealer` object (one, `global`): the keeper of the audit log in D1. It seals new records into the
+ * hash chain, one batch after another, keeps the chain's head in its own storage as the anchor `GET
+ * /admin/audit/verify` checks, and moves what is older than the hot window to the archive in R2
+ * (`archive.ts`), recording each move. It runs on the cron trigger and on demand, never on a decision's path;
+ * its calls are serialised, so two runs never move the same records.
  */
 
 import { MeteredObject } from '../durable/meter';
+import { loadedPolicy } from '../policy/loaded';
+import { archiveBucket } from '../stores/audit-archive';
+import { recordInIntake } from '../stores/audit-log';
+import { type ArchiveRun, archiveDue, type SegmentRow } from './archive';
 import { type ChainHead, GENESIS, sealAfter } from './chain';
+import { decideRecord } from './record';
 
 const HEAD_KEY = 'head';
 
 export class AuditSealer extends MeteredObject {
   /** Seals every record not sealed yet; returns the head. Calls are serialised. */
   async seal(): Promise<ChainHead> {
+    return this.ctx.blockConcurrencyWhile(() => this.#seal());
+  }
+
+  #seal(): Promise<ChainHead> {
+    return this.ctx.storage
+      .get<ChainHead>(HEAD_KEY)
+      .then((head) =>
+        sealAfter(this.env.AUDIT_DB, head ?? { seq: 0, hash: GENESIS }, (next) => this.ctx.storage.put(HEAD_KEY, next)),
+      );
+  }
+
+  /** Seals what is new, then moves every segment that is due to the archive (the cron trigger, and admins). */
+  async maintain(): Promise<{ head: ChainHead; archive: ArchiveRun }> {
     return this.ctx.blockConcurrencyWhile(async () => {
-      const head = (await this.ctx.storage.get<ChainHead>(HEAD_KEY)) ?? { seq: 0, hash: GENESIS };
-      return sealAfter(this.env.AUDIT_DB, head, (next) => this.ctx.storage.put(HEAD_KEY, next));
+      const head = await this.#seal();
+      const { audit } = loadedPolicy().bundle.settings;
+      const archive = await archiveDue(this.env.AUDIT_DB, archiveBucket(this.env), audit, head.seq, (segment) =>
+        this.#recordMove(segment),
+      );
+      return { head, archive };
     });
+  }
+
+  /** The move's audit record, in an intake shard's chain: what left D1, for where, with which hashes. */
+  #recordMove(segment: SegmentRow): Promise<void> {
+    const { segment: number, key, first_seq, last_seq, records, bytes, sha256, hash } = segment;
+    const record = decideRecord(
+      {
+        at: Date.now(),
+        event: 'audit.archive',
+        actor: 'tessera',
+        target: `segment:${number}`,
+        details: { segment: number, key, first_seq, last_seq, records, bytes, sha256, hash },
+      },
+      { decision: 'granted' },
+      loadedPolicy().bundle.version,
+    );
+    return recordInIntake(this.env, record);
   }
 
   /** The anchored head: the last record sealed and its seal. */

@@ -251,6 +251,7 @@ export const NOT_FOUND_HINTS = {
   token: 'no token was issued with that jti',
   task: 'no token was issued for that task',
   approval: 'no such approval',
+  segment: 'no such archive segment',
 } as const;
 
 /** What an admin call names that does not exist: 404, saying which kind of thing was not found. */

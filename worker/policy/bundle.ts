@@ -116,6 +116,15 @@ export const Settings = z.object({
     /** Audiences whose tokens must be DPoP-bound, whatever the agent. */
     requiredAudiences: z.array(z.string().min(1)),
   }),
+  /** The audit log's hot window in D1; older records move to the archive in R2 (`worker/audit/archive.ts`). */
+  audit: z.object({
+    /** Days a record stays in D1. */
+    hotDays: z.number().int().min(1),
+    /** Bytes D1 may hold before the oldest records move to the archive early (D1's own cap is 10 GB). */
+    hotMaxBytes: z.number().int().positive(),
+    /** Records per archive segment (one R2 object). */
+    segmentRecords: z.number().int().min(100),
+  }),
 });
 export type Settings = z.infer<typeof Settings>;
 

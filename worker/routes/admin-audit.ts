@@ -4,18 +4,22 @@
  * objects and not yet handed on, what the queue's consumer has written, and the dead letters).
  */
 import { type Context, Hono } from 'hono';
+import { z } from 'zod';
 import { type AdminEnv, requireRole } from '../admin/auth';
+import { type SegmentRow, verifyArchive } from '../audit/archive';
 import { type ObjectHeads, verifyChain } from '../audit/chain';
 import type { Backlog } from '../audit/outbox';
 import { AuditQuery, auditQueryProblem, auditRecordJson } from '../audit/query';
 import { agentChain } from '../audit/record';
-import { refuse } from '../core/errors';
+import { notFound, refuse } from '../core/errors';
 import type { AppEnv } from '../http/app-env';
-import { startAudit } from '../http/audit-trail';
+import { recordGranted, startAudit } from '../http/audit-trail';
+import { NO_STORE } from '../http/errors';
 import { readQuery } from '../http/read-body';
 import { loadedPolicy } from '../policy/loaded';
 import { agentStore } from '../stores/agents';
-import { auditDb, deadLetters, intakeChains, sealAuditLog, sealedHead } from '../stores/audit-log';
+import { archiveBucket, deadLetters } from '../stores/audit-archive';
+import { auditDb, intakeChains, sealAuditLog, sealedHead } from '../stores/audit-log';
 import { callStore } from '../stores/call';
 import { killSwitchChain } from '../stores/kill-switch';
 import { done } from './admin';
@@ -49,19 +53,89 @@ async function inChunks<T, R>(items: readonly T[], work: (item: T) => Promise<R>
   return results;
 }
 
+/** A segment as admins see it: where it is, what it holds, and its place in the segment chain. */
+function segmentJson(segment: SegmentRow) {
+  const iso = (ms: number) => new Date(ms).toISOString();
+  return {
+    segment: segment.segment,
+    key: segment.key,
+    first_seq: segment.first_seq,
+    last_seq: segment.last_seq,
+    records: segment.records,
+    bytes: segment.bytes,
+    sha256: segment.sha256,
+    first_at: iso(segment.first_at),
+    last_at: iso(segment.last_at),
+    heads_key: segment.heads_key,
+    prev_hash: segment.prev_hash,
+    hash: segment.hash,
+    archived_at: iso(segment.archived_at),
+  };
+}
+
 export const auditRoutes = new Hono<AppEnv>();
 
+/** `?archive=full` reads every archive segment too; without it, the archive's segment chain is checked as D1 lists it. */
+const VerifyQuery = z.strictObject({ archive: z.literal('full').optional() });
+
 auditRoutes.get('/admin/audit/verify', startAudit('admin.audit.verify'), requireRole('admin', 'auditor'), async (c) => {
+  const query = VerifyQuery.safeParse(readQuery(c.req.raw));
+  if (!query.success)
+    throw refuse('invalid_field', { issues: query.error.issues.length }, { description: 'archive is full or absent' });
   // Seal what is new first; a seal that no longer matches its record stops the sealer, and the check
   // below then reports where, against the head anchored so far.
   const head = await sealAuditLog(c.env).catch(() => sealedHead(c.env));
   const all = chains(c.env);
   const heads = await callStore('audit_chains', () => inChunks(all, (chain) => chain.heads()), VERIFY_DEADLINE_MS);
   const objects = new Map(all.map((chain, i) => [chain.chain, heads[i] as ObjectHeads]));
-  const report = await callStore('audit_log', () => verifyChain(auditDb(c.env).db, head, objects), VERIFY_DEADLINE_MS);
-  c.var.audit.details = { valid: report.valid, records: report.records, problems: report.problems.length };
+  const db = auditDb(c.env);
+  const segments = await db.segments();
+  // The archive first: D1's seal chain and decision-time chains go on where it leaves them.
+  const start = await callStore(
+    'audit_archive',
+    () => verifyArchive(segments, archiveBucket(c.env), query.data.archive === 'full'),
+    VERIFY_DEADLINE_MS,
+  );
+  const report = await callStore('audit_log', () => verifyChain(db.db, head, objects, start), VERIFY_DEADLINE_MS);
+  c.var.audit.details = {
+    valid: report.valid,
+    records: report.records,
+    problems: report.problems.length,
+    archive: query.data.archive ?? 'listed',
+  };
   return done(c, { ...report });
 });
+
+auditRoutes.get(
+  '/admin/audit/archive',
+  startAudit('admin.audit.archive.list'),
+  requireRole('admin', 'auditor'),
+  async (c) => {
+    const segments = await auditDb(c.env).segments();
+    c.var.audit.details = { segments: segments.length };
+    return done(c, { segments: segments.map(segmentJson) });
+  },
+);
+
+auditRoutes.get(
+  '/admin/audit/archive/:segment',
+  startAudit('admin.audit.archive.read'),
+  requireRole('admin', 'auditor'),
+  async (c) => {
+    const number = Number(c.req.param('segment'));
+    const segment = Number.isSafeInteger(number)
+      ? (await auditDb(c.env).segments()).find((s) => s.segment === number)
+      : undefined;
+    c.var.audit.target = `segment:${c.req.param('segment')}`;
+    if (segment === undefined) throw notFound('segment', { segment: c.req.param('segment') });
+    const bytes = await callStore('audit_archive', () => archiveBucket(c.env).get(segment.key));
+    if (bytes === null) throw refuse('store_unavailable', { store: 'audit_archive', key: segment.key });
+    await recordGranted(c);
+    return new Response(bytes, {
+      headers: { ...NO_STORE, 'content-type': 'application/gzip', 'x-tessera-segment-sha256': segment.sha256 },
+    });
+  },
+);
 
 auditRoutes.get(
   '/admin/audit/backlog',

@@ -1,16 +1,16 @@
 /**
  * The audit log as routes see it: the intake shards that record what no agent's object records, the D1
- * replica the chains forward to (listing, lookups, the seal chain, what the queue's consumer wrote), the
- * dead letters kept in R2, and the backlog on the way. The only code that names the `AUDIT_INTAKE`,
- * `AUDIT_SEALER` and `AUDIT_ARCHIVE` bindings, and `AUDIT_DB` but for the outboxes' transport and the consumer.
+ * replica the chains forward to (listing, lookups, the seal chain, what the queue's consumer wrote),
+ * and the backlog on the way. The only code that names the `AUDIT_INTAKE` and `AUDIT_SEALER` bindings, and
+ * `AUDIT_DB` but for the outboxes' transport and the queue's consumer.
  */
+import { listSegments } from '../audit/archive';
 import type { AuditIntake } from '../audit/intake';
 import { INTAKE_SHARDS } from '../audit/intake';
 import type { Backlog } from '../audit/outbox';
 import * as query from '../audit/query';
 import type { ChainHead, DecidedRecord } from '../audit/record';
 import type { AuditSealer } from '../audit/sealer';
-import { DEAD_LETTER_PREFIX } from '../audit/writer';
 import { callStore } from './call';
 
 function intakeStub(env: Env, shard: number): DurableObjectStub<AuditIntake> {
@@ -64,6 +64,11 @@ export function sealAuditLog(env: Env): Promise<ChainHead> {
   return sealer(env).seal();
 }
 
+/** Seals what is new and moves what is due to the archive (the cron trigger, and admins). */
+export function maintainAuditLog(env: Env) {
+  return sealer(env).maintain();
+}
+
 /** The seal chain's anchored head. */
 export function sealedHead(env: Env): Promise<ChainHead> {
   return callStore('audit_sealer', () => sealer(env).head());
@@ -79,24 +84,9 @@ export function auditDb(env: Env) {
     approvalsOpened: (sinceMs: number, limit: number) =>
       callStore('audit_log', () => query.approvalsOpened(db, sinceMs, limit)),
     writerStats: () => callStore('audit_log', () => query.writerStats(db)),
+    /** The archive's segments, as D1 lists them, oldest first. */
+    segments: () => callStore('audit_log', () => listSegments(db)),
     /** The raw database, for the chain check, which pages through it itself. */
     db,
   };
-}
-
-/** Dead letters: audit messages D1 kept refusing, kept in R2: how many, and when the oldest died. */
-export function deadLetters(env: Env): Promise<{ count: number; oldestAt: number | null }> {
-  return callStore('audit_archive', async () => {
-    let count = 0;
-    let oldestAt: number | null = null;
-    let cursor: string | undefined;
-    do {
-      const page = await env.AUDIT_ARCHIVE.list({ prefix: DEAD_LETTER_PREFIX, cursor });
-      count += page.objects.length;
-      for (const object of page.objects)
-        oldestAt = Math.min(oldestAt ?? Number.POSITIVE_INFINITY, object.uploaded.getTime());
-      cursor = page.truncated ? page.cursor : undefined;
-    } while (cursor !== undefined);
-    return { count, oldestAt };
-  });
 }

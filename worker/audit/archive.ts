@@ -1,0 +1,349 @@
+/**
+ * The audit log's archive: D1 is a bounded hot window, and older records move to R2 in segments. A segment
+ * is one immutable object of gzipped NDJSON, a line per record in `seq` order with every D1 column and the
+ * record's seal (`seal_prev_hash`, `seal_hash`), so `zcat | jq` or DuckDB (`read_json`) reads it without
+ * Tessera, and it checks alone: its seals continue the seal chain, its records continue their decision-time
+ * chains. Each segment is listed in D1 (`audit_archive`) with the SHA-256 of its bytes, and chained to the
+ * segment before it; beside it, every chain's head after it (a JSON object), where D1's chains go on.
+ *
+ * Moving a segment: the records are read from D1, written to R2, read back and checked (bytes, hash, the
+ * records one by one); only then, in one D1 transaction, is the segment listed and its records and seals
+ * deleted, the one delete the append-only triggers allow (a record a listed segment holds), and the move is
+ * recorded in the audit log. A failure anywhere before that transaction deletes nothing, and the next run
+ * starts again from D1; an object a failed run left in R2 is never listed (its key names its hash).
+ */
+import type { Settings } from '../policy/bundle';
+import { type ChainProblem, type ChainState, checkLink, type Row, sealHash, type VerifyStart } from './chain';
+import { type ChainHead, canonicalRecord, GENESIS } from './record';
+
+/** Where segments, chain heads and manifests live in the bucket; a bucket lock rule on `archive/` keeps them. */
+export const ARCHIVE_PREFIX = 'archive/';
+/** Records read from D1 per query while a segment is built. */
+const PAGE = 1000;
+/** A run stops starting segments after this long: the next run (a minute later) goes on. */
+const RUN_BUDGET_MS = 20_000;
+
+/** A segment as D1 lists it (`audit_archive`, column names). */
+export interface SegmentRow {
+  segment: number;
+  key: string;
+  first_seq: number;
+  last_seq: number;
+  records: number;
+  bytes: number;
+  sha256: string;
+  first_at: number;
+  last_at: number;
+  seal_hash: string;
+  heads_key: string;
+  heads_sha256: string;
+  prev_hash: string;
+  hash: string;
+  archived_at: number;
+}
+
+/** Every decision-time chain's head after a segment, and the seal chain's. */
+export interface ArchiveHeads {
+  seal: ChainHead;
+  chains: Record<string, ChainHead>;
+}
+
+/** The bucket as the archive uses it (`worker/stores/audit-archive.ts`: bounded, fail-closed calls). */
+export interface ArchiveBucket {
+  put(key: string, body: Uint8Array, sha256: string): Promise<void>;
+  /** The object's bytes, or null when there is none. */
+  get(key: string): Promise<Uint8Array | null>;
+}
+
+/** What a run did: segments moved, and why it stopped. */
+export type ArchiveRun =
+  | { segments: SegmentRow[]; stopped: 'nothing_due' | 'budget' }
+  /** A read, an upload, its check or D1's commit failed: nothing of that segment left D1; the next run retries. */
+  | { segments: SegmentRow[]; stopped: 'failed'; error: string };
+
+/** How long a due record may wait for its segment to fill: a quiet log still leaves D1 within a day. */
+const PARTIAL_AFTER_MS = 86_400_000;
+
+/**
+ * Whether the due records make a segment now: a full one; or a partial one when the oldest has waited a day
+ * past the window (a quiet log), or when D1 is over its budget (`dueRecords` then returns records of any age).
+ */
+function worthMoving(rows: readonly DueRow[], settings: Settings['audit'], now: number): boolean {
+  const oldest = rows[0];
+  if (oldest === undefined) return false;
+  if (rows.length >= settings.segmentRecords) return true;
+  const cutoff = now - settings.hotDays * 86_400_000;
+  const storedAt = oldest.stored_at ?? oldest.at;
+  return storedAt >= cutoff || storedAt < cutoff - PARTIAL_AFTER_MS;
+}
+
+export async function sha256Hex(bytes: Uint8Array | string): Promise<string> {
+  const data = typeof bytes === 'string' ? new TextEncoder().encode(bytes) : bytes;
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', data));
+  return Array.from(digest, (byte) => byte.toString(16).padStart(2, '0')).join('');
+}
+
+async function through(stream: ReadableStream<Uint8Array>, transform: CompressionStream | DecompressionStream) {
+  return new Uint8Array(await new Response(stream.pipeThrough(transform)).arrayBuffer());
+}
+
+export const gzip = (bytes: Uint8Array) => through(new Blob([bytes]).stream(), new CompressionStream('gzip'));
+export const gunzip = (bytes: Uint8Array) => through(new Blob([bytes]).stream(), new DecompressionStream('gzip'));
+
+/** The segment chain's link: what a segment's `hash` is made of. */
+export const segmentHash = (prev: string, row: Pick<SegmentRow, 'sha256' | 'seal_hash' | 'heads_sha256'>) =>
+  sha256Hex(`${prev}\n${row.sha256}\n${row.seal_hash}\n${row.heads_sha256}`);
+
+/** The heads as stored: canonical JSON (sorted chains), so its hash is the same wherever it is made. */
+export function headsJson(heads: ArchiveHeads): string {
+  const chains = Object.fromEntries(Object.entries(heads.chains).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return JSON.stringify({ seal: heads.seal, chains });
+}
+
+/** A segment's records, parsed from its (gunzipped) NDJSON. */
+export function segmentRecords(ndjson: Uint8Array): Record<string, unknown>[] {
+  const text = new TextDecoder().decode(ndjson);
+  return text
+    .split('\n')
+    .filter((line) => line.length > 0)
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+/** The segments D1 lists, oldest first. */
+export async function listSegments(db: D1Database): Promise<SegmentRow[]> {
+  const { results } = await db.prepare('SELECT * FROM audit_archive ORDER BY segment').all<SegmentRow>();
+  return results;
+}
+
+/** The newest segment, or null before the first. */
+async function lastSegment(db: D1Database): Promise<SegmentRow | null> {
+  return db.prepare('SELECT * FROM audit_archive ORDER BY segment DESC LIMIT 1').first<SegmentRow>();
+}
+
+/** The chains' heads after `segment` (none before the first), checked against the hash D1 lists. */
+export async function headsAfter(bucket: ArchiveBucket, segment: SegmentRow | null): Promise<ArchiveHeads> {
+  if (segment === null) return { seal: { seq: 0, hash: GENESIS }, chains: {} };
+  const bytes = await bucket.get(segment.heads_key);
+  if (bytes === null) throw new Error(`archive heads ${segment.heads_key} are missing`);
+  if ((await sha256Hex(bytes)) !== segment.heads_sha256)
+    throw new Error(`archive heads ${segment.heads_key} do not match their hash`);
+  return JSON.parse(new TextDecoder().decode(bytes)) as ArchiveHeads;
+}
+
+type DueRow = Row & { at: number; stored_at: number | null };
+
+/**
+ * The records of the next segment, if one is due: from the first record after the last segment, in `seq`
+ * order, sealed ones only, while they are older than the hot window, or (D1 over its budget) the oldest
+ * anyway; at most `segmentRecords`. With their seals.
+ */
+async function dueRecords(
+  db: D1Database,
+  after: number,
+  sealedThrough: number,
+  settings: Settings['audit'],
+  now: number,
+): Promise<(DueRow & { seal_prev_hash: string; seal_hash: string })[]> {
+  const size = (await db.prepare('SELECT 1').run()).meta.size_after;
+  const overBudget = size > settings.hotMaxBytes;
+  const cutoff = now - settings.hotDays * 86_400_000;
+  const out: (DueRow & { seal_prev_hash: string; seal_hash: string })[] = [];
+  let from = after;
+  while (out.length < settings.segmentRecords) {
+    const { results } = await db
+      .prepare(
+        `SELECT e.*, s.prev_hash AS seal_prev_hash, s.hash AS seal_hash FROM audit_events e
+         JOIN audit_seals s ON s.seq = e.seq
+         WHERE e.seq > ? AND e.seq <= ? ORDER BY e.seq LIMIT ?`,
+      )
+      .bind(from, sealedThrough, Math.min(PAGE, settings.segmentRecords - out.length))
+      .all<DueRow & { seal_prev_hash: string; seal_hash: string }>();
+    for (const row of results) {
+      // Arrival order: a record stored after the cutoff ends the segment, unless D1 must shrink.
+      if (!overBudget && (row.stored_at ?? row.at) >= cutoff) return out;
+      out.push(row);
+    }
+    const last = results.at(-1);
+    if (last === undefined || results.length < PAGE) return out;
+    from = last.seq;
+  }
+  return out;
+}
+
+/**
+ * Moves every segment that is due from D1 to the archive, one after another, within the run's budget; the
+ * caller serialises runs (one `AuditSealer` object) and has sealed D1 first, through `sealedThrough`.
+ * `recordMove` commits the audit record of a segment's move.
+ */
+export async function archiveDue(
+  db: D1Database,
+  bucket: ArchiveBucket,
+  settings: Settings['audit'],
+  sealedThrough: number,
+  recordMove: (segment: SegmentRow) => Promise<void>,
+  now: () => number = Date.now,
+): Promise<ArchiveRun> {
+  const started = now();
+  const segments: SegmentRow[] = [];
+  try {
+    for (;;) {
+      if (now() - started > RUN_BUDGET_MS) return { segments, stopped: 'budget' };
+      const previous = await lastSegment(db);
+      const rows = await dueRecords(db, previous?.last_seq ?? 0, sealedThrough, settings, now());
+      if (!worthMoving(rows, settings, now())) return { segments, stopped: 'nothing_due' };
+      const segment = await moveSegment(db, bucket, previous, rows, now());
+      segments.push(segment);
+      await recordMove(segment);
+    }
+  } catch (error) {
+    return { segments, stopped: 'failed', error: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+async function moveSegment(
+  db: D1Database,
+  bucket: ArchiveBucket,
+  previous: SegmentRow | null,
+  rows: readonly (DueRow & { seal_prev_hash: string; seal_hash: string })[],
+  now: number,
+): Promise<SegmentRow> {
+  const first = rows[0];
+  const last = rows.at(-1);
+  if (first === undefined || last === undefined) throw new Error('an empty segment');
+  // Every chain's head after this segment: the previous segment's, moved on by this one's records.
+  const before = await headsAfter(bucket, previous);
+  const chains = { ...before.chains };
+  for (const row of rows) {
+    if (typeof row.chain === 'string') {
+      chains[row.chain] = { seq: row.chain_seq as number, hash: row.chain_hash as string };
+    }
+  }
+  const heads = headsJson({ seal: { seq: last.seq, hash: last.seal_hash }, chains });
+  const ndjson = new TextEncoder().encode(`${rows.map((row) => JSON.stringify(row)).join('\n')}\n`);
+  const body = await gzip(ndjson);
+  const sha256 = await sha256Hex(body);
+  const headsSha256 = await sha256Hex(heads);
+  const number = (previous?.segment ?? 0) + 1;
+  const name = String(number).padStart(8, '0');
+  // The hash in the key: a run that failed after its upload leaves an object no later run overwrites.
+  const key = `${ARCHIVE_PREFIX}segments/${name}-${first.seq}-${last.seq}-${sha256.slice(0, 16)}.ndjson.gz`;
+  const headsKey = `${ARCHIVE_PREFIX}heads/${name}-${headsSha256.slice(0, 16)}.json`;
+  await bucket.put(key, body, sha256);
+  await bucket.put(headsKey, new TextEncoder().encode(heads), headsSha256);
+  await checkWritten(bucket, key, sha256, rows);
+  const listed: Omit<SegmentRow, 'hash'> = {
+    segment: number,
+    key,
+    first_seq: first.seq,
+    last_seq: last.seq,
+    records: rows.length,
+    bytes: body.byteLength,
+    sha256,
+    first_at: Math.min(...rows.map((row) => row.at)),
+    last_at: Math.max(...rows.map((row) => row.at)),
+    seal_hash: last.seal_hash,
+    heads_key: headsKey,
+    heads_sha256: headsSha256,
+    prev_hash: previous?.hash ?? GENESIS,
+    archived_at: now,
+  };
+  const segment: SegmentRow = { ...listed, hash: await segmentHash(listed.prev_hash, listed) };
+  const columns = Object.keys(segment);
+  // One transaction: the segment listed, then what it holds deleted (the triggers allow it only now).
+  await db.batch([
+    db
+      .prepare(`INSERT INTO audit_archive (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`)
+      .bind(...columns.map((column) => segment[column as keyof SegmentRow])),
+    db.prepare('DELETE FROM audit_seals WHERE seq >= ? AND seq <= ?').bind(first.seq, last.seq),
+    db.prepare('DELETE FROM audit_events WHERE seq >= ? AND seq <= ?').bind(first.seq, last.seq),
+  ]);
+  return segment;
+}
+
+/** Reads a segment back: the bytes, their hash, and every record, in order, as D1 held it. */
+async function checkWritten(
+  bucket: ArchiveBucket,
+  key: string,
+  sha256: string,
+  rows: readonly Record<string, unknown>[],
+): Promise<void> {
+  const stored = await bucket.get(key);
+  if (stored === null) throw new Error(`archive segment ${key} is not in R2 after its upload`);
+  if ((await sha256Hex(stored)) !== sha256) throw new Error(`archive segment ${key} does not match its hash`);
+  const records = segmentRecords(await gunzip(stored));
+  if (records.length !== rows.length) throw new Error(`archive segment ${key} holds ${records.length} records`);
+  records.forEach((record, i) => {
+    const row = rows[i] as Record<string, unknown>;
+    if (canonicalRecord(record) !== canonicalRecord(row))
+      throw new Error(`archive segment ${key}: record ${i} differs`);
+  });
+}
+
+/**
+ * Checks the archive as far as `full` says: the segment chain as D1 lists it (always), and, when `full`,
+ * every segment's bytes against its hash and every record in it against its seal and its decision-time
+ * chain, carrying both chains on, and each segment's heads against what its records give. Returns where the
+ * check of D1 starts: the seal chain and every chain as the archive leaves them.
+ */
+export async function verifyArchive(
+  segments: readonly SegmentRow[],
+  bucket: ArchiveBucket,
+  full: boolean,
+): Promise<VerifyStart> {
+  const problems: ChainProblem[] = [];
+  const changed = (segment: SegmentRow, problem: 'segment_changed' | 'segment_missing' = 'segment_changed') =>
+    problems.push({ seq: segment.first_seq, segment: segment.segment, problem });
+  let prevHash = GENESIS;
+  let seal: ChainHead = { seq: 0, hash: GENESIS };
+  const chains = new Map<string, ChainState>();
+  let records = 0;
+  for (const segment of segments) {
+    if (segment.prev_hash !== prevHash || segment.hash !== (await segmentHash(prevHash, segment))) changed(segment);
+    prevHash = segment.hash;
+    if (!full) continue;
+    const bytes = await bucket.get(segment.key);
+    if (bytes === null || (await sha256Hex(bytes)) !== segment.sha256) {
+      changed(segment, bytes === null ? 'segment_missing' : 'segment_changed');
+      // Go on from the heads listed after it, so one bad segment is reported once.
+      const heads = await headsAfter(bucket, segment).catch(() => null);
+      if (heads !== null) {
+        seal = heads.seal;
+        for (const [chain, at] of Object.entries(heads.chains)) chains.set(chain, { ...at, records: 0 });
+      }
+      continue;
+    }
+    for (const line of segmentRecords(await gunzip(bytes))) {
+      const { seal_prev_hash: sealPrev, seal_hash: sealed, ...row } = line as Row & Record<string, unknown>;
+      records += 1;
+      const hash = await sealHash(seal.hash, row);
+      if (sealed !== hash || sealPrev !== seal.hash) problems.push({ seq: row.seq, problem: 'record_changed' });
+      seal = { seq: row.seq, hash: typeof sealed === 'string' ? sealed : hash };
+      if (typeof row.chain === 'string') chains.set(row.chain, checkLink(row, chains.get(row.chain), problems));
+    }
+    const heads = await headsAfter(bucket, segment).catch(() => null);
+    const agree =
+      heads !== null &&
+      heads.seal.hash === seal.hash &&
+      [...chains].every(([chain, at]) => heads.chains[chain]?.hash === at.hash && heads.chains[chain]?.seq === at.seq);
+    if (!agree) changed(segment);
+  }
+  if (!full) {
+    const last = segments.at(-1) ?? null;
+    const heads = await headsAfter(bucket, last).catch(() => null);
+    if (heads === null || (last !== null && heads.seal.hash !== last.seal_hash)) {
+      if (last !== null) changed(last);
+      return { problems, segments: segments.length };
+    }
+    return { seal: heads.seal, chains: heads.chains, problems, segments: segments.length };
+  }
+  const chainRecords = [...chains.values()].reduce((sum, at) => sum + at.records, 0);
+  return {
+    seal,
+    chains: Object.fromEntries([...chains].map(([chain, at]) => [chain, { seq: at.seq, hash: at.hash }])),
+    problems,
+    records,
+    chainRecords,
+    segments: segments.length,
+    archivedRecords: records,
+  };
+}
