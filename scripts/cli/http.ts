@@ -109,13 +109,13 @@ export function fetchFailure(session: Session, what: string, error: unknown): Cl
   }
 }
 
-/** Sends one call and reads its JSON answer, whatever its status. */
-export async function send(session: Session, call: Call): Promise<Answer> {
+/** Sends one call and returns the broker's response, whatever its status. */
+async function respond(session: Session, call: Call, accept: string): Promise<Response> {
   if (call.bearer !== undefined || call.basic !== undefined || call.form !== undefined) session.checkTransport();
   const url = new URL(session.url + call.path);
   for (const [name, value] of Object.entries(call.query ?? {}))
     if (value !== undefined) url.searchParams.set(name, value);
-  const headers: Record<string, string> = { accept: 'application/json' };
+  const headers: Record<string, string> = { accept };
   if (call.bearer !== undefined) headers.authorization = `Bearer ${call.bearer}`;
   if (call.basic !== undefined) headers.authorization = basicAuthorization(call.basic.clientId, call.basic.password);
   let body: string | undefined;
@@ -142,11 +142,40 @@ export async function send(session: Session, call: Call): Promise<Answer> {
         `the broker answered ${what} with a redirect to ${location}: a login page in front of it? Use the broker's own URL`,
       );
     }
-    return { status: response.status, body: JSON.parse(await response.text()), headers: response.headers };
+    return response;
   } catch (error) {
     if (error instanceof CliError) throw error;
     throw fetchFailure(session, what, error);
   }
+}
+
+/** Sends one call and reads its JSON answer, whatever its status. */
+export async function send(session: Session, call: Call): Promise<Answer> {
+  const response = await respond(session, call, 'application/json');
+  try {
+    return { status: response.status, body: JSON.parse(await response.text()), headers: response.headers };
+  } catch (error) {
+    throw fetchFailure(session, describe(call), error);
+  }
+}
+
+/**
+ * Sends a call whose successful answer is bytes (an archive segment), and returns them.
+ *
+ * @throws {CliError} for a refusal (read as JSON, as every refusal is) or a broker that cannot be reached.
+ */
+export async function download(session: Session, call: Call, meaning: Omit<Meaning<unknown>, 'schema'> = {}) {
+  const response = await respond(session, call, '*/*');
+  if (response.status >= 200 && response.status < 300)
+    return { bytes: new Uint8Array(await response.arrayBuffer()), headers: response.headers };
+  const text = await response.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // Not JSON: refusal() says the answer is not in a Tessera broker's shape.
+  }
+  throw refusal(session, call, { status: response.status, body, headers: response.headers }, meaning);
 }
 
 const TesseraError = z.object({ error: z.string(), error_description: z.string().optional() });

@@ -377,11 +377,13 @@ describe('audit', () => {
     expect(json).toMatchObject({ valid: true, problems: [] });
   });
 
-  it('shows the backlog on its way to D1, and what the writer has done', async () => {
+  it('shows the backlog on its way to D1, what the queue’s consumer has written, and the hot window', async () => {
     const run = await cli(['audit', 'backlog'], { env: auditor });
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/^(nothing waits for D1|\d+ records wait for D1, the oldest for [\d.]+ s)\n/);
-    expect(run.stdout).toMatch(/^D1: \d+ write queries, \d+ records written, 0 failed\n/m);
+    expect(run.stdout).toMatch(/^D1: \d+ write queries, \d+ records written, 0 deliveries retried\n/m);
+    expect(run.stdout).toMatch(/^hot window: [\d.]+ MB of [\d.]+ MB, \d+ records/m);
+    expect(run.stdout).toMatch(/^archive: \d+ segments, \d+ records\n/m);
     const json = JSON.parse((await cli(['audit', 'backlog', '--json'], { env: auditor })).stdout) as {
       d1: { write_queries: number; records_written: number };
     };

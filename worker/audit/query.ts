@@ -167,3 +167,33 @@ export async function writerStats(db: D1Database): Promise<WriterStats> {
     .first<WriterStats>();
   return row ?? { writeQueries: 0, recordsWritten: 0, retriedDeliveries: 0, lastWriteAt: null };
 }
+
+/** The hot window in D1 as it stands: its size, what it holds, and how fast it grows. */
+export interface HotWindow {
+  /** D1's size in bytes, as D1 reports it after a query. */
+  sizeBytes: number;
+  /** Records in D1 (by `seq`: only the oldest leave, so none are missing in between). */
+  records: number;
+  /** Epoch ms of the oldest record's decision; null when D1 holds none. */
+  oldestAt: number | null;
+  /** Records that reached D1 in the last hour. */
+  lastHour: number;
+}
+
+export async function hotWindow(db: D1Database, now: number): Promise<HotWindow> {
+  const span = await db
+    .prepare(
+      `SELECT (SELECT MIN(seq) FROM audit_events) AS first, (SELECT MAX(seq) FROM audit_events) AS last,
+         (SELECT at FROM audit_events ORDER BY seq LIMIT 1) AS oldest,
+         (SELECT COUNT(*) FROM audit_events WHERE at >= ?) AS last_hour`,
+    )
+    .bind(now - 3_600_000)
+    .all<{ first: number | null; last: number | null; oldest: number | null; last_hour: number }>();
+  const row = span.results[0];
+  return {
+    sizeBytes: span.meta.size_after,
+    records: row?.first == null || row.last == null ? 0 : row.last - row.first + 1,
+    oldestAt: row?.oldest ?? null,
+    lastHour: row?.last_hour ?? 0,
+  };
+}

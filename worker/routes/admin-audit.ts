@@ -9,7 +9,7 @@ import { type AdminEnv, requireRole } from '../admin/auth';
 import { type SegmentRow, verifyArchive } from '../audit/archive';
 import { type ObjectHeads, verifyChain } from '../audit/chain';
 import type { Backlog } from '../audit/outbox';
-import { AuditQuery, auditQueryProblem, auditRecordJson } from '../audit/query';
+import { AuditQuery, auditQueryProblem, auditRecordJson, type HotWindow } from '../audit/query';
 import { agentChain } from '../audit/record';
 import { notFound, refuse } from '../core/errors';
 import type { AppEnv } from '../http/app-env';
@@ -70,6 +70,38 @@ function segmentJson(segment: SegmentRow) {
     prev_hash: segment.prev_hash,
     hash: segment.hash,
     archived_at: iso(segment.archived_at),
+  };
+}
+
+/** Warn when D1 would reach its budget within this many days at the last hour's rate. */
+const BUDGET_WARNING_DAYS = 7;
+
+/**
+ * The hot window's health: how big, how full, and at the last hour's rate how many days until the budget
+ * (the archive then moves records early, before they are `hot_days` old); a warning before that.
+ */
+function hotWindowJson(hot: HotWindow, now: number) {
+  const { audit } = loadedPolicy().bundle.settings;
+  const bytesPerRecord = hot.records === 0 ? null : hot.sizeBytes / hot.records;
+  const bytesPerDay = bytesPerRecord === null ? 0 : bytesPerRecord * hot.lastHour * 24;
+  const daysToBudget = bytesPerDay === 0 ? null : Math.max(0, (audit.hotMaxBytes - hot.sizeBytes) / bytesPerDay);
+  const warning =
+    hot.sizeBytes >= audit.hotMaxBytes
+      ? 'D1 is over its budget: the oldest records move to the archive before hot_days'
+      : daysToBudget !== null && daysToBudget < Math.min(BUDGET_WARNING_DAYS, audit.hotDays)
+        ? `D1 reaches its budget in ${daysToBudget.toFixed(1)} days at the last hour's rate`
+        : null;
+  return {
+    size_bytes: hot.sizeBytes,
+    budget_bytes: audit.hotMaxBytes,
+    hot_days: audit.hotDays,
+    records: hot.records,
+    bytes_per_record: bytesPerRecord === null ? null : Math.round(bytesPerRecord),
+    oldest_at: hot.oldestAt === null ? null : new Date(hot.oldestAt).toISOString(),
+    oldest_days: hot.oldestAt === null ? null : (now - hot.oldestAt) / 86_400_000,
+    records_last_hour: hot.lastHour,
+    days_to_budget: daysToBudget,
+    warning,
   };
 }
 
@@ -143,10 +175,13 @@ auditRoutes.get(
   requireRole('admin', 'auditor'),
   async (c) => {
     const all = chains(c.env);
-    const [backlogs, writer, dead] = await Promise.all([
+    const db = auditDb(c.env);
+    const [backlogs, writer, dead, hot, segments] = await Promise.all([
       callStore('audit_chains', () => inChunks(all, (chain) => chain.backlog()), VERIFY_DEADLINE_MS),
-      auditDb(c.env).writerStats(),
+      db.writerStats(),
       deadLetters(c.env),
+      db.hotWindow(),
+      db.segments(),
     ]);
     const now = Date.now();
     const waiting = backlogs.filter((backlog) => backlog.waiting > 0 || backlog.unconfirmed > 0);
@@ -174,6 +209,12 @@ auditRoutes.get(
       dead_letters: {
         count: dead.count,
         oldest_seconds: age(dead.oldestAt),
+      },
+      hot_window: hotWindowJson(hot, now),
+      archive: {
+        segments: segments.length,
+        records: segments.reduce((sum, segment) => sum + segment.records, 0),
+        last_archived_at: segments.length === 0 ? null : new Date(segments.at(-1)?.archived_at ?? 0).toISOString(),
       },
     });
   },

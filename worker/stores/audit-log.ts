@@ -84,6 +84,7 @@ export function auditDb(env: Env) {
     approvalsOpened: (sinceMs: number, limit: number) =>
       callStore('audit_log', () => query.approvalsOpened(db, sinceMs, limit)),
     writerStats: () => callStore('audit_log', () => query.writerStats(db)),
+    hotWindow: () => callStore('audit_log', () => query.hotWindow(db, Date.now())),
     /** The archive's segments, as D1 lists them, oldest first. */
     segments: () => callStore('audit_log', () => listSegments(db)),
     /** The raw database, for the chain check, which pages through it itself. */

@@ -1,11 +1,15 @@
 /**
- * `audit list|verify|backlog`: what was decided, whether the hash chains over it hold, and what is still on
- * its way to D1 (`/admin/audit`).
+ * `audit list|verify|backlog|archive|export`: what was decided, whether the hash chains over it hold (across
+ * D1 and the archive), what is still on its way to D1, the archive's segments, and a time range of records
+ * from both for an auditor's file (`/admin/audit`).
  */
+
+import { writeFile } from 'node:fs/promises';
+import { gunzipSync } from 'node:zlib';
 import { Command, InvalidArgumentError, Option } from '@commander-js/extra-typings';
 import { z } from 'zod';
 import { CliError } from '../errors';
-import { request } from '../http';
+import { download, request } from '../http';
 import { jsonOption, pageLimit } from '../options';
 import { instant, jsonText, table } from '../render';
 import type { Session } from '../session';
@@ -28,13 +32,42 @@ const AuditRecord = z.object({
 type AuditRecord = z.infer<typeof AuditRecord>;
 
 const Page = z.object({ records: z.array(AuditRecord), next_cursor: z.string().nullable() });
+/** A page as the broker sends it, every member kept: what `audit export` writes. */
+const RawPage = z.object({
+  records: z.array(
+    z.looseObject({
+      seq: z.number(),
+      detail: z.unknown(),
+      prev_hash: z.string().nullable(),
+      hash: z.string().nullable(),
+    }),
+  ),
+  next_cursor: z.string().nullable(),
+});
 const Verification = z.object({
   valid: z.boolean(),
   records: z.number(),
   head: z.object({ seq: z.number(), hash: z.string() }),
   chains: z.object({ checked: z.number(), records: z.number() }),
-  problems: z.array(z.object({ seq: z.number(), chain: z.string().optional(), problem: z.string() })),
+  archive: z.object({ segments: z.number(), records: z.number() }),
+  problems: z.array(
+    z.object({ seq: z.number(), chain: z.string().optional(), segment: z.number().optional(), problem: z.string() }),
+  ),
 });
+const Segment = z.object({
+  segment: z.number(),
+  key: z.string(),
+  first_seq: z.number(),
+  last_seq: z.number(),
+  records: z.number(),
+  bytes: z.number(),
+  sha256: z.string(),
+  first_at: z.string(),
+  last_at: z.string(),
+  hash: z.string(),
+  archived_at: z.string(),
+});
+const Segments = z.object({ segments: z.array(Segment) });
 const Backlog = z.object({
   waiting: z.number(),
   oldest_waiting_seconds: z.number().nullable(),
@@ -55,6 +88,17 @@ const Backlog = z.object({
     last_write_at: z.string().nullable(),
   }),
   dead_letters: z.object({ count: z.number(), oldest_seconds: z.number().nullable() }),
+  hot_window: z.object({
+    size_bytes: z.number(),
+    budget_bytes: z.number(),
+    hot_days: z.number(),
+    records: z.number(),
+    bytes_per_record: z.number().nullable(),
+    oldest_days: z.number().nullable(),
+    days_to_budget: z.number().nullable(),
+    warning: z.string().nullable(),
+  }),
+  archive: z.object({ segments: z.number(), records: z.number(), last_archived_at: z.string().nullable() }),
 });
 
 const ROLE = 'admin or auditor';
@@ -96,8 +140,10 @@ export function auditCommand(open: () => Session): Command {
 Examples:
   npm run cli -- audit list --agent demo-agent --decision refused --since 1h
   npm run cli -- audit list --event admin.kill_switch.set --all --json
-  npm run cli -- audit verify
-  npm run cli -- audit backlog`,
+  npm run cli -- audit verify --archive
+  npm run cli -- audit backlog
+  npm run cli -- audit archive
+  npm run cli -- audit export --since 2026-11-01T00:00:00Z --until 2026-12-01T00:00:00Z --out november.ndjson`,
     );
 
   command
@@ -164,24 +210,38 @@ Examples:
   command
     .command('verify')
     .description('seal what is new and check that no record was changed or deleted (role admin or auditor)')
+    .option('--archive', 'read every archive segment too, not only the segment chain as D1 lists it')
     .addOption(jsonOption())
     .action(async (options) => {
       const session = open();
       const report = await request(
         session,
-        { method: 'GET', path: '/admin/audit/verify', bearer: session.adminToken(ROLE) },
+        {
+          method: 'GET',
+          path: '/admin/audit/verify',
+          query: { archive: options.archive ? 'full' : undefined },
+          bearer: session.adminToken(ROLE),
+        },
         { schema: Verification, role: ROLE },
       );
+      const archived =
+        report.archive.segments === 0
+          ? ''
+          : `; the archive: ${report.archive.segments} segments${options.archive ? `, ${report.archive.records} records read` : ' (their chain as listed; --archive reads them)'}`;
       if (options.json) session.io.out(jsonText(report));
       else if (report.valid)
         session.io.out(
-          `the audit chain holds: ${report.records} records, head seq ${report.head.seq} (${report.head.hash}); ${report.chains.checked} decision-time chains, ${report.chains.records} records\n`,
+          `the audit chain holds: ${report.records} records, head seq ${report.head.seq} (${report.head.hash}); ${report.chains.checked} decision-time chains, ${report.chains.records} records${archived}\n`,
         );
       else
         session.io.out(
           table(
             ['CHAIN', 'SEQ', 'PROBLEM'],
-            report.problems.map((problem) => [problem.chain ?? 'seals', String(problem.seq), problem.problem]),
+            report.problems.map((problem) => [
+              problem.chain ?? (problem.segment === undefined ? 'seals' : `segment ${problem.segment}`),
+              String(problem.seq),
+              problem.problem,
+            ]),
             'no problems listed',
           ),
         );
@@ -231,10 +291,118 @@ Examples:
       session.io.out(
         `D1: ${d1.write_queries} write queries, ${d1.records_written} records written, ${d1.retried_deliveries} deliveries retried\n`,
       );
+      const hot = backlog.hot_window;
+      const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+      session.io.out(
+        `hot window: ${mb(hot.size_bytes)} of ${mb(hot.budget_bytes)}, ${hot.records} records${hot.bytes_per_record === null ? '' : ` (${hot.bytes_per_record} bytes each)`}${hot.oldest_days === null ? '' : `, the oldest ${hot.oldest_days.toFixed(1)} days old (kept ${hot.hot_days})`}${hot.days_to_budget === null ? '' : `; the budget in ${hot.days_to_budget.toFixed(1)} days at the last hour's rate`}\n`,
+      );
+      if (hot.warning !== null) session.io.out(`warning: ${hot.warning}\n`);
+      session.io.out(`archive: ${backlog.archive.segments} segments, ${backlog.archive.records} records\n`);
       if (dead.count > 0)
         session.io.out(
           `dead letters: ${dead.count} in R2 (dead-letters/), the oldest ${age(dead.oldest_seconds)} old\n`,
         );
+    });
+
+  command
+    .command('archive')
+    .description('the archive: segments of records moved from D1 to R2, oldest first (role admin or auditor)')
+    .addOption(jsonOption())
+    .action(async (options) => {
+      const session = open();
+      const { segments } = await request(
+        session,
+        { method: 'GET', path: '/admin/audit/archive', bearer: session.adminToken(ROLE) },
+        { schema: Segments, role: ROLE },
+      );
+      if (options.json) {
+        session.io.out(jsonText({ segments }));
+        return;
+      }
+      session.io.out(
+        table(
+          ['SEGMENT', 'SEQ', 'RECORDS', 'FROM', 'TO', 'BYTES', 'SHA-256'],
+          segments.map((segment) => [
+            String(segment.segment),
+            `${segment.first_seq}-${segment.last_seq}`,
+            String(segment.records),
+            segment.first_at,
+            segment.last_at,
+            String(segment.bytes),
+            segment.sha256.slice(0, 16),
+          ]),
+          'nothing is archived yet',
+        ),
+      );
+    });
+
+  command
+    .command('export')
+    .description('every record of a time range, from the archive and D1, as NDJSON (role admin or auditor)')
+    .requiredOption('--since <time>', 'from this instant: ISO 8601, or a time ago (15m, 2h, 7d)', auditTime)
+    .requiredOption('--until <time>', 'up to this instant: ISO 8601, or a time ago', auditTime)
+    .option('--out <file>', 'write to this file (default: standard output)')
+    .action(async (options) => {
+      const session = open();
+      const bearer = session.adminToken(ROLE);
+      const from = Date.parse(options.since);
+      const to = Date.parse(options.until);
+      const lines: { seq: number; line: string }[] = [];
+      const { segments } = await request(
+        session,
+        { method: 'GET', path: '/admin/audit/archive', bearer },
+        { schema: Segments, role: ROLE },
+      );
+      for (const segment of segments) {
+        if (Date.parse(segment.last_at) < from || Date.parse(segment.first_at) > to) continue;
+        const { bytes, headers } = await download(
+          session,
+          { method: 'GET', path: `/admin/audit/archive/${segment.segment}`, bearer },
+          { role: ROLE },
+        );
+        if (headers.get('x-tessera-segment-sha256') !== segment.sha256)
+          throw new CliError(`segment ${segment.segment} did not arrive as the broker lists it`);
+        for (const line of gunzipSync(bytes).toString('utf8').split('\n')) {
+          if (line.length === 0) continue;
+          const record = JSON.parse(line) as { seq: number; at: number };
+          if (record.at >= from && record.at <= to) lines.push({ seq: record.seq, line });
+        }
+      }
+      // The hot window: D1's records as the API gives them, in the archive's form (detail as its JSON text).
+      let cursor: string | undefined;
+      do {
+        const page = await request(
+          session,
+          {
+            method: 'GET',
+            path: '/admin/audit',
+            query: { since: options.since, until: options.until, limit: '500', cursor },
+            bearer,
+          },
+          { schema: RawPage, role: ROLE },
+        );
+        for (const { prev_hash, hash, detail, ...record } of page.records) {
+          const row = {
+            ...record,
+            detail: detail === null ? null : JSON.stringify(detail),
+            seal_prev_hash: prev_hash,
+            seal_hash: hash,
+          };
+          lines.push({ seq: record.seq, line: JSON.stringify(row) });
+        }
+        cursor = page.next_cursor ?? undefined;
+      } while (cursor !== undefined);
+      const seen = new Set<number>();
+      const text = lines
+        .sort((a, b) => a.seq - b.seq)
+        .filter(({ seq }) => !seen.has(seq) && seen.add(seq))
+        .map(({ line }) => `${line}\n`)
+        .join('');
+      if (options.out === undefined) session.io.out(text);
+      else {
+        await writeFile(options.out, text);
+        session.io.out(`${seen.size} records from ${options.since} to ${options.until} written to ${options.out}\n`);
+      }
     });
 
   return command;
