@@ -33,6 +33,8 @@ const CALLS: Record<string, string[]> = {
   'audit list': ['audit', 'list'],
   'audit verify': ['audit', 'verify'],
   'audit backlog': ['audit', 'backlog'],
+  'audit archive': ['audit', 'archive'],
+  'audit export': ['audit', 'export', '--since', '1h', '--until', '1s'],
   health: ['health'],
 };
 const NAMES = Object.keys(CALLS);

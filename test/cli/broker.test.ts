@@ -3,6 +3,9 @@
  * log and its chain, health, and the broker's refusals (401, 403, 404). The commands a user runs most are
  * run as child processes; the rest in-process, through the same code.
  */
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { adminEnv, agentEnvFor, claims, cli, eventually, expectFailure, KEY_FILE, type Run, spawnCli } from './run';
 
@@ -389,6 +392,43 @@ describe('audit', () => {
     };
     expect(json.d1.records_written).toBeGreaterThan(0);
     expect(json.d1.write_queries).toBeGreaterThan(0);
+  });
+});
+
+describe('audit: the archive and an export', () => {
+  it('lists no segment before anything is old enough to archive', async () => {
+    const run = await cli(['audit', 'archive'], { env: auditor });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toBe('nothing is archived yet\n');
+    expect(JSON.parse((await cli(['audit', 'archive', '--json'], { env: auditor })).stdout)).toEqual({ segments: [] });
+  });
+
+  it('exports a time range as NDJSON, a record per line in seq order, in the archive’s form', async () => {
+    const taskId = `T-${RUN}-export`;
+    const jti = claims(await token(taskId)).jti;
+    const out = join(await mkdtemp(join(tmpdir(), 'tessera-export-')), 'export.ndjson');
+    const lines = await eventually('the token’s record in an export', async () => {
+      const run = await cli(
+        ['audit', 'export', '--since', '1h', '--until', new Date(Date.now() + 60_000).toISOString(), '--out', out],
+        {
+          env: auditor,
+        },
+      );
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stdout).toMatch(/^\d+ records from .* written to /);
+      const records = (await readFile(out, 'utf8'))
+        .split('\n')
+        .filter((line) => line.length > 0)
+        .map(
+          (line) => JSON.parse(line) as { seq: number; token_jti: string | null; detail: unknown; seal_hash: unknown },
+        );
+      return records.some((record) => record.token_jti === jti) ? records : undefined;
+    });
+    const seqs = lines.map((record) => record.seq);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    const record = lines.find((line) => line.token_jti === jti);
+    expect(typeof record?.detail === 'string' || record?.detail === null).toBe(true);
+    expect(record).toHaveProperty('seal_hash');
   });
 });
 

@@ -10,7 +10,7 @@ import { Command, InvalidArgumentError, Option } from '@commander-js/extra-typin
 import { z } from 'zod';
 import { CliError } from '../errors';
 import { download, request } from '../http';
-import { jsonOption, pageLimit } from '../options';
+import { jsonOption, pageLimit, required } from '../options';
 import { instant, jsonText, table } from '../render';
 import type { Session } from '../session';
 
@@ -339,8 +339,10 @@ Examples:
   command
     .command('export')
     .description('every record of a time range, from the archive and D1, as NDJSON (role admin or auditor)')
-    .requiredOption('--since <time>', 'from this instant: ISO 8601, or a time ago (15m, 2h, 7d)', auditTime)
-    .requiredOption('--until <time>', 'up to this instant: ISO 8601, or a time ago', auditTime)
+    .addOption(
+      required('--since <time>', 'from this instant: ISO 8601, or a time ago (15m, 2h, 7d)').argParser(auditTime),
+    )
+    .addOption(required('--until <time>', 'up to this instant: ISO 8601, or a time ago').argParser(auditTime))
     .option('--out <file>', 'write to this file (default: standard output)')
     .action(async (options) => {
       const session = open();
