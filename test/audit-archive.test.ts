@@ -3,12 +3,13 @@
  * NDJSON, written, read back and checked before D1 lets go of it; the move is the one delete the append-only
  * triggers allow, and it is recorded. The chains go on across the boundary, and the check reads both sides.
  */
+import { runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import creds from '../scripts/demo/admin-credentials.json';
 import { gunzip, segmentRecords } from '../worker/audit/archive';
 import { adminFetch, bearer } from './admin-helpers';
-import { auditRecords, DEMO_AGENT, drainAudit, issue, useForwardClock } from './helpers';
+import { agentObject, auditRecords, DEMO_AGENT, drainAudit, evictAgentObject, issue, useForwardClock } from './helpers';
 
 const DAY_SECONDS = 86_400;
 /** Past the policy's hot window (30 days) and the day a partial segment may wait. */
@@ -89,7 +90,7 @@ describe('moving the hot window’s oldest records to the archive', () => {
     await drainAudit();
     const before = await seqsInD1();
     const { archive } = await sealer().maintain();
-    expect(archive).toEqual({ segments: [], stopped: 'nothing_due' });
+    expect(archive).toEqual({ segments: [], rowsWritten: 0, stopped: 'nothing_due' });
     expect(await seqsInD1()).toEqual(before);
   });
 
@@ -158,6 +159,45 @@ describe('tamper evidence across the boundary', () => {
     await expect(env.AUDIT_DB.prepare('DELETE FROM audit_seals WHERE seq = ?').bind(seq).run()).rejects.toThrow(
       /append-only/,
     );
+  });
+});
+
+describe('a record the archive took before its object saw it in D1', () => {
+  /** Issues a token and waits until D1 holds its record, without the object looking (as drainAudit would). */
+  async function inD1Unseen(): Promise<{ jti: string; seq: number }> {
+    const { jti } = await issue();
+    for (;;) {
+      const row = await env.AUDIT_DB.prepare('SELECT seq FROM audit_events WHERE token_jti = ?')
+        .bind(jti)
+        .first<{ seq: number }>();
+      if (row !== null) return { jti, seq: row.seq };
+      await scheduler.wait(10);
+    }
+  }
+
+  const outboxJtis = () =>
+    runInDurableObject(agentObject(), (_instance, state) =>
+      state.storage.sql
+        .exec<{ jti: string | null }>(`SELECT record ->> '$.tokenJti' AS jti FROM audit_outbox`)
+        .toArray()
+        .map((row) => row.jti),
+    );
+
+  it('is forgotten by its object as held, and never written to D1 again, even sent again after an eviction', async () => {
+    const { jti } = await inD1Unseen();
+    clock.advance(PAST_THE_WINDOW);
+    await sealer().maintain();
+    expect(await outboxJtis()).toContain(jti);
+    // Evicted before it looked: a new instance sends again everything it keeps.
+    await evictAgentObject();
+    expect(await agentObject().flushAudit()).toBe(true);
+    await drainAudit();
+    expect(await outboxJtis()).not.toContain(jti);
+    const rows = await env.AUDIT_DB.prepare('SELECT COUNT(*) AS n FROM audit_events WHERE token_jti = ?')
+      .bind(jti)
+      .first<{ n: number }>();
+    expect(rows?.n).toBe(0);
+    expect((await verify('?archive=full')).problems).toEqual([]);
   });
 });
 

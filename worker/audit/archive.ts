@@ -56,10 +56,15 @@ export interface ArchiveBucket {
 }
 
 /** What a run did: segments moved, and why it stopped. */
-export type ArchiveRun =
-  | { segments: SegmentRow[]; stopped: 'nothing_due' | 'budget' }
+export type ArchiveRun = {
+  segments: SegmentRow[];
+  /** D1's rows written by the moves' transactions (the listing, the heads, every deleted record and index entry). */
+  rowsWritten: number;
+} & (
+  | { stopped: 'nothing_due' | 'budget' }
   /** A read, an upload, its check or D1's commit failed: nothing of that segment left D1; the next run retries. */
-  | { segments: SegmentRow[]; stopped: 'failed'; error: string };
+  | { stopped: 'failed'; error: string }
+);
 
 /** How long a due record may wait for its segment to fill: a quiet log still leaves D1 within a day. */
 const PARTIAL_AFTER_MS = 86_400_000;
@@ -185,18 +190,21 @@ export async function archiveDue(
 ): Promise<ArchiveRun> {
   const started = now();
   const segments: SegmentRow[] = [];
+  let rowsWritten = 0;
   try {
     for (;;) {
-      if (now() - started > RUN_BUDGET_MS) return { segments, stopped: 'budget' };
+      if (now() - started > RUN_BUDGET_MS) return { segments, rowsWritten, stopped: 'budget' };
       const previous = await lastSegment(db);
       const rows = await dueRecords(db, previous?.last_seq ?? 0, sealedThrough, settings, now());
-      if (!worthMoving(rows, settings, now())) return { segments, stopped: 'nothing_due' };
-      const segment = await moveSegment(db, bucket, previous, rows, now());
-      segments.push(segment);
-      await recordMove(segment);
+      if (!worthMoving(rows, settings, now())) return { segments, rowsWritten, stopped: 'nothing_due' };
+      const moved = await moveSegment(db, bucket, previous, rows, now());
+      segments.push(moved.segment);
+      rowsWritten += moved.rowsWritten;
+      await recordMove(moved.segment);
     }
   } catch (error) {
-    return { segments, stopped: 'failed', error: error instanceof Error ? error.message : String(error) };
+    const message = error instanceof Error ? error.message : String(error);
+    return { segments, rowsWritten, stopped: 'failed', error: message };
   }
 }
 
@@ -206,7 +214,7 @@ async function moveSegment(
   previous: SegmentRow | null,
   rows: readonly (DueRow & { seal_prev_hash: string; seal_hash: string })[],
   now: number,
-): Promise<SegmentRow> {
+): Promise<{ segment: SegmentRow; rowsWritten: number }> {
   const first = rows[0];
   const last = rows.at(-1);
   if (first === undefined || last === undefined) throw new Error('an empty segment');
@@ -250,14 +258,27 @@ async function moveSegment(
   const segment: SegmentRow = { ...listed, hash: await segmentHash(listed.prev_hash, listed) };
   const columns = Object.keys(segment);
   // One transaction: the segment listed, then what it holds deleted (the triggers allow it only now).
-  await db.batch([
+  // This segment's last record of each chain: the chains' archived heads move on with it.
+  const moved: Record<string, ChainHead> = {};
+  for (const row of rows) {
+    if (typeof row.chain === 'string')
+      moved[row.chain] = { seq: row.chain_seq as number, hash: row.chain_hash as string };
+  }
+  const results = await db.batch([
     db
       .prepare(`INSERT INTO audit_archive (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`)
       .bind(...columns.map((column) => segment[column as keyof SegmentRow])),
+    db
+      .prepare(
+        `INSERT INTO audit_archive_heads (chain, seq, hash)
+         SELECT key, value ->> '$.seq', value ->> '$.hash' FROM json_each(?) WHERE true
+         ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash WHERE excluded.seq > seq`,
+      )
+      .bind(JSON.stringify(moved)),
     db.prepare('DELETE FROM audit_seals WHERE seq >= ? AND seq <= ?').bind(first.seq, last.seq),
     db.prepare('DELETE FROM audit_events WHERE seq >= ? AND seq <= ?').bind(first.seq, last.seq),
   ]);
-  return segment;
+  return { segment, rowsWritten: results.reduce((sum, result) => sum + (result.meta.rows_written ?? 0), 0) };
 }
 
 /** Reads a segment back: the bytes, their hash, and every record, in order, as D1 held it. */

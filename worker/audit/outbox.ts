@@ -31,8 +31,17 @@ const retryDelay = (failures: number) => Math.min(60_000, 1000 * 2 ** Math.max(0
 export interface AuditTransport {
   /** Resolves once the queue holds the message: a JSON array of chained records. */
   send(body: string): Promise<void>;
-  /** The records of `chain` after `after`, up to `upTo`, that D1 holds: number and hash, in order, at most `limit`. */
-  held(chain: string, after: number, upTo: number, limit: number): Promise<ChainHead[]>;
+  /**
+   * The records of `chain` after `after`, up to `upTo`, that D1 holds (number and hash, in order, at most
+   * `limit`), and the chain's last record in the archive (null before the first), which holds every record
+   * up to it.
+   */
+  held(
+    chain: string,
+    after: number,
+    upTo: number,
+    limit: number,
+  ): Promise<{ rows: ChainHead[]; archived: ChainHead | null }>;
 }
 
 export interface Backlog {
@@ -231,7 +240,21 @@ export class AuditOutbox {
     for (;;) {
       const from = this.#mark('acked').seq;
       if (from >= this.#head.seq) return;
-      const held = await this.#transport.held(this.chain, from, this.#head.seq, CONFIRM_PAGE);
+      const { rows, archived } = await this.#transport.held(this.chain, from, this.#head.seq, CONFIRM_PAGE);
+      // Records the archive took from D1 before this object saw them there: held, through the archived head.
+      const archivedHere =
+        archived !== null && archived.seq > from && this.#recordHash(archived.seq) === archived.hash
+          ? this.#sql
+              .exec<{ seq: number; record: string }>(
+                'SELECT chain_seq AS seq, record FROM audit_outbox WHERE chain_seq <= ? ORDER BY chain_seq',
+                archived.seq,
+              )
+              .toArray()
+              .map((row) => ({ seq: row.seq, hash: chainHashOf(row.record) }))
+          : [];
+      const held = [...archivedHere, ...rows.filter((row) => archivedHere.every((a) => a.seq !== row.seq))].sort(
+        (a, b) => a.seq - b.seq,
+      );
       if (held.length > 0) {
         this.#sql.exec(
           `DELETE FROM audit_outbox WHERE EXISTS (SELECT 1 FROM json_each(?1) h
@@ -248,8 +271,16 @@ export class AuditOutbox {
         this.#oldestAt = this.#oldest();
         if (this.#oldestAt === null) this.#unsentAt = null;
       }
-      if (held.length < CONFIRM_PAGE) return;
+      if (rows.length < CONFIRM_PAGE) return;
     }
+  }
+
+  /** The `chain_hash` of the record kept here at `seq`, if one is. */
+  #recordHash(seq: number): string | undefined {
+    const row = this.#sql
+      .exec<{ record: string }>('SELECT record FROM audit_outbox WHERE chain_seq = ?', seq)
+      .toArray()[0];
+    return row === undefined ? undefined : chainHashOf(row.record);
   }
 
   /** Sends every record committed and not yet sent, in order, as few messages as fit; one send at a time. */

@@ -126,3 +126,15 @@ export const auditArchive = sqliteTable('audit_archive', {
   hash: text('hash').notNull(),
   archivedAt: integer('archived_at').notNull(),
 });
+
+/**
+ * Each decision-time chain's last record in the archive (`worker/audit/archive.ts`), moved on in the same
+ * transaction as each segment's move. A record at or before its chain's archived head is in the archive: the
+ * queue's consumer never writes it to D1 again (a delivery after the move adds nothing), and the deciding
+ * object counts it as held and forgets it.
+ */
+export const auditArchiveHeads = sqliteTable('audit_archive_heads', {
+  chain: text('chain').primaryKey(),
+  seq: integer('seq').notNull(),
+  hash: text('hash').notNull(),
+});

@@ -25,7 +25,7 @@ export const DEAD_LETTER_PREFIX = 'dead-letters/';
  * names, mapped to columns here), and the time the batch is written (`stored_at`, on the Workers clock that
  * also stamped each decision's `at`). Each record is parsed once, into SQLite's binary JSON (materialised),
  * and its fields read from that; a record given twice is taken once (its first copy), and one D1 holds
- * already is skipped.
+ * already, or the archive (at or before its chain's archived head), is skipped.
  */
 const INSERT = `WITH r AS MATERIALIZED (
     SELECT MIN(key) AS key, jsonb(value) AS record FROM json_each(?1) GROUP BY value ->> '$.id')
@@ -33,6 +33,8 @@ const INSERT = `WITH r AS MATERIALIZED (
   SELECT ${RECORD_FIELDS.map(([field]) => `r.record ->> '$.${field}'`).join(', ')}, ?2
   FROM r
   WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.id = r.record ->> '$.id')
+    AND NOT EXISTS (SELECT 1 FROM audit_archive_heads h
+      WHERE h.chain = r.record ->> '$.chain' AND h.seq >= r.record ->> '$.chainSeq')
   ORDER BY r.key`;
 
 /**

@@ -27,16 +27,17 @@ export function auditTransport(env: Env): AuditTransport {
       await bounded('audit queue', env.AUDIT_QUEUE.send(body, { contentType: 'text' }));
     },
     held: async (chain, after, upTo, limit) => {
-      const { results } = await bounded(
+      const [held, archived] = await bounded(
         'D1',
-        env.AUDIT_DB.prepare(
-          `SELECT chain_seq AS seq, chain_hash AS hash FROM audit_events
-           WHERE chain = ? AND chain_seq > ? AND chain_seq <= ? ORDER BY chain_seq LIMIT ?`,
-        )
-          .bind(chain, after, upTo, limit)
-          .all<ChainHead>(),
+        env.AUDIT_DB.batch<ChainHead>([
+          env.AUDIT_DB.prepare(
+            `SELECT chain_seq AS seq, chain_hash AS hash FROM audit_events
+             WHERE chain = ? AND chain_seq > ? AND chain_seq <= ? ORDER BY chain_seq LIMIT ?`,
+          ).bind(chain, after, upTo, limit),
+          env.AUDIT_DB.prepare('SELECT seq, hash FROM audit_archive_heads WHERE chain = ?').bind(chain),
+        ]),
       );
-      return results;
+      return { rows: held?.results ?? [], archived: archived?.results[0] ?? null };
     },
   };
 }
