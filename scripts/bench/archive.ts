@@ -9,13 +9,12 @@
  * to the queue as the objects send them (a JSON array per message): the broker's `/token` path is measured by
  * `npm run bench`; this measures what comes after it.
  */
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
-import { parseDocument } from 'yaml';
-import { type ChainHead, decideRecord, EMPTY_CHAIN, linkRecord } from '../../worker/audit/record';
+import { archivePolicies, chainedRecords, keeper } from '../lib/archive-fixtures';
 import { bundleWorker, freePort, PROJECT_ROOT, startLocalBroker } from '../lib/local-broker';
 import { log } from './measure';
 import { benchAdminCredential } from './storage';
@@ -41,51 +40,8 @@ const PER_SEND = 7;
 const WAVE = 100_000;
 const SEGMENT_RECORDS = 50_000;
 
-/** The bench policy: `policies/` with a small hot window (1 day, `BUDGET` bytes). */
-async function archivePolicies(): Promise<{ dir: string; dispose(): Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), 'tessera-archive-policies-'));
-  await cp(join(PROJECT_ROOT, 'policies'), dir, { recursive: true });
-  const file = join(dir, 'tessera.yaml');
-  const document = parseDocument(await readFile(file, 'utf8'));
-  document.set('audit', { hot_days: 1, hot_max_bytes: BUDGET, segment_records: SEGMENT_RECORDS });
-  await writeFile(file, document.toString());
-  return { dir, dispose: () => rm(dir, { recursive: true, force: true }) };
-}
-
-/** `count` chained records, round-robin over `CHAINS` chains, their decisions spread over the last 3 days. */
-function* records(count: number, version: string): Generator<{ id: string; json: string }> {
-  const heads = new Map<string, ChainHead>();
-  const start = Date.now() - 3 * 86_400_000;
-  for (let i = 0; i < count; i += 1) {
-    const chain = `agent:archive-bench-${i % CHAINS}`;
-    const at = start + Math.floor((i / count) * 3 * 86_400_000);
-    const decided = decideRecord(
-      {
-        at,
-        event: 'token.exchange',
-        agent: `archive-bench-${i % CHAINS}`,
-        owner: 'bench@example.com',
-        audience: 'https://tickets.example.com',
-        requestedActions: 'tickets:read tickets:comment',
-        grantedActions: 'tickets:read tickets:comment',
-        taskId: crypto.randomUUID(),
-        taskDescription: `Summarise ticket T-${i} and post the summary as a comment for the on-call engineer`,
-        tokenJti: crypto.randomUUID(),
-        tokenExp: Math.floor(at / 1000) + 300,
-        ip: '203.0.113.7',
-        details: { grants: ['support-read'], ttl: 300 },
-      },
-      { decision: 'granted' },
-      version,
-    );
-    const linked = linkRecord(decided, chain, heads.get(chain) ?? EMPTY_CHAIN);
-    heads.set(chain, { seq: linked.chainSeq, hash: linked.chainHash });
-    yield { id: linked.id, json: JSON.stringify(linked) };
-  }
-}
-
 async function main(): Promise<void> {
-  const policies = await archivePolicies();
+  const policies = await archivePolicies({ hot_days: 1, hot_max_bytes: BUDGET, segment_records: SEGMENT_RECORDS });
   const bundle = await bundleWorker({ policyDir: policies.dir });
   const storageRoot = await mkdtemp(join(process.platform === 'linux' ? '/dev/shm' : tmpdir(), 'tessera-archive-'));
   const port = await freePort();
@@ -94,16 +50,7 @@ async function main(): Promise<void> {
   try {
     const queue = await broker.miniflare.getQueueProducer<string>('AUDIT_QUEUE', 'tessera');
     const db = await broker.miniflare.getD1Database('AUDIT_DB');
-    const sealers = (await broker.miniflare.getDurableObjectNamespace('AUDIT_SEALER', 'tessera')) as unknown as {
-      idFromName(name: string): unknown;
-      get(id: unknown): {
-        maintain(): Promise<{
-          archive: { segments: { records: number }[]; rowsWritten: number; stopped: string; error?: string };
-          [Symbol.dispose]?: () => void;
-        }>;
-      };
-    };
-    const sealer = sealers.get(sealers.idFromName('global'));
+    const sealer = await keeper(broker);
     const written = async () =>
       (await db.prepare('SELECT records_written AS n FROM audit_writer_stats WHERE id = 1').first<{ n: number }>())
         ?.n ?? 0;
@@ -116,7 +63,7 @@ async function main(): Promise<void> {
     let keeperMs = 0;
     let moveRowsWritten = 0;
     let feedMs = 0;
-    const made = records(RECORDS, bundle.policyVersion);
+    const made = chainedRecords(RECORDS, CHAINS, bundle.policyVersion);
     for (let fed = 0; fed < RECORDS; ) {
       const wave = Math.min(WAVE, RECORDS - fed);
       const started = performance.now();
@@ -143,10 +90,7 @@ async function main(): Promise<void> {
       maxSize = Math.max(maxSize, await size());
       const kept = performance.now();
       for (;;) {
-        const result = await sealer.maintain();
-        const { archive } = result;
-        // An RPC result from Node holds stubs until disposed.
-        result[Symbol.dispose]?.();
+        const archive = await sealer.maintain();
         if (archive.stopped === 'failed') throw new Error(`the keeper failed: ${archive.error}`);
         moved += archive.segments.reduce((sum, segment) => sum + segment.records, 0);
         moveRowsWritten += archive.rowsWritten;

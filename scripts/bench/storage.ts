@@ -84,29 +84,39 @@ export interface Drained {
   waitedMs: number;
 }
 
-/** How long D1's count of records written must stand still before the queue counts as drained. */
+/** How long D1's count of the agents' records must stand still before the queue counts as drained. */
 const QUEUE_QUIET_MS = 1500;
 
+/** Records of the agents' chains in D1: every `/token` decision's, and none of the backlog reads' own. */
+async function agentRecords(broker: LocalBroker): Promise<number> {
+  const db = await broker.miniflare.getD1Database('AUDIT_DB');
+  const row = await db
+    .prepare(`SELECT COUNT(*) AS n FROM audit_events WHERE chain >= 'agent:' AND chain < 'agent;'`)
+    .first<{ n: number }>();
+  return row?.n ?? 0;
+}
+
 /**
- * Polls the backlog until no agent's chain has a record waiting to be sent and D1's count of records written
- * has not moved for {@link QUEUE_QUIET_MS} (longer than the queue's batch timeout, 1 s: every message sent
- * has been delivered), for at most `deadlineMs`.
+ * Polls until no agent's chain has a record waiting to be sent and D1's count of the agents' records has not
+ * moved for {@link QUEUE_QUIET_MS} (longer than the queue's batch timeout, 1 s: every message sent has been
+ * delivered), for at most `deadlineMs`.
  *
- * Each read is itself an audited admin call, whose record waits in an intake shard for its own forwarding:
- * the backlog as a whole is never empty while it is being polled, so only the agents' chains (where every
- * `/token` decision is recorded) are waited for.
+ * Each backlog read is itself an audited admin call, whose record goes to an intake shard's chain: the log as
+ * a whole never stands still while it is being polled, so only the agents' chains (where every `/token`
+ * decision is recorded) are waited for.
  */
 export async function drainBacklog(broker: LocalBroker, credential: string, deadlineMs: number): Promise<Drained> {
   const started = performance.now();
-  let written = -1;
+  let counted = -1;
   let stillSince = started;
   for (;;) {
     const backlog = await readBacklog(broker, credential);
     const now = performance.now();
     const waitedMs = now - started;
     const waiting = agentsWaiting(backlog);
-    if (waiting > 0 || backlog.d1.records_written !== written) stillSince = now;
-    written = backlog.d1.records_written;
+    const inD1 = await agentRecords(broker);
+    if (waiting > 0 || inD1 !== counted) stillSince = now;
+    counted = inD1;
     if (waiting === 0 && now - stillSince >= QUEUE_QUIET_MS) return { backlog, drained: true, waiting, waitedMs };
     if (waitedMs >= deadlineMs) return { backlog, drained: false, waiting, waitedMs };
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
