@@ -567,10 +567,17 @@ export async function matchingAudit(match: (record: AuditEvent) => boolean, coun
   return matching;
 }
 
-/** The newest audit record a request made (the chains are drained oldest waiting record first). */
+/**
+ * The newest audit record a request made: the latest decision (`at`), the last to reach D1 among those of the
+ * same millisecond. Arrival order alone is not decision order: a `/token` decision's record travels with its
+ * isolate's batch, another's from its object.
+ */
 export async function lastAudit(): Promise<AuditEvent> {
   const records = (await auditRecords()).filter(requestRecord);
-  const last = records.at(-1);
+  const last = records.reduce<AuditEvent | undefined>(
+    (newest, record) => (newest === undefined || record.at >= newest.at ? record : newest),
+    undefined,
+  );
   if (last === undefined) throw new Error('no audit record');
   return last;
 }

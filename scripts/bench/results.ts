@@ -228,31 +228,52 @@ function runGoals(label: string, figures: TargetFigures, run: TesseraRun): Goal[
 }
 
 /** Whether each target of the issue is met, with the figures that decide it. */
+/**
+ * $ per million tokens of each run before the audit queue (issue 18's baseline: `npm run bench` with the
+ * billing meter, 2026-12-07, the same cost model), which the targets cut at least ×3.
+ */
+const BASELINE_DOLLARS = { oneAgent: 13.5132, manyAgents: 17.8099 } as const;
+
+/** CPU ms per token of a target's own processes, from /proc (NaN where it could not be read). */
+function cpuPerToken(figures: TargetFigures): number {
+  const { contention, run } = figures;
+  return contention === undefined || run.tokens === 0 ? Number.NaN : contention.targetCpuMs / run.tokens;
+}
+
 export function goals(results: Omit<BenchResults, 'goals'>): Goal[] {
-  const { tessera, platformFloor, durablePeer } = results.targets;
-  const { oneAgent } = results.ratios;
+  const { tessera, tesseraManyAgents, durablePeer } = results.targets;
+  const many = agentsLabel(results.tessera.manyAgents.agents);
+  const cpuOne = cpuPerToken(tessera);
+  const cpuMany = cpuPerToken(tesseraManyAgents);
+  const cpuPeer = cpuPerToken(durablePeer);
+  const dollars = (run: TesseraRun) => run.cost.dollarsPerMillion.total;
+  const cut = (label: string, run: TesseraRun, baseline: number): Goal => ({
+    goal: `${label}: $ per million tokens cut ×3 against the baseline ($${fixed(baseline, 2)})`,
+    met: dollars(run) * 3 <= baseline,
+    detail: `$${fixed(dollars(run), 2)} (×${fixed(baseline / dollars(run), 2)} cheaper)`,
+  });
+  const againstPeer = (label: string, cpu: number): Goal => ({
+    goal: `${label}: CPU ms per token ≤ 0.75 × the durable peer’s`,
+    met: cpu <= 0.75 * cpuPeer,
+    detail: `${fixed(cpu, 2)} ms vs ${fixed(cpuPeer, 2)} ms (×${fixed(cpu / cpuPeer, 2)})`,
+  });
   return [
+    cut('1 agent', results.tessera.oneAgent, BASELINE_DOLLARS.oneAgent),
+    cut(many, results.tessera.manyAgents, BASELINE_DOLLARS.manyAgents),
     {
-      goal: 'Tessera tokens/s ≥ 0.9 × the platform floor’s (1 agent)',
-      met: oneAgent.platformFloor.tokensPerSecond >= 0.9,
-      detail: `${fixed(tessera.run.tokensPerSecond, 0)} vs ${fixed(platformFloor.run.tokensPerSecond, 0)} (×${fixed(oneAgent.platformFloor.tokensPerSecond, 2)})`,
+      goal: `${many}: CPU ms per token ≤ 1.1 × the 1-agent run’s`,
+      met: cpuMany <= 1.1 * cpuOne,
+      detail: `${fixed(cpuMany, 2)} ms vs ${fixed(cpuOne, 2)} ms (×${fixed(cpuMany / cpuOne, 2)})`,
     },
     {
-      goal: 'Tessera tokens/s ≥ the durable peer’s (1 agent)',
-      met: oneAgent.durablePeer.tokensPerSecond >= 1,
-      detail: `${fixed(tessera.run.tokensPerSecond, 0)} vs ${fixed(durablePeer.run.tokensPerSecond, 0)} (×${fixed(oneAgent.durablePeer.tokensPerSecond, 2)})`,
+      goal: `${many}: p99 ≤ 1.5 × the 1-agent run’s`,
+      met: tesseraManyAgents.run.latency.p99 <= 1.5 * tessera.run.latency.p99,
+      detail: `${fixed(tesseraManyAgents.run.latency.p99, 1)} ms vs ${fixed(tessera.run.latency.p99, 1)} ms (×${fixed(tesseraManyAgents.run.latency.p99 / tessera.run.latency.p99, 2)})`,
     },
-    {
-      goal: 'Tessera p99 ≤ the durable peer’s (1 agent)',
-      met: oneAgent.durablePeer.p99 <= 1,
-      detail: `${fixed(tessera.run.latency.p99, 1)} ms vs ${fixed(durablePeer.run.latency.p99, 1)} ms (×${fixed(oneAgent.durablePeer.p99, 2)})`,
-    },
+    againstPeer('1 agent', cpuOne),
+    againstPeer(many, cpuMany),
     ...runGoals('1 agent', tessera, results.tessera.oneAgent),
-    ...runGoals(
-      agentsLabel(results.tessera.manyAgents.agents),
-      results.targets.tesseraManyAgents,
-      results.tessera.manyAgents,
-    ),
+    ...runGoals(many, tesseraManyAgents, results.tessera.manyAgents),
   ];
 }
 

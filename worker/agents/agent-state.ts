@@ -129,6 +129,8 @@ export class AgentState extends MeteredObject {
   #expiresAt: number | null;
   /** When the next notification is due (epoch seconds), kept with the table so scheduling reads no row. */
   #notifyAt: number | null;
+  /** While an exchange runs: the records it commits, for the worker to send. */
+  #handingOut: string[] | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -157,9 +159,14 @@ export class AgentState extends MeteredObject {
     );
   }
 
-  /** Commits the decision's audit record to the agent's chain, in the caller's transaction. */
+  /**
+   * Commits the decision's audit record to the agent's chain, in the caller's transaction; during an
+   * exchange, handed back to the worker to send.
+   */
   #record(draft: AuditDraft, outcome: AuditOutcome): void {
-    this.#audit.append(decideRecord(draft, outcome, loadedPolicy().bundle.version));
+    const record = decideRecord(draft, outcome, loadedPolicy().bundle.version);
+    if (this.#handingOut === undefined) this.#audit.append(record);
+    else this.#handingOut.push(this.#audit.appendHandedOut(record));
   }
 
   /** Commits the record in full while its window's sample lasts, else counts it (`audit/sampler.ts`). */
@@ -283,9 +290,17 @@ export class AgentState extends MeteredObject {
    * uses up nothing; an admitted one uses up its attestation and DPoP proof.
    */
   async exchange(call: ExchangeCall): Promise<ExchangeResult> {
-    const result = this.#exchange(call);
+    // The call's records go back with its answer: the worker sends them with its isolate's other agents'.
+    const records: string[] = [];
+    this.#handingOut = records;
+    let result: ExchangeResult;
+    try {
+      result = this.#exchange(call);
+    } finally {
+      this.#handingOut = undefined;
+    }
     await this.#schedule();
-    return result;
+    return { ...result, records };
   }
 
   #exchange({ draft, admission, decision }: ExchangeCall): ExchangeResult {

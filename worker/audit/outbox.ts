@@ -4,13 +4,18 @@
  * to the record before it by hash; the record waits there until D1 holds it. Durable Object storage is
  * durable when the call that wrote it returns, so a record exists before anyone is told of its decision.
  *
- * Forwarding: a record committed starts a short timer ({@link SEND_DELAY_MS}); when it runs, everything
- * committed since the last send goes to the audit queue, as few messages as fit, off every caller's path.
- * The queue holds a message durably once the send resolves, and its consumer writes to D1. A record stays
- * here after it is sent, until D1 is seen to hold it ({@link AuditOutbox.flushDue}, about a minute later,
- * one D1 read for the whole chain): so an admin's lookup finds a token whose record is still on its way, an
- * evicted object sends again what D1 does not hold, and the chain check knows what D1 must hold. A failed
- * send is tried again with backoff, from the object's alarm.
+ * Forwarding, two ways. A record the caller takes away ({@link AuditOutbox.append} with `handedOut`: a
+ * `/token` decision's, which the Worker sends with the other records its isolate handed over in the same
+ * 50 ms, whatever their agents: `worker/stores/audit-queue.ts`) is the caller's to send. Any other record
+ * starts a short timer ({@link SEND_DELAY_MS}); when it runs, everything committed since the last send goes
+ * to the audit queue, as few messages as fit. Either way, off every caller's path; the queue holds a message
+ * durably once the send resolves, and its consumer writes to D1.
+ *
+ * A record stays here until D1 is seen to hold it ({@link AuditOutbox.flushDue}, about a minute after it was
+ * committed, one D1 read for the whole chain): so an admin's lookup finds a token whose record is still on
+ * its way, and the chain check knows what D1 must hold. A record D1 still lacks then (an isolate that went
+ * away before its send, a queue that is behind) is sent again, once, from here. A failed send is tried
+ * again with backoff, from the object's alarm.
  */
 import { type ChainedRecord, type ChainHead, type DecidedRecord, EMPTY_CHAIN, linkRecord } from './record';
 
@@ -70,8 +75,12 @@ export class AuditOutbox {
   readonly #sql: SqlStorage;
   readonly #transport: AuditTransport;
   #head: ChainHead;
-  /** The last record handed to the queue; after a restart, the last one D1 was seen to hold. */
+  /** Every record up to this one is on its way: sent from here, or handed out to the caller that sends it. */
   #sentSeq: number;
+  /** Records after {@link #sentSeq} handed out while earlier ones waited for the timer: the timer skips them. */
+  readonly #handedOut = new Set<number>();
+  /** Records up to this one were sent again after D1 was found to lack them: each is sent again once. */
+  #resentSeq: number;
   /** When the oldest record kept here was committed (epoch ms): when D1 is next asked about it. */
   #oldestAt: number | null;
   /** When the oldest record not yet sent was committed (epoch ms). */
@@ -88,12 +97,12 @@ export class AuditOutbox {
     this.#transport = transport;
     sql.exec(TABLES);
     this.#head = this.#loadHead();
-    this.#sentSeq = this.#mark('acked').seq;
+    // An object that starts with records kept does not know which of them were sent: its alarm, due when the
+    // oldest was committed plus a minute, asks D1 and sends again what D1 lacks (D1 takes each record once).
+    this.#sentSeq = this.#head.seq;
+    this.#resentSeq = this.#mark('acked').seq;
     this.#oldestAt = this.#oldest();
-    // An object that starts with records waiting does not know which of them were sent: all go again, and
-    // D1 takes each once.
-    this.#unsentAt = this.#oldestAt;
-    if (this.#unsentAt !== null) this.#sendSoon();
+    this.#unsentAt = null;
   }
 
   /**
@@ -127,10 +136,11 @@ export class AuditOutbox {
   }
 
   /**
-   * Commits a record after the chain's head, and starts the timer that sends it. Synchronous, so it lands in
-   * the same storage transaction as the caller's other writes of the same step.
+   * Commits a record after the chain's head and, unless the caller takes it to send (`handedOut`), starts the
+   * timer that sends it. Synchronous, so it lands in the same storage transaction as the caller's other writes
+   * of the same step.
    */
-  append(record: DecidedRecord): ChainedRecord {
+  append(record: DecidedRecord, handedOut = false): ChainedRecord {
     const chained = linkRecord(record, this.chain, this.#head);
     const now = Date.now();
     this.#sql.exec(
@@ -142,9 +152,18 @@ export class AuditOutbox {
     // The head needs no row of its own: the record just written is it.
     this.#head = { seq: chained.chainSeq, hash: chained.chainHash };
     this.#oldestAt ??= now;
-    this.#unsentAt ??= now;
-    this.#sendSoon();
+    if (handedOut && this.#unsentAt === null) this.#sentSeq = chained.chainSeq;
+    else if (handedOut) this.#handedOut.add(chained.chainSeq);
+    else {
+      this.#unsentAt ??= now;
+      this.#sendSoon();
+    }
     return chained;
+  }
+
+  /** Commits a record the caller takes away to send ({@link append}, `handedOut`); returns it as committed. */
+  appendHandedOut(record: DecidedRecord): string {
+    return JSON.stringify(this.append(record, true));
   }
 
   /** Sends what is waiting a little later, unless a send is due already or a failed one is backing off. */
@@ -203,18 +222,19 @@ export class AuditOutbox {
    * the records kept here (which also sends again what an evicted object's timer never sent).
    */
   flushAt(): number | null {
-    if (this.#unsentAt !== null && this.#failures > 0) return this.#retryAt;
+    if (this.#failures > 0) return this.#retryAt;
     return this.#oldestAt === null ? null : this.#oldestAt + CONFIRM_AFTER_MS;
   }
 
   /**
-   * The alarm's part: once a failed send's backoff has run out, sends again; once the oldest record kept here
-   * is due, forgets what D1 holds and sends what is left unsent.
+   * The alarm's part, once a failed send's backoff has run out: once the oldest record kept here is due,
+   * forgets what D1 holds and sends again what it lacks; sends what is still unsent.
    */
   async flushDue(): Promise<boolean> {
     const now = Date.now();
+    if (this.#failures > 0 && now < this.#retryAt) return false;
     if (this.#oldestAt !== null && now >= this.#oldestAt + CONFIRM_AFTER_MS) return this.flush();
-    if (this.#unsentAt !== null && now >= this.#retryAt) return this.#send();
+    if (this.#unsentAt !== null) return this.#send();
     return true;
   }
 
@@ -228,11 +248,39 @@ export class AuditOutbox {
   async flush(): Promise<boolean> {
     try {
       await this.#confirm();
+      await this.#resendMissing();
     } catch (error) {
       this.#failed(error);
       return false;
     }
+    this.#succeeded();
     return this.#send();
+  }
+
+  /**
+   * Sends again, once, the records on their way for a minute or more that D1 does not hold (they are what is
+   * still kept after {@link #confirm}): an isolate that took a record away and went before sending it, or a
+   * send from here that a queue lost.
+   */
+  async #resendMissing(): Promise<void> {
+    const cutoff = Date.now() - CONFIRM_AFTER_MS;
+    for (;;) {
+      const rows = this.#sql
+        .exec<{ seq: number; record: string; bytes: number }>(
+          `SELECT chain_seq AS seq, record, SUM(length(record) + 1) OVER (ORDER BY chain_seq) AS bytes
+           FROM audit_outbox WHERE chain_seq > ? AND chain_seq <= ? AND committed_at <= ? ORDER BY chain_seq LIMIT ?`,
+          this.#resentSeq,
+          this.#sentSeq,
+          cutoff,
+          MAX_MESSAGE_RECORDS,
+        )
+        .toArray();
+      const message = rows.filter((row, i) => i === 0 || row.bytes <= MAX_MESSAGE_BYTES);
+      const last = message.at(-1);
+      if (last === undefined) return;
+      await this.#transport.send(`[${message.map((row) => row.record).join(',')}]`);
+      this.#resentSeq = last.seq;
+    }
   }
 
   /** Deletes the records D1 holds (matched by number and hash), a page at a time; moves the `acked` mark. */
@@ -310,19 +358,26 @@ export class AuditOutbox {
         this.#unsentAt = null;
         return true;
       }
+      // What a caller took away is the caller's to send.
+      const mine = message.filter((row) => !this.#handedOut.has(row.seq));
       try {
         // Sent as committed: the consumer reads the JSON in D1's query, so nothing here parses it.
-        await this.#transport.send(`[${message.map((row) => row.record).join(',')}]`);
+        if (mine.length > 0) await this.#transport.send(`[${mine.map((row) => row.record).join(',')}]`);
       } catch (error) {
         this.#failed(error);
         return false;
       }
+      for (const row of message) this.#handedOut.delete(row.seq);
       this.#sentSeq = last.seq;
-      this.#failures = 0;
-      this.#retryAt = 0;
-      this.#lastError = null;
+      this.#succeeded();
       this.#unsentAt = this.#committedAt(last.seq + 1);
     }
+  }
+
+  #succeeded(): void {
+    this.#failures = 0;
+    this.#retryAt = 0;
+    this.#lastError = null;
   }
 
   #failed(error: unknown): void {

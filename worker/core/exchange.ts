@@ -85,11 +85,16 @@ export type ExchangeRefusal =
 
 export type ExchangeResult =
   /** Recorded as granted; for a collected approval, who approved it. */
-  | { outcome: 'granted'; approvedBy?: string[]; dpopNonce?: string }
-  /** The worker's own refusal (`open`, `refuse`), recorded. */
-  | { outcome: 'recorded'; dpopNonce?: string }
-  /** The object refused, and recorded why. */
-  | { outcome: 'refused'; refusal: ExchangeRefusal; dpopNonce?: string };
+  (
+    | { outcome: 'granted'; approvedBy?: string[]; dpopNonce?: string }
+    /** The worker's own refusal (`open`, `refuse`), recorded. */
+    | { outcome: 'recorded'; dpopNonce?: string }
+    /** The object refused, and recorded why. */
+    | { outcome: 'refused'; refusal: ExchangeRefusal; dpopNonce?: string }
+  ) & {
+    /** The records the call committed, as committed (JSON): the worker sends them to the audit queue. */
+    records?: string[];
+  };
 
 export interface RefusalSpec {
   reason: Reason;

@@ -28,7 +28,7 @@ function exchangeDeps(env: Env, background: InBackground): ExchangeDeps {
     bundle,
     engine,
     keys: keyResolver,
-    agents: agentStore(env),
+    agents: agentStore(env, background),
     killSwitch: {
       lease: () => killSwitchLease(env, background),
       admissionDeadlineMs: admissionDeadlineMs(env),

@@ -8,6 +8,7 @@ import type { Backlog } from '../audit/outbox';
 import type { AuditDraft, AuditOutcome, ChainHead } from '../audit/record';
 import type { ApprovalRecord, Approver, DecideOutcome } from '../core/approval';
 import type { ExchangeCall, ExchangeResult, ProofReplay } from '../core/exchange';
+import { handOffRecords } from './audit-queue';
 import { callStore } from './call';
 
 function stub(env: Env, agentId: string): DurableObjectStub<AgentState> {
@@ -53,10 +54,21 @@ export interface AgentStore {
   flush(agentId: string): Promise<boolean>;
 }
 
-export function agentStore(env: Env): AgentStore {
+/**
+ * The agents' objects for a request. `background` (the request's `waitUntil`) is what `/token` gives: an
+ * exchange's records come back with its answer, and go on to the audit queue with the isolate's others.
+ */
+export function agentStore(env: Env, background?: (work: Promise<unknown>) => void): AgentStore {
   return {
-    exchange: (agentId, request, deadlineMs) =>
-      call(async (): Promise<ExchangeResult> => await stub(env, agentId).exchange(request), deadlineMs),
+    exchange: (agentId, request, deadlineMs) => {
+      if (background === undefined) throw new TypeError('an exchange needs the request’s background work');
+      return call(async (): Promise<ExchangeResult> => {
+        const { records = [], ...result } = await stub(env, agentId).exchange(request);
+        // Records of an answer that came too late stay in the object, which sends them a minute later.
+        handOffRecords(env, background, records);
+        return result;
+      }, deadlineMs);
+    },
     record: (agentId, draft, outcome) => call(() => stub(env, agentId).record(draft, outcome)),
     releaseApproval: (agentId, approvalId, draft, outcome) =>
       call(() => stub(env, agentId).releaseApproval(approvalId, draft, outcome)),

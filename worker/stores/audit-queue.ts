@@ -1,13 +1,21 @@
 /**
- * The way out of a deciding object's outbox: the audit queue its records are sent to, and D1, asked which of
- * a chain's records it holds. The only code that names the `AUDIT_QUEUE` binding; each call is bounded, and
- * one that fails or does not answer in time rejects, so the records stay and are sent again.
+ * The way to D1 for audit records: the audit queue, and D1 asked which of a chain's records it holds. The
+ * deciding objects' outboxes send through {@link auditTransport}; the records of `/token` decisions, which the
+ * agents' objects hand back to the Worker, go through {@link handOffRecords}: every record the isolate's
+ * requests handed over in the same {@link HAND_OFF_DELAY_MS} travels in one message, whatever its agent, so a
+ * fleet of quiet agents pays one queue message per batch, not one per token. The only code that names the
+ * `AUDIT_QUEUE` binding; each call is bounded, and one that fails or does not answer in time rejects: the
+ * records stay in their objects, which send again what D1 lacks a minute later.
  */
 import type { AuditTransport } from '../audit/outbox';
 import type { ChainHead } from '../audit/record';
 
 /** A send or a D1 read waits this long before it counts as failed. */
 const DEADLINE_MS = 10_000;
+/** How long records handed over wait for others to travel with. */
+export const HAND_OFF_DELAY_MS = 50;
+/** A message's records, in bytes: under the queue's 128 KB per message. */
+const MAX_MESSAGE_BYTES = 96_000;
 
 async function bounded<T>(what: string, call: Promise<T>): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -41,3 +49,62 @@ export function auditTransport(env: Env): AuditTransport {
     },
   };
 }
+
+/** Groups record JSONs into message bodies (JSON arrays) of at most {@link MAX_MESSAGE_BYTES}, at least one each. */
+function messages(records: readonly string[]): string[] {
+  const out: string[] = [];
+  let batch: string[] = [];
+  let bytes = 2;
+  for (const record of records) {
+    if (batch.length > 0 && bytes + record.length + 1 > MAX_MESSAGE_BYTES) {
+      out.push(`[${batch.join(',')}]`);
+      batch = [];
+      bytes = 2;
+    }
+    batch.push(record);
+    bytes += record.length + 1;
+  }
+  if (batch.length > 0) out.push(`[${batch.join(',')}]`);
+  return out;
+}
+
+/**
+ * The records this isolate's requests handed over and not yet sent. Isolate-wide on purpose: the batch is
+ * what the requests of many agents share. A record lost with the isolate is still in its object, which sends
+ * it again once it sees D1 lack it.
+ */
+const waiting: string[] = [];
+let sending = false;
+
+/**
+ * Hands committed records (their JSON, as their object committed them) to the audit queue: sent with every
+ * other record handed over in the next {@link HAND_OFF_DELAY_MS}, in as few messages as fit, by the first
+ * request that handed one over (its `background` keeps it running after its answer).
+ */
+export function handOffRecords(env: Env, background: (work: Promise<unknown>) => void, records: readonly string[]) {
+  if (records.length === 0) return;
+  waiting.push(...records);
+  if (sending) return;
+  sending = true;
+  background(
+    (async () => {
+      await scheduler.wait(HAND_OFF_DELAY_MS);
+      const batch = waiting.splice(0);
+      sending = false;
+      const bodies = messages(batch);
+      for (let i = 0; i < bodies.length; i += MESSAGES_PER_SEND) {
+        await bounded(
+          'audit queue',
+          env.AUDIT_QUEUE.sendBatch(
+            bodies.slice(i, i + MESSAGES_PER_SEND).map((body) => ({ body, contentType: 'text' as const })),
+          ),
+        );
+      }
+    })().catch((error: unknown) => {
+      console.warn(`audit records handed over were not sent; their objects send them again: ${error}`);
+    }),
+  );
+}
+
+/** Messages per `sendBatch`: the queue takes at most 256 KB in one call. */
+const MESSAGES_PER_SEND = 2;
