@@ -31,6 +31,10 @@ const workerd = (bindings: Record<string, string> = {}) =>
         // Short enough that a kill switch change (which waits out the lease) does not slow the suite; long
         // enough that requests use a held lease and the agent's object answers well within it.
         KILL_SWITCH_LEASE_MS: '2000',
+        // Each object sends its own records, 50 ms after their commit, as drainAudit also has them sent: the
+        // order records reach D1 in is the order they were decided. test/audit-forwarding.test.ts turns the
+        // Worker's batch of /token records on for its own test of it.
+        AUDIT_HAND_OFF: 'off',
         ...bindings,
       },
       // Records reach D1 within a few ms when a test drains the chains, and a message D1 keeps refusing reaches

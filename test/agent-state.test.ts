@@ -1,7 +1,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { AgentState } from '../worker/agents/agent-state';
-import { admissionCall, agentObject, nowSeconds } from './helpers';
+import { admissionCall, admit, agentObject, nowSeconds } from './helpers';
 
 /** The rest of an admit request: a task and a rate limit that does not get in the way. */
 const rest = { taskId: 'task-1', rateLimit: { perMinute: 600, burst: 100 } };
@@ -22,12 +22,12 @@ describe('AgentState.exchange: attestation replay protection', () => {
   it('admits an attestation once', async () => {
     const stub = agentObject('once');
     const request = { replayKey: 'issuer\njti-1', replayUntil: nowSeconds() + 300, ...rest };
-    expect(await stub.exchange(admissionCall(request))).toEqual({ outcome: 'granted' });
-    expect(await stub.exchange(admissionCall(request))).toEqual({
+    expect(await admit(stub, admissionCall(request))).toEqual({ outcome: 'granted' });
+    expect(await admit(stub, admissionCall(request))).toEqual({
       outcome: 'refused',
       refusal: { reason: 'replayed' },
     });
-    expect(await stub.exchange(admissionCall({ ...request, replayKey: 'other-issuer\njti-1' }))).toEqual({
+    expect(await admit(stub, admissionCall({ ...request, replayKey: 'other-issuer\njti-1' }))).toEqual({
       outcome: 'granted',
     });
   });
@@ -35,12 +35,12 @@ describe('AgentState.exchange: attestation replay protection', () => {
   it('still refuses at the very second the attestation stops being acceptable, and for a margin after', async () => {
     const stub = agentObject('boundary');
     const replayUntil = nowSeconds();
-    expect(await stub.exchange(admissionCall({ replayKey: 'k', replayUntil, ...rest }))).toEqual({
+    expect(await admit(stub, admissionCall({ replayKey: 'k', replayUntil, ...rest }))).toEqual({
       outcome: 'granted',
     });
     vi.useFakeTimers({ toFake: ['Date'] });
     vi.setSystemTime((replayUntil + 59) * 1000);
-    expect(await stub.exchange(admissionCall({ replayKey: 'k', replayUntil, ...rest }))).toEqual({
+    expect(await admit(stub, admissionCall({ replayKey: 'k', replayUntil, ...rest }))).toEqual({
       outcome: 'refused',
       refusal: { reason: 'replayed' },
     });
@@ -49,8 +49,8 @@ describe('AgentState.exchange: attestation replay protection', () => {
   it('forgets attestations once they could no longer be accepted anyway', async () => {
     const name = 'cleanup';
     const stub = agentObject(name);
-    await stub.exchange(admissionCall({ replayKey: 'short', replayUntil: nowSeconds() + 10, ...rest }));
-    await stub.exchange(admissionCall({ replayKey: 'long', replayUntil: nowSeconds() + 3600, ...rest }));
+    await admit(stub, admissionCall({ replayKey: 'short', replayUntil: nowSeconds() + 10, ...rest }));
+    await admit(stub, admissionCall({ replayKey: 'long', replayUntil: nowSeconds() + 3600, ...rest }));
     expect((await rows(name)).map((row) => row.key).sort()).toEqual(['long', 'short']);
 
     vi.useFakeTimers({ toFake: ['Date'] });

@@ -24,6 +24,7 @@ import type { ApprovalRecord } from '../worker/core/approval';
 import { adminFetch, bearer, readApproval } from './admin-helpers';
 import {
   admissionCall,
+  admit,
   agentObject,
   auditRecords,
   DEMO_AGENT,
@@ -332,7 +333,8 @@ describe('approval webhook: when it is down', () => {
       decisions: [],
       status: 'pending',
     };
-    const opened = await agentObject().exchange(
+    const opened = await admit(
+      agentObject(),
       admissionCall(
         {
           replayKey: `test\n${crypto.randomUUID()}`,

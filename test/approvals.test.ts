@@ -28,6 +28,7 @@ import {
 import {
   APPROVAL_ID,
   admissionCall,
+  admit,
   agentObject,
   DEMO_AGENT,
   DISABLE_USER,
@@ -691,7 +692,8 @@ describe('a collected approval: audit, introspection, and a collection that fail
     expect(terms).toBe('approved');
     const record = await agentObject().approval(pending.id);
     if (record === undefined) throw new Error('no approval');
-    const collected = await agentObject().exchange(
+    const collected = await admit(
+      agentObject(),
       admissionCall(
         {
           replayKey: `test\n${crypto.randomUUID()}`,

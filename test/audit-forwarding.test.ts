@@ -12,7 +12,7 @@ import {
 } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { decodeJwt } from 'jose';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import creds from '../scripts/demo/admin-credentials.json';
 import type { AgentState } from '../worker/agents/agent-state';
 import { INTAKE_SHARDS, UNVERIFIED_SAMPLE } from '../worker/audit/intake';
@@ -101,6 +101,40 @@ describe('a decision is recorded in its agent’s object before the answer', () 
   });
 });
 
+describe('a token’s record, handed back to the worker', () => {
+  it('reaches D1 in its isolate’s batch, with the others handed over meanwhile, with no object sending it', async () => {
+    await drainAudit();
+    // The tests' worker has it off (vitest.config.ts): on for this test.
+    env.AUDIT_HAND_OFF = 'on';
+    onTestFinished(() => {
+      env.AUDIT_HAND_OFF = 'off';
+    });
+    const sendBatch = vi.spyOn(env.AUDIT_QUEUE, 'sendBatch');
+    const send = vi.spyOn(env.AUDIT_QUEUE, 'send');
+    const [first, second] = await Promise.all([issue(), issue()]);
+    const jtis = [first?.jti, second?.jti];
+    await vi.waitFor(
+      async () => {
+        const { results } = await env.AUDIT_DB.prepare('SELECT token_jti AS jti FROM audit_events').all<{
+          jti: string;
+        }>();
+        expect(results.map((row) => row.jti)).toEqual(expect.arrayContaining(jtis));
+      },
+      { timeout: 5000, interval: 20 },
+    );
+    expect(send).not.toHaveBeenCalled();
+    const bodies = sendBatch.mock.calls.flatMap(([messages]) =>
+      Array.from(messages, (message) => String(message.body)),
+    );
+    expect(bodies.filter((body) => jtis.every((jti) => body.includes(jti as string)))).toHaveLength(1);
+    // The object keeps both until it sees D1 hold them.
+    expect((await backlog()).chains.find((chain) => chain.chain === `agent:${DEMO_AGENT}`)).toMatchObject({
+      waiting: 0,
+      unconfirmed: 2,
+    });
+  });
+});
+
 describe('D1 down for a while', () => {
   it('keeps issuing tokens; the queue and the objects hold the records, which arrive once D1 is back, once each', async () => {
     await drainAudit();
@@ -120,14 +154,29 @@ describe('D1 down for a while', () => {
     down.mockRestore();
     const records = await auditRecords();
     for (const jti of jtis) expect(records.filter((record) => record.tokenJti === jti)).toHaveLength(1);
-    expect((await backlog()).d1.retried_deliveries).toBeGreaterThan(0);
     expect(await outbox()).toEqual([]);
+    // The queue delivers its refused messages again (after 1 s): adding nothing, counted as retried.
+    await vi.waitFor(async () => expect((await backlog()).d1.retried_deliveries).toBeGreaterThan(0), {
+      timeout: 10_000,
+      interval: 200,
+    });
+    for (const jti of jtis) {
+      const rows = await env.AUDIT_DB.prepare('SELECT COUNT(*) AS n FROM audit_events WHERE token_jti = ?')
+        .bind(jti)
+        .first<{ n: number }>();
+      expect(rows?.n).toBe(1);
+    }
   });
 });
 
 describe('the queue unreachable', () => {
   it('keeps the records in their object, which sends them again, shows the failure, and backs off', async () => {
     await drainAudit();
+    // The Worker's batch of /token records (off in the tests' worker): its failure is what the object covers.
+    env.AUDIT_HAND_OFF = 'on';
+    onTestFinished(() => {
+      env.AUDIT_HAND_OFF = 'off';
+    });
     const clock = vi.spyOn(Date, 'now');
     const send = vi.spyOn(env.AUDIT_QUEUE, 'send').mockRejectedValue(new Error('queue is down'));
     const sendBatch = vi.spyOn(env.AUDIT_QUEUE, 'sendBatch').mockRejectedValue(new Error('queue is down'));

@@ -25,7 +25,7 @@ import type { AgentState } from '../worker/agents/agent-state';
 import { INTAKE_SHARDS } from '../worker/audit/intake';
 import type { AuditDraft } from '../worker/audit/record';
 import type { AuditEvent } from '../worker/audit/schema';
-import type { Admission, ExchangeCall, ExchangeDecision } from '../worker/core/exchange';
+import type { Admission, ExchangeCall, ExchangeDecision, ExchangeResult } from '../worker/core/exchange';
 import { basicAuthorization } from '../worker/core/introspection-credential';
 import { loadedPolicy } from '../worker/policy/loaded';
 
@@ -462,6 +462,15 @@ export function poll(pending: Pending, overrides: ExchangeFields = {}): Promise<
 // ---------------------------------------------------------------------------------------------------------
 // The audit log
 
+/**
+ * What an agent's object answers an exchange, without the records it hands back for the worker to send (a
+ * test that calls the object itself sends none: the object's own flush does, as `drainAudit` asks it).
+ */
+export async function admit(stub: DurableObjectStub<AgentState>, call: ExchangeCall): Promise<ExchangeResult> {
+  const { records: _handedBack, ...result } = await stub.exchange(call);
+  return result;
+}
+
 /** Every Durable Object that holds an audit chain: the inventory's agents, the kill switch, the intake shards. */
 function chainObjects() {
   const agents = Object.keys(loadedPolicy().bundle.agents).map((id) => agentObject(id));
@@ -567,17 +576,10 @@ export async function matchingAudit(match: (record: AuditEvent) => boolean, coun
   return matching;
 }
 
-/**
- * The newest audit record a request made: the latest decision (`at`), the last to reach D1 among those of the
- * same millisecond. Arrival order alone is not decision order: a `/token` decision's record travels with its
- * isolate's batch, another's from its object.
- */
+/** The newest audit record a request made (the chains are drained oldest waiting record first). */
 export async function lastAudit(): Promise<AuditEvent> {
   const records = (await auditRecords()).filter(requestRecord);
-  const last = records.reduce<AuditEvent | undefined>(
-    (newest, record) => (newest === undefined || record.at >= newest.at ? record : newest),
-    undefined,
-  );
+  const last = records.at(-1);
   if (last === undefined) throw new Error('no audit record');
   return last;
 }

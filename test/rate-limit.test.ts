@@ -10,6 +10,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { loadedPolicy } from '../worker/policy/loaded';
 import {
   admissionCall,
+  admit,
   agentObject,
   attestation,
   DEMO_AGENT,
@@ -137,7 +138,8 @@ describe('POST /token: the per-agent rate limit', () => {
 describe('AgentState.exchange: one bucket per agent', () => {
   const rateLimit = { perMinute: 60, burst: 2 };
   const admitTo = (name: string, key: string) =>
-    agentObject(name).exchange(
+    admit(
+      agentObject(name),
       admissionCall({
         replayKey: `issuer\n${key}`,
         replayUntil: Math.floor(clock.ms / 1000) + 300,

@@ -4,6 +4,8 @@ interface BrokerSecrets {
   SIGNING_KEY?: string;
   /** Optional secret: the HMAC key that signs approval notifications to the approvers' webhook. */
   APPROVAL_WEBHOOK_SECRET?: string;
+  /** Optional: `off` has each agent's object send its `/token` records itself (tests); default: the Worker does. */
+  AUDIT_HAND_OFF?: string;
 }
 
 interface Env extends BrokerSecrets {}

@@ -290,9 +290,10 @@ export class AgentState extends MeteredObject {
    * uses up nothing; an admitted one uses up its attestation and DPoP proof.
    */
   async exchange(call: ExchangeCall): Promise<ExchangeResult> {
-    // The call's records go back with its answer: the worker sends them with its isolate's other agents'.
+    // With `handBack`, the call's records go back with its answer: the worker sends them with its isolate's
+    // other agents'.
     const records: string[] = [];
-    this.#handingOut = records;
+    this.#handingOut = call.handBack ? records : undefined;
     let result: ExchangeResult;
     try {
       result = this.#exchange(call);
@@ -300,7 +301,7 @@ export class AgentState extends MeteredObject {
       this.#handingOut = undefined;
     }
     await this.#schedule();
-    return { ...result, records };
+    return call.handBack ? { ...result, records } : result;
   }
 
   #exchange({ draft, admission, decision }: ExchangeCall): ExchangeResult {

@@ -123,6 +123,18 @@ export interface ObjectHeads {
   acked: ChainHead;
 }
 
+/**
+ * What the chains' objects say, for a check of D1: the last record each knew D1 to hold, read before D1 is
+ * read (D1 holds at least that), and the last each committed, asked once D1 has been read (records are
+ * committed and reach D1 while the check runs: one that arrived meanwhile is no stranger).
+ */
+export interface ChainObjects {
+  acked: ReadonlyMap<string, ChainHead>;
+  heads: () => Promise<ReadonlyMap<string, ChainHead>>;
+}
+
+const EMPTY_HEAD: ChainHead = { seq: 0, hash: GENESIS };
+
 export interface ChainState {
   seq: number;
   hash: string;
@@ -171,7 +183,7 @@ function checkHeads(
 export async function verifyChain(
   db: D1Database,
   head: ChainHead,
-  objects: ReadonlyMap<string, ObjectHeads> = new Map(),
+  objects: ChainObjects = { acked: new Map(), heads: async () => new Map() },
   from: VerifyStart = {},
   maxProblems = 20,
 ): Promise<ChainReport> {
@@ -180,7 +192,7 @@ export async function verifyChain(
     Object.entries(from.chains ?? {}).map(([chain, at]) => [chain, { ...at, records: 0 }]),
   );
   const ackedHashes = new Map<string, string>();
-  for (const [chain, at] of chains) if (at.seq === objects.get(chain)?.acked.seq) ackedHashes.set(chain, at.hash);
+  for (const [chain, at] of chains) if (at.seq === objects.acked.get(chain)?.seq) ackedHashes.set(chain, at.hash);
   let prev = from.seal?.hash ?? GENESIS;
   let seq = from.seal?.seq ?? 0;
   let records = from.records ?? 0;
@@ -210,19 +222,28 @@ export async function verifyChain(
       if (typeof row.chain === 'string') {
         const state = checkLink(row, chains.get(row.chain), problems);
         chains.set(row.chain, state);
-        if (state.seq === objects.get(row.chain)?.acked.seq) ackedHashes.set(row.chain, state.hash);
+        if (state.seq === objects.acked.get(row.chain)?.seq) ackedHashes.set(row.chain, state.hash);
       }
     }
     seq = last.seq;
   }
   if (problems.length === 0 && prev !== head.hash) problems.push({ seq: head.seq, problem: 'head_mismatch' });
-  if (problems.length < maxProblems) checkHeads(chains, ackedHashes, objects, problems);
+  if (problems.length < maxProblems) {
+    const heads = await objects.heads();
+    const both = new Map(
+      [...new Set([...heads.keys(), ...objects.acked.keys()])].map((chain) => [
+        chain,
+        { head: heads.get(chain) ?? EMPTY_HEAD, acked: objects.acked.get(chain) ?? EMPTY_HEAD },
+      ]),
+    );
+    checkHeads(chains, ackedHashes, both, problems);
+  }
   const chained = [...chains.values()].reduce((sum, state) => sum + state.records, 0) + (from.chainRecords ?? 0);
   return {
     valid: problems.length === 0,
     records,
     head,
-    chains: { checked: new Set([...chains.keys(), ...objects.keys()]).size, records: chained },
+    chains: { checked: new Set([...chains.keys(), ...objects.acked.keys()]).size, records: chained },
     archive: { segments: from.segments ?? 0, records: from.archivedRecords ?? 0 },
     problems: problems.slice(0, maxProblems),
   };

@@ -7,7 +7,7 @@
  * Forwarding, two ways. A record the caller takes away ({@link AuditOutbox.append} with `handedOut`: a
  * `/token` decision's, which the Worker sends with the other records its isolate handed over in the same
  * 50 ms, whatever their agents: `worker/stores/audit-queue.ts`) is the caller's to send. Any other record
- * starts a short timer ({@link SEND_DELAY_MS}); when it runs, everything committed since the last send goes
+ * starts a short timer (the transport's `sendDelayMs`); when it runs, everything committed since the last send goes
  * to the audit queue, as few messages as fit. Either way, off every caller's path; the queue holds a message
  * durably once the send resolves, and its consumer writes to D1.
  *
@@ -19,8 +19,6 @@
  */
 import { type ChainedRecord, type ChainHead, type DecidedRecord, EMPTY_CHAIN, linkRecord } from './record';
 
-/** How long a record waits before its object sends it: the records of a busy object travel together. */
-export const SEND_DELAY_MS = 50;
 /** How long after a record's commit its object asks D1 whether it holds it (and sends again what it lacks). */
 const CONFIRM_AFTER_MS = 60_000;
 /** A message's records, in bytes: under the queue's 128 KB per message. */
@@ -34,6 +32,8 @@ const retryDelay = (failures: number) => Math.min(60_000, 1000 * 2 ** Math.max(0
 
 /** Where an outbox's records go, and how it learns which D1 holds (`worker/stores/audit-queue.ts`). */
 export interface AuditTransport {
+  /** How long a record waits before its object sends it: the records of a busy object travel together. */
+  readonly sendDelayMs: number;
   /** Resolves once the queue holds the message: a JSON array of chained records. */
   send(body: string): Promise<void>;
   /**
@@ -172,7 +172,7 @@ export class AuditOutbox {
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       void this.#send();
-    }, SEND_DELAY_MS);
+    }, this.#transport.sendDelayMs);
   }
 
   /** The last record committed here, and the last one D1 is known to hold. */
@@ -233,37 +233,43 @@ export class AuditOutbox {
   async flushDue(): Promise<boolean> {
     const now = Date.now();
     if (this.#failures > 0 && now < this.#retryAt) return false;
-    if (this.#oldestAt !== null && now >= this.#oldestAt + CONFIRM_AFTER_MS) return this.flush();
+    if (this.#oldestAt !== null && now >= this.#oldestAt + CONFIRM_AFTER_MS) return this.#flush(now - CONFIRM_AFTER_MS);
     if (this.#unsentAt !== null) return this.#send();
     return true;
   }
 
   /**
-   * Forgets every record D1 holds, then sends everything still unsent, whatever the backoff (tests, and
-   * admins waiting on the backlog).
+   * Forgets every record D1 holds, sends again what it lacks (however recent: the caller wants them there
+   * now), then sends everything still unsent, whatever the backoff (tests, and admins waiting on the backlog).
    *
    * @returns whether everything committed before the call is now with the queue or in D1 (false after a
    *   failed send or D1 read; what failed stays for the next attempt).
    */
-  async flush(): Promise<boolean> {
+  flush(): Promise<boolean> {
+    return this.#flush(Date.now());
+  }
+
+  /** {@link flush}, sending again only what D1 lacks among the records committed by `sentBefore` (epoch ms). */
+  async #flush(sentBefore: number): Promise<boolean> {
     try {
       await this.#confirm();
-      await this.#resendMissing();
+      await this.#resendMissing(sentBefore);
     } catch (error) {
       this.#failed(error);
       return false;
     }
     this.#succeeded();
+    // Records handed out while others waited for the timer: sent from here now too (D1 takes each once).
+    this.#handedOut.clear();
     return this.#send();
   }
 
   /**
-   * Sends again, once, the records on their way for a minute or more that D1 does not hold (they are what is
-   * still kept after {@link #confirm}): an isolate that took a record away and went before sending it, or a
-   * send from here that a queue lost.
+   * Sends again, once, the records on their way since `cutoff` (epoch ms) or before that D1 does not hold
+   * (what is still kept after {@link #confirm}): an isolate that took a record away and went before sending
+   * it, or a send from here that a queue lost.
    */
-  async #resendMissing(): Promise<void> {
-    const cutoff = Date.now() - CONFIRM_AFTER_MS;
+  async #resendMissing(cutoff: number): Promise<void> {
     for (;;) {
       const rows = this.#sql
         .exec<{ seq: number; record: string; bytes: number }>(

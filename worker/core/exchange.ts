@@ -70,6 +70,8 @@ export interface ExchangeCall {
   draft: AuditDraft;
   admission: Admission;
   decision: ExchangeDecision;
+  /** The caller takes the call's records to send (`records` in the result); else the object sends them. */
+  handBack?: boolean;
 }
 
 /** Why the object refused: its own state, or the approval a poll asked about. */

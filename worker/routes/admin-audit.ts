@@ -7,7 +7,7 @@ import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { type AdminEnv, requireRole } from '../admin/auth';
 import { type SegmentRow, verifyArchive } from '../audit/archive';
-import { type ObjectHeads, verifyChain } from '../audit/chain';
+import { type ChainObjects, type ObjectHeads, verifyChain } from '../audit/chain';
 import type { Backlog } from '../audit/outbox';
 import { AuditQuery, auditQueryProblem, auditRecordJson, type HotWindow } from '../audit/query';
 import { agentChain } from '../audit/record';
@@ -118,8 +118,15 @@ auditRoutes.get('/admin/audit/verify', startAudit('admin.audit.verify'), require
   // below then reports where, against the head anchored so far.
   const head = await sealAuditLog(c.env).catch(() => sealedHead(c.env));
   const all = chains(c.env);
-  const heads = await callStore('audit_chains', () => inChunks(all, (chain) => chain.heads()), VERIFY_DEADLINE_MS);
-  const objects = new Map(all.map((chain, i) => [chain.chain, heads[i] as ObjectHeads]));
+  const readHeads = () => callStore('audit_chains', () => inChunks(all, (chain) => chain.heads()), VERIFY_DEADLINE_MS);
+  const before = await readHeads();
+  const objects: ChainObjects = {
+    acked: new Map(all.map((chain, i) => [chain.chain, (before[i] as ObjectHeads).acked])),
+    heads: async () => {
+      const after = await readHeads();
+      return new Map(all.map((chain, i) => [chain.chain, (after[i] as ObjectHeads).head]));
+    },
+  };
   const db = auditDb(c.env);
   const segments = await db.segments();
   // The archive first: D1's seal chain and decision-time chains go on where it leaves them.

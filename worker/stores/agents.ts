@@ -8,7 +8,7 @@ import type { Backlog } from '../audit/outbox';
 import type { AuditDraft, AuditOutcome, ChainHead } from '../audit/record';
 import type { ApprovalRecord, Approver, DecideOutcome } from '../core/approval';
 import type { ExchangeCall, ExchangeResult, ProofReplay } from '../core/exchange';
-import { handOffRecords } from './audit-queue';
+import { handOffEnabled, handOffRecords } from './audit-queue';
 import { callStore } from './call';
 
 function stub(env: Env, agentId: string): DurableObjectStub<AgentState> {
@@ -63,7 +63,8 @@ export function agentStore(env: Env, background?: (work: Promise<unknown>) => vo
     exchange: (agentId, request, deadlineMs) => {
       if (background === undefined) throw new TypeError('an exchange needs the request’s background work');
       return call(async (): Promise<ExchangeResult> => {
-        const { records = [], ...result } = await stub(env, agentId).exchange(request);
+        const handBack = handOffEnabled(env);
+        const { records = [], ...result } = await stub(env, agentId).exchange({ ...request, handBack });
         // Records of an answer that came too late stay in the object, which sends them a minute later.
         handOffRecords(env, background, records);
         return result;

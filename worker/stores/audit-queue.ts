@@ -2,7 +2,7 @@
  * The way to D1 for audit records: the audit queue, and D1 asked which of a chain's records it holds. The
  * deciding objects' outboxes send through {@link auditTransport}; the records of `/token` decisions, which the
  * agents' objects hand back to the Worker, go through {@link handOffRecords}: every record the isolate's
- * requests handed over in the same {@link HAND_OFF_DELAY_MS} travels in one message, whatever its agent, so a
+ * requests handed over in the same 50 ms travels in one message, whatever its agent, so a
  * fleet of quiet agents pays one queue message per batch, not one per token. The only code that names the
  * `AUDIT_QUEUE` binding; each call is bounded, and one that fails or does not answer in time rejects: the
  * records stay in their objects, which send again what D1 lacks a minute later.
@@ -12,8 +12,18 @@ import type { ChainHead } from '../audit/record';
 
 /** A send or a D1 read waits this long before it counts as failed. */
 const DEADLINE_MS = 10_000;
-/** How long records handed over wait for others to travel with. */
-export const HAND_OFF_DELAY_MS = 50;
+/** How long a record waits for others to travel with it. */
+const SEND_DELAY_MS = 50;
+
+/**
+ * Whether `/token` decisions' records come back to the Worker to be sent with its isolate's others (the
+ * default), or are sent by their objects (`AUDIT_HAND_OFF = "off"`: each object's own messages, as every
+ * other record is sent; the tests run so, where a test's drain decides the order records reach D1 in).
+ */
+export function handOffEnabled(env: Env): boolean {
+  return env.AUDIT_HAND_OFF !== 'off';
+}
+
 /** A message's records, in bytes: under the queue's 128 KB per message. */
 const MAX_MESSAGE_BYTES = 96_000;
 
@@ -31,6 +41,7 @@ async function bounded<T>(what: string, call: Promise<T>): Promise<T> {
 
 export function auditTransport(env: Env): AuditTransport {
   return {
+    sendDelayMs: SEND_DELAY_MS,
     send: async (body) => {
       await bounded('audit queue', env.AUDIT_QUEUE.send(body, { contentType: 'text' }));
     },
@@ -78,7 +89,7 @@ let sending = false;
 
 /**
  * Hands committed records (their JSON, as their object committed them) to the audit queue: sent with every
- * other record handed over in the next {@link HAND_OFF_DELAY_MS}, in as few messages as fit, by the first
+ * other record handed over in the next 50 ms, in as few messages as fit, by the first
  * request that handed one over (its `background` keeps it running after its answer).
  */
 export function handOffRecords(env: Env, background: (work: Promise<unknown>) => void, records: readonly string[]) {
@@ -88,7 +99,7 @@ export function handOffRecords(env: Env, background: (work: Promise<unknown>) =>
   sending = true;
   background(
     (async () => {
-      await scheduler.wait(HAND_OFF_DELAY_MS);
+      await scheduler.wait(SEND_DELAY_MS);
       const batch = waiting.splice(0);
       sending = false;
       const bodies = messages(batch);
