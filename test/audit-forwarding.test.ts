@@ -261,6 +261,16 @@ describe('the queue’s consumer', () => {
     expect((await auditRecords()).filter((record) => ids.has(record.id))).toHaveLength(1);
   });
 
+  it('lets a chain’s records reach D1 out of order: the chain check links them in chain order', async () => {
+    const records = JSON.parse(body(3)) as unknown[];
+    // A message retried after the one behind it: records 2 and 3 arrive before record 1.
+    await consume([JSON.stringify(records.slice(1))]);
+    await consume([JSON.stringify(records.slice(0, 1))]);
+    const response = await adminFetch('/admin/audit/verify', { headers: bearer(creds.auditor) });
+    expect(response.status).toBe(200);
+    expect(((await response.json()) as { problems: unknown[] }).problems).toEqual([]);
+  });
+
   it('writes what many objects sent in one batch in one D1 query', async () => {
     const before = await stats();
     await consume(Array.from({ length: 8 }, () => body(2)));

@@ -13,7 +13,7 @@
  * starts again from D1; an object a failed run left in R2 is never listed (its key names its hash).
  */
 import type { Settings } from '../policy/bundle';
-import { type ChainProblem, type ChainState, checkLink, type Row, sealHash, type VerifyStart } from './chain';
+import { type ChainLink, ChainLinks, type ChainProblem, type Row, sealHash, type VerifyStart } from './chain';
 import { type ChainHead, canonicalRecord, GENESIS } from './record';
 
 /** Where segments, chain heads and manifests live in the bucket; a bucket lock rule on `archive/` keeps them. */
@@ -42,10 +42,15 @@ export interface SegmentRow {
   archived_at: number;
 }
 
-/** Every decision-time chain's head after a segment, and the seal chain's. */
+/**
+ * Every decision-time chain's head after a segment, and the seal chain's. A chain's head is its last record
+ * with none missing before it; records the archive holds past a gap (the missing one reached D1 later: a
+ * queue delivers a message it retried after the ones behind it) are `ahead`, until the gap is filled.
+ */
 export interface ArchiveHeads {
   seal: ChainHead;
   chains: Record<string, ChainHead>;
+  ahead?: Record<string, ChainLink[]>;
 }
 
 /** The bucket as the archive uses it (`worker/stores/audit-archive.ts`: bounded, fail-closed calls). */
@@ -101,8 +106,41 @@ export const segmentHash = (prev: string, row: Pick<SegmentRow, 'sha256' | 'seal
 
 /** The heads as stored: canonical JSON (sorted chains), so its hash is the same wherever it is made. */
 export function headsJson(heads: ArchiveHeads): string {
-  const chains = Object.fromEntries(Object.entries(heads.chains).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-  return JSON.stringify({ seal: heads.seal, chains });
+  const sorted = <T>(entries: Record<string, T>) =>
+    Object.fromEntries(Object.entries(entries).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  const ahead = sorted(heads.ahead ?? {});
+  return JSON.stringify({
+    seal: heads.seal,
+    chains: sorted(heads.chains),
+    ...(Object.keys(ahead).length > 0 && { ahead }),
+  });
+}
+
+/** The heads after `rows`, moved on from `before`: each chain as far as its records link without a gap. */
+function advanceHeads(before: ArchiveHeads, rows: readonly Row[], seal: ChainHead): ArchiveHeads {
+  const chains = { ...before.chains };
+  const waiting = new Map<string, Map<number, ChainLink>>();
+  const wait = (chain: string, link: ChainLink) => {
+    const links = waiting.get(chain) ?? new Map<number, ChainLink>();
+    links.set(link.seq, link);
+    waiting.set(chain, links);
+  };
+  for (const [chain, links] of Object.entries(before.ahead ?? {})) for (const link of links) wait(chain, link);
+  for (const row of rows) {
+    if (typeof row.chain !== 'string') continue;
+    wait(row.chain, { seq: row.chain_seq as number, hash: row.chain_hash as string, prev: row.chain_prev as string });
+  }
+  const ahead: Record<string, ChainLink[]> = {};
+  for (const [chain, links] of waiting) {
+    let head = chains[chain] ?? { seq: 0, hash: GENESIS };
+    for (let next = links.get(head.seq + 1); next !== undefined; next = links.get(head.seq + 1)) {
+      links.delete(next.seq);
+      head = { seq: next.seq, hash: next.hash };
+    }
+    if (head.seq > 0) chains[chain] = head;
+    if (links.size > 0) ahead[chain] = [...links.values()].sort((a, b) => a.seq - b.seq);
+  }
+  return { seal, chains, ahead };
 }
 
 /** A segment's records, parsed from its (gunzipped) NDJSON. */
@@ -219,14 +257,8 @@ async function moveSegment(
   const last = rows.at(-1);
   if (first === undefined || last === undefined) throw new Error('an empty segment');
   // Every chain's head after this segment: the previous segment's, moved on by this one's records.
-  const before = await headsAfter(bucket, previous);
-  const chains = { ...before.chains };
-  for (const row of rows) {
-    if (typeof row.chain === 'string') {
-      chains[row.chain] = { seq: row.chain_seq as number, hash: row.chain_hash as string };
-    }
-  }
-  const heads = headsJson({ seal: { seq: last.seq, hash: last.seal_hash }, chains });
+  const advanced = advanceHeads(await headsAfter(bucket, previous), rows, { seq: last.seq, hash: last.seal_hash });
+  const heads = headsJson(advanced);
   const ndjson = new TextEncoder().encode(`${rows.map((row) => JSON.stringify(row)).join('\n')}\n`);
   const body = await gzip(ndjson);
   const sha256 = await sha256Hex(body);
@@ -258,11 +290,11 @@ async function moveSegment(
   const segment: SegmentRow = { ...listed, hash: await segmentHash(listed.prev_hash, listed) };
   const columns = Object.keys(segment);
   // One transaction: the segment listed, then what it holds deleted (the triggers allow it only now).
-  // This segment's last record of each chain: the chains' archived heads move on with it.
+  // The chains this segment moved on: their archived heads (a record at or before one is in the archive).
   const moved: Record<string, ChainHead> = {};
   for (const row of rows) {
-    if (typeof row.chain === 'string')
-      moved[row.chain] = { seq: row.chain_seq as number, hash: row.chain_hash as string };
+    const head = typeof row.chain === 'string' ? advanced.chains[row.chain] : undefined;
+    if (head !== undefined) moved[row.chain as string] = head;
   }
   const results = await db.batch([
     db
@@ -316,8 +348,9 @@ export async function verifyArchive(
     problems.push({ seq: segment.first_seq, segment: segment.segment, problem });
   let prevHash = GENESIS;
   let seal: ChainHead = { seq: 0, hash: GENESIS };
-  const chains = new Map<string, ChainState>();
+  let links = new ChainLinks(problems);
   let records = 0;
+  let chainRecords = 0;
   for (const segment of segments) {
     if (segment.prev_hash !== prevHash || segment.hash !== (await segmentHash(prevHash, segment))) changed(segment);
     prevHash = segment.hash;
@@ -329,7 +362,8 @@ export async function verifyArchive(
       const heads = await headsAfter(bucket, segment).catch(() => null);
       if (heads !== null) {
         seal = heads.seal;
-        for (const [chain, at] of Object.entries(heads.chains)) chains.set(chain, { ...at, records: 0 });
+        chainRecords += [...links.heads().values()].reduce((sum, at) => sum + at.records, 0);
+        links = new ChainLinks(problems, heads.chains, new Map(), heads.ahead);
       }
       continue;
     }
@@ -339,13 +373,15 @@ export async function verifyArchive(
       const hash = await sealHash(seal.hash, row);
       if (sealed !== hash || sealPrev !== seal.hash) problems.push({ seq: row.seq, problem: 'record_changed' });
       seal = { seq: row.seq, hash: typeof sealed === 'string' ? sealed : hash };
-      if (typeof row.chain === 'string') chains.set(row.chain, checkLink(row, chains.get(row.chain), problems));
+      if (typeof row.chain === 'string') links.add(row);
     }
     const heads = await headsAfter(bucket, segment).catch(() => null);
     const agree =
       heads !== null &&
       heads.seal.hash === seal.hash &&
-      [...chains].every(([chain, at]) => heads.chains[chain]?.hash === at.hash && heads.chains[chain]?.seq === at.seq);
+      [...links.heads()].every(
+        ([chain, at]) => heads.chains[chain]?.hash === at.hash && heads.chains[chain]?.seq === at.seq,
+      );
     if (!agree) changed(segment);
   }
   if (!full) {
@@ -355,12 +391,15 @@ export async function verifyArchive(
       if (last !== null) changed(last);
       return { problems, segments: segments.length };
     }
-    return { seal: heads.seal, chains: heads.chains, problems, segments: segments.length };
+    return { seal: heads.seal, chains: heads.chains, ahead: heads.ahead ?? {}, problems, segments: segments.length };
   }
-  const chainRecords = [...chains.values()].reduce((sum, at) => sum + at.records, 0);
+  // What waits past a gap goes on to D1's check, where the missing record may be.
+  const chains = links.heads();
+  chainRecords += [...chains.values()].reduce((sum, at) => sum + at.records, 0);
   return {
     seal,
     chains: Object.fromEntries([...chains].map(([chain, at]) => [chain, { seq: at.seq, hash: at.hash }])),
+    ahead: links.pending(),
     problems,
     records,
     chainRecords,

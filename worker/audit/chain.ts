@@ -142,7 +142,7 @@ export interface ChainState {
 }
 
 /** Checks one record of a decision-time chain against the record before it in that chain; updates the state. */
-export function checkLink(row: Row, state: ChainState | undefined, problems: ChainProblem[]): ChainState {
+function checkLink(row: Row, state: ChainState | undefined, problems: ChainProblem[]): ChainState {
   const chain = row.chain as string;
   const seq = row.chain_seq as number;
   const prev = state ?? { seq: 0, hash: GENESIS, records: 0 };
@@ -153,8 +153,126 @@ export function checkLink(row: Row, state: ChainState | undefined, problems: Cha
   }
   if (seq !== prev.seq + 1) problems.push({ chain, seq: prev.seq + 1, problem: 'record_missing' });
   else if (row.chain_prev !== prev.hash) problems.push({ chain, seq, problem: 'chain_rewritten' });
-  if (chainHash(row) !== row.chain_hash) problems.push({ chain, seq, problem: 'record_changed' });
+  // A record the archive holds and its check read already comes as its link alone.
+  if (row.prechecked !== true && chainHash(row) !== row.chain_hash)
+    problems.push({ chain, seq, problem: 'record_changed' });
   return { seq, hash: row.chain_hash as string, records: prev.records + 1 };
+}
+
+/**
+ * Every decision-time chain's records, checked link by link in chain order, whatever order they are given
+ * in: records reach D1 (and the archive) in the order of their arrival, and a queue delivers a message that
+ * failed once after the ones behind it. A record that comes before the one it follows waits for it; whatever
+ * still waits when the scan is over follows a record that never came (`record_missing`), and is then
+ * checked in order.
+ */
+/** A record's place in its chain: its number, its hash, and the hash of the record before it. */
+export interface ChainLink {
+  seq: number;
+  hash: string;
+  prev: string;
+}
+
+export class ChainLinks {
+  readonly #states = new Map<string, ChainState>();
+  readonly #early = new Map<string, Map<number, Row>>();
+  readonly #problems: ChainProblem[];
+  readonly #watched: ReadonlyMap<string, ChainHead>;
+  /** The hash each chain's record had at its watched position, once the scan passed it. */
+  readonly seen = new Map<string, string>();
+
+  /**
+   * @param from where each chain starts (the archive's heads), none for a chain from its first record
+   * @param watched a position per chain whose record's hash the caller wants ({@link seen})
+   */
+  constructor(
+    problems: ChainProblem[],
+    from: Record<string, ChainHead> = {},
+    watched: ReadonlyMap<string, ChainHead> = new Map(),
+    ahead: Record<string, ChainLink[]> = {},
+  ) {
+    this.#problems = problems;
+    this.#watched = watched;
+    for (const [chain, at] of Object.entries(from)) this.#set(chain, { ...at, records: 0 });
+    for (const [chain, links] of Object.entries(ahead)) {
+      for (const link of links) {
+        this.add({
+          seq: 0,
+          chain,
+          chain_seq: link.seq,
+          chain_hash: link.hash,
+          chain_prev: link.prev,
+          prechecked: true,
+        });
+      }
+    }
+  }
+
+  #set(chain: string, state: ChainState): void {
+    this.#states.set(chain, state);
+    if (this.#watched.get(chain)?.seq === state.seq) this.seen.set(chain, state.hash);
+  }
+
+  /** Checks `row` (and what waited for it), or keeps it until the record it follows comes. */
+  add(row: Row): void {
+    const chain = row.chain as string;
+    const state = this.#states.get(chain) ?? { seq: 0, hash: GENESIS, records: 0 };
+    const seq = row.chain_seq as number;
+    if (seq > state.seq + 1) {
+      const early = this.#early.get(chain) ?? new Map<number, Row>();
+      if (early.has(seq)) this.#problems.push({ chain, seq, problem: 'unknown_record' });
+      else early.set(seq, row);
+      this.#early.set(chain, early);
+      return;
+    }
+    this.#link(chain, row);
+  }
+
+  #link(chain: string, row: Row): void {
+    let state = checkLink(row, this.#states.get(chain), this.#problems);
+    this.#set(chain, state);
+    const early = this.#early.get(chain);
+    for (let next = early?.get(state.seq + 1); next !== undefined; next = early?.get(state.seq + 1)) {
+      early?.delete(state.seq + 1);
+      state = checkLink(next, state, this.#problems);
+      this.#set(chain, state);
+    }
+  }
+
+  /** The records that wait for one before them, by chain: their links, to carry on to a later scan. */
+  pending(): Record<string, ChainLink[]> {
+    const out: Record<string, ChainLink[]> = {};
+    for (const [chain, early] of this.#early) {
+      if (early.size === 0) continue;
+      out[chain] = [...early.values()]
+        .map((row) => ({
+          seq: row.chain_seq as number,
+          hash: row.chain_hash as string,
+          prev: row.chain_prev as string,
+        }))
+        .sort((a, b) => a.seq - b.seq);
+    }
+    return out;
+  }
+
+  /** Every chain as far as it is linked without a gap so far (what waits for a missing record is not in it). */
+  heads(): ReadonlyMap<string, ChainState> {
+    return this.#states;
+  }
+
+  /** Ends the scan: what still waits follows a record that never came. Every chain's state. */
+  finish(): ReadonlyMap<string, ChainState> {
+    for (const [chain, early] of this.#early) {
+      for (const seq of [...early.keys()].sort((a, b) => a - b)) {
+        const row = early.get(seq);
+        if (row === undefined) continue;
+        early.delete(seq);
+        this.#link(chain, row);
+      }
+    }
+    this.#early.clear();
+    return this.#states;
+  }
 }
 
 /** Compares each chain as D1 holds it with what its object says: nothing lost at the end, nothing added. */
@@ -188,11 +306,7 @@ export async function verifyChain(
   maxProblems = 20,
 ): Promise<ChainReport> {
   const problems: ChainProblem[] = [...(from.problems ?? [])];
-  const chains = new Map<string, ChainState>(
-    Object.entries(from.chains ?? {}).map(([chain, at]) => [chain, { ...at, records: 0 }]),
-  );
-  const ackedHashes = new Map<string, string>();
-  for (const [chain, at] of chains) if (at.seq === objects.acked.get(chain)?.seq) ackedHashes.set(chain, at.hash);
+  const links = new ChainLinks(problems, from.chains, objects.acked, from.ahead);
   let prev = from.seal?.hash ?? GENESIS;
   let seq = from.seal?.seq ?? 0;
   let records = from.records ?? 0;
@@ -219,15 +333,12 @@ export async function verifyChain(
         // Continue from the stored seal where there is one, so one change is reported once, not for every later record.
         prev = seal?.hash ?? hash;
       }
-      if (typeof row.chain === 'string') {
-        const state = checkLink(row, chains.get(row.chain), problems);
-        chains.set(row.chain, state);
-        if (state.seq === objects.acked.get(row.chain)?.seq) ackedHashes.set(row.chain, state.hash);
-      }
+      if (typeof row.chain === 'string') links.add(row);
     }
     seq = last.seq;
   }
   if (problems.length === 0 && prev !== head.hash) problems.push({ seq: head.seq, problem: 'head_mismatch' });
+  const chains = links.finish();
   if (problems.length < maxProblems) {
     const heads = await objects.heads();
     const both = new Map(
@@ -236,7 +347,7 @@ export async function verifyChain(
         { head: heads.get(chain) ?? EMPTY_HEAD, acked: objects.acked.get(chain) ?? EMPTY_HEAD },
       ]),
     );
-    checkHeads(chains, ackedHashes, both, problems);
+    checkHeads(chains, links.seen, both, problems);
   }
   const chained = [...chains.values()].reduce((sum, state) => sum + state.records, 0) + (from.chainRecords ?? 0);
   return {
@@ -256,6 +367,8 @@ export async function verifyChain(
 export interface VerifyStart {
   seal?: ChainHead;
   chains?: Record<string, ChainHead>;
+  /** Records the archive holds past a gap in their chain (a record before them reached D1 after them). */
+  ahead?: Record<string, ChainLink[]>;
   problems?: ChainProblem[];
   /** Records whose seals were checked in the archive, and their decision-time chains' records. */
   records?: number;
