@@ -128,3 +128,24 @@ export function linkRecord(record: DecidedRecord, chain: string, head: ChainHead
   const linked = { ...record, chain, chainSeq: head.seq + 1, chainPrev: head.hash, chainHash: '' };
   return { ...linked, chainHash: chainHash(recordColumns(linked)) };
 }
+
+/**
+ * Joins JSON values (each as its text) into JSON arrays of at most `maxBytes` characters, in order, at least
+ * one value each however long: how records travel in one queue message or one D1 query.
+ */
+export function jsonArrays(values: readonly string[], maxBytes: number): string[] {
+  const out: string[] = [];
+  let batch: string[] = [];
+  let bytes = 2;
+  for (const value of values) {
+    if (batch.length > 0 && bytes + value.length + 1 > maxBytes) {
+      out.push(`[${batch.join(',')}]`);
+      batch = [];
+      bytes = 2;
+    }
+    batch.push(value);
+    bytes += value.length + 1;
+  }
+  if (batch.length > 0) out.push(`[${batch.join(',')}]`);
+  return out;
+}

@@ -11,7 +11,7 @@
  * `max_retries`, moves to the dead-letter queue, whose consumer keeps it in R2 (`dead-letters/`), where
  * admins see it. Nothing is acknowledged before D1 or R2 holds it.
  */
-import { RECORD_FIELDS } from './record';
+import { jsonArrays, RECORD_FIELDS } from './record';
 
 /** Bytes of records in one D1 query: far below D1's 2 MB limit on a bound value. */
 const MAX_QUERY_BYTES = 1_000_000;
@@ -53,22 +53,9 @@ export type RecordBatch = string;
 
 /** Joins message bodies (JSON arrays) into arrays of at most {@link MAX_QUERY_BYTES}, in order. */
 function queries(bodies: readonly RecordBatch[]): string[] {
-  const out: string[] = [];
-  let batch: string[] = [];
-  let bytes = 2;
-  for (const body of bodies) {
-    const items = body.slice(1, -1);
-    if (items.length === 0) continue;
-    if (batch.length > 0 && bytes + items.length + 1 > MAX_QUERY_BYTES) {
-      out.push(`[${batch.join(',')}]`);
-      batch = [];
-      bytes = 2;
-    }
-    batch.push(items);
-    bytes += items.length + 1;
-  }
-  if (batch.length > 0) out.push(`[${batch.join(',')}]`);
-  return out;
+  // A body's records without its brackets: several messages' records in one array.
+  const records = bodies.map((body) => body.slice(1, -1)).filter((records) => records.length > 0);
+  return jsonArrays(records, MAX_QUERY_BYTES);
 }
 
 /**

@@ -8,7 +8,7 @@
  * records stay in their objects, which send again what D1 lacks a minute later.
  */
 import type { AuditTransport } from '../audit/outbox';
-import type { ChainHead } from '../audit/record';
+import { type ChainHead, jsonArrays } from '../audit/record';
 
 /** A send or a D1 read waits this long before it counts as failed. */
 const DEADLINE_MS = 10_000;
@@ -61,24 +61,6 @@ export function auditTransport(env: Env): AuditTransport {
   };
 }
 
-/** Groups record JSONs into message bodies (JSON arrays) of at most {@link MAX_MESSAGE_BYTES}, at least one each. */
-function messages(records: readonly string[]): string[] {
-  const out: string[] = [];
-  let batch: string[] = [];
-  let bytes = 2;
-  for (const record of records) {
-    if (batch.length > 0 && bytes + record.length + 1 > MAX_MESSAGE_BYTES) {
-      out.push(`[${batch.join(',')}]`);
-      batch = [];
-      bytes = 2;
-    }
-    batch.push(record);
-    bytes += record.length + 1;
-  }
-  if (batch.length > 0) out.push(`[${batch.join(',')}]`);
-  return out;
-}
-
 /**
  * The records this isolate's requests handed over and not yet sent. Isolate-wide on purpose: the batch is
  * what the requests of many agents share. A record lost with the isolate is still in its object, which sends
@@ -102,7 +84,7 @@ export function handOffRecords(env: Env, background: (work: Promise<unknown>) =>
       await scheduler.wait(SEND_DELAY_MS);
       const batch = waiting.splice(0);
       sending = false;
-      const bodies = messages(batch);
+      const bodies = jsonArrays(batch, MAX_MESSAGE_BYTES);
       for (let i = 0; i < bodies.length; i += MESSAGES_PER_SEND) {
         await bounded(
           'audit queue',
