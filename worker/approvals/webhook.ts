@@ -3,13 +3,10 @@
  * header is `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` under the `APPROVAL_WEBHOOK_SECRET`
  * secret, so a receiver can check who sent it and refuse replays of old messages.
  */
+import { hex } from '../core/hex';
 
 export const SIGNATURE_HEADER = 'Tessera-Signature';
 const DELIVERY_TIMEOUT_MS = 5000;
-
-function hex(bytes: ArrayBuffer): string {
-  return Array.from(new Uint8Array(bytes), (byte) => byte.toString(16).padStart(2, '0')).join('');
-}
 
 /** The signature header value for `body` sent at `timestamp` (epoch seconds). */
 export async function signWebhook(secret: string, timestamp: number, body: string): Promise<string> {

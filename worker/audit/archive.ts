@@ -12,6 +12,8 @@
  * recorded in the audit log. A failure anywhere before that transaction deletes nothing, and the next run
  * starts again from D1; an object a failed run left in R2 is never listed (its key names its hash).
  */
+
+import { sha256Hex } from '../core/hex';
 import type { Settings } from '../policy/bundle';
 import { type ChainLink, ChainLinks, type ChainProblem, type Row, sealHash, type VerifyStart } from './chain';
 import { type ChainHead, canonicalRecord, GENESIS } from './record';
@@ -57,7 +59,7 @@ export interface ArchiveHeads {
 export interface ArchiveBucket {
   put(key: string, body: Uint8Array, sha256: string): Promise<void>;
   /** The object's bytes, or null when there is none. */
-  get(key: string): Promise<Uint8Array | null>;
+  get(key: string): Promise<Uint8Array<ArrayBuffer> | null>;
 }
 
 /** What a run did: segments moved, and why it stopped. */
@@ -85,12 +87,6 @@ function worthMoving(rows: readonly DueRow[], settings: Settings['audit'], now: 
   const cutoff = now - settings.hotDays * 86_400_000;
   const storedAt = oldest.stored_at ?? oldest.at;
   return storedAt >= cutoff || storedAt < cutoff - PARTIAL_AFTER_MS;
-}
-
-export async function sha256Hex(bytes: Uint8Array | string): Promise<string> {
-  const data = typeof bytes === 'string' ? new TextEncoder().encode(bytes) : bytes;
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', data));
-  return Array.from(digest, (byte) => byte.toString(16).padStart(2, '0')).join('');
 }
 
 async function through(stream: ReadableStream<Uint8Array>, transform: CompressionStream | DecompressionStream) {

@@ -4,6 +4,7 @@
  * `AuditSealer` object too, so rewriting records and seals together in D1 is caught as well.
  */
 import { drizzle } from 'drizzle-orm/d1';
+import { sha256Hex } from '../core/hex';
 import { type ChainHead, canonicalRecord, chainHash, GENESIS } from './record';
 import { auditSeals } from './schema';
 
@@ -15,9 +16,7 @@ export type Row = Record<string, unknown> & { seq: number };
 
 /** Hex SHA-256 of the previous seal and the record's canonical form. */
 export async function sealHash(prevHash: string, row: Readonly<Record<string, unknown>>): Promise<string> {
-  const bytes = new TextEncoder().encode(`${prevHash}\n${canonicalRecord(row)}`);
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
-  return Array.from(digest, (byte) => byte.toString(16).padStart(2, '0')).join('');
+  return sha256Hex(`${prevHash}\n${canonicalRecord(row)}`);
 }
 
 async function recordsAfter(db: D1Database, seq: number, upTo = Number.MAX_SAFE_INTEGER): Promise<Row[]> {

@@ -4,14 +4,14 @@
  * by that hash in constant time (`secret-match.ts`, in the worker).
  */
 import { base64url } from 'jose';
+import { sha256Hex } from './hex';
 
 /** A secret as credentials carry it: 43 characters of unpadded base64url. */
 export const SECRET_PATTERN = '[A-Za-z0-9_-]{43}';
 
 /** Hex SHA-256 of a credential secret: what `policies/` stores. */
-export async function secretHash(secret: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(secret)));
-  return Array.from(digest, (byte) => byte.toString(16).padStart(2, '0')).join('');
+export function secretHash(secret: string): Promise<string> {
+  return sha256Hex(secret);
 }
 
 /** A new secret and the hash to store for it. */

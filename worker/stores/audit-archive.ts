@@ -5,6 +5,7 @@
  */
 import type { ArchiveBucket } from '../audit/archive';
 import { DEAD_LETTER_PREFIX } from '../audit/writer';
+import { hex } from '../core/hex';
 import { callStore } from './call';
 
 /** An upload of a segment (up to tens of MB) waits this long before it counts as failed. */
@@ -18,11 +19,6 @@ function bounded<T>(what: string, call: () => Promise<T>, deadlineMs = PUT_DEADL
   return Promise.race([call(), deadline]).finally(() => clearTimeout(timer));
 }
 
-const hex = (buffer: ArrayBuffer | undefined) =>
-  buffer === undefined
-    ? undefined
-    : Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, '0')).join('');
-
 /**
  * The archive's objects: put with R2's own integrity check (SHA-256), get as bytes. A put of bytes the key
  * already holds is not made again: under a bucket lock rule an object cannot be overwritten, and a run that
@@ -34,7 +30,8 @@ export function archiveBucket(env: Env): ArchiveBucket {
     put: async (key, body, sha256) => {
       await bounded(`put ${key}`, async () => {
         const held = await bucket.head(key);
-        if (held !== null && hex(held.checksums.sha256) === sha256) return;
+        const checksum = held?.checksums.sha256;
+        if (checksum !== undefined && hex(checksum) === sha256) return;
         await bucket.put(key, body, { sha256 });
       });
     },
