@@ -3,7 +3,7 @@
  * refusal is recorded. D1 is not on the path: while it is down, tokens are still issued and their records
  * wait in the agents' objects (see `audit-forwarding.test.ts` for their arrival once it is back).
  */
-import { env } from 'cloudflare:workers';
+import { env, exports } from 'cloudflare:workers';
 import { decodeJwt } from 'jose';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AgentState } from '../worker/agents/agent-state';
@@ -32,6 +32,22 @@ describe('POST /token fails closed', () => {
       reason: 'signing_unavailable',
       chain: `agent:${DEMO_AGENT}`,
     });
+  });
+
+  // Still no key cached: the one before was refused.
+  it('refuses with 503 when the signing keys do not answer in time, and records it', async () => {
+    const activeKey = vi.spyOn(SigningKeys.prototype, 'activeKey').mockReturnValue(new Promise(() => {}));
+    await expectRefusedUnavailable(await exchange());
+    expect(activeKey).toHaveBeenCalled();
+    vi.restoreAllMocks();
+    const record = await lastAudit();
+    expect(record).toMatchObject({ decision: 'refused', reason: 'signing_unavailable', chain: `agent:${DEMO_AGENT}` });
+    expect(record.detail).toContain('store_unavailable');
+  });
+
+  it('answers the JWKS with 503 when the signing keys do not answer in time', async () => {
+    vi.spyOn(SigningKeys.prototype, 'jwks').mockReturnValue(new Promise(() => {}));
+    await expectRefusedUnavailable(await exports.default.fetch(`${env.ISSUER}/.well-known/jwks.json`));
   });
 
   it('refuses with 503 when the agent’s object throws, and the refusal is recorded elsewhere', async () => {

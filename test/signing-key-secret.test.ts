@@ -1,7 +1,7 @@
 import { env } from 'cloudflare:workers';
 import { createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { publishedJwks, signingKey } from '../worker/keys/signing';
+import { publishedJwks, signingKey } from '../worker/stores/signing-keys';
 import { nowSeconds } from './helpers';
 
 async function privateJwk(kid: string) {

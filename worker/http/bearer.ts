@@ -2,7 +2,7 @@ import { DPOP_ALGORITHMS, isCanonicalJwt } from '@tessera/verify';
 import type { Context } from 'hono';
 import { type AccessTokenCheck, verifyAccessToken } from '../core/access-token';
 import { KeySourceError, refuse } from '../core/errors';
-import { accessTokenKeys } from '../keys/signing';
+import { accessTokenKeys } from '../stores/signing-keys';
 import { brokerIssuer } from './issuer';
 
 /** The realm of the endpoints that take one of the broker's own tokens as the caller's credential. */

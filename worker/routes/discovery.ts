@@ -7,7 +7,7 @@ import { refuse } from '../core/errors';
 import { TOKEN_EXCHANGE_GRANT } from '../core/token-request';
 import type { AppEnv } from '../http/app-env';
 import { brokerIssuer } from '../http/issuer';
-import { publishedJwks } from '../keys/signing';
+import { publishedJwks } from '../stores/signing-keys';
 import { loadedPolicy } from '../policy/loaded';
 
 /** Verifiers cache the JWKS for at most this long, and never past the next rotation or removal. */

@@ -1,12 +1,15 @@
 /**
  * The signing key and JWKS as the worker sees them: from the `SigningKeys` Durable Object, cached in the
  * isolate until the key's window closes (so `/token` does not call the object per request), or imported
- * from the `SIGNING_KEY` secret when one is set.
+ * from the `SIGNING_KEY` secret when one is set. The only code that names the `SIGNING_KEYS` binding; every
+ * call to the object is bounded by the store deadline, so a key store that does not answer refuses the
+ * request instead of holding it.
  */
 import { createLocalJWKSet, errors, importJWK, type JWK, type JWTVerifyGetKey } from 'jose';
 import { SIGNING_ALG, type SigningKey } from '../core/access-token';
 import { KeySourceError } from '../core/errors';
-import type { PublishedJwks } from './signing-keys';
+import type { PublishedJwks, SigningKeys } from '../keys/signing-keys';
+import { callStore } from './call';
 
 /** Refetch a cached key at least this often, so an isolate notices a key set replaced by hand. */
 const MAX_KEY_CACHE_SECONDS = 300;
@@ -39,30 +42,37 @@ function importSecret(secret: string): Promise<ImportedKey> {
   return key;
 }
 
-function keysObject(env: Env) {
+function keysObject(env: Env): DurableObjectStub<SigningKeys> {
   return env.SIGNING_KEYS.get(env.SIGNING_KEYS.idFromName('global'));
 }
 
 /**
  * The key to sign with now, and whether the key store had to be asked for it (a round trip) or the isolate
- * had it. Throws when the key store does not answer: the caller refuses.
+ * had it.
+ *
+ * @throws {BrokerError} `store_unavailable` when the key store fails or does not answer in time: the caller
+ *   refuses.
  */
 export async function signingKey(env: Env, now: number): Promise<{ key: SigningKey; fromStore: boolean }> {
   if (env.SIGNING_KEY) return { key: (await importSecret(env.SIGNING_KEY)).key, fromStore: false };
   if (cached !== undefined && now < cached.until) return { key: cached.key, fromStore: false };
-  const active = await keysObject(env).activeKey();
+  const active = await callStore('signing_keys', () => keysObject(env).activeKey());
   const key = { kid: active.kid, key: (await importJWK(active.privateJwk, SIGNING_ALG)) as CryptoKey };
   cached = { key, until: Math.min(active.notAfter, now + MAX_KEY_CACHE_SECONDS) };
   return { key, fromStore: true };
 }
 
-/** The published JWKS and until when it may be cached. */
+/**
+ * The published JWKS and until when it may be cached.
+ *
+ * @throws {BrokerError} `store_unavailable` when the key store fails or does not answer in time.
+ */
 export async function publishedJwks(env: Env): Promise<PublishedJwks> {
   if (env.SIGNING_KEY) {
     const { jwks } = await importSecret(env.SIGNING_KEY);
     return { keys: jwks, nextChange: Math.floor(Date.now() / 1000) + MAX_KEY_CACHE_SECONDS };
   }
-  return keysObject(env).jwks();
+  return callStore('signing_keys', async (): Promise<PublishedJwks> => await keysObject(env).jwks());
 }
 
 /** An unknown `kid` refetches the broker's JWKS at most this often (a forged kid costs one fetch). */
