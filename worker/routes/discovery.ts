@@ -7,8 +7,8 @@ import { refuse } from '../core/errors';
 import { TOKEN_EXCHANGE_GRANT } from '../core/token-request';
 import type { AppEnv } from '../http/app-env';
 import { brokerIssuer } from '../http/issuer';
-import { publishedJwks } from '../stores/signing-keys';
 import { loadedPolicy } from '../policy/loaded';
+import { publishedJwks } from '../stores/signing-keys';
 
 /** Verifiers cache the JWKS for at most this long, and never past the next rotation or removal. */
 const JWKS_MAX_AGE_SECONDS = 300;

@@ -12,11 +12,11 @@ import { errorResponse, NO_STORE } from '../http/errors';
 import { brokerIssuer } from '../http/issuer';
 import { readFields } from '../http/read-body';
 import { createKeyResolver } from '../keys/attestation-keys';
-import { signingKey } from '../stores/signing-keys';
 import { loadedPolicy } from '../policy/loaded';
 import { agentStore } from '../stores/agents';
 import { recordInIntake, recordUnverified } from '../stores/audit-log';
 import { admissionDeadlineMs, type InBackground, killSwitchLease, leaseRemainingMs } from '../stores/kill-switch';
+import { signingKey } from '../stores/signing-keys';
 
 const keyResolver = createKeyResolver(loadedPolicy().bundle);
 
