@@ -68,6 +68,7 @@ export default defineConfig({
             'test/cli/**',
             'test/browser/**',
             'test/meter/**',
+            'test/readme/**',
           ],
           setupFiles: ['./test/clock/setup.ts', './test/setup.ts'],
           provide,
@@ -150,6 +151,20 @@ export default defineConfig({
           sequence: { groupOrder: 1 },
           testTimeout: 60_000,
           hookTimeout: 120_000,
+        },
+      },
+      {
+        // The README's shell blocks, in order, in one bash session against the `npm run dev` its quick start
+        // starts (test/readme/blocks.ts says how each block is run).
+        test: {
+          name: 'readme',
+          include: ['test/readme/**/*.test.ts'],
+          environment: 'node',
+          // Last, alone: `npm run dev` rebuilds the package other projects import, and its workerd would slow
+          // their timed tests.
+          sequence: { groupOrder: 2 },
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
         },
       },
     ],

@@ -3,7 +3,7 @@
  * with its exit code; anything else is a bug, printed with its stack only under `--debug`.
  */
 
-/** The CLI's exit codes, as the README documents them. */
+/** The CLI's exit codes, as docs/operations.md documents them. */
 export const EXIT = {
   /** The command did what it says. */
   ok: 0,

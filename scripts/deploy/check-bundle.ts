@@ -192,7 +192,12 @@ async function checkTests(policyDir: string, bundle: PolicyBundle, demoUse: Demo
   const testsDir = join(policyDir, 'tests');
   const { outcomes, problems: fileProblems } = await runPolicyTests(testsDir, bundle);
   const problems: DeployProblem[] = fileProblems.map((problem) =>
-    error(problem.code, problem, problem.message, problem.fix ?? 'correct the test file (README "A policy test")'),
+    error(
+      problem.code,
+      problem,
+      problem.message,
+      problem.fix ?? 'correct the test file (docs/policy-and-agents.md, "A policy test")',
+    ),
   );
   if (outcomes.length === 0 && fileProblems.length === 0) {
     problems.push(

@@ -128,7 +128,7 @@ function checkAgentsAndIssuers(sources: PolicySources, demoAgents: ReadonlySet<s
         'no-agents',
         at(agents.file, ['agents']),
         'no agents are declared: the broker will refuse every /token request',
-        'declare your agents (README "Declare an agent and its grants")',
+        'declare your agents (docs/policy-and-agents.md, "Declare an agent and its grants")',
       ),
     );
   }

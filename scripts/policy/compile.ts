@@ -60,7 +60,7 @@ export interface CompiledPolicies {
   sources: PolicySources;
 }
 
-const DEMO_FIX = 'remove it, and add your own (README "Deploy to Cloudflare")';
+const DEMO_FIX = 'remove it, and add your own (docs/deploy.md)';
 
 /** Reports every repeat of an id after its first occurrence. */
 function reportDuplicates<T>(
