@@ -9,7 +9,7 @@
  * Isolates do not ask a shard on every request: each holds a lease on what its shard said, for
  * `KILL_SWITCH_LEASE_MS`, and asks again before the lease runs out (`worker/stores/kill-switch.ts`). So a
  * change answers only once every shard holds it *and* every lease taken before it has run out: after an
- * engage has answered, no isolate issues a token. See docs/architecture.md for the numbers.
+ * engage has answered, no isolate issues a token. See docs/revocation.md for the numbers.
  */
 import { AuditOutbox, type Backlog } from '../audit/outbox';
 import { type AuditDraft, type ChainHead, decideRecord } from '../audit/record';

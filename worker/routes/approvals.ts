@@ -116,7 +116,7 @@ approvalRoutes.get(
       .filter((record): record is ApprovalRecord => record !== null && approvalStatus(record, at) === query.data.status)
       .map((record) => approvalJson(record, at));
     c.var.audit.details = { status: query.data.status, count: approvals.length };
-    // The console's approvals page polls this: sampled per approver (docs/architecture.md, "The audit log").
+    // The console's approvals page polls this: sampled per approver (docs/audit-log.md).
     await recordRead(c);
     return c.json({ approvals }, 200, NO_STORE);
   },
