@@ -10,6 +10,7 @@
  * answered survives the object being evicted or restarted, and so does the record of every decision.
  */
 import { AuditOutbox, type Backlog } from '../audit/outbox';
+import { auditTransport } from '../audit/queue-transport';
 import { type AuditDraft, type AuditOutcome, agentChain, type ChainHead, decideRecord } from '../audit/record';
 import { AuditSampler, type SampledKind } from '../audit/sampler';
 import {
@@ -29,7 +30,6 @@ import { MeteredObject } from '../durable/meter';
 import { migrate } from '../durable/sql-schema';
 import type { RateLimit } from '../policy/bundle';
 import { loadedPolicy } from '../policy/loaded';
-import { auditTransport } from '../stores/audit-queue';
 import { deliverDue, NOTIFICATIONS_TABLE, queueNotification } from './notifications';
 
 /**

@@ -12,13 +12,22 @@
 import { AlarmSchedule } from '../durable/alarm';
 import { MeteredObject } from '../durable/meter';
 import { migrate } from '../durable/sql-schema';
-import { auditTransport } from '../stores/audit-queue';
 import { AuditOutbox, type Backlog } from './outbox';
+import { auditTransport } from './queue-transport';
 import type { ChainHead, DecidedRecord } from './record';
 import { AuditSampler, SAMPLES_TABLE, SAMPLING } from './sampler';
 
 /** Intake shards: records spread over them at random, each shard a chain of its own. */
 export const INTAKE_SHARDS = 4;
+
+/** The stub of intake shard `shard` (0 … {@link INTAKE_SHARDS} - 1). */
+export function intakeStub(env: Env, shard: number): DurableObjectStub<AuditIntake> {
+  return env.AUDIT_INTAKE.get(env.AUDIT_INTAKE.idFromName(`intake-${shard}`));
+}
+
+/** A shard picked at random, for a record no sender's sample ties to one: no shard sits on every call. */
+export const anyIntakeShard = (): number => Math.floor(Math.random() * INTAKE_SHARDS);
+
 /** Refusals of unknown callers recorded in full per shard, minute and (event, reason). */
 export const UNVERIFIED_SAMPLE = SAMPLING.unverified.sample;
 

@@ -12,13 +12,12 @@
  * engage has answered, no isolate issues a token. See docs/architecture.md for the numbers.
  */
 import { AuditOutbox, type Backlog } from '../audit/outbox';
+import { auditTransport } from '../audit/queue-transport';
 import { type AuditDraft, type ChainHead, decideRecord } from '../audit/record';
 import { AuditSampler } from '../audit/sampler';
 import { AlarmSchedule } from '../durable/alarm';
 import { MeteredObject } from '../durable/meter';
 import { loadedPolicy } from '../policy/loaded';
-import { auditTransport } from '../stores/audit-queue';
-import { killSwitchLeaseMs, shardStub } from '../stores/kill-switch';
 
 /** Shards of the kill switch. Changing it is safe only while the switch is released. */
 export const KILL_SWITCH_SHARDS = 128;
@@ -38,6 +37,20 @@ export interface KillSwitchState {
 export const RELEASED: KillSwitchState = { engaged: false, version: 0, reason: null, by: null, at: null };
 
 const STATE_KEY = 'state';
+
+/** The lease length from `KILL_SWITCH_LEASE_MS`; a value that is not 100..60000 ms stops the worker. */
+export function killSwitchLeaseMs(env: Env): number {
+  const ms = Number(env.KILL_SWITCH_LEASE_MS);
+  if (!Number.isInteger(ms) || ms < 100 || ms > 60_000) {
+    throw new Error('KILL_SWITCH_LEASE_MS must be a whole number of milliseconds from 100 to 60000');
+  }
+  return ms;
+}
+
+/** The stub of shard `shard` (0 … {@link KILL_SWITCH_SHARDS} - 1): what isolates read and the control writes. */
+export function shardStub(env: Env, shard: number): DurableObjectStub<KillSwitchShard> {
+  return env.KILL_SWITCH_SHARDS.get(env.KILL_SWITCH_SHARDS.idFromName(`shard-${shard}`));
+}
 
 /** One shard: answers from memory; writes are durable before they are acknowledged. */
 export class KillSwitchShard extends MeteredObject {
