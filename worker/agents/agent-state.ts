@@ -51,9 +51,10 @@ export class AgentState extends AuditedObject {
     super(ctx, env, { chain: agentChain(agentId), schema: AGENT_SCHEMA });
     const { sql } = this.ctx.storage;
     this.#expiry = new Expiry(sql);
-    this.#notifications = new ApprovalNotifications(sql, this.env);
-    this.#marks = new ReplayMarks(sql, this.#expiry);
-    this.#approvals = new Approvals(sql, this.#expiry);
+    this.#notifications = new ApprovalNotifications(sql);
+    const rows = { sql, expiry: this.#expiry };
+    this.#marks = new ReplayMarks(rows);
+    this.#approvals = new Approvals(rows);
     this.#revocations = new Revocations(this.ctx, this.#expiry, this.#marks);
     this.#gate = new AdmissionGate(this.#revocations, this.#marks);
   }
@@ -298,6 +299,7 @@ export class AgentState extends AuditedObject {
   protected override async alarmWork(): Promise<void> {
     const now = Math.floor(nowSeconds());
     await this.#notifications.deliver(
+      this.env,
       now,
       (id) => this.#approvals.pending(id, now),
       (attempt) => this.outbox.append(attempt),

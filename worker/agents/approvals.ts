@@ -15,7 +15,7 @@ import {
   pollApproval,
 } from '../core/approval';
 import type { ExchangeRefusal } from '../core/exchange';
-import type { Expiry } from './expiry';
+import type { ExpiringRows } from './expiry';
 
 /** How long a decided or expired approval stays readable after its expiry. */
 const APPROVAL_RETENTION_SECONDS = 24 * 3600;
@@ -35,30 +35,28 @@ export interface ApproverDecision {
 
 /** The approvals of one agent's object, over its SQLite storage. */
 export class Approvals {
-  readonly #sql: SqlStorage;
-  readonly #expiry: Expiry;
+  readonly #rows: ExpiringRows;
 
-  constructor(sql: SqlStorage, expiry: Expiry) {
-    this.#sql = sql;
-    this.#expiry = expiry;
+  constructor(rows: ExpiringRows) {
+    this.#rows = rows;
   }
 
   /** The approval `id`, if the object keeps it. */
   get(id: string): ApprovalRecord | undefined {
-    const row = this.#sql.exec<{ record: string }>('SELECT record FROM approvals WHERE id = ?', id).toArray()[0];
+    const row = this.#rows.sql.exec<{ record: string }>('SELECT record FROM approvals WHERE id = ?', id).toArray()[0];
     return row === undefined ? undefined : (JSON.parse(row.record) as ApprovalRecord);
   }
 
   /** Stores `record`, kept until a day past its expiry. */
   save(record: ApprovalRecord): void {
     const expiresAt = record.expiresAt + APPROVAL_RETENTION_SECONDS;
-    this.#sql.exec(
+    this.#rows.sql.exec(
       'INSERT OR REPLACE INTO approvals (id, record, expires_at) VALUES (?, ?, ?)',
       record.id,
       JSON.stringify(record),
       expiresAt,
     );
-    this.#expiry.note(expiresAt);
+    this.#rows.expiry.note(expiresAt);
   }
 
   /** Whether approval `id` still waits for approvers at `now` (epoch seconds). */

@@ -5,6 +5,7 @@
  */
 import { deliverWebhook, type PendingApprovalMessage } from '../approvals/webhook';
 import { type AuditOutcome, type DecidedRecord, decideRecord } from '../audit/record';
+import { Earliest } from '../durable/earliest';
 import { loadedPolicy } from '../policy/loaded';
 
 const MAX_ATTEMPTS = 6;
@@ -105,39 +106,38 @@ export async function deliverDue(
 /** The notifications of one agent's object, and when the next is due, kept with the table so scheduling reads no row. */
 export class ApprovalNotifications {
   readonly #sql: SqlStorage;
-  readonly #env: Env;
-  /** When the next notification is due (epoch seconds), null for none. */
-  #nextAt: number | null;
+  /** When the next notification is due (epoch seconds). */
+  readonly #next: Earliest;
 
-  constructor(sql: SqlStorage, env: Env) {
+  constructor(sql: SqlStorage) {
     this.#sql = sql;
-    this.#env = env;
-    this.#nextAt = this.#next();
+    this.#next = new Earliest(
+      () => sql.exec<{ at: number | null }>('SELECT MIN(next_at) AS at FROM notifications').one().at,
+    );
   }
 
   /** Queues the announcement of a pending approval, due at `now` (epoch seconds) and given up at `expiresAt`. */
   queue(message: PendingApprovalMessage, now: number, expiresAt: number): void {
     queueNotification(this.#sql, message, now, expiresAt);
-    this.#nextAt = this.#next();
+    this.#next.reread();
   }
 
   /** When the next notification is due (epoch ms), null for none. */
   dueAt(): number | null {
-    return this.#nextAt === null ? null : this.#nextAt * 1000;
+    const { at } = this.#next;
+    return at === null ? null : at * 1000;
   }
 
   /** Delivers what is due at `now` (epoch seconds), as {@link deliverDue} does; reads nothing when none is. */
   async deliver(
+    env: Env,
     now: number,
     stillPending: (approvalId: string) => boolean,
     record: (attempt: DecidedRecord) => void,
   ): Promise<void> {
-    if (this.#nextAt === null || this.#nextAt > now) return;
-    await deliverDue(this.#sql, this.#env, now, stillPending, record);
-    this.#nextAt = this.#next();
-  }
-
-  #next(): number | null {
-    return this.#sql.exec<{ at: number | null }>('SELECT MIN(next_at) AS at FROM notifications').one().at;
+    const { at } = this.#next;
+    if (at === null || at > now) return;
+    await deliverDue(this.#sql, env, now, stillPending, record);
+    this.#next.reread();
   }
 }

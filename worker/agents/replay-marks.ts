@@ -4,7 +4,7 @@
  * became, so a revocation of every token can revoke, one by one, those admitted just before it.
  */
 import type { Admission, Grant } from '../core/exchange';
-import type { Expiry } from './expiry';
+import type { ExpiringRows } from './expiry';
 
 /**
  * Extra seconds a used attestation is remembered past `replayUntil`: the worker verified it before this
@@ -21,12 +21,10 @@ export interface Remembered {
 
 /** The replay marks of one agent's object, over its SQLite storage. */
 export class ReplayMarks {
-  readonly #sql: SqlStorage;
-  readonly #expiry: Expiry;
+  readonly #rows: ExpiringRows;
 
-  constructor(sql: SqlStorage, expiry: Expiry) {
-    this.#sql = sql;
-    this.#expiry = expiry;
+  constructor(rows: ExpiringRows) {
+    this.#rows = rows;
   }
 
   /**
@@ -34,7 +32,7 @@ export class ReplayMarks {
    * for the three, the exchange's only read, so it asks `finished_tasks` (`./revocations.ts`) too.
    */
   remembered(admission: Admission, now: number): Remembered {
-    const row = this.#sql
+    const row = this.#rows.sql
       .exec<{ replayed: number; proofReplayed: number; taskFinished: number }>(
         `SELECT EXISTS (SELECT 1 FROM seen_attestations WHERE key = ?1 AND expires_at >= ?4) AS replayed,
            EXISTS (SELECT 1 FROM seen_attestations WHERE key = ?2 AND expires_at >= ?4) AS proofReplayed,
@@ -55,14 +53,15 @@ export class ReplayMarks {
   /** Whether `key` (an attestation's or a proof's) was used and is still remembered at `now` (epoch seconds). */
   seen(key: string, now: number): boolean {
     return (
-      this.#sql.exec('SELECT 1 FROM seen_attestations WHERE key = ? AND expires_at >= ?', key, now).toArray().length > 0
+      this.#rows.sql.exec('SELECT 1 FROM seen_attestations WHERE key = ? AND expires_at >= ?', key, now).toArray()
+        .length > 0
     );
   }
 
   /** Remembers a used attestation (with the token it became, if any) or DPoP proof until `until`. */
   markUsed(key: string, until: number, token?: { jti: string; exp: number }): void {
     const expiresAt = until + CLOCK_MARGIN_SECONDS;
-    this.#sql.exec(
+    this.#rows.sql.exec(
       `INSERT OR REPLACE INTO seen_attestations (key, expires_at, token_jti, token_exp, admitted_ms)
        VALUES (?, ?, ?, ?, ?)`,
       key,
@@ -71,7 +70,7 @@ export class ReplayMarks {
       token?.exp ?? null,
       token === undefined ? null : Date.now(),
     );
-    this.#expiry.note(expiresAt);
+    this.#rows.expiry.note(expiresAt);
   }
 
   /** The attestation and DPoP proof of an admitted request, used up; with the token they became, if one. */
@@ -86,7 +85,7 @@ export class ReplayMarks {
 
   /** The tokens admitted since `sinceMs` (epoch ms), with their expiry (epoch seconds). */
   admittedSince(sinceMs: number): { jti: string; exp: number }[] {
-    return this.#sql
+    return this.#rows.sql
       .exec<{ jti: string; exp: number }>(
         'SELECT token_jti AS jti, token_exp AS exp FROM seen_attestations WHERE token_jti IS NOT NULL AND admitted_ms >= ?',
         sinceMs,
