@@ -16,7 +16,14 @@ import { AuditedObject } from '../audit/audited-object';
 import { type AuditDraft, type AuditOutcome, agentChain, decideRecord } from '../audit/record';
 import type { SampledKind } from '../audit/sampler';
 import type { ApprovalRecord, Approver, DecideOutcome } from '../core/approval';
-import type { ExchangeCall, ExchangeRefusal, ExchangeResult, Grant, ProofReplay } from '../core/exchange';
+import type {
+  ExchangeCall,
+  ExchangeDecision,
+  ExchangeRefusal,
+  ExchangeResult,
+  Grant,
+  ProofReplay,
+} from '../core/exchange';
 import { exchangeRefusal } from '../core/exchange';
 import { loadedPolicy } from '../policy/loaded';
 import { AdmissionGate } from './admission';
@@ -33,6 +40,28 @@ export type { AgentStatus, StatusAction, TokenRef, TokenStatus } from './revocat
 export type ProvenChange = 'changed' | 'proof_replayed';
 
 const nowSeconds = () => Date.now() / 1000;
+
+/** An admitted request's decision: the answer, the record's outcome, and the token granted, if one. */
+interface Decided {
+  result: ExchangeResult;
+  outcome: AuditOutcome;
+  grant?: Grant;
+}
+
+/** A grant's answer and outcome; `extra` adds to the record's details. */
+const granted = (grant: Grant, extra: Record<string, unknown> = {}): Decided => ({
+  result: { outcome: 'granted' },
+  outcome: { decision: 'granted', details: { ...grant.details, ...extra } },
+  grant,
+});
+
+/** The draft of a grant's record: the token it became. */
+const grantedDraft = (draft: AuditDraft, grant: Grant): AuditDraft => ({
+  ...draft,
+  grantedActions: grant.grantedActions,
+  tokenJti: grant.tokenJti,
+  tokenExp: grant.tokenExp,
+});
 
 /** One agent's object: the transaction boundary over its parts. */
 export class AgentState extends AuditedObject {
@@ -106,58 +135,62 @@ export class AgentState extends AuditedObject {
     return { outcome: 'refused', refusal };
   }
 
-  /** Commits an admitted request's decision: its attestation and proof used up, and its record. */
+  /** Commits an admitted request's decision: what it changes, its attestation and proof used up, its record. */
   #commit({ draft, admission, decision }: ExchangeCall): ExchangeResult {
-    const granted = (grant: Grant, extra: Record<string, unknown> = {}) => {
-      this.#marks.consume(admission, grant);
-      this.#record(
-        { ...draft, grantedActions: grant.grantedActions, tokenJti: grant.tokenJti, tokenExp: grant.tokenExp },
-        { decision: 'granted', details: { ...grant.details, ...extra } },
-      );
-    };
+    const { result, outcome, grant } = this.#decide(decision, admission.taskId);
+    this.#marks.consume(admission, grant);
+    this.#record(grant === undefined ? draft : grantedDraft(draft, grant), outcome);
+    return result;
+  }
+
+  /** What an admitted request's decision changes (its approval), the answer, and the record's outcome. */
+  #decide(decision: ExchangeDecision, taskId: string): Decided {
     const now = Math.floor(nowSeconds());
     switch (decision.kind) {
       case 'grant':
-        granted(decision.grant);
-        return { outcome: 'granted' };
+        return granted(decision.grant);
       case 'collect': {
         const polled = this.#approvals.poll(decision.approvalId, decision.terms, now);
-        if (polled.outcome.status !== 'approved') {
-          this.#marks.consume(admission);
-          return this.#pollRefused(draft, admission.taskId, decision.approvalId, polled);
-        }
+        if (polled.outcome.status !== 'approved') return this.#pollRefused(taskId, decision.approvalId, polled);
         this.#approvals.save(polled.record as ApprovalRecord);
-        granted(decision.grant, { approval: { id: decision.approvalId, by: polled.outcome.by } });
-        return { outcome: 'granted', approvedBy: polled.outcome.by };
+        const { by } = polled.outcome;
+        return {
+          ...granted(decision.grant, { approval: { id: decision.approvalId, by } }),
+          result: { outcome: 'granted', approvedBy: by },
+        };
       }
       case 'open': {
-        this.#marks.consume(admission);
         const { approval, message } = decision;
         this.#approvals.save(approval);
         if (message !== undefined) this.#notifications.queue(message, approval.createdAt, approval.expiresAt);
         const details = { approvalId: approval.id, requirement: approval.requirement };
-        this.#record(draft, { decision: 'refused', reason: 'approval_required', details });
-        return { outcome: 'recorded' };
+        return {
+          result: { outcome: 'recorded' },
+          outcome: { decision: 'refused', reason: 'approval_required', details },
+        };
       }
       case 'refuse': {
-        this.#marks.consume(admission);
-        if (decision.approval !== undefined) {
-          const polled = this.#approvals.poll(decision.approval.id, decision.approval.terms, now);
-          if (polled.outcome.status !== 'approved')
-            return this.#pollRefused(draft, admission.taskId, decision.approval.id, polled);
+        const { approval } = decision;
+        if (approval !== undefined) {
+          const polled = this.#approvals.poll(approval.id, approval.terms, now);
+          if (polled.outcome.status !== 'approved') return this.#pollRefused(taskId, approval.id, polled);
         }
-        this.#record(draft, { decision: 'refused', reason: decision.reason, details: decision.details });
-        return { outcome: 'recorded' };
+        return {
+          result: { outcome: 'recorded' },
+          outcome: { decision: 'refused', reason: decision.reason, details: decision.details },
+        };
       }
     }
   }
 
-  /** Records and answers a poll that did not collect, keeping what the poll changed (its time). */
-  #pollRefused(draft: AuditDraft, taskId: string, approvalId: string, polled: Polled): ExchangeResult {
+  /** A poll that did not collect: what the poll changed (its time) kept, and the refusal. */
+  #pollRefused(taskId: string, approvalId: string, polled: Polled): Decided {
     const refusal = this.#approvals.refusePoll(approvalId, polled);
     const spec = exchangeRefusal(refusal, taskId);
-    this.#record(draft, { decision: 'refused', reason: spec.reason, details: spec.detail });
-    return { outcome: 'refused', refusal };
+    return {
+      result: { outcome: 'refused', refusal },
+      outcome: { decision: 'refused', reason: spec.reason, details: spec.detail },
+    };
   }
 
   /**
