@@ -6,157 +6,86 @@
  * holders change it (revoke, suspend, resume, finish a task, decide an approval), each change committed with
  * its record; introspection reads it.
  *
- * Every change is written to the object's storage before the call returns, so a revocation that has
- * answered survives the object being evicted or restarted, and so does the record of every decision.
+ * The object is the transaction boundary: each method here composes the parts that own its concerns, over
+ * the same SQLite storage (admission, replay marks, revocations, approvals, notifications, expiry; the chain
+ * from `audit/audited-object.ts`), and awaits nothing between a change and its record. Every change is
+ * written to the object's storage before the call returns, so a revocation that has answered survives the
+ * object being evicted or restarted, and so does the record of every decision.
  */
-import { AuditOutbox, type Backlog } from '../audit/outbox';
-import { type AuditDraft, type AuditOutcome, agentChain, type ChainHead, decideRecord } from '../audit/record';
-import { AuditSampler, type SampledKind } from '../audit/sampler';
-import {
-  type ApprovalRecord,
-  type ApprovalTerms,
-  type Approver,
-  approvalStatus,
-  type DecideOutcome,
-  decideApproval,
-  type PollOutcome,
-  pollApproval,
-} from '../core/approval';
-import type { Admission, ExchangeCall, ExchangeRefusal, ExchangeResult, Grant, ProofReplay } from '../core/exchange';
+import { AuditedObject } from '../audit/audited-object';
+import { type AuditDraft, type AuditOutcome, agentChain, decideRecord } from '../audit/record';
+import type { SampledKind } from '../audit/sampler';
+import type { ApprovalRecord, Approver, DecideOutcome } from '../core/approval';
+import type {
+  ExchangeCall,
+  ExchangeDecision,
+  ExchangeRefusal,
+  ExchangeResult,
+  Grant,
+  ProofReplay,
+} from '../core/exchange';
 import { exchangeRefusal } from '../core/exchange';
-import { AlarmSchedule } from '../durable/alarm';
-import { MeteredObject } from '../durable/meter';
-import { migrate } from '../durable/sql-schema';
-import type { RateLimit } from '../policy/bundle';
 import { loadedPolicy } from '../policy/loaded';
-import { auditTransport } from '../stores/audit-queue';
-import { deliverDue, NOTIFICATIONS_TABLE, queueNotification } from './notifications';
+import { AdmissionGate } from './admission';
+import { Approvals, type Polled } from './approvals';
+import { Expiry } from './expiry';
+import { ApprovalNotifications } from './notifications';
+import { ReplayMarks } from './replay-marks';
+import { type AgentStatus, Revocations, type StatusAction, type TokenRef, type TokenStatus } from './revocations';
+import { AGENT_SCHEMA } from './schema';
 
-/**
- * Extra seconds a used attestation is remembered past `replayUntil`: the worker verified it before this
- * call, on a clock that may differ a little from this object's.
- */
-const CLOCK_MARGIN_SECONDS = 60;
-/** How long after a row expires it may still wait for the alarm that deletes it with the rows after it. */
-const CLEANUP_SLACK_SECONDS = 60;
-/** How long a finished task is remembered: its tokens are dead, and its id is not issued again. */
-const FINISHED_TASK_RETENTION_SECONDS = 24 * 3600;
-/** How long a decided or expired approval stays readable after its expiry. */
-const APPROVAL_RETENTION_SECONDS = 24 * 3600;
-/** A DPoP nonce is handed out for this long, and accepted for up to twice as long (RFC 9449 §8). */
-const DPOP_NONCE_LIFETIME_SECONDS = 300;
-/**
- * A revocation of every token also revokes, one by one, the tokens admitted this long before it: their
- * `iat` may fall in the revocation's own second (or, with clocks a little apart, the next), which
- * revoked-before alone cannot tell apart from a token asked for after the revocation answered.
- */
-const RECENT_ADMISSIONS_MS = 5000;
-
-const SCHEMA = [
-  `CREATE TABLE IF NOT EXISTS seen_attestations (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
-   CREATE INDEX IF NOT EXISTS seen_attestations_expiry ON seen_attestations (expires_at);
-   CREATE TABLE IF NOT EXISTS revoked_tokens (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
-   CREATE INDEX IF NOT EXISTS revoked_tokens_expiry ON revoked_tokens (expires_at);
-   CREATE TABLE IF NOT EXISTS finished_tasks (task_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
-   CREATE INDEX IF NOT EXISTS finished_tasks_expiry ON finished_tasks (expires_at);
-   CREATE TABLE IF NOT EXISTS approvals (id TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at INTEGER NOT NULL);
-   ${NOTIFICATIONS_TABLE};`,
-  // The token an admitted attestation was exchanged for, and when: what a revocation of every token needs.
-  `ALTER TABLE seen_attestations ADD COLUMN token_jti TEXT;
-   ALTER TABLE seen_attestations ADD COLUMN token_exp INTEGER;
-   ALTER TABLE seen_attestations ADD COLUMN admitted_ms INTEGER;
-   CREATE INDEX seen_attestations_admitted ON seen_attestations (admitted_ms) WHERE token_jti IS NOT NULL;
-   CREATE TABLE agent_status (id INTEGER PRIMARY KEY CHECK (id = 1), status TEXT NOT NULL);`,
-  // A used attestation costs one row written, not four: its key is the table's only b-tree (no rowid, no
-  // index on expiry or admission time). Every row is written again to be deleted, so each index cost twice
-  // per token; what the indexes served is rare (the cleanup, once a minute at most; an agent's revocation)
-  // and reads a table that holds only a few minutes of attestations.
-  `CREATE TABLE seen_attestations_keyed (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL, token_jti TEXT,
-     token_exp INTEGER, admitted_ms INTEGER) WITHOUT ROWID;
-   INSERT INTO seen_attestations_keyed SELECT key, expires_at, token_jti, token_exp, admitted_ms FROM seen_attestations;
-   DROP TABLE seen_attestations;
-   ALTER TABLE seen_attestations_keyed RENAME TO seen_attestations;`,
-];
-
-export interface AgentStatus {
-  suspended: boolean;
-  /**
-   * Tokens of this agent issued (`iat`) before this epoch second are dead; so is every token admitted before
-   * the change that set it.
-   */
-  revokedBefore: number | null;
-  /** Who last suspended, resumed or revoked the agent, when and why. */
-  lastChange: { action: StatusAction; by: string; reason: string; at: number } | null;
-}
-
-export type StatusAction = 'revoke' | 'suspend' | 'resume';
-
-export interface TokenRef {
-  jti: string;
-  taskId: string;
-  iat: number;
-}
+export type { AgentStatus, StatusAction, TokenRef, TokenStatus } from './revocations';
 
 /** What a change asked for with a DPoP-bound token came to: made, or refused for a proof used before. */
 export type ProvenChange = 'changed' | 'proof_replayed';
 
-export type TokenStatus =
-  | { active: true }
-  | { active: false; reason: 'revoked' | 'revoked_before' | 'suspended' | 'task_finished' };
-
-interface Bucket {
-  tokens: number;
-  at: number;
-}
-
-const LEGACY_STATUS_KEY = 'status';
-const NO_STATUS: AgentStatus = { suspended: false, revokedBefore: null, lastChange: null };
-
 const nowSeconds = () => Date.now() / 1000;
 
-export class AgentState extends MeteredObject {
-  readonly #sql: SqlStorage;
-  readonly #audit: AuditOutbox;
-  /** Replays of a used attestation and repeated revokes of one token: sampled, counted in storage. */
-  readonly #sampler: AuditSampler;
-  readonly #alarm: AlarmSchedule;
-  #status: AgentStatus = NO_STATUS;
-  /** The rate-limit bucket lives in memory: an evicted object starts again with a full bucket. */
-  #bucket: Bucket | undefined;
-  /** DPoP nonces live in memory too: after an eviction, an agent's next proof is asked for the new one. */
-  #nonces: { current: string; previous: string | undefined; issuedAt: number } | undefined;
-  /** The earliest `expires_at` among the rows stored (epoch seconds): when cleanup is due. */
-  #expiresAt: number | null;
-  /** When the next notification is due (epoch seconds), kept with the table so scheduling reads no row. */
-  #notifyAt: number | null;
+/** An admitted request's decision: the answer, the record's outcome, and the token granted, if one. */
+interface Decided {
+  result: ExchangeResult;
+  outcome: AuditOutcome;
+  grant?: Grant;
+}
+
+/** A grant's answer and outcome; `extra` adds to the record's details. */
+const granted = (grant: Grant, extra: Record<string, unknown> = {}): Decided => ({
+  result: { outcome: 'granted' },
+  outcome: { decision: 'granted', details: { ...grant.details, ...extra } },
+  grant,
+});
+
+/** The draft of a grant's record: the token it became. */
+const grantedDraft = (draft: AuditDraft, grant: Grant): AuditDraft => ({
+  ...draft,
+  grantedActions: grant.grantedActions,
+  tokenJti: grant.tokenJti,
+  tokenExp: grant.tokenExp,
+});
+
+/** One agent's object: the transaction boundary over its parts. */
+export class AgentState extends AuditedObject {
+  readonly #expiry: Expiry;
+  readonly #marks: ReplayMarks;
+  readonly #revocations: Revocations;
+  readonly #approvals: Approvals;
+  readonly #notifications: ApprovalNotifications;
+  readonly #gate: AdmissionGate;
   /** While an exchange runs: the records it commits, for the worker to send. */
   #handingOut: string[] | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
-    super(ctx, env);
-    const agentId = this.ctx.id.name;
+    const agentId = ctx.id.name;
     if (agentId === undefined) throw new Error('AgentState objects are addressed by agent id');
-    this.#sql = this.ctx.storage.sql;
-    migrate(this.#sql, SCHEMA);
-    this.#audit = new AuditOutbox(this.#sql, agentChain(agentId), auditTransport(this.env));
-    this.#sampler = new AuditSampler(this.#sql, this.#audit);
-    this.#alarm = new AlarmSchedule(this.ctx.storage);
-    this.#expiresAt = this.#earliestExpiry();
-    this.#notifyAt = this.#nextNotification();
-    const stored = this.#sql.exec<{ status: string }>('SELECT status FROM agent_status').toArray()[0];
-    if (stored !== undefined) this.#status = JSON.parse(stored.status) as AgentStatus;
-    // Objects from before the status moved into SQL kept it under a key-value key.
-    else
-      void this.ctx.blockConcurrencyWhile(async () => {
-        this.#status = (await this.ctx.storage.get<AgentStatus>(LEGACY_STATUS_KEY)) ?? NO_STATUS;
-      });
-  }
-
-  #has(table: 'seen_attestations' | 'revoked_tokens' | 'finished_tasks', column: string, value: string): boolean {
-    const now = Math.floor(nowSeconds());
-    return (
-      this.#sql.exec(`SELECT 1 FROM ${table} WHERE ${column} = ? AND expires_at >= ?`, value, now).toArray().length > 0
-    );
+    super(ctx, env, { chain: agentChain(agentId), schema: AGENT_SCHEMA });
+    const { sql } = this.ctx.storage;
+    this.#expiry = new Expiry(sql);
+    this.#notifications = new ApprovalNotifications(sql);
+    const rows = { sql, expiry: this.#expiry };
+    this.#marks = new ReplayMarks(rows);
+    this.#approvals = new Approvals(rows);
+    this.#revocations = new Revocations(this.ctx, this.#expiry, this.#marks);
+    this.#gate = new AdmissionGate(this.#revocations, this.#marks);
   }
 
   /**
@@ -165,122 +94,13 @@ export class AgentState extends MeteredObject {
    */
   #record(draft: AuditDraft, outcome: AuditOutcome): void {
     const record = decideRecord(draft, outcome, loadedPolicy().bundle.version);
-    if (this.#handingOut === undefined) this.#audit.append(record);
-    else this.#handingOut.push(this.#audit.appendHandedOut(record));
+    if (this.#handingOut === undefined) this.outbox.append(record);
+    else this.#handingOut.push(this.outbox.appendHandedOut(record));
   }
 
   /** Commits the record in full while its window's sample lasts, else counts it (`audit/sampler.ts`). */
   #sample(kind: SampledKind, draft: AuditDraft, outcome: AuditOutcome): void {
-    this.#sampler.take(kind, decideRecord(draft, outcome, loadedPolicy().bundle.version));
-  }
-
-  /** Takes one request from the bucket, or says how long until one is there. */
-  #takeFromBucket(limit: RateLimit): number | undefined {
-    const now = nowSeconds();
-    const perSecond = limit.perMinute / 60;
-    const previous = this.#bucket ?? { tokens: limit.burst, at: now };
-    const tokens = Math.min(limit.burst, previous.tokens + (now - previous.at) * perSecond);
-    if (tokens < 1) {
-      this.#bucket = { tokens, at: now };
-      return Math.max(1, Math.ceil((1 - tokens) / perSecond));
-    }
-    this.#bucket = { tokens: tokens - 1, at: now };
-    return undefined;
-  }
-
-  /** The nonce to hand out now, rotated every {@link DPOP_NONCE_LIFETIME_SECONDS}; the previous one still counts. */
-  #dpopNonces(): { current: string; previous: string | undefined } {
-    const now = nowSeconds();
-    const nonces = this.#nonces;
-    const age = nonces === undefined ? Number.POSITIVE_INFINITY : now - nonces.issuedAt;
-    if (nonces !== undefined && age < DPOP_NONCE_LIFETIME_SECONDS) return nonces;
-    // The one handed out until now stays good for one more lifetime, not for however long nobody asked.
-    const previous = age < 2 * DPOP_NONCE_LIFETIME_SECONDS ? nonces?.current : undefined;
-    this.#nonces = { current: crypto.randomUUID(), previous, issuedAt: now };
-    return this.#nonces;
-  }
-
-  /** Remembers a used attestation (with the token it became, if any) or DPoP proof until `until`. */
-  #markUsed(key: string, until: number, token?: { jti: string; exp: number }): void {
-    const expiresAt = until + CLOCK_MARGIN_SECONDS;
-    this.#sql.exec(
-      `INSERT OR REPLACE INTO seen_attestations (key, expires_at, token_jti, token_exp, admitted_ms)
-       VALUES (?, ?, ?, ?, ?)`,
-      key,
-      expiresAt,
-      token?.jti ?? null,
-      token?.exp ?? null,
-      token === undefined ? null : Date.now(),
-    );
-    this.#expiring(expiresAt);
-  }
-
-  /** Notes a row that expires at `at` (epoch seconds), so that the cleanup alarm is due by then. */
-  #expiring(at: number): void {
-    if (this.#expiresAt === null || at < this.#expiresAt) this.#expiresAt = at;
-  }
-
-  /** What storage says of an exchange's attestation, DPoP proof and task: one query for the three. */
-  #remembered(admission: Admission): { replayed: boolean; proofReplayed: boolean; taskFinished: boolean } {
-    const row = this.#sql
-      .exec<{ replayed: number; proofReplayed: number; taskFinished: number }>(
-        `SELECT EXISTS (SELECT 1 FROM seen_attestations WHERE key = ?1 AND expires_at >= ?4) AS replayed,
-           EXISTS (SELECT 1 FROM seen_attestations WHERE key = ?2 AND expires_at >= ?4) AS proofReplayed,
-           EXISTS (SELECT 1 FROM finished_tasks WHERE task_id = ?3 AND expires_at >= ?4) AS taskFinished`,
-        admission.replayKey,
-        admission.dpop?.replayKey ?? null,
-        admission.taskId,
-        Math.floor(nowSeconds()),
-      )
-      .one();
-    return {
-      replayed: row.replayed === 1,
-      proofReplayed: row.proofReplayed === 1,
-      taskFinished: row.taskFinished === 1,
-    };
-  }
-
-  /**
-   * The checks every exchange passes, in order; undefined when admitted.
-   *
-   * A replay is refused before the rate limit and takes nothing from the agent's bucket, on purpose. Whoever
-   * replays holds an attestation the agent has used, not the agent's key: charging the bucket would let them
-   * starve the agent of tokens (a lockout for the price of a copied attestation), and a replay refused as
-   * `rate_limited` would no longer say it was a replay. Nor would a limit spare the object any work: the call
-   * is made either way. What a replay flood could cost is records, and those are sampled per attestation.
-   */
-  #admit(admission: Admission): { refusal?: ExchangeRefusal; dpopNonce?: string } {
-    if (this.#status.suspended) return { refusal: { reason: 'suspended' } };
-    const remembered = this.#remembered(admission);
-    if (remembered.replayed) return { refusal: { reason: 'replayed' } };
-    const { dpop } = admission;
-    let dpopNonce: string | undefined;
-    if (dpop?.requireNonce) {
-      const nonces = this.#dpopNonces();
-      dpopNonce = nonces.current;
-      if (dpop.nonce === undefined || (dpop.nonce !== nonces.current && dpop.nonce !== nonces.previous))
-        return { refusal: { reason: 'dpop_nonce', dpopNonce }, dpopNonce };
-    }
-    const withNonce = dpopNonce === undefined ? {} : { dpopNonce };
-    if (remembered.proofReplayed) return { refusal: { reason: 'dpop_replayed' }, ...withNonce };
-    if (remembered.taskFinished) return { refusal: { reason: 'task_finished' }, ...withNonce };
-    const retryAfter = this.#takeFromBucket(admission.rateLimit);
-    if (retryAfter !== undefined) return { refusal: { reason: 'rate_limited', retryAfter }, ...withNonce };
-    return withNonce;
-  }
-
-  /** The attestation and DPoP proof of an admitted request, used up; with the token they became, if one. */
-  #consume(admission: Admission, token?: Grant): void {
-    this.#markUsed(
-      admission.replayKey,
-      admission.replayUntil,
-      token === undefined ? undefined : { jti: token.tokenJti, exp: token.tokenExp },
-    );
-    if (admission.dpop !== undefined) this.#markUsed(admission.dpop.replayKey, admission.dpop.replayUntil);
-  }
-
-  #grantOutcome(grant: Grant, extra: Record<string, unknown> = {}): AuditOutcome {
-    return { decision: 'granted', details: { ...grant.details, ...extra } };
+    this.sampler.take(kind, decideRecord(draft, outcome, loadedPolicy().bundle.version));
   }
 
   /**
@@ -296,98 +116,81 @@ export class AgentState extends MeteredObject {
     this.#handingOut = call.handBack ? records : undefined;
     let result: ExchangeResult;
     try {
-      result = this.#exchange(call);
+      const { refusal, dpopNonce } = this.#gate.admit(call.admission, nowSeconds());
+      result = refusal === undefined ? this.#commit(call) : this.#refuse(call, refusal);
+      if (dpopNonce !== undefined) result = { ...result, dpopNonce };
     } finally {
       this.#handingOut = undefined;
     }
-    await this.#schedule();
+    await this.schedule();
     return call.handBack ? { ...result, records } : result;
   }
 
-  #exchange({ draft, admission, decision }: ExchangeCall): ExchangeResult {
-    const { refusal, dpopNonce } = this.#admit(admission);
-    const withNonce = dpopNonce === undefined ? {} : { dpopNonce };
-    if (refusal !== undefined) {
-      const spec = exchangeRefusal(refusal, admission.taskId);
-      const outcome: AuditOutcome = { decision: 'refused', reason: spec.reason, details: spec.detail };
-      // Anyone with a copy of a used attestation can replay it as often as they like: sampled per attestation.
-      if (refusal.reason === 'replayed') this.#sample('replay', draft, outcome);
-      else this.#record(draft, outcome);
-      return { outcome: 'refused', refusal, ...withNonce };
-    }
-    const granted = (grant: Grant) => ({
-      ...draft,
-      grantedActions: grant.grantedActions,
-      tokenJti: grant.tokenJti,
-      tokenExp: grant.tokenExp,
-    });
+  /** Records a request the object refused; a replayed attestation is sampled, as anyone with a copy can replay it. */
+  #refuse({ draft, admission }: ExchangeCall, refusal: ExchangeRefusal): ExchangeResult {
+    const spec = exchangeRefusal(refusal, admission.taskId);
+    const outcome: AuditOutcome = { decision: 'refused', reason: spec.reason, details: spec.detail };
+    if (refusal.reason === 'replayed') this.#sample('replay', draft, outcome);
+    else this.#record(draft, outcome);
+    return { outcome: 'refused', refusal };
+  }
+
+  /** Commits an admitted request's decision: what it changes, its attestation and proof used up, its record. */
+  #commit({ draft, admission, decision }: ExchangeCall): ExchangeResult {
+    const { result, outcome, grant } = this.#decide(decision, admission.taskId);
+    this.#marks.consume(admission, grant);
+    this.#record(grant === undefined ? draft : grantedDraft(draft, grant), outcome);
+    return result;
+  }
+
+  /** What an admitted request's decision changes (its approval), the answer, and the record's outcome. */
+  #decide(decision: ExchangeDecision, taskId: string): Decided {
+    const now = Math.floor(nowSeconds());
     switch (decision.kind) {
-      case 'grant': {
-        this.#consume(admission, decision.grant);
-        this.#record(granted(decision.grant), this.#grantOutcome(decision.grant));
-        return { outcome: 'granted', ...withNonce };
-      }
+      case 'grant':
+        return granted(decision.grant);
       case 'collect': {
-        const polled = this.#poll(decision.approvalId, decision.terms);
-        if (polled.outcome.status === 'approved') {
-          this.#saveApproval(polled.record as ApprovalRecord);
-          const approval = { id: decision.approvalId, by: polled.outcome.by };
-          this.#consume(admission, decision.grant);
-          this.#record(granted(decision.grant), this.#grantOutcome(decision.grant, { approval }));
-          return { outcome: 'granted', approvedBy: polled.outcome.by, ...withNonce };
-        }
-        this.#consume(admission);
-        return { ...this.#pollRefused(draft, admission.taskId, decision.approvalId, polled), ...withNonce };
+        const polled = this.#approvals.poll(decision.approvalId, decision.terms, now);
+        if (polled.outcome.status !== 'approved') return this.#pollRefused(taskId, decision.approvalId, polled);
+        this.#approvals.save(polled.record as ApprovalRecord);
+        const { by } = polled.outcome;
+        return {
+          ...granted(decision.grant, { approval: { id: decision.approvalId, by } }),
+          result: { outcome: 'granted', approvedBy: by },
+        };
       }
       case 'open': {
-        this.#consume(admission);
         const { approval, message } = decision;
-        this.#saveApproval(approval);
-        if (message !== undefined) {
-          queueNotification(this.#sql, message, approval.createdAt, approval.expiresAt);
-          this.#notifyAt = this.#nextNotification();
-        }
-        this.#record(draft, {
-          decision: 'refused',
-          reason: 'approval_required',
-          details: { approvalId: approval.id, requirement: approval.requirement },
-        });
-        return { outcome: 'recorded', ...withNonce };
+        this.#approvals.save(approval);
+        if (message !== undefined) this.#notifications.queue(message, approval.createdAt, approval.expiresAt);
+        const details = { approvalId: approval.id, requirement: approval.requirement };
+        return {
+          result: { outcome: 'recorded' },
+          outcome: { decision: 'refused', reason: 'approval_required', details },
+        };
       }
       case 'refuse': {
-        this.#consume(admission);
-        if (decision.approval !== undefined) {
-          const polled = this.#poll(decision.approval.id, decision.approval.terms);
-          if (polled.outcome.status !== 'approved')
-            return { ...this.#pollRefused(draft, admission.taskId, decision.approval.id, polled), ...withNonce };
+        const { approval } = decision;
+        if (approval !== undefined) {
+          const polled = this.#approvals.poll(approval.id, approval.terms, now);
+          if (polled.outcome.status !== 'approved') return this.#pollRefused(taskId, approval.id, polled);
         }
-        this.#record(draft, { decision: 'refused', reason: decision.reason, details: decision.details });
-        return { outcome: 'recorded', ...withNonce };
+        return {
+          result: { outcome: 'recorded' },
+          outcome: { decision: 'refused', reason: decision.reason, details: decision.details },
+        };
       }
     }
   }
 
-  /** What polling an approval finds, and the record as the poll leaves it (saved only by the caller). */
-  #poll(id: string, terms: ApprovalTerms): { outcome: PollOutcome | { status: 'unknown' }; record?: ApprovalRecord } {
-    const record = this.#approval(id);
-    if (record === undefined) return { outcome: { status: 'unknown' } };
-    return pollApproval(record, terms, Math.floor(nowSeconds()));
-  }
-
-  /** Records and answers a poll that did not collect, keeping what the poll changed (its time). */
-  #pollRefused(
-    draft: AuditDraft,
-    taskId: string,
-    approvalId: string,
-    polled: { outcome: PollOutcome | { status: 'unknown' }; record?: ApprovalRecord },
-  ): ExchangeResult {
-    const { outcome } = polled;
-    if (outcome.status === 'approved') throw new Error('an approved poll collects');
-    if (polled.record !== undefined) this.#saveApproval(polled.record);
-    const refusal: ExchangeRefusal = { reason: 'approval', approvalId, poll: outcome };
+  /** A poll that did not collect: what the poll changed (its time) kept, and the refusal. */
+  #pollRefused(taskId: string, approvalId: string, polled: Polled): Decided {
+    const refusal = this.#approvals.refusePoll(approvalId, polled);
     const spec = exchangeRefusal(refusal, taskId);
-    this.#record(draft, { decision: 'refused', reason: spec.reason, details: spec.detail });
-    return { outcome: 'refused', refusal };
+    return {
+      result: { outcome: 'refused', refusal },
+      outcome: { decision: 'refused', reason: spec.reason, details: spec.detail },
+    };
   }
 
   /**
@@ -396,28 +199,12 @@ export class AgentState extends MeteredObject {
    */
   async record(draft: AuditDraft, outcome: AuditOutcome): Promise<void> {
     this.#record(draft, outcome);
-    await this.#schedule();
-  }
-
-  #approval(id: string): ApprovalRecord | undefined {
-    const row = this.#sql.exec<{ record: string }>('SELECT record FROM approvals WHERE id = ?', id).toArray()[0];
-    return row === undefined ? undefined : (JSON.parse(row.record) as ApprovalRecord);
-  }
-
-  #saveApproval(record: ApprovalRecord): void {
-    const expiresAt = record.expiresAt + APPROVAL_RETENTION_SECONDS;
-    this.#sql.exec(
-      'INSERT OR REPLACE INTO approvals (id, record, expires_at) VALUES (?, ?, ?)',
-      record.id,
-      JSON.stringify(record),
-      expiresAt,
-    );
-    this.#expiring(expiresAt);
+    await this.schedule();
   }
 
   /** An approval, for an approver; with `draft`, the read is recorded. */
   async approval(id: string, draft?: AuditDraft): Promise<ApprovalRecord | undefined> {
-    const record = this.#approval(id);
+    const record = this.#approvals.get(id);
     if (draft !== undefined) {
       this.#record(
         draft,
@@ -425,7 +212,7 @@ export class AgentState extends MeteredObject {
           ? { decision: 'refused', reason: 'unknown_target', details: { approval: id } }
           : { decision: 'granted' },
       );
-      await this.#schedule();
+      await this.schedule();
     }
     return record;
   }
@@ -436,42 +223,9 @@ export class AgentState extends MeteredObject {
     input: { approver: Approver; decision: 'approve' | 'deny'; reason: string },
     draft: AuditDraft,
   ): Promise<{ outcome: DecideOutcome | { decided: false; reason: 'unknown' }; record?: ApprovalRecord }> {
-    const result = this.#decideApproval(id, input, draft);
-    await this.#schedule();
-    return result;
-  }
-
-  #decideApproval(
-    id: string,
-    input: { approver: Approver; decision: 'approve' | 'deny'; reason: string },
-    draft: AuditDraft,
-  ): { outcome: DecideOutcome | { decided: false; reason: 'unknown' }; record?: ApprovalRecord } {
-    const record = this.#approval(id);
-    if (record === undefined) {
-      this.#record(draft, { decision: 'refused', reason: 'unknown_target', details: { approval: id } });
-      return { outcome: { decided: false, reason: 'unknown' } };
-    }
-    const now = Math.floor(nowSeconds());
-    const decided = decideApproval(record, input, now);
-    if (decided.outcome.decided) {
-      this.#saveApproval(decided.record);
-      this.#record(draft, {
-        decision: 'granted',
-        details: { decision: input.decision, status: approvalStatus(decided.record, now) },
-      });
-    } else if (decided.outcome.reason === 'not_pending') {
-      this.#record(draft, {
-        decision: 'refused',
-        reason: 'approval_not_pending',
-        details: { status: approvalStatus(record, now) },
-      });
-    } else {
-      this.#record(draft, {
-        decision: 'refused',
-        reason: 'approver_not_allowed',
-        details: { rule: decided.outcome.reason, requirement: record.requirement },
-      });
-    }
+    const { audit, ...decided } = this.#approvals.decide(id, input, Math.floor(nowSeconds()));
+    this.#record(draft, audit);
+    await this.schedule();
     return decided;
   }
 
@@ -480,35 +234,23 @@ export class AgentState extends MeteredObject {
    * it), and records that the token it was granted for never left.
    */
   async releaseApproval(id: string, draft: AuditDraft, outcome: AuditOutcome): Promise<void> {
-    const record = this.#approval(id);
-    if (record?.status === 'collected') this.#saveApproval({ ...record, status: 'approved' });
+    this.#approvals.release(id);
     this.#record(draft, outcome);
-    await this.#schedule();
+    await this.schedule();
   }
 
   /** Whether a token of this agent is still alive as far as revocation, suspension and tasks go. */
   async tokenStatus(token: TokenRef): Promise<TokenStatus> {
-    if (this.#status.suspended) return { active: false, reason: 'suspended' };
-    if (this.#status.revokedBefore !== null && token.iat < this.#status.revokedBefore) {
-      return { active: false, reason: 'revoked_before' };
-    }
-    if (this.#has('revoked_tokens', 'jti', token.jti)) return { active: false, reason: 'revoked' };
-    if (this.#has('finished_tasks', 'task_id', token.taskId)) return { active: false, reason: 'task_finished' };
-    return { active: true };
+    return this.#revocations.tokenStatus(token, Math.floor(nowSeconds()));
   }
 
   /** The agent's status; with `draft`, an admin's read, recorded. */
   async status(draft?: AuditDraft): Promise<AgentStatus> {
     if (draft !== undefined) {
       this.#record(draft, { decision: 'granted' });
-      await this.#schedule();
+      await this.schedule();
     }
-    return this.#status;
-  }
-
-  #revoke(jti: string, exp: number): void {
-    this.#sql.exec('INSERT OR REPLACE INTO revoked_tokens (jti, expires_at) VALUES (?, ?)', jti, exp);
-    this.#expiring(exp);
+    return this.#revocations.status;
   }
 
   /**
@@ -517,11 +259,11 @@ export class AgentState extends MeteredObject {
    */
   #useProof(proof: ProofReplay | undefined, draft: AuditDraft | undefined): boolean {
     if (proof === undefined) return true;
-    if (this.#has('seen_attestations', 'key', proof.replayKey)) {
+    if (this.#marks.seen(proof.replayKey, Math.floor(nowSeconds()))) {
       if (draft !== undefined) this.#record(draft, { decision: 'refused', reason: 'dpop_proof_reused' });
       return false;
     }
-    this.#markUsed(proof.replayKey, proof.replayUntil);
+    this.#marks.markUsed(proof.replayKey, proof.replayUntil);
     return true;
   }
 
@@ -534,14 +276,14 @@ export class AgentState extends MeteredObject {
   async revokeToken(jti: string, exp: number, draft: AuditDraft, proof?: ProofReplay): Promise<ProvenChange> {
     const proven = this.#useProof(proof, draft);
     if (proven) {
-      const repeat = draft.actor == null && this.#has('revoked_tokens', 'jti', jti);
+      const repeat = draft.actor == null && this.#revocations.revoked(jti, Math.floor(nowSeconds()));
       if (repeat) this.#sample('repeat_revoke', draft, { decision: 'granted' });
       else {
-        this.#revoke(jti, exp);
+        this.#revocations.revoke(jti, exp);
         this.#record(draft, { decision: 'granted' });
       }
     }
-    await this.#schedule();
+    await this.schedule();
     return proven ? 'changed' : 'proof_replayed';
   }
 
@@ -553,28 +295,11 @@ export class AgentState extends MeteredObject {
   async finishTask(taskId: string, draft?: AuditDraft, proof?: ProofReplay): Promise<ProvenChange> {
     const proven = this.#useProof(proof, draft);
     if (proven) {
-      const until = Math.ceil(nowSeconds()) + FINISHED_TASK_RETENTION_SECONDS;
-      this.#sql.exec('INSERT OR REPLACE INTO finished_tasks (task_id, expires_at) VALUES (?, ?)', taskId, until);
-      this.#expiring(until);
+      this.#revocations.finishTask(taskId, nowSeconds());
       if (draft !== undefined) this.#record(draft, { decision: 'granted' });
     }
-    await this.#schedule();
+    await this.schedule();
     return proven ? 'changed' : 'proof_replayed';
-  }
-
-  /**
-   * Revokes every token the agent holds now: those issued before this second by `iat`, and those admitted in
-   * the last {@link RECENT_ADMISSIONS_MS} one by one. A token asked for after this answers is not touched.
-   */
-  #revokeAllNow(now: number): number {
-    const recent = this.#sql
-      .exec<{ token_jti: string; token_exp: number }>(
-        'SELECT token_jti, token_exp FROM seen_attestations WHERE token_jti IS NOT NULL AND admitted_ms >= ?',
-        now - RECENT_ADMISSIONS_MS,
-      )
-      .toArray();
-    for (const token of recent) this.#revoke(token.token_jti, token.token_exp);
-    return Math.floor(now / 1000);
   }
 
   /**
@@ -582,110 +307,36 @@ export class AgentState extends MeteredObject {
    * does that and refuses every `/token` until `resume` (which revives nothing).
    */
   async changeStatus(action: StatusAction, by: string, reason: string, draft: AuditDraft): Promise<AgentStatus> {
-    const now = Date.now();
-    const lastChange = { action, by, reason, at: Math.floor(now / 1000) };
-    const status: AgentStatus =
-      action === 'resume'
-        ? { ...this.#status, suspended: false, lastChange }
-        : {
-            suspended: action === 'suspend' || this.#status.suspended,
-            revokedBefore: this.#revokeAllNow(now),
-            lastChange,
-          };
     // The status and its record, in one transaction: no await between them.
-    this.#sql.exec('INSERT OR REPLACE INTO agent_status (id, status) VALUES (1, ?)', JSON.stringify(status));
-    this.#status = status;
+    const status = this.#revocations.change(action, by, reason, Date.now());
     this.#record(draft, { decision: 'granted' });
-    await this.#schedule();
+    await this.schedule();
     return status;
   }
 
   /** Tokens granted here whose records are not in D1 yet, by token id or task. */
   async pendingGrants(filter: { jti?: string; taskId?: string }) {
-    return this.#audit.pendingGrants(filter);
+    return this.outbox.pendingGrants(filter);
   }
 
-  /** Records not yet in D1, and how old the oldest is. */
-  async backlog(): Promise<Backlog> {
-    return this.#audit.backlog();
-  }
-
-  /** The chain's head and what D1 is known to hold. */
-  async heads(): Promise<{ head: ChainHead; acked: ChainHead }> {
-    return this.#audit.heads();
+  /** Besides the chain's: when a notification is due, or a row expires. */
+  protected override dueTimes(): (number | null)[] {
+    return [this.#notifications.dueAt(), this.#expiry.dueAt()];
   }
 
   /**
-   * Forgets the records D1 holds and sends the rest to the audit queue now (tests, admins waiting on the backlog); with `closeWindows`,
-   * first closes every open sampling window into its summary (tests, which do not wait for windows to end).
+   * Delivers approval notifications that are due, and forgets what can no longer matter: used attestations,
+   * revoked tokens, finished tasks and approvals past their retention. Each only when it is due: a busy
+   * object's alarm is mostly forwarding, and the others' queries would cost every forwarding as much again.
    */
-  async flushAudit(closeWindows = false): Promise<boolean> {
-    if (closeWindows) this.#sampler.summarise(Number.POSITIVE_INFINITY);
-    const done = await this.#audit.flush();
-    await this.#schedule();
-    return done;
-  }
-
-  /** The alarm is due when records should leave, a sampling window closes, a notification is due, or a row expires. */
-  async #schedule(): Promise<void> {
-    await this.#alarm.noLaterThan(
-      this.#audit.flushAt(),
-      this.#sampler.dueAt(),
-      this.#notifyAt === null ? null : this.#notifyAt * 1000,
-      // Expired rows are forgotten a minute late at most, so that one alarm forgets a minute's rows, not one each.
-      this.#expiresAt === null ? null : (this.#expiresAt + CLEANUP_SLACK_SECONDS) * 1000,
-    );
-  }
-
-  #nextNotification(): number | null {
-    return this.#sql.exec<{ at: number | null }>('SELECT MIN(next_at) AS at FROM notifications').one().at;
-  }
-
-  /** The earliest expiry among every table's rows (epoch seconds), read from storage. */
-  #earliestExpiry(): number | null {
-    return this.#sql
-      .exec<{ at: number | null }>(
-        `SELECT MIN(at) AS at FROM (
-           SELECT MIN(expires_at) AS at FROM seen_attestations
-           UNION ALL SELECT MIN(expires_at) FROM revoked_tokens
-           UNION ALL SELECT MIN(expires_at) FROM finished_tasks
-           UNION ALL SELECT MIN(expires_at) FROM approvals)`,
-      )
-      .one().at;
-  }
-
-  /**
-   * Forwards waiting audit records to D1, summarises sampling windows that closed, delivers approval
-   * notifications that are due, and forgets what can no longer matter: used attestations, revoked tokens,
-   * finished tasks and approvals past their retention.
-   */
-  override async alarm(): Promise<void> {
-    this.#alarm.fired();
+  protected override async alarmWork(): Promise<void> {
     const now = Math.floor(nowSeconds());
-    // Each part only when it is due: a busy object's alarm is mostly forwarding, and the others' queries
-    // would cost every forwarding as much again.
-    if (this.#notifyAt !== null && this.#notifyAt <= now) {
-      await deliverDue(
-        this.#sql,
-        this.env,
-        now,
-        (id) => {
-          const record = this.#approval(id);
-          return record !== undefined && approvalStatus(record, now) === 'pending';
-        },
-        (attempt) => this.#audit.append(attempt),
-      );
-      this.#notifyAt = this.#nextNotification();
-    }
-    if (this.#expiresAt !== null && this.#expiresAt < now) {
-      for (const table of ['seen_attestations', 'revoked_tokens', 'finished_tasks', 'approvals']) {
-        this.#sql.exec(`DELETE FROM ${table} WHERE expires_at < ?`, now);
-      }
-      this.#expiresAt = this.#earliestExpiry();
-    }
-    // A no-op, reading nothing, until the oldest open window has closed.
-    this.#sampler.summarise(Date.now());
-    await this.#audit.flushDue();
-    await this.#schedule();
+    await this.#notifications.deliver(
+      this.env,
+      now,
+      (id) => this.#approvals.pending(id, now),
+      (attempt) => this.outbox.append(attempt),
+    );
+    this.#expiry.forgetExpired(now);
   }
 }

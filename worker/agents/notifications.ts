@@ -3,20 +3,21 @@
  * backoff until delivered, six attempts, or the approval's expiry. Delivery never blocks or loses the
  * approval itself, and every attempt is audited in the agent's own chain.
  */
-
 import { deliverWebhook, type PendingApprovalMessage } from '../approvals/webhook';
 import { type AuditOutcome, type DecidedRecord, decideRecord } from '../audit/record';
+import { Earliest } from '../durable/earliest';
 import { loadedPolicy } from '../policy/loaded';
 
 const MAX_ATTEMPTS = 6;
 /** Seconds before retry n (1-based): 5, 20, 80, 320, 1280. */
 const backoff = (attempt: number) => 5 * 4 ** (attempt - 1);
 
+/** The table, created by the agent's first schema step (`./schema.ts`). */
 export const NOTIFICATIONS_TABLE = `CREATE TABLE IF NOT EXISTS notifications (
   approval_id TEXT PRIMARY KEY, message TEXT NOT NULL, attempts INTEGER NOT NULL,
   next_at INTEGER NOT NULL, expires_at INTEGER NOT NULL)`;
 
-export function queueNotification(sql: SqlStorage, message: PendingApprovalMessage, now: number, expiresAt: number) {
+function queueNotification(sql: SqlStorage, message: PendingApprovalMessage, now: number, expiresAt: number) {
   sql.exec(
     'INSERT OR REPLACE INTO notifications (approval_id, message, attempts, next_at, expires_at) VALUES (?, ?, 0, ?, ?)',
     message.approval.id,
@@ -99,5 +100,44 @@ export async function deliverDue(
       ? { decision: 'granted' }
       : { decision: 'refused', reason: giveUp ? 'webhook_gave_up' : 'webhook_failed' };
     record(attemptRecord(message, outcome, { url, attempt, ...delivery }));
+  }
+}
+
+/** The notifications of one agent's object, and when the next is due, kept with the table so scheduling reads no row. */
+export class ApprovalNotifications {
+  readonly #sql: SqlStorage;
+  /** When the next notification is due (epoch seconds). */
+  readonly #next: Earliest;
+
+  constructor(sql: SqlStorage) {
+    this.#sql = sql;
+    this.#next = new Earliest(
+      () => sql.exec<{ at: number | null }>('SELECT MIN(next_at) AS at FROM notifications').one().at,
+    );
+  }
+
+  /** Queues the announcement of a pending approval, due at `now` (epoch seconds) and given up at `expiresAt`. */
+  queue(message: PendingApprovalMessage, now: number, expiresAt: number): void {
+    queueNotification(this.#sql, message, now, expiresAt);
+    this.#next.reread();
+  }
+
+  /** When the next notification is due (epoch ms), null for none. */
+  dueAt(): number | null {
+    const { at } = this.#next;
+    return at === null ? null : at * 1000;
+  }
+
+  /** Delivers what is due at `now` (epoch seconds), as {@link deliverDue} does; reads nothing when none is. */
+  async deliver(
+    env: Env,
+    now: number,
+    stillPending: (approvalId: string) => boolean,
+    record: (attempt: DecidedRecord) => void,
+  ): Promise<void> {
+    const { at } = this.#next;
+    if (at === null || at > now) return;
+    await deliverDue(this.#sql, env, now, stillPending, record);
+    this.#next.reread();
   }
 }

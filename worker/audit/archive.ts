@@ -55,7 +55,7 @@ export interface ArchiveHeads {
   ahead?: Record<string, ChainLink[]>;
 }
 
-/** The bucket as the archive uses it (`worker/stores/audit-archive.ts`: bounded, fail-closed calls). */
+/** The bucket as the archive uses it (`worker/audit/archive-bucket.ts`: bounded, fail-closed calls). */
 export interface ArchiveBucket {
   put(key: string, body: Uint8Array, sha256: string): Promise<void>;
   /** The object's bytes, or null when there is none. */

@@ -9,16 +9,20 @@
  * from which addresses and user agents. The admin reads a console polls are sampled the same way, per admin
  * (`audit/sampler.ts` has the rules). Counting is durable, in this object's storage, like the records.
  */
-import { AlarmSchedule } from '../durable/alarm';
-import { MeteredObject } from '../durable/meter';
-import { migrate } from '../durable/sql-schema';
-import { auditTransport } from '../stores/audit-queue';
-import { AuditOutbox, type Backlog } from './outbox';
-import type { ChainHead, DecidedRecord } from './record';
-import { AuditSampler, SAMPLES_TABLE, SAMPLING } from './sampler';
+import { AuditedObject } from './audited-object';
+import type { DecidedRecord } from './record';
+import { SAMPLES_TABLE, SAMPLING } from './sampler';
 
 /** Intake shards: records spread over them at random, each shard a chain of its own. */
 export const INTAKE_SHARDS = 4;
+
+/** The stub of intake shard `shard` (0 … {@link INTAKE_SHARDS} - 1). */
+export function intakeStub(env: Env, shard: number): DurableObjectStub<AuditIntake> {
+  return env.AUDIT_INTAKE.get(env.AUDIT_INTAKE.idFromName(`intake-${shard}`));
+}
+
+/** A shard picked at random, for a record no sender's sample ties to one: no shard sits on every call. */
+export const anyIntakeShard = (): number => Math.floor(Math.random() * INTAKE_SHARDS);
 /** Refusals of unknown callers recorded in full per shard, minute and (event, reason). */
 export const UNVERIFIED_SAMPLE = SAMPLING.unverified.sample;
 
@@ -39,30 +43,18 @@ const SCHEMA = [
    DROP TABLE unverified`,
 ];
 
-export class AuditIntake extends MeteredObject {
-  readonly #outbox: AuditOutbox;
-  readonly #sampler: AuditSampler;
-  readonly #alarm: AlarmSchedule;
-
+/** One intake shard: its chain, and the sampling of what repeats (`audit/audited-object.ts` has the rest). */
+export class AuditIntake extends AuditedObject {
   constructor(ctx: DurableObjectState, env: Env) {
-    super(ctx, env);
-    const name = this.ctx.id.name;
+    const name = ctx.id.name;
     if (name === undefined) throw new Error('AuditIntake objects are addressed by name (intake-<n>)');
-    this.#outbox = new AuditOutbox(this.ctx.storage.sql, name.replace('-', ':'), auditTransport(this.env));
-    migrate(this.ctx.storage.sql, SCHEMA);
-    this.#sampler = new AuditSampler(this.ctx.storage.sql, this.#outbox);
-    this.#alarm = new AlarmSchedule(this.ctx.storage);
-  }
-
-  /** The alarm is due when the next batch should leave, or the oldest open minute closes. */
-  #schedule(): Promise<void> {
-    return this.#alarm.noLaterThan(this.#outbox.flushAt(), this.#sampler.dueAt());
+    super(ctx, env, { chain: name.replace('-', ':'), schema: SCHEMA });
   }
 
   /** Commits a decided record to this shard's chain. */
   async record(record: DecidedRecord): Promise<void> {
-    this.#outbox.append(record);
-    await this.#schedule();
+    this.outbox.append(record);
+    await this.schedule();
   }
 
   /**
@@ -70,8 +62,8 @@ export class AuditIntake extends MeteredObject {
    * `record` is the refusal as it would be recorded in full.
    */
   async refused(record: DecidedRecord): Promise<void> {
-    this.#sampler.take('unverified', record);
-    await this.#schedule();
+    this.sampler.take('unverified', record);
+    await this.schedule();
   }
 
   /**
@@ -79,33 +71,7 @@ export class AuditIntake extends MeteredObject {
    * window's sample lasts for this admin, counted after. The worker sends one admin's reads to one shard.
    */
   async read(record: DecidedRecord): Promise<void> {
-    this.#sampler.take('admin_read', record);
-    await this.#schedule();
-  }
-
-  override async alarm(): Promise<void> {
-    this.#alarm.fired();
-    this.#sampler.summarise(Date.now());
-    await this.#outbox.flushDue();
-    await this.#schedule();
-  }
-
-  /**
-   * Forwards everything waiting to D1 now; with `closeWindows`, first closes every open minute into its
-   * summary. For tests, which wait for records without sleeping.
-   */
-  async flushAudit(closeWindows = false): Promise<boolean> {
-    if (closeWindows) this.#sampler.summarise(Number.POSITIVE_INFINITY);
-    const done = await this.#outbox.flush();
-    await this.#schedule();
-    return done;
-  }
-
-  async backlog(): Promise<Backlog> {
-    return this.#outbox.backlog();
-  }
-
-  async heads(): Promise<{ head: ChainHead; acked: ChainHead }> {
-    return this.#outbox.heads();
+    this.sampler.take('admin_read', record);
+    await this.schedule();
   }
 }

@@ -30,7 +30,7 @@ const CONFIRM_PAGE = 5000;
 /** Backoff after a failed send: 1 s, doubling, at most a minute. */
 const retryDelay = (failures: number) => Math.min(60_000, 1000 * 2 ** Math.max(0, failures - 1));
 
-/** Where an outbox's records go, and how it learns which D1 holds (`worker/stores/audit-queue.ts`). */
+/** Where an outbox's records go, and how it learns which D1 holds (`worker/audit/queue-transport.ts`). */
 export interface AuditTransport {
   /** How long a record waits before its object sends it: the records of a busy object travel together. */
   readonly sendDelayMs: number;

@@ -5,16 +5,18 @@
  * (`archive.ts`), recording each move. It runs on the cron trigger and on demand, never on a decision's path;
  * its calls are serialised, so two runs never move the same records.
  */
-
 import { MeteredObject } from '../durable/meter';
 import { loadedPolicy } from '../policy/loaded';
-import { archiveBucket } from '../stores/audit-archive';
-import { recordInIntake } from '../stores/audit-log';
 import { type ArchiveRun, archiveDue, type SegmentRow } from './archive';
+import { archiveBucket } from './archive-bucket';
 import { type ChainHead, GENESIS, sealAfter } from './chain';
+import { withinDeadline } from './deadline';
+import { anyIntakeShard, intakeStub } from './intake';
 import { decideRecord } from './record';
 
 const HEAD_KEY = 'head';
+/** How long a move's record waits for its intake shard, as a request would: past it, the run stops. */
+const RECORD_DEADLINE_MS = 3000;
 
 export class AuditSealer extends MeteredObject {
   /** Seals every record not sealed yet; returns the head. Calls are serialised. */
@@ -56,7 +58,7 @@ export class AuditSealer extends MeteredObject {
       { decision: 'granted' },
       loadedPolicy().bundle.version,
     );
-    return recordInIntake(this.env, record);
+    return withinDeadline('audit intake', intakeStub(this.env, anyIntakeShard()).record(record), RECORD_DEADLINE_MS);
   }
 
   /** The anchored head: the last record sealed and its seal. */

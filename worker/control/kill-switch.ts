@@ -11,14 +11,10 @@
  * change answers only once every shard holds it *and* every lease taken before it has run out: after an
  * engage has answered, no isolate issues a token. See docs/revocation.md for the numbers.
  */
-import { AuditOutbox, type Backlog } from '../audit/outbox';
-import { type AuditDraft, type ChainHead, decideRecord } from '../audit/record';
-import { AuditSampler } from '../audit/sampler';
-import { AlarmSchedule } from '../durable/alarm';
+import { AuditedObject } from '../audit/audited-object';
+import { type AuditDraft, decideRecord } from '../audit/record';
 import { MeteredObject } from '../durable/meter';
 import { loadedPolicy } from '../policy/loaded';
-import { auditTransport } from '../stores/audit-queue';
-import { killSwitchLeaseMs, shardStub } from '../stores/kill-switch';
 
 /** Shards of the kill switch. Changing it is safe only while the switch is released. */
 export const KILL_SWITCH_SHARDS = 128;
@@ -38,6 +34,20 @@ export interface KillSwitchState {
 export const RELEASED: KillSwitchState = { engaged: false, version: 0, reason: null, by: null, at: null };
 
 const STATE_KEY = 'state';
+
+/** The lease length from `KILL_SWITCH_LEASE_MS`; a value that is not 100..60000 ms stops the worker. */
+export function killSwitchLeaseMs(env: Env): number {
+  const ms = Number(env.KILL_SWITCH_LEASE_MS);
+  if (!Number.isInteger(ms) || ms < 100 || ms > 60_000) {
+    throw new Error('KILL_SWITCH_LEASE_MS must be a whole number of milliseconds from 100 to 60000');
+  }
+  return ms;
+}
+
+/** The stub of shard `shard` (0 … {@link KILL_SWITCH_SHARDS} - 1): what isolates read and the control writes. */
+export function shardStub(env: Env, shard: number): DurableObjectStub<KillSwitchShard> {
+  return env.KILL_SWITCH_SHARDS.get(env.KILL_SWITCH_SHARDS.idFromName(`shard-${shard}`));
+}
 
 /** One shard: answers from memory; writes are durable before they are acknowledged. */
 export class KillSwitchShard extends MeteredObject {
@@ -70,18 +80,11 @@ export interface KillSwitchReport extends KillSwitchState {
 }
 
 /** The control object: the authoritative state, the fan-out of every change to all shards, its audit chain. */
-export class KillSwitchControl extends MeteredObject {
+export class KillSwitchControl extends AuditedObject {
   #state: KillSwitchState = RELEASED;
-  readonly #audit: AuditOutbox;
-  /** Reads of the switch, which a console polls: sampled per admin (`audit/sampler.ts`). */
-  readonly #sampler: AuditSampler;
-  readonly #alarm: AlarmSchedule;
 
   constructor(ctx: DurableObjectState, env: Env) {
-    super(ctx, env);
-    this.#audit = new AuditOutbox(this.ctx.storage.sql, 'kill-switch', auditTransport(this.env));
-    this.#sampler = new AuditSampler(this.ctx.storage.sql, this.#audit);
-    this.#alarm = new AlarmSchedule(this.ctx.storage);
+    super(ctx, env, { chain: 'kill-switch' });
     void this.ctx.blockConcurrencyWhile(async () => {
       this.#state = (await this.ctx.storage.get<KillSwitchState>(STATE_KEY)) ?? RELEASED;
     });
@@ -108,7 +111,7 @@ export class KillSwitchControl extends MeteredObject {
         version: this.#state.version + 1,
         at: Math.floor(Date.now() / 1000),
       };
-      this.#audit.append(
+      this.outbox.append(
         decideRecord(
           {
             ...draft,
@@ -126,7 +129,7 @@ export class KillSwitchControl extends MeteredObject {
       }
       return { ...state, shards: { total: KILL_SWITCH_SHARDS, current } };
     });
-    await this.#schedule();
+    await this.schedule();
     // A lease an isolate took on the old state before the last shard changed may still be running: wait it
     // out, so that once this answers every isolate acts on the new state (no token after an engage; tokens
     // again after a release).
@@ -134,47 +137,19 @@ export class KillSwitchControl extends MeteredObject {
     return report;
   }
 
-  /** The alarm is due when records should leave, or the oldest sampling window closes. */
-  #schedule(): Promise<void> {
-    return this.#alarm.noLaterThan(this.#audit.flushAt(), this.#sampler.dueAt());
-  }
-
-  /** The authoritative state and how many shards hold it; with `draft`, the read is recorded (sampled). */
+  /**
+   * The authoritative state and how many shards hold it; with `draft`, the read is recorded, sampled per
+   * admin: a console polls it.
+   */
   async report(draft?: AuditDraft): Promise<KillSwitchReport> {
     const states = await Promise.allSettled(
       Array.from({ length: KILL_SWITCH_SHARDS }, (_, shard) => shardStub(this.env, shard).state()),
     );
     const current = states.filter((r) => r.status === 'fulfilled' && r.value.version === this.#state.version).length;
     if (draft !== undefined) {
-      this.#sampler.take('admin_read', decideRecord(draft, { decision: 'granted' }, loadedPolicy().bundle.version));
-      await this.#schedule();
+      this.sampler.take('admin_read', decideRecord(draft, { decision: 'granted' }, loadedPolicy().bundle.version));
+      await this.schedule();
     }
     return { ...this.#state, shards: { total: KILL_SWITCH_SHARDS, current } };
-  }
-
-  async backlog(): Promise<Backlog> {
-    return this.#audit.backlog();
-  }
-
-  async heads(): Promise<{ head: ChainHead; acked: ChainHead }> {
-    return this.#audit.heads();
-  }
-
-  /**
-   * Forgets the records D1 holds and sends the rest to the audit queue now (tests, admins waiting on the backlog); with `closeWindows`,
-   * first closes every open sampling window into its summary.
-   */
-  async flushAudit(closeWindows = false): Promise<boolean> {
-    if (closeWindows) this.#sampler.summarise(Number.POSITIVE_INFINITY);
-    const done = await this.#audit.flush();
-    await this.#schedule();
-    return done;
-  }
-
-  override async alarm(): Promise<void> {
-    this.#alarm.fired();
-    this.#sampler.summarise(Date.now());
-    await this.#audit.flushDue();
-    await this.#schedule();
   }
 }

@@ -1,33 +1,26 @@
 /**
  * The audit log as routes see it: the intake shards that record what no agent's object records, the D1
  * replica the chains forward to (listing, lookups, the seal chain, what the queue's consumer wrote),
- * and the backlog on the way. The only code that names the `AUDIT_INTAKE` and `AUDIT_SEALER` bindings, and
- * `AUDIT_DB` but for the outboxes' transport and the queue's consumer.
+ * and the backlog on the way. The only code that names the `AUDIT_SEALER` binding, and `AUDIT_DB` but for
+ * the outboxes' transport and the queue's consumer; the intake shards' stubs come from `audit/intake.ts`,
+ * which the sealer records through too.
  */
 import { listSegments } from '../audit/archive';
-import type { AuditIntake } from '../audit/intake';
-import { INTAKE_SHARDS } from '../audit/intake';
+import { anyIntakeShard, INTAKE_SHARDS, intakeStub } from '../audit/intake';
 import type { Backlog } from '../audit/outbox';
 import * as query from '../audit/query';
 import type { ChainHead, DecidedRecord } from '../audit/record';
 import type { AuditSealer } from '../audit/sealer';
 import { callStore } from './call';
 
-function intakeStub(env: Env, shard: number): DurableObjectStub<AuditIntake> {
-  return env.AUDIT_INTAKE.get(env.AUDIT_INTAKE.idFromName(`intake-${shard}`));
-}
-
-/** Records spread over the intake shards at random: no shard sits on every request. */
-const anyShard = () => Math.floor(Math.random() * INTAKE_SHARDS);
-
 /** Commits a record that names no single agent (an admin read, a change across agents). */
 export function recordInIntake(env: Env, record: DecidedRecord): Promise<void> {
-  return callStore('audit_log', () => intakeStub(env, anyShard()).record(record));
+  return callStore('audit_log', () => intakeStub(env, anyIntakeShard()).record(record));
 }
 
 /** Records (or counts, past the minute's sample) a refusal of a caller not known yet. */
 export function recordUnverified(env: Env, record: DecidedRecord): Promise<void> {
-  return callStore('audit_log', () => intakeStub(env, anyShard()).refused(record));
+  return callStore('audit_log', () => intakeStub(env, anyIntakeShard()).refused(record));
 }
 
 /**

@@ -1,19 +1,13 @@
 /**
- * The way to D1 for audit records: the audit queue, and D1 asked which of a chain's records it holds. The
- * deciding objects' outboxes send through {@link auditTransport}; the records of `/token` decisions, which the
- * agents' objects hand back to the Worker, go through {@link handOffRecords}: every record the isolate's
- * requests handed over in the same 50 ms travels in one message, whatever its agent, so a
- * fleet of quiet agents pays one queue message per batch, not one per token. The only code that names the
- * `AUDIT_QUEUE` binding; each call is bounded, and one that fails or does not answer in time rejects: the
- * records stay in their objects, which send again what D1 lacks a minute later.
+ * The way to D1 for the records of `/token` decisions, which the agents' objects hand back to the Worker
+ * ({@link handOffRecords}): every record the isolate's requests handed over in the same 50 ms travels in one
+ * message, whatever its agent, so a fleet of quiet agents pays one queue message per batch, not one per token.
+ * The objects' own outboxes send through `audit/queue-transport.ts`. Each send is bounded, and one that fails
+ * or does not answer in time leaves the records in their objects, which send again what D1 lacks a minute
+ * later.
  */
-import type { AuditTransport } from '../audit/outbox';
-import { type ChainHead, jsonArrays } from '../audit/record';
-
-/** A send or a D1 read waits this long before it counts as failed. */
-const DEADLINE_MS = 10_000;
-/** How long a record waits for others to travel with it. */
-const SEND_DELAY_MS = 50;
+import { bounded, SEND_DELAY_MS } from '../audit/queue-transport';
+import { jsonArrays } from '../audit/record';
 
 /**
  * Whether `/token` decisions' records come back to the Worker to be sent with its isolate's others (the
@@ -26,40 +20,6 @@ export function handOffEnabled(env: Env): boolean {
 
 /** A message's records, in bytes: under the queue's 128 KB per message. */
 const MAX_MESSAGE_BYTES = 96_000;
-
-async function bounded<T>(what: string, call: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer in ${DEADLINE_MS} ms`)), DEADLINE_MS);
-  });
-  try {
-    return await Promise.race([call, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-export function auditTransport(env: Env): AuditTransport {
-  return {
-    sendDelayMs: SEND_DELAY_MS,
-    send: async (body) => {
-      await bounded('audit queue', env.AUDIT_QUEUE.send(body, { contentType: 'text' }));
-    },
-    held: async (chain, after, upTo, limit) => {
-      const [held, archived] = await bounded(
-        'D1',
-        env.AUDIT_DB.batch<ChainHead>([
-          env.AUDIT_DB.prepare(
-            `SELECT chain_seq AS seq, chain_hash AS hash FROM audit_events
-             WHERE chain = ? AND chain_seq > ? AND chain_seq <= ? ORDER BY chain_seq LIMIT ?`,
-          ).bind(chain, after, upTo, limit),
-          env.AUDIT_DB.prepare('SELECT seq, hash FROM audit_archive_heads WHERE chain = ?').bind(chain),
-        ]),
-      );
-      return { rows: held?.results ?? [], archived: archived?.results[0] ?? null };
-    },
-  };
-}
 
 /**
  * The records this isolate's requests handed over and not yet sent. Isolate-wide on purpose: the batch is

@@ -1,6 +1,7 @@
 /**
  * The kill switch as the worker sees it: a lease per isolate on what one shard says, and the control object
- * for admins. The only code that names the `KILL_SWITCH` and `KILL_SWITCH_SHARDS` bindings.
+ * for admins. Names the `KILL_SWITCH` binding; the shards' stubs come from `control/kill-switch.ts`, which
+ * the control object fans out through too.
  *
  * The lease: an isolate asks its shard (one, picked at random when the isolate starts) and trusts the answer
  * for `KILL_SWITCH_LEASE_MS` from just before it asked, measured on its own monotonic clock. A request uses the
@@ -10,8 +11,8 @@
  * the promise holds: once an engage has answered, no token is issued.
  */
 import type { AuditDraft } from '../audit/record';
-import type { KillSwitchControl, KillSwitchReport, KillSwitchShard, KillSwitchState } from '../control/kill-switch';
-import { KILL_SWITCH_SHARDS } from '../control/kill-switch';
+import type { KillSwitchControl, KillSwitchReport, KillSwitchState } from '../control/kill-switch';
+import { KILL_SWITCH_SHARDS, killSwitchLeaseMs, shardStub } from '../control/kill-switch';
 import { callStore } from './call';
 
 /** An engage or release waits this long for all shards and the lease before answering 503; a read as long. */
@@ -19,22 +20,9 @@ const CONTROL_DEADLINE_MS = 20_000;
 /** Requests keep at most this much of a lease for the agent object's answer (and at most 60 % of a lease). */
 const MAX_ADMISSION_DEADLINE_MS = 3000;
 
-/** The lease length from `KILL_SWITCH_LEASE_MS`; a value that is not 100..60000 ms stops the worker. */
-export function killSwitchLeaseMs(env: Env): number {
-  const ms = Number(env.KILL_SWITCH_LEASE_MS);
-  if (!Number.isInteger(ms) || ms < 100 || ms > 60_000) {
-    throw new Error('KILL_SWITCH_LEASE_MS must be a whole number of milliseconds from 100 to 60000');
-  }
-  return ms;
-}
-
 /** How long a request may wait for the agent's object: what a fresh lease keeps in hand. */
 export function admissionDeadlineMs(env: Env): number {
   return Math.min(MAX_ADMISSION_DEADLINE_MS, Math.floor(killSwitchLeaseMs(env) * 0.6));
-}
-
-export function shardStub(env: Env, shard: number): DurableObjectStub<KillSwitchShard> {
-  return env.KILL_SWITCH_SHARDS.get(env.KILL_SWITCH_SHARDS.idFromName(`shard-${shard}`));
 }
 
 function control(env: Env): DurableObjectStub<KillSwitchControl> {
