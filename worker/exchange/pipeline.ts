@@ -6,12 +6,13 @@
  * trip in series.
  *
  * Every decision is recorded exactly once: by the agent's object when the request reached it (granted, or
- * refused there), else here, in the one catch: refusals of a caller not known yet go to the intake, sampled;
- * refusals naming an agent go to its object.
+ * refused there), else here, in the one catch, where `worker/audit/refusals.ts` says: refusals of a caller
+ * not known yet go to the intake, sampled; refusals naming an agent go to its object.
  */
 import type { VerifiedDpopProof } from '@tessera/verify';
 import { approvalRequired, checkApprovalOwner, pendingApproval } from '../approvals/step-up';
-import { type AuditDraft, type AuditOutcome, type DecidedRecord, decideRecord } from '../audit/record';
+import type { AuditDraft } from '../audit/record';
+import { asRefusal, type RefusalStores, recordRefusal, refusalOutcome } from '../audit/refusals';
 import {
   type AccessTokenClaims,
   type AccessTokenInput,
@@ -40,8 +41,12 @@ export interface Origin {
   userAgent: string | null;
 }
 
-/** What the pipeline reads and calls: the stores and the policy, passed in so tests can fake each. */
-export interface ExchangeDeps {
+/**
+ * What the pipeline reads and calls: the stores and the policy, passed in so tests can fake each. A refusal
+ * the agent's object did not record goes to `agents.record`, `recordInIntake` or `recordUnverified`, as
+ * `worker/audit/refusals.ts` says.
+ */
+export interface ExchangeDeps extends RefusalStores {
   issuer: string;
   bundle: PolicyBundle;
   engine: PolicyEngine;
@@ -58,10 +63,6 @@ export interface ExchangeDeps {
   signingKey(now: number): Promise<{ key: SigningKey; fromStore: boolean }>;
   /** DPoP proof of `POST {issuer}/token` (RFC 9449 §4.3), or undefined when the request carries none. */
   verifyProof(header: string | null, now: Date): Promise<VerifiedDpopProof | undefined>;
-  /** Records the refusal of a caller not known yet (sampled, in an intake shard). */
-  recordUnverified(record: DecidedRecord): Promise<void>;
-  /** Records a refusal whose agent's object could not record it (in an intake shard, in full). */
-  recordElsewhere(record: DecidedRecord): Promise<void>;
 }
 
 export interface ExchangeInput {
@@ -344,8 +345,8 @@ export async function exchangeToken(input: ExchangeInput, deps: ExchangeDeps): P
         accessToken = await sign(approved, key);
       } catch (error) {
         // The one place a collected approval goes back: no token came of it.
-        const failure = asRefusal(error);
-        await deps.agents.releaseApproval(caller.agent.id, approval.id, call.draft, outcomeOf(failure));
+        const failure = asRefusal(error, '/token');
+        await deps.agents.releaseApproval(caller.agent.id, approval.id, call.draft, refusalOutcome(failure));
         recorded = true;
         throw failure;
       }
@@ -365,10 +366,10 @@ export async function exchangeToken(input: ExchangeInput, deps: ExchangeDeps): P
       timings,
     };
   } catch (error) {
-    const refusal = asRefusal(error);
+    const refusal = asRefusal(error, '/token');
     if (!recorded) {
       const draft = exchangeDraft(input.origin, parsed, caller, target);
-      await recordRefusal(deps, caller, draft, refusal);
+      await recordRefusal(deps, draft, refusalOutcome(refusal), deps.bundle.version);
     }
     return { kind: 'refused', refusal, ...(dpopNonce !== undefined && { dpopNonce }), timings };
   }
@@ -380,38 +381,5 @@ async function sign(claims: AccessTokenClaims, key: SigningKey): Promise<string>
     return await signAccessToken(claims, key);
   } catch (error) {
     throw refuse('signing_unavailable', { message: String(error), jti: claims.jti }, { cause: error });
-  }
-}
-
-function outcomeOf(refusal: BrokerError): AuditOutcome {
-  return { decision: 'refused', reason: refusal.reason, details: { ...refusal.detail } };
-}
-
-/** A refusal as thrown, or an unexpected error as a generic, logged internal error. */
-function asRefusal(error: unknown): BrokerError {
-  if (error instanceof BrokerError) return error;
-  console.error('unexpected error in /token', error);
-  return refuse('internal_error', { error: error instanceof Error ? error.name : typeof error });
-}
-
-/** Records a refusal the agent's object did not: in the intake when no agent is known, else in its object. */
-async function recordRefusal(
-  deps: ExchangeDeps,
-  caller: VerifiedAttestation | undefined,
-  draft: AuditDraft,
-  refusal: BrokerError,
-): Promise<void> {
-  const outcome = outcomeOf(refusal);
-  const record = () => decideRecord(draft, outcome, deps.bundle.version);
-  try {
-    if (caller === undefined) await deps.recordUnverified(record());
-    else
-      await deps.agents.record(caller.agent.id, draft, outcome).catch(async (error: unknown) => {
-        // The agent's object does not answer (that may be the refusal): the record goes to the intake.
-        console.error('agent object could not record a refusal', caller.agent.id, error);
-        await deps.recordElsewhere(record());
-      });
-  } catch (error) {
-    console.error('could not record a refusal', refusal.reason, error);
   }
 }
