@@ -1,7 +1,7 @@
 /**
- * The `/token` pipeline's decide stage (steps 4 to 6 of the request path in `docs/architecture.md`): the policy
- * decision, the kill switch from the isolate's lease, and what the agent's object is to commit: a refusal, an
- * approval to open, or a token minted (and signed, unless an approval is to be collected first).
+ * The `/token` pipeline's decide and mint stages: the policy decision, the kill switch from the isolate's
+ * lease, and what the agent's object is to commit: a refusal, an approval to open, or a token minted (and
+ * signed, unless an approval is to be collected first).
  */
 import { approvalRequired, pendingApproval } from '../approvals/step-up';
 import {
@@ -24,11 +24,11 @@ type Decided =
   | { kind: 'refuse'; refusal: BrokerError };
 
 /**
- * Steps 4 to 6: the policy decision, the kill switch from the isolate's lease (engaged refuses before
+ * Decide and mint: the policy decision, the kill switch from the isolate's lease (engaged refuses before
  * anything is used up), and what the agent's object is to commit.
  */
-export async function prepare(exchange: Exchange, verified: Verified): Promise<Prepared | Refused> {
-  const decided = decide(exchange, verified);
+export async function decide(exchange: Exchange, verified: Verified): Promise<Prepared | Refused> {
+  const decided = decidePolicy(exchange, verified);
   const held = await exchange.leased;
   if (held instanceof BrokerError) return refused(held, verified);
   if (held.roundTripMs !== undefined) exchange.timings.push({ store: 'lease', ms: held.roundTripMs });
@@ -45,7 +45,7 @@ export async function prepare(exchange: Exchange, verified: Verified): Promise<P
 }
 
 /** The authorization gate, as a tagged result: granted, granted once humans approve, or refused. */
-function decide({ input, deps }: Exchange, verified: Verified): Decided {
+function decidePolicy({ input, deps }: Exchange, verified: Verified): Decided {
   const { parsed, caller } = verified;
   const { request } = parsed;
   try {

@@ -1,8 +1,8 @@
 /**
  * `POST /token` as a pipeline of stages: parse the request and verify the attestation and the DPoP proof
  * (`verify.ts`); decide policy, read the kill switch from the isolate's lease, mint and sign (`decide.ts`);
- * then, here, one call to the agent's Durable Object that admits the request and commits its audit record in
- * the same transaction, and the answer. The token leaves only after that call answers, so the agent's object
+ * then, here, admit (one call to the agent's Durable Object that admits the request and commits its audit
+ * record in the same transaction) and answer. The token leaves only after that call answers, so the agent's object
  * is the one storage round trip in series.
  *
  * Each stage returns a tagged result (`stage.ts`): what it established, or a refusal that says whether the
@@ -11,78 +11,31 @@
  * where `worker/audit/refusals.ts` says (the agent's chain when the attestation named the agent, else the
  * intake, sampled). The one catch is for what no stage expected: a logged, generic internal error.
  */
-import type { VerifiedDpopProof } from '@tessera/verify';
 import type { AuditDraft } from '../audit/record';
-import { asRefusal, type RefusalStores, recordRefusal, refusalOutcome } from '../audit/refusals';
-import { type AccessTokenClaims, accessTokenClaims, type SigningKey } from '../core/access-token';
-import type { KeyResolver } from '../core/attestation';
+import { asRefusal, recordRefusal, refusalOutcome } from '../audit/refusals';
+import { type AccessTokenClaims, accessTokenClaims } from '../core/access-token';
 import { BrokerError, refuse } from '../core/errors';
 import { type ExchangeCall, type ExchangeResult, proofReplay, refusalError } from '../core/exchange';
-import type { PolicyEngine } from '../core/policy';
 import { ACCESS_TOKEN_TYPE } from '../core/token-request';
-import type { PolicyBundle } from '../policy/bundle';
-import type { AgentStore } from '../stores/agents';
-import type { Lease } from '../stores/kill-switch';
-import { prepare, sign } from './decide';
+import { decide, sign } from './decide';
 import {
   type Collecting,
   caught,
   type Exchange,
+  type ExchangeDeps,
+  type ExchangeInput,
+  type Origin,
   type Parsed,
   type Prepared,
   type Reached,
   type Refused,
   refused,
   type Signed,
+  type Timing,
 } from './stage';
 import { parse, verify } from './verify';
 
-/** Where a request came from, recorded with its decision. */
-export interface Origin {
-  /** Epoch ms at which the request arrived. */
-  at: number;
-  ip: string | null;
-  colo: string | null;
-  userAgent: string | null;
-}
-
-/**
- * What the pipeline reads and calls: the stores and the policy, passed in so tests can fake each. A refusal
- * the agent's object did not record goes to `agents.record`, `recordInIntake` or `recordUnverified`, as
- * `worker/audit/refusals.ts` says.
- */
-export interface ExchangeDeps extends RefusalStores {
-  issuer: string;
-  bundle: PolicyBundle;
-  engine: PolicyEngine;
-  keys: KeyResolver;
-  agents: Pick<AgentStore, 'exchange' | 'record' | 'releaseApproval'>;
-  killSwitch: {
-    /** The isolate's lease, and the round trip it took when it had to be renewed. */
-    lease(): Promise<{ lease: Lease; roundTripMs?: number }>;
-    /** The most a request may wait for the agent's object on a fresh lease. */
-    admissionDeadlineMs: number;
-    /** How much of a lease is left, in ms. */
-    remainingMs(lease: Lease): number;
-  };
-  signingKey(now: number): Promise<{ key: SigningKey; fromStore: boolean }>;
-  /** DPoP proof of `POST {issuer}/token` (RFC 9449 §4.3), or undefined when the request carries none. */
-  verifyProof(header: string | null, now: Date): Promise<VerifiedDpopProof | undefined>;
-}
-
-export interface ExchangeInput {
-  origin: Origin;
-  now: Date;
-  readFields(): Promise<Record<string, unknown>>;
-  /** The `DPoP` request header. */
-  dpop: string | null;
-}
-
-/** One storage round trip the answer waited for, for `Server-Timing`. */
-export interface Timing {
-  store: 'agent' | 'lease' | 'keys';
-  ms: number;
-}
+export type { ExchangeDeps, ExchangeInput, Origin, Timing } from './stage';
 
 export interface TokenResponse {
   access_token: string;
@@ -138,7 +91,7 @@ async function stages(exchange: Exchange): Promise<Outcome> {
     const verified = await verify(exchange, parsed);
     if (verified.kind === 'refused') return verified;
     reached = verified;
-    const prepared = await prepare(exchange, verified);
+    const prepared = await decide(exchange, verified);
     if (prepared.kind === 'refused') return prepared;
     reached = prepared;
     return await admit(exchange, prepared);
@@ -204,7 +157,7 @@ function leaseRanOut(granted?: string): BrokerError {
   });
 }
 
-/** Step 7, the one call: the agent's object admits the request and commits the decision with its record. */
+/** Admit, the one call: the agent's object admits the request and commits the decision with its record. */
 async function admit(exchange: Exchange, prepared: Prepared): Promise<Outcome> {
   const { agents, killSwitch } = exchange.deps;
   const call = exchangeCall(exchange, prepared);
@@ -233,7 +186,7 @@ async function admit(exchange: Exchange, prepared: Prepared): Promise<Outcome> {
   throw new Error(`the agent object answered ${result.outcome} to a ${prepared.decision.kind}`);
 }
 
-/** Step 8, the answer: the token leaves only while the lease still holds. */
+/** Answer: the token leaves only while the lease still holds. */
 function issue(
   exchange: Exchange,
   prepared: Signed | Collecting,

@@ -1,7 +1,7 @@
 /**
- * The `/token` pipeline's first stages (steps 1 to 3 of the request path in `docs/architecture.md`): the body
- * read and parsed (RFC 8693 §2.1); the attestation and the DPoP proof (RFC 9449 §4.3) verified at once, then
- * the proof the policy requires and the approval polled. Each returns what it established, or a refusal for
+ * The `/token` pipeline's parse and verify stages: the body read and parsed (RFC 8693 §2.1); the attestation
+ * and the DPoP proof (RFC 9449 §4.3) verified at once, then the proof the policy requires and the approval
+ * polled. Each returns what it established, or a refusal for
  * the pipeline to record.
  */
 import type { VerifiedDpopProof } from '@tessera/verify';
@@ -11,10 +11,9 @@ import { type VerifiedAttestation, verifyAttestation } from '../core/attestation
 import { type BrokerError, refuse } from '../core/errors';
 import { parseTokenRequest } from '../core/token-request';
 import type { PolicyBundle } from '../policy/bundle';
-import type { ExchangeInput } from './pipeline';
-import { caught, type Exchange, type Parsed, type Refused, refused, type Verified } from './stage';
+import { caught, type Exchange, type ExchangeInput, type Parsed, type Refused, refused, type Verified } from './stage';
 
-/** Steps 1 and 2: reads and parses the body (RFC 8693 §2.1). */
+/** Parse: reads and parses the body (RFC 8693 §2.1). */
 export async function parse(input: ExchangeInput): Promise<Parsed | Refused> {
   try {
     const request = parseTokenRequest(await input.readFields());
@@ -29,7 +28,7 @@ export async function parse(input: ExchangeInput): Promise<Parsed | Refused> {
   }
 }
 
-/** Step 3: the attestation and the DPoP proof, verified at once; then what the caller may ask for. */
+/** Verify: the attestation and the DPoP proof, verified at once; then what the caller may ask for. */
 export async function verify({ input, deps }: Exchange, parsed: Parsed): Promise<Verified | Refused> {
   const { request } = parsed;
   const [attested, proven] = await Promise.allSettled([
