@@ -99,7 +99,7 @@ function fakes(options: FakeOptions = {}): { deps: ExchangeDeps; seen: Seen } {
     recordUnverified: async (record) => {
       seen.unverified.push(record);
     },
-    recordElsewhere: async (record) => {
+    recordInIntake: async (record) => {
       seen.elsewhere.push(record);
     },
   };

@@ -1,82 +1,41 @@
 /**
- * `POST /token` as a pipeline: read and parse the request, verify the attestation and the DPoP proof,
- * decide policy, mint and sign, then one call to the agent's Durable Object that admits the request and
- * commits its audit record in the same transaction, and the answer. The token leaves only after that call
- * answers; the kill switch is read from the isolate's lease, so the agent's object is the one storage round
- * trip in series.
+ * `POST /token` as a pipeline of stages: parse the request and verify the attestation and the DPoP proof
+ * (`verify.ts`); decide policy, read the kill switch from the isolate's lease, mint and sign (`decide.ts`);
+ * then, here, admit (one call to the agent's Durable Object that admits the request and commits its audit
+ * record in the same transaction) and answer. The token leaves only after that call answers, so the agent's object
+ * is the one storage round trip in series.
  *
- * Every decision is recorded exactly once: by the agent's object when the request reached it (granted, or
- * refused there), else here, in the one catch: refusals of a caller not known yet go to the intake, sampled;
- * refusals naming an agent go to its object.
+ * Each stage returns a tagged result (`stage.ts`): what it established, or a refusal that says whether the
+ * agent's object recorded it already. Every decision is recorded exactly once: by the agent's object when the
+ * request reached it (granted, or refused there), else here, once the stages have come to their refusal,
+ * where `worker/audit/refusals.ts` says (the agent's chain when the attestation named the agent, else the
+ * intake, sampled). The one catch is for what no stage expected: a logged, generic internal error.
  */
-import type { VerifiedDpopProof } from '@tessera/verify';
-import { approvalRequired, checkApprovalOwner, pendingApproval } from '../approvals/step-up';
-import { type AuditDraft, type AuditOutcome, type DecidedRecord, decideRecord } from '../audit/record';
-import {
-  type AccessTokenClaims,
-  type AccessTokenInput,
-  accessTokenClaims,
-  type SigningKey,
-  signAccessToken,
-  taskHash,
-} from '../core/access-token';
-import { approvalTerms, newApprovalId } from '../core/approval';
-import { type KeyResolver, type VerifiedAttestation, verifyAttestation } from '../core/attestation';
+import type { AuditDraft } from '../audit/record';
+import { asRefusal, recordRefusal, refusalOutcome } from '../audit/refusals';
+import { type AccessTokenClaims, accessTokenClaims } from '../core/access-token';
 import { BrokerError, refuse } from '../core/errors';
-import type { ExchangeCall, ExchangeDecision, Grant } from '../core/exchange';
-import { proofReplay, refusalError } from '../core/exchange';
-import { type Authorization, authorize, type PolicyEngine } from '../core/policy';
-import { ACCESS_TOKEN_TYPE, parseTokenRequest, type TokenRequest } from '../core/token-request';
-import type { PolicyBundle } from '../policy/bundle';
-import type { AgentStore } from '../stores/agents';
-import type { Lease } from '../stores/kill-switch';
+import { type ExchangeCall, type ExchangeResult, proofReplay, refusalError } from '../core/exchange';
+import { ACCESS_TOKEN_TYPE } from '../core/token-request';
+import { decide, sign } from './decide';
+import {
+  type Collecting,
+  caught,
+  type Exchange,
+  type ExchangeDeps,
+  type ExchangeInput,
+  type Origin,
+  type Parsed,
+  type Prepared,
+  type Reached,
+  type Refused,
+  refused,
+  type Signed,
+  type Timing,
+} from './stage';
+import { parse, verify } from './verify';
 
-/** Where a request came from, recorded with its decision. */
-export interface Origin {
-  /** Epoch ms at which the request arrived. */
-  at: number;
-  ip: string | null;
-  colo: string | null;
-  userAgent: string | null;
-}
-
-/** What the pipeline reads and calls: the stores and the policy, passed in so tests can fake each. */
-export interface ExchangeDeps {
-  issuer: string;
-  bundle: PolicyBundle;
-  engine: PolicyEngine;
-  keys: KeyResolver;
-  agents: Pick<AgentStore, 'exchange' | 'record' | 'releaseApproval'>;
-  killSwitch: {
-    /** The isolate's lease, and the round trip it took when it had to be renewed. */
-    lease(): Promise<{ lease: Lease; roundTripMs?: number }>;
-    /** The most a request may wait for the agent's object on a fresh lease. */
-    admissionDeadlineMs: number;
-    /** How much of a lease is left, in ms. */
-    remainingMs(lease: Lease): number;
-  };
-  signingKey(now: number): Promise<{ key: SigningKey; fromStore: boolean }>;
-  /** DPoP proof of `POST {issuer}/token` (RFC 9449 §4.3), or undefined when the request carries none. */
-  verifyProof(header: string | null, now: Date): Promise<VerifiedDpopProof | undefined>;
-  /** Records the refusal of a caller not known yet (sampled, in an intake shard). */
-  recordUnverified(record: DecidedRecord): Promise<void>;
-  /** Records a refusal whose agent's object could not record it (in an intake shard, in full). */
-  recordElsewhere(record: DecidedRecord): Promise<void>;
-}
-
-export interface ExchangeInput {
-  origin: Origin;
-  now: Date;
-  readFields(): Promise<Record<string, unknown>>;
-  /** The `DPoP` request header. */
-  dpop: string | null;
-}
-
-/** One storage round trip the answer waited for, for `Server-Timing`. */
-export interface Timing {
-  store: 'agent' | 'lease' | 'keys';
-  ms: number;
-}
+export type { ExchangeDeps, ExchangeInput, Origin, Timing } from './stage';
 
 export interface TokenResponse {
   access_token: string;
@@ -91,19 +50,58 @@ export type ExchangeAnswer =
   | { kind: 'issued'; body: TokenResponse; dpopNonce?: string; timings: Timing[] }
   | { kind: 'refused'; refusal: BrokerError; dpopNonce?: string; timings: Timing[] };
 
-interface Parsed {
-  request: TokenRequest;
-  taskId: string;
-  taskHash: string;
+/** What the stages come to. */
+type Outcome = Extract<ExchangeAnswer, { kind: 'issued' }> | Refused;
+
+/**
+ * Runs the exchange (RFC 8693 §2) and returns the answer to give; never throws. The kill switch lease and the
+ * signing key are asked for at once and awaited just before they are needed: both are usually in the
+ * isolate already.
+ */
+export async function exchangeToken(input: ExchangeInput, deps: ExchangeDeps): Promise<ExchangeAnswer> {
+  const nowSeconds = Math.floor(input.now.getTime() / 1000);
+  const exchange: Exchange = {
+    input,
+    deps,
+    nowSeconds,
+    leased: deps.killSwitch.lease().catch((error: unknown) => asRefusal(error, '/token')),
+    keyed: deps
+      .signingKey(nowSeconds)
+      .catch((error: unknown) => refuse('signing_unavailable', { message: String(error) }, { cause: error })),
+    timings: [],
+  };
+  const outcome = await stages(exchange);
+  if (outcome.kind === 'issued') return outcome;
+  if (!outcome.recorded) {
+    const draft = exchangeDraft(input.origin, outcome.reached);
+    await recordRefusal(deps, draft, refusalOutcome(outcome.refusal), deps.bundle.version);
+  }
+  const { refusal, dpopNonce } = outcome;
+  return { kind: 'refused', refusal, ...(dpopNonce !== undefined && { dpopNonce }), timings: exchange.timings };
 }
 
-type Decided =
-  | { kind: 'grant'; authorization: Authorization }
-  | { kind: 'approval'; authorization: Authorization & { approval: NonNullable<Authorization['approval']> } }
-  | { kind: 'refuse'; refusal: BrokerError };
+/** The stages in order, each ending the exchange with its refusal or handing on what it established. */
+async function stages(exchange: Exchange): Promise<Outcome> {
+  // How far the request got: what the record of a failure no stage expected can name.
+  let reached: Reached = {};
+  try {
+    const parsed = await parse(exchange.input);
+    if (parsed.kind === 'refused') return parsed;
+    reached = { parsed };
+    const verified = await verify(exchange, parsed);
+    if (verified.kind === 'refused') return verified;
+    reached = verified;
+    const prepared = await decide(exchange, verified);
+    if (prepared.kind === 'refused') return prepared;
+    reached = prepared;
+    return await admit(exchange, prepared);
+  } catch (error) {
+    return { kind: 'refused', refusal: asRefusal(error, '/token'), recorded: false, reached };
+  }
+}
 
-/** The request's record before its decision, from what the pipeline has established so far. */
-function exchangeDraft(origin: Origin, parsed?: Parsed, caller?: VerifiedAttestation, target?: string): AuditDraft {
+/** The request's record before its decision, from what the stages had reached. */
+function exchangeDraft(origin: Origin, { parsed, caller, target }: Reached): AuditDraft {
   return {
     ...origin,
     event: 'token.exchange',
@@ -127,291 +125,137 @@ function exchangeDraft(origin: Origin, parsed?: Parsed, caller?: VerifiedAttesta
   };
 }
 
-async function parse(input: ExchangeInput): Promise<Parsed> {
-  const request = parseTokenRequest(await input.readFields());
+/** The one call's data: the record so far, what the object is to admit, and what was decided. */
+function exchangeCall({ input, deps }: Exchange, prepared: Prepared): ExchangeCall {
+  const { parsed, caller, proof } = prepared;
+  const { settings } = deps.bundle;
   return {
-    request,
-    taskId: request.task.id ?? crypto.randomUUID(),
-    taskHash: await taskHash(request.task.description),
+    draft: exchangeDraft(input.origin, prepared),
+    admission: {
+      replayKey: caller.replayKey,
+      replayUntil: caller.replayUntil,
+      taskId: parsed.taskId,
+      rateLimit: caller.agent.rateLimit ?? settings.rateLimit,
+      ...(proof !== undefined && {
+        dpop: {
+          ...proofReplay(proof, settings.dpop.maxAge),
+          nonce: proof.nonce,
+          requireNonce: settings.dpop.nonce,
+        },
+      }),
+    },
+    decision: prepared.decision,
   };
 }
 
-/** A proof is required by the agent, or by the audience, and the request sent none. */
-function checkProofRequired(
-  caller: VerifiedAttestation,
-  audience: string,
-  proof: VerifiedDpopProof | undefined,
-  bundle: PolicyBundle,
-) {
-  if (proof !== undefined) return;
-  if (caller.agent.requireDpop) throw refuse('dpop_required', { requiredBy: 'agent' });
-  if (bundle.settings.dpop.requiredAudiences.includes(audience))
-    throw refuse('dpop_required', { requiredBy: 'audience' });
-}
-
-/** The authorization gate, as a tagged result: granted, granted once humans approve, or refused. */
-function decide(
-  deps: ExchangeDeps,
-  parsed: Parsed,
-  caller: VerifiedAttestation,
-  approved: boolean,
-  now: Date,
-): Decided {
-  const { request } = parsed;
-  try {
-    const authorization = authorize(deps.engine, deps.bundle, {
-      agent: caller.agent,
-      audience: request.audience,
-      actions: request.actions,
-      requestedTtl: request.requestedTtl,
-      justification: request.task.justification !== undefined,
-      approved,
-      taskId: parsed.taskId,
-      via: caller.via,
-      now,
-    });
-    const { approval } = authorization;
-    return approval === undefined
-      ? { kind: 'grant', authorization }
-      : { kind: 'approval', authorization: { ...authorization, approval } };
-  } catch (error) {
-    if (error instanceof BrokerError) return { kind: 'refuse', refusal: error };
-    throw error;
-  }
-}
-
-/** Awaits a store call that started earlier, noting its round trip when it made one. */
-async function awaited<T>(work: Promise<T>, timings: Timing[], timing: (value: T) => Timing | undefined): Promise<T> {
-  const value = await work;
-  const spent = timing(value);
-  if (spent !== undefined) timings.push(spent);
-  return value;
-}
-
-/** Runs the exchange and returns the answer to give; never throws. */
-export async function exchangeToken(input: ExchangeInput, deps: ExchangeDeps): Promise<ExchangeAnswer> {
-  const timings: Timing[] = [];
-  const nowSeconds = Math.floor(input.now.getTime() / 1000);
-  // Started at once, awaited just before admission: both are usually in the isolate already.
-  const leased = deps.killSwitch.lease();
-  const keyed = deps.signingKey(nowSeconds).catch((error: unknown) => {
-    throw refuse('signing_unavailable', { message: String(error) }, { cause: error });
+/** The kill switch lease ran out: no token leaves on it (`granted`: the token the object recorded, if any). */
+function leaseRanOut(granted?: string): BrokerError {
+  return refuse('store_unavailable', {
+    store: 'kill_switch',
+    message: 'the lease ran out',
+    ...(granted !== undefined && { granted }),
   });
-  for (const started of [leased, keyed]) started.catch(() => undefined);
+}
 
-  let parsed: Parsed | undefined;
-  let caller: VerifiedAttestation | undefined;
-  let target: string | undefined;
-  /** Set once the agent's object has recorded the outcome being answered. */
-  let recorded = false;
-  let dpopNonce: string | undefined;
+/** Admit, the one call: the agent's object admits the request and commits the decision with its record. */
+async function admit(exchange: Exchange, prepared: Prepared): Promise<Outcome> {
+  const { agents, killSwitch } = exchange.deps;
+  const call = exchangeCall(exchange, prepared);
+  // The object must answer while the lease still holds: no token leaves on a lease that ran out.
+  const deadline = Math.min(killSwitch.admissionDeadlineMs, killSwitch.remainingMs(prepared.lease));
+  if (deadline <= 0) return refused(leaseRanOut(), prepared);
+  const started = performance.now();
+  let result: ExchangeResult;
   try {
-    parsed = await parse(input);
-    const { request } = parsed;
-    const [verified, proven] = await Promise.allSettled([
-      verifyAttestation(request.subjectToken, {
-        now: input.now,
-        brokerIssuer: deps.issuer,
-        bundle: deps.bundle,
-        keys: deps.keys,
-      }),
-      deps.verifyProof(input.dpop, input.now),
-    ]);
-    if (verified.status === 'rejected') throw verified.reason;
-    caller = verified.value;
-    // Refused after the agent is known, so the refusal's record names it.
-    if (proven.status === 'rejected') throw proven.reason;
-    const proof = proven.value;
-    checkProofRequired(caller, request.audience, proof, deps.bundle);
-    const { approvalId } = request;
-    if (approvalId !== undefined) {
-      target = `approval:${approvalId}`;
-      checkApprovalOwner(approvalId, caller.agent.id);
-    }
-    const decided = decide(deps, parsed, caller, approvalId !== undefined, input.now);
-
-    const { lease } = await awaited(leased, timings, ({ roundTripMs }) =>
-      roundTripMs === undefined ? undefined : { store: 'lease', ms: roundTripMs },
-    );
-    if (lease.engaged) throw refuse('kill_switch_engaged', { version: lease.version });
-
-    const terms = approvalTerms({
-      ...request,
-      taskId: parsed.taskId,
-      taskHash: parsed.taskHash,
-      justification: request.task.justification,
-    });
-    let minted: AccessTokenInput | undefined;
-    let claims: AccessTokenClaims | undefined;
-    let key: SigningKey | undefined;
-    let accessToken: string | undefined;
-    let decision: ExchangeDecision;
-    let answer: BrokerError | undefined;
-    if (decided.kind === 'refuse') {
-      decision = {
-        kind: 'refuse',
-        reason: decided.refusal.reason,
-        details: { ...decided.refusal.detail },
-        ...(approvalId !== undefined && { approval: { id: approvalId, terms } }),
-      };
-      answer = decided.refusal;
-    } else if (decided.kind === 'approval') {
-      const opened = pendingApproval(deps.bundle, {
-        id: newApprovalId(caller.agent.id),
-        agent: caller.agent,
-        terms,
-        requirement: decided.authorization.approval,
-        ttl: decided.authorization.ttl,
-        taskDescription: request.task.description,
-        issuer: deps.issuer,
-        now: nowSeconds,
-      });
-      target = `approval:${opened.approval.id}`;
-      decision = { kind: 'open', ...opened };
-      answer = approvalRequired(opened.approval);
-    } else {
-      ({ key } = await awaited(keyed, timings, ({ fromStore }) => (fromStore ? { store: 'keys', ms: 0 } : undefined)));
-      const { authorization } = decided;
-      minted = {
-        issuer: deps.issuer,
-        agent: caller.agent,
-        audience: request.audience,
-        actions: authorization.actions,
-        task: { id: parsed.taskId, hash: parsed.taskHash },
-        policyVersion: deps.bundle.version,
-        ttl: authorization.ttl,
-        jti: crypto.randomUUID(),
-        now: input.now,
-        ...(proof !== undefined && { dpopJkt: proof.jkt }),
-      };
-      claims = accessTokenClaims(minted);
-      const grant: Grant = {
-        tokenJti: claims.jti,
-        tokenExp: claims.exp,
-        grantedActions: claims.scope,
-        details: {
-          grants: authorization.grants,
-          ttl: authorization.ttl,
-          ...(authorization.ttlCapped && { ttlCapped: true }),
-          ...(claims.cnf !== undefined && { cnf: claims.cnf }),
-        },
-      };
-      if (approvalId === undefined) {
-        accessToken = await sign(claims, key);
-        decision = { kind: 'grant', grant };
-      } else {
-        // Signed once the object has collected the approval and said who approved.
-        decision = { kind: 'collect', approvalId, terms, grant };
-      }
-    }
-
-    const call: ExchangeCall = {
-      draft: exchangeDraft(input.origin, parsed, caller, target),
-      admission: {
-        replayKey: caller.replayKey,
-        replayUntil: caller.replayUntil,
-        taskId: parsed.taskId,
-        rateLimit: caller.agent.rateLimit ?? deps.bundle.settings.rateLimit,
-        ...(proof !== undefined && {
-          dpop: {
-            ...proofReplay(proof, deps.bundle.settings.dpop.maxAge),
-            nonce: proof.nonce,
-            requireNonce: deps.bundle.settings.dpop.nonce,
-          },
-        }),
-      },
-      decision,
-    };
-    // The object must answer while the lease still holds: no token leaves on a lease that ran out.
-    const deadline = Math.min(deps.killSwitch.admissionDeadlineMs, deps.killSwitch.remainingMs(lease));
-    if (deadline <= 0) throw refuse('store_unavailable', { store: 'kill_switch', message: 'the lease ran out' });
-    const started = performance.now();
-    const result = await deps.agents.exchange(caller.agent.id, call, deadline);
-    timings.push({ store: 'agent', ms: performance.now() - started });
-    recorded = true;
-    dpopNonce = result.dpopNonce;
-    if (result.outcome === 'refused') throw refusalError(result.refusal, parsed.taskId);
-    if (result.outcome === 'recorded') throw answer;
-    recorded = false;
-    if (deps.killSwitch.remainingMs(lease) <= 0) {
-      throw refuse('store_unavailable', { store: 'kill_switch', message: 'the lease ran out', granted: claims?.jti });
-    }
-    if (minted === undefined || claims === undefined || key === undefined) throw new Error('a grant without claims');
-    if (accessToken === undefined) {
-      const approval = { id: approvalId as string, by: result.approvedBy ?? [] };
-      const approved = accessTokenClaims({ ...minted, approval });
-      try {
-        accessToken = await sign(approved, key);
-      } catch (error) {
-        // The one place a collected approval goes back: no token came of it.
-        const failure = asRefusal(error);
-        await deps.agents.releaseApproval(caller.agent.id, approval.id, call.draft, outcomeOf(failure));
-        recorded = true;
-        throw failure;
-      }
-      claims = approved;
-    }
-    return {
-      kind: 'issued',
-      body: {
-        access_token: accessToken,
-        issued_token_type: ACCESS_TOKEN_TYPE,
-        token_type: claims.cnf === undefined ? 'Bearer' : 'DPoP',
-        expires_in: claims.exp - claims.iat,
-        scope: claims.scope,
-        task_id: parsed.taskId,
-      },
-      ...(dpopNonce !== undefined && { dpopNonce }),
-      timings,
-    };
+    result = await agents.exchange(prepared.caller.agent.id, call, deadline);
   } catch (error) {
-    const refusal = asRefusal(error);
-    if (!recorded) {
-      const draft = exchangeDraft(input.origin, parsed, caller, target);
-      await recordRefusal(deps, caller, draft, refusal);
-    }
-    return { kind: 'refused', refusal, ...(dpopNonce !== undefined && { dpopNonce }), timings };
+    return caught(error, prepared);
   }
-}
-
-/** Signs a token; a key that cannot sign is the signing store's failure, not the request's. */
-async function sign(claims: AccessTokenClaims, key: SigningKey): Promise<string> {
-  try {
-    return await signAccessToken(claims, key);
-  } catch (error) {
-    throw refuse('signing_unavailable', { message: String(error), jti: claims.jti }, { cause: error });
+  exchange.timings.push({ store: 'agent', ms: performance.now() - started });
+  const { dpopNonce } = result;
+  if (result.outcome === 'refused') {
+    const refusal = refusalError(result.refusal, prepared.parsed.taskId);
+    return { kind: 'refused', refusal, recorded: true, dpopNonce };
   }
+  if (prepared.kind === 'answering' && result.outcome === 'recorded') {
+    return { kind: 'refused', refusal: prepared.answer, recorded: true, dpopNonce };
+  }
+  if (prepared.kind !== 'answering' && result.outcome === 'granted') {
+    return issue(exchange, prepared, call.draft, result.approvedBy, dpopNonce);
+  }
+  throw new Error(`the agent object answered ${result.outcome} to a ${prepared.decision.kind}`);
 }
 
-function outcomeOf(refusal: BrokerError): AuditOutcome {
-  return { decision: 'refused', reason: refusal.reason, details: { ...refusal.detail } };
-}
-
-/** A refusal as thrown, or an unexpected error as a generic, logged internal error. */
-function asRefusal(error: unknown): BrokerError {
-  if (error instanceof BrokerError) return error;
-  console.error('unexpected error in /token', error);
-  return refuse('internal_error', { error: error instanceof Error ? error.name : typeof error });
-}
-
-/** Records a refusal the agent's object did not: in the intake when no agent is known, else in its object. */
-async function recordRefusal(
-  deps: ExchangeDeps,
-  caller: VerifiedAttestation | undefined,
+/** Answer: the token leaves only while the lease still holds. */
+function issue(
+  exchange: Exchange,
+  prepared: Signed | Collecting,
   draft: AuditDraft,
-  refusal: BrokerError,
-): Promise<void> {
-  const outcome = outcomeOf(refusal);
-  const record = () => decideRecord(draft, outcome, deps.bundle.version);
-  try {
-    if (caller === undefined) await deps.recordUnverified(record());
-    else
-      await deps.agents.record(caller.agent.id, draft, outcome).catch(async (error: unknown) => {
-        // The agent's object does not answer (that may be the refusal): the record goes to the intake.
-        console.error('agent object could not record a refusal', caller.agent.id, error);
-        await deps.recordElsewhere(record());
-      });
-  } catch (error) {
-    console.error('could not record a refusal', refusal.reason, error);
+  approvedBy: string[] | undefined,
+  dpopNonce: string | undefined,
+): Outcome | Promise<Outcome> {
+  if (exchange.deps.killSwitch.remainingMs(prepared.lease) <= 0) {
+    return refused(leaseRanOut(prepared.claims.jti), prepared, dpopNonce);
   }
+  if (prepared.kind === 'signed') {
+    return issued(exchange, prepared.parsed, prepared.claims, prepared.accessToken, dpopNonce);
+  }
+  return collected(exchange, prepared, draft, approvedBy ?? [], dpopNonce);
+}
+
+/** A collected approval's token, signed now and naming who approved; or, if it cannot be signed, released. */
+async function collected(
+  exchange: Exchange,
+  prepared: Collecting,
+  draft: AuditDraft,
+  approvedBy: string[],
+  dpopNonce: string | undefined,
+): Promise<Outcome> {
+  const claims = accessTokenClaims({ ...prepared.minted, approval: { id: prepared.approvalId, by: approvedBy } });
+  const accessToken = await sign(claims, prepared.key);
+  if (accessToken instanceof BrokerError) return release(exchange, prepared, draft, accessToken, dpopNonce);
+  return issued(exchange, prepared.parsed, claims, accessToken, dpopNonce);
+}
+
+/**
+ * The one compensating action: a collected approval whose token could not be signed goes back to approved,
+ * and its object records why. A release that fails is the pipeline's refusal to record.
+ */
+async function release(
+  exchange: Exchange,
+  prepared: Collecting,
+  draft: AuditDraft,
+  failure: BrokerError,
+  dpopNonce: string | undefined,
+): Promise<Refused> {
+  try {
+    const outcome = refusalOutcome(failure);
+    await exchange.deps.agents.releaseApproval(prepared.caller.agent.id, prepared.approvalId, draft, outcome);
+  } catch (error) {
+    return refused(asRefusal(error, '/token'), prepared, dpopNonce);
+  }
+  return { kind: 'refused', refusal: failure, recorded: true, dpopNonce };
+}
+
+/** The token response (RFC 8693 §2.2.1). */
+function issued(
+  { timings }: Exchange,
+  parsed: Parsed,
+  claims: AccessTokenClaims,
+  accessToken: string,
+  dpopNonce: string | undefined,
+): Outcome {
+  return {
+    kind: 'issued',
+    body: {
+      access_token: accessToken,
+      issued_token_type: ACCESS_TOKEN_TYPE,
+      token_type: claims.cnf === undefined ? 'Bearer' : 'DPoP',
+      expires_in: claims.exp - claims.iat,
+      scope: claims.scope,
+      task_id: parsed.taskId,
+    },
+    ...(dpopNonce !== undefined && { dpopNonce }),
+    timings,
+  };
 }

@@ -2,11 +2,13 @@
  * The audit record of a decision endpoint other than `/token` (which has its own pipeline): opened with the
  * request's origin before anything else runs, filled in by the handler, and committed either with the change
  * it records (by the Durable Object that makes the change), by {@link recordGranted} for a read or a change
- * no single object holds, or, for a refusal, by the error handler ({@link recordRefusal}).
+ * no single object holds, or, for a refusal, by the error handler ({@link recordRefusal}, where
+ * `worker/audit/refusals.ts` says the record goes, as it does for `/token`).
  */
 import { createMiddleware } from 'hono/factory';
-import { type AuditDraft, type AuditOutcome, decideRecord } from '../audit/record';
-import { type BrokerError, refuse } from '../core/errors';
+import { type AuditDraft, decideRecord } from '../audit/record';
+import * as refusals from '../audit/refusals';
+import { refuse } from '../core/errors';
 import { clip } from '../core/well-formed';
 import { loadedPolicy } from '../policy/loaded';
 import { agentStore } from '../stores/agents';
@@ -66,26 +68,20 @@ async function committed(work: () => Promise<void>): Promise<void> {
   }
 }
 
-/** A refusal as its record states it: the tagged reason and its detail. */
-export function refusalOutcome(refusal: BrokerError): AuditOutcome {
-  return { decision: 'refused', reason: refusal.reason, details: { ...refusal.detail } };
+/** The stores a refusal's record may go to, on `env`. */
+function refusalStores(env: Env): refusals.RefusalStores {
+  return {
+    agents: agentStore(env),
+    recordInIntake: (record) => recordInIntake(env, record),
+    recordUnverified: (record) => recordUnverified(env, record),
+  };
 }
 
 /**
- * Records a refusal: in the agent's chain when the request names an agent, in an intake shard in full when
- * the caller is known (an admin), sampled when it is not. A failure is logged: the refusal is answered anyway.
+ * Records a refusal no Durable Object recorded (see {@link refusals.recordRefusal}): in the agent's chain when
+ * the request names an agent, in an intake shard in full when the caller is known (an admin), sampled when it
+ * is not. A failure is logged: the refusal is answered anyway.
  */
-export async function recordRefusal(env: Env, draft: AuditDraft, outcome: AuditOutcome): Promise<void> {
-  const record = () => decideRecord(draft, outcome, loadedPolicy().bundle.version);
-  try {
-    if (typeof draft.agent === 'string') {
-      const agent = draft.agent;
-      await agentStore(env)
-        .record(agent, draft, outcome)
-        .catch(() => recordInIntake(env, record()));
-    } else if (typeof draft.actor === 'string') await recordInIntake(env, record());
-    else await recordUnverified(env, record());
-  } catch (error) {
-    console.error('could not record a refusal', outcome, error);
-  }
+export function recordRefusal(env: Env, draft: AuditDraft, outcome: refusals.RefusedOutcome): Promise<void> {
+  return refusals.recordRefusal(refusalStores(env), draft, outcome, loadedPolicy().bundle.version);
 }

@@ -37,7 +37,7 @@ function exchangeDeps(env: Env, background: InBackground): ExchangeDeps {
     signingKey: (now) => signingKey(env, now),
     verifyProof: (header, now) => tokenRequestProof(header, `${issuer}/token`, bundle.settings.dpop, now),
     recordUnverified: (record) => recordUnverified(env, record),
-    recordElsewhere: (record) => recordInIntake(env, record),
+    recordInIntake: (record) => recordInIntake(env, record),
   };
 }
 
