@@ -42,7 +42,7 @@ describe('POST /token fails closed', () => {
     vi.restoreAllMocks();
     const record = await lastAudit();
     expect(record).toMatchObject({ decision: 'refused', reason: 'signing_unavailable', chain: `agent:${DEMO_AGENT}` });
-    expect(record.detail).toContain('store_unavailable');
+    expect(record.detail).toContain('no answer within');
   });
 
   it('answers the JWKS with 503 when the signing keys do not answer in time', async () => {

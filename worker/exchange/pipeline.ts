@@ -65,9 +65,12 @@ export async function exchangeToken(input: ExchangeInput, deps: ExchangeDeps): P
     deps,
     nowSeconds,
     leased: deps.killSwitch.lease().catch((error: unknown) => asRefusal(error, '/token')),
-    keyed: deps
-      .signingKey(nowSeconds)
-      .catch((error: unknown) => refuse('signing_unavailable', { message: String(error) }, { cause: error })),
+    keyed: deps.signingKey(nowSeconds).catch((error: unknown) =>
+      // The key store's own refusal says which store and why (a failure, or no answer within its deadline).
+      refuse('signing_unavailable', error instanceof BrokerError ? error.detail : { message: String(error) }, {
+        cause: error,
+      }),
+    ),
     timings: [],
   };
   const outcome = await stages(exchange);
