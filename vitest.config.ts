@@ -32,7 +32,7 @@ const workerd = (bindings: Record<string, string> = {}) =>
         // enough that requests use a held lease and the agent's object answers well within it.
         KILL_SWITCH_LEASE_MS: '2000',
         // Each object sends its own records, 50 ms after their commit, as drainAudit also has them sent: the
-        // order records reach D1 in is the order they were decided. test/audit-forwarding.test.ts turns the
+        // order records reach D1 in is the order they were decided. test/audit/forwarding.test.ts turns the
         // Worker's batch of /token records on for its own test of it.
         AUDIT_HAND_OFF: 'off',
         ...bindings,

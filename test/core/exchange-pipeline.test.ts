@@ -1,6 +1,6 @@
 /**
  * The `/token` pipeline, branch by branch, with fake stores: what it asks the agent's object, what it
- * records where, and what it answers. The real stores are exercised through the worker in `test/*.test.ts`.
+ * records where, and what it answers. The real stores are exercised through the worker in the `worker` project.
  */
 import { decodeJwt, generateKeyPair } from 'jose';
 import { describe, expect, it } from 'vitest';

@@ -21,7 +21,7 @@ import {
   TICKETS,
   useForwardClock,
 } from '../helpers';
-import { brokerFetch, refusal } from './support';
+import { brokerFetch, refusal } from '../helpers/verify';
 
 const clock = useForwardClock();
 

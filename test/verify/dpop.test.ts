@@ -18,7 +18,7 @@ import {
   refusal,
   resourceProof,
   signProof,
-} from './support';
+} from '../helpers/verify';
 
 useForwardClock();
 

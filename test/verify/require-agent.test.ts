@@ -23,7 +23,15 @@ import {
   TICKETS,
   useForwardClock,
 } from '../helpers';
-import { brokerFetch, clientKey, fakeIssuer, introspectionWith, issueBound, RESOURCE, resourceProof } from './support';
+import {
+  brokerFetch,
+  clientKey,
+  fakeIssuer,
+  introspectionWith,
+  issueBound,
+  RESOURCE,
+  resourceProof,
+} from '../helpers/verify';
 
 useForwardClock();
 

@@ -19,7 +19,7 @@ import {
   T,
   testKey,
   tokenClaims,
-} from './support';
+} from '../helpers/verify';
 
 describe('verifyAgentToken: a valid token', () => {
   it('returns the claims of a token signed with a published key', async () => {
