@@ -8,17 +8,16 @@ import {
   ACCESS_TEAM_DOMAIN,
   type AccessJwtOptions,
   type AccessTeam,
-  adminFetch,
-  bearer,
-  expectInvalidToken,
-  INSUFFICIENT_SCOPE_CHALLENGE,
   mockAccessCerts,
   newAccessTeam,
-  sendAudited,
   signAccessJwt,
   viaAccess,
-} from '../admin-helpers';
-import { ISSUER, lastAudit, nowSeconds, readError } from '../helpers';
+} from '../helpers/access';
+import { adminFetch, bearer, expectInvalidToken, INSUFFICIENT_SCOPE_CHALLENGE } from '../helpers/admin';
+import { lastAudit, sendAudited } from '../helpers/audit';
+import { nowSeconds } from '../helpers/clock';
+import { ISSUER } from '../helpers/demo';
+import { readError } from '../helpers/requests';
 
 const ACCESS_KID = 'access-test-key-1';
 

@@ -6,8 +6,10 @@ import { env, exports } from 'cloudflare:workers';
 import { describe, expect, it, vi } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
 import { loadedPolicy } from '../../worker/policy/loaded';
-import { adminFetch, bearer, sendAudited } from '../admin-helpers';
-import { DEMO_AGENT, detailOf, expectError, ISSUER } from '../helpers';
+import { adminFetch, bearer } from '../helpers/admin';
+import { detailOf, sendAudited } from '../helpers/audit';
+import { DEMO_AGENT, ISSUER } from '../helpers/demo';
+import { expectError } from '../helpers/requests';
 
 interface AgentJson {
   agent: string;

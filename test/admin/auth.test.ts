@@ -15,9 +15,10 @@ import {
   INSUFFICIENT_SCOPE_CHALLENGE,
   INVALID_TOKEN_CHALLENGE,
   REALM_CHALLENGE,
-  sendAudited,
-} from '../admin-helpers';
-import { auditRecords, drainAudit, exchange, flipChar, lastAudit, readError } from '../helpers';
+} from '../helpers/admin';
+import { flipChar } from '../helpers/attestation';
+import { auditRecords, drainAudit, lastAudit, sendAudited } from '../helpers/audit';
+import { exchange, readError } from '../helpers/requests';
 
 const ROLE_CREDENTIALS: Record<AdminRole, { id: string; credential: string }> = {
   admin: { id: 'demo-admin', credential: creds.admin },

@@ -2,18 +2,11 @@
 import { exports } from 'cloudflare:workers';
 import { beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
-import {
-  type AccessTeam,
-  adminFetch,
-  bearer,
-  expectInvalidToken,
-  mockAccessCerts,
-  newAccessTeam,
-  sendAudited,
-  signAccessJwt,
-  viaAccess,
-} from '../admin-helpers';
-import { ISSUER, readError } from '../helpers';
+import { type AccessTeam, mockAccessCerts, newAccessTeam, signAccessJwt, viaAccess } from '../helpers/access';
+import { adminFetch, bearer, expectInvalidToken } from '../helpers/admin';
+import { sendAudited } from '../helpers/audit';
+import { ISSUER } from '../helpers/demo';
+import { readError } from '../helpers/requests';
 
 const get = (path: string, headers: Record<string, string> = {}) =>
   exports.default.fetch(`${ISSUER}${path}`, { headers, redirect: 'manual' });

@@ -3,19 +3,11 @@ import { decodeJwt } from 'jose';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
 import { KILL_SWITCH_SHARDS, KillSwitchShard } from '../../worker/control/kill-switch';
-import {
-  auditRecords,
-  DEMO_AGENT,
-  evictAgentObject,
-  exchange,
-  exchangeFields,
-  ISSUER,
-  introspect,
-  issue,
-  lastAudit,
-  postJson,
-  readError,
-} from '../helpers';
+import { evictAgentObject } from '../helpers/agent-object';
+import { auditRecords, lastAudit } from '../helpers/audit';
+import { DEMO_AGENT, ISSUER } from '../helpers/demo';
+import { exchange, exchangeFields, postJson, readError } from '../helpers/requests';
+import { introspect, issue } from '../helpers/tokens';
 
 const ADMIN = { authorization: `Bearer ${creds.admin}`, 'content-type': 'application/json' };
 

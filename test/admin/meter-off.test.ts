@@ -1,8 +1,8 @@
 /** The billing meter, off (as wrangler.toml leaves it): its route is not there. */
 import { describe, it } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
-import { adminFetch, bearer } from '../admin-helpers';
-import { expectError } from '../helpers';
+import { adminFetch, bearer } from '../helpers/admin';
+import { expectError } from '../helpers/requests';
 
 describe('GET /admin/meter, meter off', () => {
   it('is 404, as a path no route serves, even to an admin', async () => {

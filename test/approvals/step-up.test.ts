@@ -13,43 +13,25 @@
 import { decodeJwt } from 'jose';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
-import {
-  type AccessTeam,
-  type ApprovalJson,
-  adminFetch,
-  bearer,
-  mockAccessCerts,
-  newAccessTeam,
-  readApproval,
-  sendAudited,
-  signAccessJwt,
-  viaAccess,
-} from '../admin-helpers';
+import { type AccessTeam, mockAccessCerts, newAccessTeam, signAccessJwt, viaAccess } from '../helpers/access';
+import { adminFetch, bearer } from '../helpers/admin';
+import { admissionCall, admit, agentObject, evictAgentObject, testDraft } from '../helpers/agent-object';
 import {
   APPROVAL_ID,
-  admissionCall,
-  admit,
-  agentObject,
-  DEMO_AGENT,
+  type ApprovalJson,
   DISABLE_USER,
-  detailOf,
-  drainAudit,
-  type ExchangeFields,
-  evictAgentObject,
-  expectError,
-  IAM,
-  ISSUER,
   incidentTask,
-  introspect,
-  lastAudit,
-  nowSeconds,
   openApproval,
   type Pending,
   poll,
+  readApproval,
   requestDisable,
-  testDraft,
-  useForwardClock,
-} from '../helpers';
+} from '../helpers/approvals';
+import { detailOf, drainAudit, lastAudit, sendAudited } from '../helpers/audit';
+import { nowSeconds, useForwardClock } from '../helpers/clock';
+import { DEMO_AGENT, IAM, ISSUER } from '../helpers/demo';
+import { type ExchangeFields, expectError } from '../helpers/requests';
+import { introspect } from '../helpers/tokens';
 
 const OWNER = 'alice@example.com';
 const GRANT = 'disable-user-after-approval';

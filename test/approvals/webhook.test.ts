@@ -21,23 +21,13 @@ import type { PendingApprovalMessage } from '../../worker/approvals/webhook';
 import type { DecidedRecord } from '../../worker/audit/record';
 import type { AuditEvent } from '../../worker/audit/schema';
 import type { ApprovalRecord } from '../../worker/core/approval';
-import { adminFetch, bearer, readApproval } from '../admin-helpers';
-import {
-  admissionCall,
-  admit,
-  agentObject,
-  auditRecords,
-  DEMO_AGENT,
-  DISABLE_USER,
-  detailOf,
-  IAM,
-  ISSUER,
-  nowSeconds,
-  openApproval,
-  poll,
-  sha256Base64url,
-  useForwardClock,
-} from '../helpers';
+import { adminFetch, bearer } from '../helpers/admin';
+import { admissionCall, admit, agentObject } from '../helpers/agent-object';
+import { DISABLE_USER, openApproval, poll, readApproval } from '../helpers/approvals';
+import { auditRecords, detailOf } from '../helpers/audit';
+import { nowSeconds, useForwardClock } from '../helpers/clock';
+import { DEMO_AGENT, IAM, ISSUER } from '../helpers/demo';
+import { sha256Base64url } from '../helpers/tokens';
 
 const WEBHOOK = 'https://hooks.example.com/tessera/approvals';
 const SECRET = 'test-webhook-secret';

@@ -8,16 +8,12 @@ import { env } from 'cloudflare:workers';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
 import { gunzip, segmentRecords } from '../../worker/audit/archive';
-import { adminFetch, bearer } from '../admin-helpers';
-import {
-  agentObject,
-  auditRecords,
-  DEMO_AGENT,
-  drainAudit,
-  evictAgentObject,
-  issue,
-  useForwardClock,
-} from '../helpers';
+import { adminFetch, bearer } from '../helpers/admin';
+import { agentObject, evictAgentObject } from '../helpers/agent-object';
+import { auditRecords, drainAudit } from '../helpers/audit';
+import { useForwardClock } from '../helpers/clock';
+import { DEMO_AGENT } from '../helpers/demo';
+import { issue } from '../helpers/tokens';
 
 const DAY_SECONDS = 86_400;
 /** Past the policy's hot window (30 days) and the day a partial segment may wait. */

@@ -5,8 +5,9 @@ import creds from '../../scripts/demo/admin-credentials.json';
 import { canonicalRecord, GENESIS, sealHash, verifyChain } from '../../worker/audit/chain';
 import { chainHash } from '../../worker/audit/record';
 import worker from '../../worker/index';
-import { adminFetch, bearer } from '../admin-helpers';
-import { drainAudit, exchange } from '../helpers';
+import { adminFetch, bearer } from '../helpers/admin';
+import { drainAudit } from '../helpers/audit';
+import { exchange } from '../helpers/requests';
 
 interface Report {
   valid: boolean;

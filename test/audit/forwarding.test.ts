@@ -20,17 +20,12 @@ import { type ChainedRecord, chainHash, decideRecord, recordColumns } from '../.
 import { retryDelaySeconds } from '../../worker/audit/writer';
 import worker from '../../worker/index';
 import { loadedPolicy } from '../../worker/policy/loaded';
-import { adminFetch, bearer } from '../admin-helpers';
-import {
-  agentObject,
-  auditRecords,
-  DEMO_AGENT,
-  drainAudit,
-  evictAgentObject,
-  exchange,
-  expectError,
-  issue,
-} from '../helpers';
+import { adminFetch, bearer } from '../helpers/admin';
+import { agentObject, evictAgentObject } from '../helpers/agent-object';
+import { auditRecords, drainAudit } from '../helpers/audit';
+import { DEMO_AGENT } from '../helpers/demo';
+import { exchange, expectError } from '../helpers/requests';
+import { issue } from '../helpers/tokens';
 
 const intake = (shard: number) => env.AUDIT_INTAKE.get(env.AUDIT_INTAKE.idFromName(`intake-${shard}`));
 

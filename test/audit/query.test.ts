@@ -7,17 +7,10 @@ import { env, exports } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
 import type { AuditEvent } from '../../worker/audit/schema';
-import {
-  attestation,
-  auditRecords,
-  DEMO_AGENT,
-  drainAudit,
-  exchange,
-  GRAPH,
-  ISSUER,
-  lastAudit,
-  readError,
-} from '../helpers';
+import { attestation } from '../helpers/attestation';
+import { auditRecords, drainAudit, lastAudit } from '../helpers/audit';
+import { DEMO_AGENT, GRAPH, ISSUER } from '../helpers/demo';
+import { exchange, readError } from '../helpers/requests';
 
 interface AuditPage {
   records: Record<string, unknown>[];

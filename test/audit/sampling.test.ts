@@ -12,20 +12,14 @@ import creds from '../../scripts/demo/admin-credentials.json';
 import { INTAKE_SHARDS } from '../../worker/audit/intake';
 import { SAMPLING, type SampledKind } from '../../worker/audit/sampler';
 import type { AuditEvent } from '../../worker/audit/schema';
-import { adminFetch, bearer } from '../admin-helpers';
-import {
-  agentObject,
-  attestation,
-  auditRecords,
-  DEMO_AGENT,
-  detailOf,
-  evictAgentObject,
-  exchangeFields,
-  ISSUER,
-  issue,
-  postJson,
-  useForwardClock,
-} from '../helpers';
+import { adminFetch, bearer } from '../helpers/admin';
+import { agentObject, evictAgentObject } from '../helpers/agent-object';
+import { attestation } from '../helpers/attestation';
+import { auditRecords, detailOf } from '../helpers/audit';
+import { useForwardClock } from '../helpers/clock';
+import { DEMO_AGENT, ISSUER } from '../helpers/demo';
+import { exchangeFields, postJson } from '../helpers/requests';
+import { issue } from '../helpers/tokens';
 
 const clock = useForwardClock();
 

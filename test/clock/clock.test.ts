@@ -4,7 +4,7 @@
  */
 import { env } from 'cloudflare:workers';
 import { describe, expect, inject, it, vi } from 'vitest';
-import { nowSeconds } from '../helpers';
+import { nowSeconds } from '../helpers/clock';
 
 /** The real clock in epoch seconds, as SQLite in D1 reads it. */
 async function d1Now(): Promise<number> {

@@ -13,21 +13,11 @@ import { tokenRequestProof } from '../../worker/http/dpop';
 import { createKeyResolver } from '../../worker/keys/attestation-keys';
 import { loadedPolicy } from '../../worker/policy/loaded';
 import type { Lease } from '../../worker/stores/kill-switch';
-import {
-  APPROVAL_ID,
-  attestation,
-  DEMO_AGENT,
-  DISABLE_USER,
-  dpopKey,
-  dpopProof,
-  IAM,
-  ISSUER,
-  incidentTask,
-  JWT_TOKEN_TYPE,
-  TASK_DESCRIPTION,
-  TICKETS,
-  TOKEN_EXCHANGE,
-} from '../helpers';
+import { APPROVAL_ID, DISABLE_USER, incidentTask } from '../helpers/approvals';
+import { attestation } from '../helpers/attestation';
+import { DEMO_AGENT, IAM, ISSUER, TICKETS } from '../helpers/demo';
+import { dpopKey, dpopProof } from '../helpers/dpop';
+import { JWT_TOKEN_TYPE, TASK_DESCRIPTION, TOKEN_EXCHANGE } from '../helpers/requests';
 
 const { bundle, engine } = loadedPolicy();
 const keys = createKeyResolver(bundle);

@@ -25,22 +25,12 @@ import {
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AgentState } from '../../worker/agents/agent-state';
 import { loadedPolicy } from '../../worker/policy/loaded';
-import {
-  attestation,
-  type DpopKey,
-  demoClaims,
-  demoSigningKey,
-  dpopKey,
-  dpopProof,
-  flipChar,
-  ISSUER,
-  issue,
-  JWT_TOKEN_TYPE,
-  nowSeconds,
-  sha256Base64url,
-  TASK_DESCRIPTION,
-  useForwardClock,
-} from '../helpers';
+import { attestation, demoClaims, demoSigningKey, flipChar } from '../helpers/attestation';
+import { nowSeconds, useForwardClock } from '../helpers/clock';
+import { ISSUER } from '../helpers/demo';
+import { type DpopKey, dpopKey, dpopProof } from '../helpers/dpop';
+import { JWT_TOKEN_TYPE, TASK_DESCRIPTION } from '../helpers/requests';
+import { issue, sha256Base64url } from '../helpers/tokens';
 import { respell } from './arbitraries';
 import { type Answer, AuditLedger, checkAnswer, type FuzzRequest, send } from './oracles';
 import { fuzzParameters, fuzzRuns, fuzzTimeout, longRun } from './params';

@@ -10,7 +10,9 @@ import { exports } from 'cloudflare:workers';
 import { accessTokenHash, type IntrospectionOptions, VerifyError } from '@tessera/verify';
 import { base64url, type CryptoKey, exportJWK, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose';
 import { expect } from 'vitest';
-import { exchangeFields, ISSUER, nowSeconds, postJson, TICKETS } from '../helpers';
+import { nowSeconds } from './clock';
+import { ISSUER, TICKETS } from './demo';
+import { exchangeFields, postJson } from './requests';
 
 /**
  * The frozen clock of tests on the fake broker's tokens: the real time when the file loads, in whole seconds

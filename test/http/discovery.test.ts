@@ -1,6 +1,7 @@
 import { exports } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { ISSUER, TOKEN_EXCHANGE } from '../helpers';
+import { ISSUER } from '../helpers/demo';
+import { TOKEN_EXCHANGE } from '../helpers/requests';
 
 describe('GET /.well-known/oauth-authorization-server (RFC 8414)', () => {
   it('describes the broker', async () => {

@@ -12,20 +12,12 @@ import { QUERY_HINTS } from '../../worker/audit/query';
 import { NOT_FOUND_HINTS, publicEcho, REASONS } from '../../worker/core/errors';
 import { FIELD_HINTS } from '../../worker/core/token-request';
 import { ADMIN_BODY_HINTS, AGENT_LIST_HINTS } from '../../worker/routes/admin';
-import { adminFetch, bearer } from '../admin-helpers';
-import {
-  attestation,
-  exchange,
-  exchangeFields,
-  expectError,
-  ISSUER,
-  incidentTask,
-  openApproval,
-  poll,
-  postForm,
-  TICKETS,
-  useForwardClock,
-} from '../helpers';
+import { adminFetch, bearer } from '../helpers/admin';
+import { incidentTask, openApproval, poll } from '../helpers/approvals';
+import { attestation } from '../helpers/attestation';
+import { useForwardClock } from '../helpers/clock';
+import { ISSUER, TICKETS } from '../helpers/demo';
+import { exchange, exchangeFields, expectError, postForm } from '../helpers/requests';
 import { brokerFetch, clientKey, issueBound, RESOURCE, resourceProof } from '../helpers/verify';
 
 /** RFC 6749 §5.2: error_description is %x20-21 / %x23-5B / %x5D-7E. */

@@ -5,7 +5,8 @@
 import { exports } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { app } from '../../worker/index';
-import { expectError, ISSUER } from '../helpers';
+import { ISSUER } from '../helpers/demo';
+import { expectError } from '../helpers/requests';
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 const METER_PATH = '/admin/meter';

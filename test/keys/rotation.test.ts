@@ -5,7 +5,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { KeyRecord } from '../../worker/keys/rotation';
 import { TTL_CEILING_SECONDS } from '../../worker/policy/bundle';
 import { loadedPolicy } from '../../worker/policy/loaded';
-import { ISSUER, issue, TICKETS } from '../helpers';
+import { ISSUER, TICKETS } from '../helpers/demo';
+import { issue } from '../helpers/tokens';
 
 const { settings } = loadedPolicy().bundle;
 const PERIOD = settings.signingKeys.rotationPeriod;

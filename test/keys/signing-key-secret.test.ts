@@ -2,7 +2,7 @@ import { env } from 'cloudflare:workers';
 import { createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { publishedJwks, signingKey } from '../../worker/keys/signing';
-import { nowSeconds } from '../helpers';
+import { nowSeconds } from '../helpers/clock';
 
 async function privateJwk(kid: string) {
   const { privateKey } = await generateKeyPair('ES256', { extractable: true });

@@ -13,25 +13,18 @@ import { base64url, decodeJwt, decodeProtectedHeader } from 'jose';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
 import { loadedPolicy } from '../../worker/policy/loaded';
+import { agentObject, evictAgentObject } from '../helpers/agent-object';
+import { attestation, forgedCopy } from '../helpers/attestation';
+import { useForwardClock } from '../helpers/clock';
+import { DEMO_AGENT, GRAPH, ISSUER, TICKETS } from '../helpers/demo';
+import { expectError, postForm, readError } from '../helpers/requests';
 import {
-  agentObject,
-  attestation,
-  DEMO_AGENT,
   demoIntrospectionCredential,
-  evictAgentObject,
-  expectError,
-  forgedCopy,
-  GRAPH,
-  ISSUER,
   type Issued,
   introspect,
   introspectionAuthorization,
   issue,
-  postForm,
-  readError,
-  TICKETS,
-  useForwardClock,
-} from '../helpers';
+} from '../helpers/tokens';
 
 const { bundle } = loadedPolicy();
 

@@ -13,23 +13,13 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
 import type { AgentState } from '../../worker/agents/agent-state';
 import { loadedPolicy } from '../../worker/policy/loaded';
-import {
-  agentObject,
-  DEMO_AGENT,
-  evictAgentObject,
-  exchange,
-  expectError,
-  forgedCopy,
-  ISSUER,
-  type Issued,
-  introspect,
-  issue,
-  lastAudit,
-  postForm,
-  TASK_DESCRIPTION,
-  TICKETS,
-  useForwardClock,
-} from '../helpers';
+import { agentObject, evictAgentObject } from '../helpers/agent-object';
+import { forgedCopy } from '../helpers/attestation';
+import { lastAudit } from '../helpers/audit';
+import { useForwardClock } from '../helpers/clock';
+import { DEMO_AGENT, ISSUER, TICKETS } from '../helpers/demo';
+import { exchange, expectError, postForm, TASK_DESCRIPTION } from '../helpers/requests';
+import { type Issued, introspect, issue } from '../helpers/tokens';
 
 const { clockSkew } = loadedPolicy().bundle.settings.attestations;
 const OWNER = 'alice@example.com';

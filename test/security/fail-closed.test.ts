@@ -8,7 +8,9 @@ import { decodeJwt } from 'jose';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AgentState } from '../../worker/agents/agent-state';
 import { SigningKeys } from '../../worker/keys/signing-keys';
-import { auditRecords, DEMO_AGENT, drainAudit, exchange, lastAudit, readError } from '../helpers';
+import { auditRecords, drainAudit, lastAudit } from '../helpers/audit';
+import { DEMO_AGENT } from '../helpers/demo';
+import { exchange, readError } from '../helpers/requests';
 
 afterEach(() => {
   vi.restoreAllMocks();

@@ -8,21 +8,13 @@
 import { exports } from 'cloudflare:workers';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { AuditEvent } from '../../worker/audit/schema';
-import {
-  auditRecords,
-  dpopKey,
-  dpopProof,
-  evictAgentObject,
-  exchangeFields,
-  expectError,
-  ISSUER,
-  introspect,
-  issue,
-  matchingAudit,
-  postForm,
-  postJson,
-} from '../helpers';
+import { evictAgentObject } from '../helpers/agent-object';
+import { auditRecords, matchingAudit } from '../helpers/audit';
+import { ISSUER } from '../helpers/demo';
+import { dpopKey, dpopProof } from '../helpers/dpop';
+import { exchangeFields, expectError, postForm, postJson } from '../helpers/requests';
 import { headerSpellings, nonCanonicalSpellings } from '../helpers/spellings';
+import { introspect, issue } from '../helpers/tokens';
 
 beforeEach(async () => {
   await evictAgentObject();

@@ -10,8 +10,11 @@ import creds from '../../scripts/demo/admin-credentials.json';
 import { UNVERIFIED_SAMPLE } from '../../worker/audit/intake';
 import { decideRecord } from '../../worker/audit/record';
 import { loadedPolicy } from '../../worker/policy/loaded';
-import { adminFetch, bearer } from '../admin-helpers';
-import { attestation, auditRecords, detailOf, drainAudit, exchange, expectError, ISSUER, lastAudit } from '../helpers';
+import { adminFetch, bearer } from '../helpers/admin';
+import { attestation } from '../helpers/attestation';
+import { auditRecords, detailOf, drainAudit, lastAudit } from '../helpers/audit';
+import { ISSUER } from '../helpers/demo';
+import { exchange, expectError } from '../helpers/requests';
 
 const PROTOTYPE_NAMES = ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', 'isPrototypeOf'];
 

@@ -16,23 +16,12 @@ import {
 import { afterEach, beforeAll, beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
 import type { AuditEvent } from '../../worker/audit/schema';
 import { loadedPolicy } from '../../worker/policy/loaded';
-import {
-  attestation,
-  auditRecords,
-  DEMO_AGENT,
-  DEMO_KID,
-  demoClaims,
-  evictAgentObject,
-  exchange,
-  exchangeFields,
-  flipChar,
-  GRAPH,
-  lastAudit,
-  nowSeconds,
-  postJson,
-  readError,
-  TICKETS,
-} from '../helpers';
+import { evictAgentObject } from '../helpers/agent-object';
+import { attestation, demoClaims, flipChar } from '../helpers/attestation';
+import { auditRecords, lastAudit } from '../helpers/audit';
+import { nowSeconds } from '../helpers/clock';
+import { DEMO_AGENT, DEMO_KID, GRAPH, TICKETS } from '../helpers/demo';
+import { exchange, exchangeFields, postJson, readError } from '../helpers/requests';
 
 const { bundle } = loadedPolicy();
 const { maxAge, clockSkew } = bundle.settings.attestations;

@@ -9,24 +9,13 @@ import { SignJWT } from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
 import type { AuditEvent } from '../../worker/audit/schema';
-import { adminFetch, bearer } from '../admin-helpers';
-import {
-  auditRecords,
-  DEMO_KID,
-  demoClaims,
-  demoSigningKey,
-  detailOf,
-  dpopKey,
-  dpopProof,
-  evictAgentObject,
-  exchangeFields,
-  expectError,
-  ISSUER,
-  lastAudit,
-  matchingAudit,
-  postJson,
-  TICKETS,
-} from '../helpers';
+import { adminFetch, bearer } from '../helpers/admin';
+import { evictAgentObject } from '../helpers/agent-object';
+import { demoClaims, demoSigningKey } from '../helpers/attestation';
+import { auditRecords, detailOf, lastAudit, matchingAudit } from '../helpers/audit';
+import { DEMO_KID, ISSUER, TICKETS } from '../helpers/demo';
+import { dpopKey, dpopProof } from '../helpers/dpop';
+import { exchangeFields, expectError, postJson } from '../helpers/requests';
 
 const LONE_SURROGATES = { high: '\ud800', low: '\udfff', reversed: '\udfff\ud800' };
 

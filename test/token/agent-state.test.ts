@@ -1,7 +1,8 @@
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { AgentState } from '../../worker/agents/agent-state';
-import { admissionCall, admit, agentObject, nowSeconds } from '../helpers';
+import { admissionCall, admit, agentObject } from '../helpers/agent-object';
+import { nowSeconds } from '../helpers/clock';
 
 /** The rest of an admit request: a task and a rate limit that does not get in the way. */
 const rest = { taskId: 'task-1', rateLimit: { perMinute: 600, burst: 100 } };

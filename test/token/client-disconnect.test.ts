@@ -6,8 +6,10 @@
 import { exports } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
-import { bearer } from '../admin-helpers';
-import { exchangeFields, expectError, ISSUER, lastAudit } from '../helpers';
+import { bearer } from '../helpers/admin';
+import { lastAudit } from '../helpers/audit';
+import { ISSUER } from '../helpers/demo';
+import { exchangeFields, expectError } from '../helpers/requests';
 
 /**
  * Posts a body that declares its whole length but sends only `head` before the client goes away: the

@@ -10,22 +10,13 @@ import { accessTokenHash, DPOP_CLOCK_TOLERANCE_SECONDS } from '@tessera/verify';
 import { decodeJwt } from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { loadedPolicy } from '../../worker/policy/loaded';
-import {
-  type DpopKey,
-  detailOf,
-  dpopKey,
-  dpopProof,
-  evictAgentObject,
-  exchangeFields,
-  expectError,
-  ISSUER,
-  introspect,
-  lastAudit,
-  nowSeconds,
-  postJson,
-  TASK_DESCRIPTION,
-  useForwardClock,
-} from '../helpers';
+import { evictAgentObject } from '../helpers/agent-object';
+import { detailOf, lastAudit } from '../helpers/audit';
+import { nowSeconds, useForwardClock } from '../helpers/clock';
+import { ISSUER } from '../helpers/demo';
+import { type DpopKey, dpopKey, dpopProof } from '../helpers/dpop';
+import { exchangeFields, expectError, postJson, TASK_DESCRIPTION } from '../helpers/requests';
+import { introspect } from '../helpers/tokens';
 
 const { maxAge } = loadedPolicy().bundle.settings.dpop;
 

@@ -14,25 +14,14 @@ import { base64url, decodeJwt, exportJWK, generateKeyPair, type JWK } from 'jose
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { AuditEvent } from '../../worker/audit/schema';
 import { loadedPolicy } from '../../worker/policy/loaded';
-import {
-  attestation,
-  auditRecords,
-  DEMO_AGENT,
-  type DpopKey,
-  detailOf,
-  dpopKey,
-  dpopProof,
-  type ExchangeFields,
-  evictAgentObject,
-  exchangeFields,
-  GRAPH,
-  ISSUER,
-  introspect,
-  lastAudit,
-  nowSeconds,
-  readError,
-  useForwardClock,
-} from '../helpers';
+import { evictAgentObject } from '../helpers/agent-object';
+import { attestation } from '../helpers/attestation';
+import { auditRecords, detailOf, lastAudit } from '../helpers/audit';
+import { nowSeconds, useForwardClock } from '../helpers/clock';
+import { DEMO_AGENT, GRAPH, ISSUER } from '../helpers/demo';
+import { type DpopKey, dpopKey, dpopProof } from '../helpers/dpop';
+import { type ExchangeFields, exchangeFields, readError } from '../helpers/requests';
+import { introspect } from '../helpers/tokens';
 
 const { settings } = loadedPolicy().bundle;
 const TOKEN_ENDPOINT = `${ISSUER}/token`;

@@ -3,20 +3,10 @@ import { createLocalJWKSet, decodeProtectedHeader, type JSONWebKeySet, jwtVerify
 import { describe, expect, it } from 'vitest';
 import { MAX_DESCRIPTION_CHARS } from '../../worker/core/token-request';
 import { loadedPolicy } from '../../worker/policy/loaded';
-import {
-  auditRecords,
-  DEMO_AGENT,
-  exchange,
-  exchangeFields,
-  ISSUER,
-  lastAudit,
-  postForm,
-  postJson,
-  readError,
-  sha256Base64url,
-  TICKETS,
-  TOKEN_EXCHANGE,
-} from '../helpers';
+import { auditRecords, lastAudit } from '../helpers/audit';
+import { DEMO_AGENT, ISSUER, TICKETS } from '../helpers/demo';
+import { exchange, exchangeFields, postForm, postJson, readError, TOKEN_EXCHANGE } from '../helpers/requests';
+import { sha256Base64url } from '../helpers/tokens';
 
 interface TokenResponse {
   access_token: string;

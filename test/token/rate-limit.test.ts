@@ -8,21 +8,12 @@
  */
 import { beforeEach, describe, expect, it } from 'vitest';
 import { loadedPolicy } from '../../worker/policy/loaded';
-import {
-  admissionCall,
-  admit,
-  agentObject,
-  attestation,
-  DEMO_AGENT,
-  evictAgentObject,
-  exchange,
-  exchangeFields,
-  expectError,
-  lastAudit,
-  postJson,
-  readError,
-  useForwardClock,
-} from '../helpers';
+import { admissionCall, admit, agentObject, evictAgentObject } from '../helpers/agent-object';
+import { attestation } from '../helpers/attestation';
+import { lastAudit } from '../helpers/audit';
+import { useForwardClock } from '../helpers/clock';
+import { DEMO_AGENT } from '../helpers/demo';
+import { exchange, exchangeFields, expectError, postJson, readError } from '../helpers/requests';
 
 const { perMinute, burst } = loadedPolicy().bundle.settings.rateLimit;
 

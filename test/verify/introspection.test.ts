@@ -7,7 +7,7 @@
  */
 import { verifyAgentToken } from '@tessera/verify';
 import { describe, expect, it } from 'vitest';
-import { TICKETS } from '../helpers';
+import { TICKETS } from '../helpers/demo';
 import {
   at,
   FAKE_INTROSPECTION_CREDENTIAL,

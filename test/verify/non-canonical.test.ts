@@ -7,7 +7,8 @@ import { isCanonicalJwt, verifyAgentToken, verifyDpopProof } from '@tessera/veri
 import { type AgentVariables, requireAgent } from '@tessera/verify/hono';
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
-import { nowSeconds, TICKETS } from '../helpers';
+import { nowSeconds } from '../helpers/clock';
+import { TICKETS } from '../helpers/demo';
 import { headerSpellings, nonCanonicalSpellings } from '../helpers/spellings';
 import { clientKey, fakeIssuer, optionsFor, RESOURCE, refusal, signProof } from '../helpers/verify';
 

@@ -11,18 +11,12 @@ import { DPOP_ALGORITHMS } from '@tessera/verify';
 import { type AgentVariables, type RequireAgentOptions, requireAgent } from '@tessera/verify/hono';
 import { Hono } from 'hono';
 import { beforeEach, describe, expect, it } from 'vitest';
-import {
-  demoIntrospectionCredential,
-  evictAgentObject,
-  exchange,
-  forgedCopy,
-  ISSUER,
-  issue,
-  nowSeconds,
-  postForm,
-  TICKETS,
-  useForwardClock,
-} from '../helpers';
+import { evictAgentObject } from '../helpers/agent-object';
+import { forgedCopy } from '../helpers/attestation';
+import { nowSeconds, useForwardClock } from '../helpers/clock';
+import { ISSUER, TICKETS } from '../helpers/demo';
+import { exchange, postForm } from '../helpers/requests';
+import { demoIntrospectionCredential, issue } from '../helpers/tokens';
 import {
   brokerFetch,
   clientKey,
