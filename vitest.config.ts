@@ -14,6 +14,13 @@ const fuzzSeed = process.env.FUZZ_SEED === undefined ? null : Number(process.env
 if (fuzzRuns !== null && !(Number.isInteger(fuzzRuns) && fuzzRuns > 0))
   throw new Error('FUZZ_RUNS must be a whole number');
 if (fuzzSeed !== null && !Number.isInteger(fuzzSeed)) throw new Error('FUZZ_SEED must be a whole number');
+/**
+ * workerd's own report of every exception a handler throws (`uncaught exception; ...`), printed in verbose mode,
+ * the plugin's default. The tests that make a store, a shard or a client fail on purpose cause such reports,
+ * and each such exception also reaches its caller, where the test asserts on it; `TEST_WORKERD_VERBOSE=1`
+ * shows them again, when a Durable Object misbehaves.
+ */
+const workerdVerbose = process.env.TEST_WORKERD_VERBOSE === '1';
 const provide = {
   clockOffsetMs: clockOffsetDays * 86_400_000,
   fuzz: { runs: fuzzRuns, seed: fuzzSeed },
@@ -23,6 +30,7 @@ const provide = {
 const workerd = (bindings: Record<string, string> = {}) =>
   cloudflareTest(async () => ({
     wrangler: { configPath: './wrangler.toml' },
+    verbose: workerdVerbose,
     miniflare: {
       bindings: {
         TEST_MIGRATIONS: await readD1Migrations('./migrations'),

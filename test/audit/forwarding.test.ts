@@ -12,7 +12,7 @@ import {
 } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { decodeJwt } from 'jose';
-import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { afterEach, describe, expect, it, type MockInstance, onTestFinished, vi } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
 import type { AgentState } from '../../worker/agents/agent-state';
 import { INTAKE_SHARDS, UNVERIFIED_SAMPLE } from '../../worker/audit/intake';
@@ -23,6 +23,7 @@ import { loadedPolicy } from '../../worker/policy/loaded';
 import { adminFetch, bearer } from '../helpers/admin';
 import { agentObject, evictAgentObject } from '../helpers/agent-object';
 import { auditRecords, drainAudit } from '../helpers/audit';
+import { expectConsole } from '../helpers/console';
 import { DEMO_AGENT } from '../helpers/demo';
 import { exchange, expectError } from '../helpers/requests';
 import { issue } from '../helpers/tokens';
@@ -36,6 +37,15 @@ function failD1Inserts() {
     if (/\binsert into audit_events\b/i.test(query)) throw new Error('D1 is down');
     return prepare(query);
   });
+}
+
+/** Checks the consumer warned that D1 refused records for `reason`, and warned of nothing else. */
+function expectRefusedByD1(warned: MockInstance<(...data: unknown[]) => void>, reason: string): void {
+  expect(warned).toHaveBeenCalled();
+  for (const [line] of warned.mock.calls) {
+    expect(line).toMatch(/^audit (batch of \d+ messages|message \S+) refused by D1\b/);
+    expect(line).toContain(reason);
+  }
 }
 
 /** The records waiting in the demo agent's object, oldest first. */
@@ -133,6 +143,7 @@ describe('a token’s record, handed back to the worker', () => {
 describe('D1 down for a while', () => {
   it('keeps issuing tokens; the queue and the objects hold the records, which arrive once D1 is back, once each', async () => {
     await drainAudit();
+    const warned = expectConsole('warn');
     const down = failD1Inserts();
     const jtis: string[] = [];
     for (let i = 0; i < 3; i += 1) jtis.push((await issue()).jti);
@@ -161,6 +172,7 @@ describe('D1 down for a while', () => {
         .first<{ n: number }>();
       expect(rows?.n).toBe(1);
     }
+    expectRefusedByD1(warned, 'D1 is down');
   });
 });
 
@@ -275,9 +287,11 @@ describe('the queue’s consumer', () => {
   });
 
   it('retries each message while D1 is down, with backoff: 1 s, doubling, at most 5 minutes', async () => {
+    const warned = expectConsole('warn');
     const down = failD1Inserts();
     const { batch, result } = await consume([body(1), body(2)]);
     down.mockRestore();
+    expectRefusedByD1(warned, 'D1 is down');
     expect(result.ackAll).toBe(false);
     expect(result.retryMessages.map((retry) => retry.msgId)).toEqual(batch.messages.map((message) => message.id));
     // (The test harness does not report a retried message's delay: the schedule the handler asks for.)
@@ -288,7 +302,9 @@ describe('the queue’s consumer', () => {
     const good = [body(2), body(1)];
     // No policy version: D1's NOT NULL constraint refuses the row, however often it is sent.
     const poison = body(1, (record) => ({ ...record, policyVersion: null }));
+    const warned = expectConsole('warn');
     const { batch, result } = await consume([good[0] as string, poison, good[1] as string]);
+    expectRefusedByD1(warned, 'NOT NULL constraint failed: audit_events.policy_version');
     expect(result.retryMessages.map((retry) => retry.msgId)).toEqual([batch.messages[1]?.id]);
     expect(result.explicitAcks.sort()).toEqual([batch.messages[0]?.id, batch.messages[2]?.id].sort());
     const ids = idsOf(good);
@@ -298,6 +314,7 @@ describe('the queue’s consumer', () => {
   it('moves a message D1 keeps refusing to the dead letters in R2, where admins see it', async () => {
     const before = (await backlog()).dead_letters.count;
     const poison = body(1, (record) => ({ ...record, policyVersion: null }));
+    const warned = expectConsole('warn');
     await env.AUDIT_QUEUE.send(poison, { contentType: 'text' });
     // Three attempts (1 s and 2 s apart), then the dead-letter queue, then R2.
     await vi.waitFor(async () => expect((await backlog()).dead_letters.count).toBe(before + 1), {
@@ -307,6 +324,7 @@ describe('the queue’s consumer', () => {
     const listed = await env.AUDIT_ARCHIVE.list({ prefix: 'dead-letters/' });
     const kept = await Promise.all(listed.objects.map(async (o) => (await env.AUDIT_ARCHIVE.get(o.key))?.text()));
     expect(kept).toContain(poison);
+    expectRefusedByD1(warned, 'NOT NULL constraint failed: audit_events.policy_version');
   });
 });
 

@@ -339,6 +339,8 @@ async function exchangeCase(generated: TokenCase, run: Run): Promise<void> {
   const tokenCase = normalise(generated, run);
   const { request, built, proof } = await materialise(tokenCase, run);
   const expected = expectedOutcome(tokenCase, built, run, new Date());
+  // A store made to fail: the broker logs each refusal it cannot record in the agent's object, and nothing else.
+  const logged = tokenCase.storeDown ? vi.spyOn(console, 'error').mockImplementation(() => {}) : undefined;
   if (tokenCase.storeDown) {
     vi.spyOn(AgentState.prototype, 'exchange').mockRejectedValue(new Error('storage is down'));
     vi.spyOn(AgentState.prototype, 'record').mockRejectedValue(new Error('storage is down'));
@@ -350,6 +352,17 @@ async function exchangeCase(generated: TokenCase, run: Run): Promise<void> {
     if (tokenCase.storeDown) {
       vi.mocked(AgentState.prototype.exchange).mockRestore();
       vi.mocked(AgentState.prototype.record).mockRestore();
+      logged?.mockRestore();
+    }
+  }
+  if (logged !== undefined) {
+    if (expected.kind === 'refused' && expected.reason === 'store_unavailable') expect(logged).toHaveBeenCalled();
+    for (const call of logged.mock.calls) {
+      expect(call).toEqual([
+        'agent object could not record a refusal',
+        expect.any(String),
+        expect.objectContaining({ reason: 'store_unavailable' }),
+      ]);
     }
   }
   checkAnswer(request, answer, { storeDown: tokenCase.storeDown });

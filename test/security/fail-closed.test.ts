@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AgentState } from '../../worker/agents/agent-state';
 import { SigningKeys } from '../../worker/keys/signing-keys';
 import { auditRecords, drainAudit, lastAudit } from '../helpers/audit';
+import { expectConsole } from '../helpers/console';
 import { DEMO_AGENT } from '../helpers/demo';
 import { exchange, readError } from '../helpers/requests';
 
@@ -39,7 +40,13 @@ describe('POST /token fails closed', () => {
   it('refuses with 503 when the agent’s object throws, and the refusal is recorded elsewhere', async () => {
     vi.spyOn(AgentState.prototype, 'exchange').mockRejectedValue(new Error('storage exploded'));
     vi.spyOn(AgentState.prototype, 'record').mockRejectedValue(new Error('storage exploded'));
+    const logged = expectConsole('error');
     await expectRefusedUnavailable(await exchange());
+    expect(logged).toHaveBeenCalledExactlyOnceWith(
+      'agent object could not record a refusal',
+      DEMO_AGENT,
+      expect.objectContaining({ reason: 'store_unavailable' }),
+    );
     vi.restoreAllMocks();
     expect(await lastAudit()).toMatchObject({
       decision: 'refused',
