@@ -12,7 +12,7 @@ import {
   screenshot,
   taskId,
   useBrowser,
-} from './support';
+} from './console';
 
 const people = useBrowser();
 

@@ -12,7 +12,7 @@ import {
   type Tab,
   taskId,
   useBrowser,
-} from './support';
+} from './console';
 
 const people = useBrowser();
 

@@ -1,6 +1,6 @@
 /** Signing in to the console: with a credential kept for the tab only, or through Cloudflare Access. */
 import { describe, expect, it } from 'vitest';
-import { adminApi, CREDENTIALS, screenshot, signIn, useBrowser } from './support';
+import { adminApi, CREDENTIALS, screenshot, signIn, useBrowser } from './console';
 
 const people = useBrowser();
 

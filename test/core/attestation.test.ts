@@ -20,7 +20,8 @@ import type {
   TrustedIssuer,
 } from '../../worker/policy/bundle';
 import { loadedPolicy } from '../../worker/policy/loaded';
-import { DEMO_AGENT, DEMO_KID, demoSigningKey } from '../helpers';
+import { demoSigningKey } from '../helpers/attestation';
+import { DEMO_AGENT, DEMO_KID } from '../helpers/demo';
 import { rejectionOf } from './refusal';
 
 const BROKER = 'https://broker.example';

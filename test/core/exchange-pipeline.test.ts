@@ -1,6 +1,6 @@
 /**
  * The `/token` pipeline, branch by branch, with fake stores: what it asks the agent's object, what it
- * records where, and what it answers. The real stores are exercised through the worker in `test/*.test.ts`.
+ * records where, and what it answers. The real stores are exercised through the worker in the `worker` project.
  */
 import { decodeJwt, generateKeyPair } from 'jose';
 import { describe, expect, it } from 'vitest';
@@ -13,21 +13,12 @@ import { tokenRequestProof } from '../../worker/http/dpop';
 import { createKeyResolver } from '../../worker/keys/attestation-keys';
 import { loadedPolicy } from '../../worker/policy/loaded';
 import type { Lease } from '../../worker/stores/kill-switch';
-import {
-  APPROVAL_ID,
-  attestation,
-  DEMO_AGENT,
-  DISABLE_USER,
-  dpopKey,
-  dpopProof,
-  IAM,
-  ISSUER,
-  incidentTask,
-  JWT_TOKEN_TYPE,
-  TASK_DESCRIPTION,
-  TICKETS,
-  TOKEN_EXCHANGE,
-} from '../helpers';
+import { APPROVAL_ID, DISABLE_USER, incidentTask } from '../helpers/approvals';
+import { attestation } from '../helpers/attestation';
+import { expectConsole } from '../helpers/console';
+import { DEMO_AGENT, IAM, ISSUER, TICKETS } from '../helpers/demo';
+import { dpopKey, dpopProof } from '../helpers/dpop';
+import { JWT_TOKEN_TYPE, TASK_DESCRIPTION, TOKEN_EXCHANGE } from '../helpers/requests';
 
 const { bundle, engine } = loadedPolicy();
 const keys = createKeyResolver(bundle);
@@ -347,7 +338,13 @@ describe('the /token pipeline: what the agent object decides', () => {
       },
       agentRecordFails: true,
     });
+    const logged = expectConsole('error');
     const answer = await exchangeToken(await input(), deps);
+    expect(logged).toHaveBeenCalledExactlyOnceWith(
+      'agent object could not record a refusal',
+      DEMO_AGENT,
+      expect.objectContaining({ reason: 'store_unavailable' }),
+    );
     expect(answer).toMatchObject({ kind: 'refused', refusal: { status: 503, code: 'temporarily_unavailable' } });
     expect(seen.elsewhere).toHaveLength(1);
     expect(seen.elsewhere[0]).toMatchObject({ agent: DEMO_AGENT, reason: 'store_unavailable', tokenJti: null });
@@ -359,7 +356,9 @@ describe('the /token pipeline: what the agent object decides', () => {
         throw new TypeError('boom');
       },
     });
+    const logged = expectConsole('error');
     const answer = await exchangeToken(await input(), deps);
+    expect(logged).toHaveBeenCalledExactlyOnceWith('unexpected error in /token', new TypeError('boom'));
     expect(answer).toMatchObject({ kind: 'refused', refusal: { status: 500, code: 'server_error' } });
     expect(answer.kind === 'refused' && answer.refusal.description).toBe('internal error');
     expect(seen.agentRecords).toEqual([{ agent: DEMO_AGENT, reason: 'internal_error' }]);

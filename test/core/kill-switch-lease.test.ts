@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { type KillSwitchState, RELEASED } from '../../worker/control/kill-switch';
 import { KillSwitchLease } from '../../worker/stores/kill-switch';
+import { expectConsole } from '../helpers/console';
 
 const LEASE_MS = 5000;
 const KEEP_MS = 3000;
@@ -91,8 +92,13 @@ describe('KillSwitchLease: the kill switch as an isolate holds it', () => {
     const { lease: old } = await first;
     clock.now = LEASE_MS - KEEP_MS - 100;
     expect(await current()).toEqual({ lease: old });
+    const logged = expectConsole('error');
     asked.shift()?.reject(new Error('shard down'));
     await Promise.all(background);
+    expect(logged).toHaveBeenCalledExactlyOnceWith(
+      'kill switch lease: background renewal failed',
+      expect.objectContaining({ reason: 'store_unavailable' }),
+    );
     clock.now = LEASE_MS - KEEP_MS;
     const refused = current();
     asked.shift()?.reject(new Error('shard down'));

@@ -9,16 +9,11 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
 import { loadedPolicy } from '../../worker/policy/loaded';
-import { adminFetch, bearer } from '../admin-helpers';
-import {
-  attestation,
-  type ExchangeFields,
-  exchangeFields,
-  openApproval,
-  type Pending,
-  poll,
-  useForwardClock,
-} from '../helpers';
+import { adminFetch, bearer } from '../helpers/admin';
+import { openApproval, type Pending, poll } from '../helpers/approvals';
+import { attestation } from '../helpers/attestation';
+import { useForwardClock } from '../helpers/clock';
+import { type ExchangeFields, exchangeFields } from '../helpers/requests';
 import { contentType, junk, PROTOTYPE_NAMES, wrongType } from './arbitraries';
 import { AuditLedger, checkAnswer, type FuzzRequest } from './oracles';
 import { fuzzParameters, fuzzRuns, fuzzTimeout } from './params';

@@ -7,7 +7,8 @@ import { env, exports } from 'cloudflare:workers';
 import { expect } from 'vitest';
 import type { AuditOnlyReason } from '../../worker/audit/record';
 import { reasonCode } from '../../worker/core/errors';
-import { drainAudit, ISSUER } from '../helpers';
+import { drainAudit } from '../helpers/audit';
+import { ISSUER } from '../helpers/demo';
 
 /**
  * The error codes the contract answers with, and the statuses each comes with: `docs/api.md`'s tables,

@@ -5,16 +5,10 @@
 import { exports } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
-import {
-  evictAgentObject,
-  exchangeFields,
-  expectError,
-  ISSUER,
-  lastAudit,
-  postForm,
-  postJson,
-  TASK_DESCRIPTION,
-} from '../helpers';
+import { evictAgentObject } from '../helpers/agent-object';
+import { lastAudit } from '../helpers/audit';
+import { ISSUER } from '../helpers/demo';
+import { exchangeFields, expectError, postForm, postJson, TASK_DESCRIPTION } from '../helpers/requests';
 
 describe('found by test/fuzz/token.test.ts', () => {
   // Seed 20261201: a JSON body with `scope` twice was read with its last `scope` (JSON.parse's choice) where a

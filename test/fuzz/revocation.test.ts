@@ -10,19 +10,12 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  type DpopKey,
-  dpopKey,
-  dpopProof,
-  exchangeFields,
-  flipChar,
-  ISSUER,
-  introspect,
-  postJson,
-  sha256Base64url,
-  TASK_DESCRIPTION,
-  useForwardClock,
-} from '../helpers';
+import { flipChar } from '../helpers/attestation';
+import { useForwardClock } from '../helpers/clock';
+import { ISSUER } from '../helpers/demo';
+import { type DpopKey, dpopKey, dpopProof } from '../helpers/dpop';
+import { exchangeFields, postJson, TASK_DESCRIPTION } from '../helpers/requests';
+import { introspect, sha256Base64url } from '../helpers/tokens';
 import { authorizationJunk, junk, type Respelling, respell } from './arbitraries';
 import { AuditLedger, checkAnswer, type FuzzRequest } from './oracles';
 import { fuzzParameters, fuzzRuns, fuzzTimeout } from './params';

@@ -25,22 +25,12 @@ import {
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AgentState } from '../../worker/agents/agent-state';
 import { loadedPolicy } from '../../worker/policy/loaded';
-import {
-  attestation,
-  type DpopKey,
-  demoClaims,
-  demoSigningKey,
-  dpopKey,
-  dpopProof,
-  flipChar,
-  ISSUER,
-  issue,
-  JWT_TOKEN_TYPE,
-  nowSeconds,
-  sha256Base64url,
-  TASK_DESCRIPTION,
-  useForwardClock,
-} from '../helpers';
+import { attestation, demoClaims, demoSigningKey, flipChar } from '../helpers/attestation';
+import { nowSeconds, useForwardClock } from '../helpers/clock';
+import { ISSUER } from '../helpers/demo';
+import { type DpopKey, dpopKey, dpopProof } from '../helpers/dpop';
+import { JWT_TOKEN_TYPE, TASK_DESCRIPTION } from '../helpers/requests';
+import { issue, sha256Base64url } from '../helpers/tokens';
 import { respell } from './arbitraries';
 import { type Answer, AuditLedger, checkAnswer, type FuzzRequest, send } from './oracles';
 import { fuzzParameters, fuzzRuns, fuzzTimeout, longRun } from './params';
@@ -349,6 +339,8 @@ async function exchangeCase(generated: TokenCase, run: Run): Promise<void> {
   const tokenCase = normalise(generated, run);
   const { request, built, proof } = await materialise(tokenCase, run);
   const expected = expectedOutcome(tokenCase, built, run, new Date());
+  // A store made to fail: the broker logs each refusal it cannot record in the agent's object, and nothing else.
+  const logged = tokenCase.storeDown ? vi.spyOn(console, 'error').mockImplementation(() => {}) : undefined;
   if (tokenCase.storeDown) {
     vi.spyOn(AgentState.prototype, 'exchange').mockRejectedValue(new Error('storage is down'));
     vi.spyOn(AgentState.prototype, 'record').mockRejectedValue(new Error('storage is down'));
@@ -360,6 +352,17 @@ async function exchangeCase(generated: TokenCase, run: Run): Promise<void> {
     if (tokenCase.storeDown) {
       vi.mocked(AgentState.prototype.exchange).mockRestore();
       vi.mocked(AgentState.prototype.record).mockRestore();
+      logged?.mockRestore();
+    }
+  }
+  if (logged !== undefined) {
+    if (expected.kind === 'refused' && expected.reason === 'store_unavailable') expect(logged).toHaveBeenCalled();
+    for (const call of logged.mock.calls) {
+      expect(call).toEqual([
+        'agent object could not record a refusal',
+        expect.any(String),
+        expect.objectContaining({ reason: 'store_unavailable' }),
+      ]);
     }
   }
   checkAnswer(request, answer, { storeDown: tokenCase.storeDown });

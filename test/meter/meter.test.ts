@@ -6,8 +6,10 @@ import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
 import type { MeterCounts } from '../../worker/durable/meter';
-import { adminFetch, bearer } from '../admin-helpers';
-import { agentObject, drainAudit, evictAgentObject, exchange } from '../helpers';
+import { adminFetch, bearer } from '../helpers/admin';
+import { agentObject, evictAgentObject } from '../helpers/agent-object';
+import { drainAudit } from '../helpers/audit';
+import { exchange } from '../helpers/requests';
 
 async function meter(): Promise<MeterCounts> {
   const response = await adminFetch('/admin/meter', { headers: bearer(creds.admin) });

@@ -8,20 +8,13 @@
 import { verifyAgentToken } from '@tessera/verify';
 import { decodeJwt } from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
-import {
-  demoIntrospectionCredential,
-  evictAgentObject,
-  exchange,
-  forgedCopy,
-  GRAPH,
-  ISSUER,
-  issue,
-  nowSeconds,
-  postForm,
-  TICKETS,
-  useForwardClock,
-} from '../helpers';
-import { brokerFetch, refusal } from './support';
+import { evictAgentObject } from '../helpers/agent-object';
+import { forgedCopy } from '../helpers/attestation';
+import { nowSeconds, useForwardClock } from '../helpers/clock';
+import { GRAPH, ISSUER, TICKETS } from '../helpers/demo';
+import { exchange, postForm } from '../helpers/requests';
+import { demoIntrospectionCredential, issue } from '../helpers/tokens';
+import { brokerFetch, refusal } from '../helpers/verify';
 
 const clock = useForwardClock();
 

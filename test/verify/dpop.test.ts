@@ -8,7 +8,10 @@
 import { accessTokenHash, type VerifyAgentTokenOptions, verifyAgentToken } from '@tessera/verify';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { evictAgentObject, ISSUER, issue, nowSeconds, TICKETS, useForwardClock } from '../helpers';
+import { evictAgentObject } from '../helpers/agent-object';
+import { nowSeconds, useForwardClock } from '../helpers/clock';
+import { ISSUER, TICKETS } from '../helpers/demo';
+import { issue } from '../helpers/tokens';
 import {
   brokerFetch,
   type ClientKey,
@@ -18,7 +21,7 @@ import {
   refusal,
   resourceProof,
   signProof,
-} from './support';
+} from '../helpers/verify';
 
 useForwardClock();
 

@@ -7,8 +7,15 @@
  */
 import { verifyAgentToken } from '@tessera/verify';
 import { describe, expect, it } from 'vitest';
-import { TICKETS } from '../helpers';
-import { at, FAKE_INTROSPECTION_CREDENTIAL, fakeIssuer, introspectionWith, optionsFor, refusal } from './support';
+import { TICKETS } from '../helpers/demo';
+import {
+  at,
+  FAKE_INTROSPECTION_CREDENTIAL,
+  fakeIssuer,
+  introspectionWith,
+  optionsFor,
+  refusal,
+} from '../helpers/verify';
 
 describe('verifyAgentToken: introspection (RFC 7662)', () => {
   it('does not introspect unless asked to', async () => {

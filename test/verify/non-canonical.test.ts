@@ -7,9 +7,10 @@ import { isCanonicalJwt, verifyAgentToken, verifyDpopProof } from '@tessera/veri
 import { type AgentVariables, requireAgent } from '@tessera/verify/hono';
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
-import { nowSeconds, TICKETS } from '../helpers';
-import { headerSpellings, nonCanonicalSpellings } from '../spellings';
-import { clientKey, fakeIssuer, optionsFor, RESOURCE, refusal, signProof } from './support';
+import { nowSeconds } from '../helpers/clock';
+import { TICKETS } from '../helpers/demo';
+import { headerSpellings, nonCanonicalSpellings } from '../helpers/spellings';
+import { clientKey, fakeIssuer, optionsFor, RESOURCE, refusal, signProof } from '../helpers/verify';
 
 describe('isCanonicalJwt', () => {
   const canonical = [

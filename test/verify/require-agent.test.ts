@@ -11,19 +11,21 @@ import { DPOP_ALGORITHMS } from '@tessera/verify';
 import { type AgentVariables, type RequireAgentOptions, requireAgent } from '@tessera/verify/hono';
 import { Hono } from 'hono';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { evictAgentObject } from '../helpers/agent-object';
+import { forgedCopy } from '../helpers/attestation';
+import { nowSeconds, useForwardClock } from '../helpers/clock';
+import { ISSUER, TICKETS } from '../helpers/demo';
+import { exchange, postForm } from '../helpers/requests';
+import { demoIntrospectionCredential, issue } from '../helpers/tokens';
 import {
-  demoIntrospectionCredential,
-  evictAgentObject,
-  exchange,
-  forgedCopy,
-  ISSUER,
-  issue,
-  nowSeconds,
-  postForm,
-  TICKETS,
-  useForwardClock,
-} from '../helpers';
-import { brokerFetch, clientKey, fakeIssuer, introspectionWith, issueBound, RESOURCE, resourceProof } from './support';
+  brokerFetch,
+  clientKey,
+  fakeIssuer,
+  introspectionWith,
+  issueBound,
+  RESOURCE,
+  resourceProof,
+} from '../helpers/verify';
 
 useForwardClock();
 

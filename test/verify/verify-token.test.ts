@@ -7,7 +7,8 @@
 import { type VerifyAgentTokenOptions, VerifyError, verifyAgentToken } from '@tessera/verify';
 import { base64url, type JWTPayload, SignJWT } from 'jose';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { flipChar, TICKETS } from '../helpers';
+import { flipChar } from '../helpers/attestation';
+import { TICKETS } from '../helpers/demo';
 import {
   at,
   type FakeAnswers,
@@ -19,7 +20,7 @@ import {
   T,
   testKey,
   tokenClaims,
-} from './support';
+} from '../helpers/verify';
 
 describe('verifyAgentToken: a valid token', () => {
   it('returns the claims of a token signed with a published key', async () => {
