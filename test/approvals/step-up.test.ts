@@ -730,3 +730,35 @@ describe('a collected approval: audit, introspection, and a collection that fail
     expect(claims.approval).toEqual({ id: pending.id, by: 'demo-approver' });
   });
 });
+
+describe('a task revoked while its token waits for approval', () => {
+  const revokeTask = (taskId: string) =>
+    adminFetch(`/admin/tasks/${taskId}/revoke`, {
+      method: 'POST',
+      body: { reason: 'INC-77: the agent was hijacked mid-task' },
+      headers: bearer(creds.admin),
+    });
+
+  it('is found while the approval is pending, and the approval, approved later, is never collected', async () => {
+    const pending = await openApproval();
+    const response = await revokeTask(pending.task.id as string);
+    expect(response.status, await response.clone().text()).toBe(200);
+    expect(await response.json()).toEqual({ task_id: pending.task.id, agents: [DEMO_AGENT], revoked: true });
+    await approve(pending.id);
+    clock.advance(INTERVAL);
+    await expectError(await poll(pending), 400, 'invalid_request');
+    await expectRefusedExchange('task_finished', `approval:${pending.id}`);
+    expect((await readApproval(pending.id)).status).toBe('approved');
+  });
+
+  it('is found once its approval is approved, and the approved token is never collected', async () => {
+    const pending = await openApproval();
+    await approve(pending.id);
+    // The approval's request has reached D1 by now: the revoke finds the task there, as it would an hour later.
+    await drainAudit();
+    expect((await revokeTask(pending.task.id as string)).status).toBe(200);
+    clock.advance(INTERVAL);
+    await expectError(await poll(pending), 400, 'invalid_request');
+    await expectRefusedExchange('task_finished', `approval:${pending.id}`);
+  });
+});

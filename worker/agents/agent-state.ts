@@ -314,9 +314,14 @@ export class AgentState extends AuditedObject {
     return status;
   }
 
-  /** Tokens granted here whose records are not in D1 yet, by token id or task. */
-  async pendingGrants(filter: { jti?: string; taskId?: string }) {
-    return this.outbox.pendingGrants(filter);
+  /** The expiry of a token granted here whose record is not in D1 yet. */
+  async pendingGrant(jti: string): Promise<{ exp: number } | undefined> {
+    return this.outbox.pendingGrant(jti);
+  }
+
+  /** Whether a request for the task, whatever its decision, is recorded here and not yet in D1. */
+  async asksForTask(taskId: string): Promise<boolean> {
+    return this.outbox.asksForTask(taskId);
   }
 
   /** Besides the chain's: when a notification is due, or a row expires. */

@@ -200,21 +200,34 @@ export class AuditOutbox {
   }
 
   /**
-   * Tokens granted in records still waiting here, by token id or task: what D1 cannot tell yet, so an
-   * admin's lookup there plus this one sees every token.
+   * The expiry of a token granted in a record still waiting here: what D1 cannot tell yet, so an admin's
+   * lookup there plus this one finds every token.
    */
-  pendingGrants(filter: { jti?: string; taskId?: string }): { jti: string; exp: number; taskId: string | null }[] {
+  pendingGrant(jti: string): { exp: number } | undefined {
     return this.#sql
-      .exec<{ jti: string; exp: number; task: string | null }>(
-        `SELECT record ->> '$.tokenJti' AS jti, record ->> '$.tokenExp' AS exp, record ->> '$.taskId' AS task
-         FROM audit_outbox
+      .exec<{ exp: number }>(
+        `SELECT record ->> '$.tokenExp' AS exp FROM audit_outbox
          WHERE record ->> '$.event' = 'token.exchange' AND record ->> '$.decision' = 'granted'
-           AND (record ->> '$.tokenJti' = ? OR record ->> '$.taskId' = ?)`,
-        filter.jti ?? null,
-        filter.taskId ?? null,
+           AND record ->> '$.tokenJti' = ?`,
+        jti,
       )
-      .toArray()
-      .map((row) => ({ jti: row.jti, exp: row.exp, taskId: row.task }));
+      .toArray()[0];
+  }
+
+  /**
+   * Whether a request for the task is recorded here and not yet known to be in D1, whatever its decision: a
+   * task whose token waits for an approval is the agent's task before any grant.
+   */
+  asksForTask(taskId: string): boolean {
+    return (
+      this.#sql
+        .exec<{ asked: number }>(
+          `SELECT EXISTS (SELECT 1 FROM audit_outbox
+             WHERE record ->> '$.event' = 'token.exchange' AND record ->> '$.taskId' = ?) AS asked`,
+          taskId,
+        )
+        .one().asked === 1
+    );
   }
 
   /**

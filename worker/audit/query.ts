@@ -121,14 +121,14 @@ export async function findIssuedToken(
   return row?.agent && row.exp !== null ? { agent: row.agent, exp: row.exp } : undefined;
 }
 
-/** Every agent that was issued a token for `taskId`. */
+/** Every agent that asked for a token for `taskId` (the agent is null only for callers not verified). */
 export async function agentsOfTask(db: D1Database, taskId: string): Promise<string[]> {
+  // Any decision, not only grants: a task whose token waits for an approval has no grant yet, and revoking it
+  // must still reach the agent's object, so that the approval is never collected into a token.
   const rows = await drizzle(db)
     .selectDistinct({ agent: auditEvents.agent })
     .from(auditEvents)
-    .where(
-      and(eq(auditEvents.taskId, taskId), eq(auditEvents.decision, 'granted'), eq(auditEvents.event, 'token.exchange')),
-    );
+    .where(and(eq(auditEvents.taskId, taskId), eq(auditEvents.event, 'token.exchange')));
   return rows.flatMap((row) => (row.agent === null ? [] : [row.agent]));
 }
 

@@ -249,7 +249,7 @@ export function publicEcho(input: string): string {
 export const NOT_FOUND_HINTS = {
   agent: 'no such agent in the inventory (policies/agents.yaml)',
   token: 'no token was issued with that jti',
-  task: 'no token was issued for that task',
+  task: 'no agent asked for a token for that task',
   approval: 'no such approval',
   segment: 'no such archive segment',
 } as const;

@@ -126,32 +126,41 @@ export const AGENT_LIST_HINTS: ReadonlyMap<string, string> = new Map([
 const LOOKUP_CONCURRENCY = 50;
 
 /**
- * Asks every agent's object for grants whose records have not reached D1 yet (a token issued a moment ago):
- * with D1, that covers every token ever issued.
+ * Asks every agent's object about the records that have not reached D1 yet (a decision a moment ago), at most
+ * {@link LOOKUP_CONCURRENCY} at once: with D1, that covers every decision ever made.
  */
-async function pendingGrants(env: Env, filter: { jti?: string; taskId?: string }) {
-  const store = agentStore(env);
+async function askEveryAgent<T>(ask: (agent: string) => Promise<T>): Promise<{ agent: string; answer: T }[]> {
   const ids = Object.keys(loadedPolicy().bundle.agents);
-  const found: { agent: string; jti: string; exp: number }[] = [];
+  const answers: { agent: string; answer: T }[] = [];
   for (let i = 0; i < ids.length; i += LOOKUP_CONCURRENCY) {
     const chunk = ids.slice(i, i + LOOKUP_CONCURRENCY);
-    const grants = await Promise.all(chunk.map((agent) => store.pendingGrants(agent, filter)));
-    chunk.forEach((agent, n) => {
-      for (const grant of grants[n] ?? []) found.push({ agent, jti: grant.jti, exp: grant.exp });
-    });
+    answers.push(...(await Promise.all(chunk.map(async (agent) => ({ agent, answer: await ask(agent) })))));
   }
-  return found;
+  return answers;
 }
 
 /** The agent and expiry of an issued token: from D1, or from its agent's object while on its way there. */
 async function issuedToken(env: Env, jti: string): Promise<{ agent: string; exp: number } | undefined> {
-  return (await auditDb(env).issuedToken(jti)) ?? (await pendingGrants(env, { jti }))[0];
+  const stored = await auditDb(env).issuedToken(jti);
+  if (stored !== undefined) return stored;
+  const store = agentStore(env);
+  const pending = await askEveryAgent((agent) => store.pendingGrant(agent, jti));
+  const found = pending.find(({ answer }) => answer !== undefined);
+  return found?.answer === undefined ? undefined : { agent: found.agent, exp: found.answer.exp };
 }
 
-/** Every agent that was issued a token for the task, from D1 and from the records on their way there. */
+/**
+ * Every agent that asked for a token for the task, granted or not (a token waiting for an approval is the
+ * agent's task too), from D1 and from the records on their way there.
+ */
 async function agentsOfTask(env: Env, taskId: string): Promise<string[]> {
-  const [stored, pending] = await Promise.all([auditDb(env).agentsOfTask(taskId), pendingGrants(env, { taskId })]);
-  return [...new Set([...stored, ...pending.map((grant) => grant.agent)])].sort();
+  const store = agentStore(env);
+  const [stored, pending] = await Promise.all([
+    auditDb(env).agentsOfTask(taskId),
+    askEveryAgent((agent) => store.asksForTask(agent, taskId)),
+  ]);
+  const asked = pending.flatMap(({ agent, answer }) => (answer ? [agent] : []));
+  return [...new Set([...stored, ...asked])].sort();
 }
 
 export const adminRoutes = new Hono<AppEnv>();

@@ -24,7 +24,8 @@ const BOUNDED = [
   'finishTask',
   'approval',
   'decideApproval',
-  'pendingGrants',
+  'pendingGrant',
+  'asksForTask',
   'backlog',
   'heads',
 ] as const satisfies readonly (keyof AgentState)[];
