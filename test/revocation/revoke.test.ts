@@ -470,7 +470,7 @@ describe('POST /admin/tasks/{task_id}/revoke', () => {
     expect(await lastAudit()).toMatchObject({ taskId: 'task-admin-task-audit' });
   });
 
-  it('answers 404 not_found for a task no token was issued for', async () => {
+  it('answers 404 not_found for a task no agent asked a token for', async () => {
     await expectError(await admin('/admin/tasks/task-never-issued/revoke'), 404, 'not_found');
   });
 });
