@@ -13,7 +13,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
 import type { AgentState } from '../../worker/agents/agent-state';
 import { loadedPolicy } from '../../worker/policy/loaded';
-import { agentObject, evictAgentObject } from '../helpers/agent-object';
+import { agentObject, evictAgentObject, testDraft } from '../helpers/agent-object';
 import { forgedCopy } from '../helpers/attestation';
 import { lastAudit } from '../helpers/audit';
 import { useForwardClock } from '../helpers/clock';
@@ -327,6 +327,21 @@ describe('POST /admin/agents/{agent}/revoke', () => {
     const fresh = await issue();
     expect(await isActive(fresh.token)).toBe(true);
     expect(await isActive(old.token)).toBe(false);
+  });
+
+  // The cut-off is the revoke's commit in the agent's object, which its answer follows: a request the object
+  // admits after that commit gets a live token, even one answered before the revoke's own answer arrives.
+  it('cuts off at its commit in the agent’s object: a token admitted after it lives; a suspend leaves none', async () => {
+    const before = await issue();
+    await agentObject().changeStatus('revoke', 'demo-admin', 'incident INC-42', testDraft('admin.agent.revoke'));
+    const after = await issue();
+    expect(await isActive(before.token)).toBe(false);
+    expect(await isActive(after.token)).toBe(true);
+
+    await agentObject().changeStatus('suspend', 'demo-admin', 'incident INC-42', testDraft('admin.agent.suspend'));
+    expect(await isActive(after.token)).toBe(false);
+    await expectError(await exchange(), 403, 'access_denied');
+    await agentObject().changeStatus('resume', 'demo-admin', 'test cleanup', testDraft('admin.agent.resume'));
   });
 
   it('audits who revoked, which agent and why', async () => {

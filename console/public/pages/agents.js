@@ -27,7 +27,8 @@ import { h, pageHref, replace, time } from '../lib/dom.js';
 const ACTIONS = {
   suspend: {
     button: 'Suspend',
-    confirm: 'Suspend: refuse all its token requests and revoke every token it holds',
+    confirm:
+      'Suspend: refuse all its token requests and revoke every token it holds, in one step (for a compromised agent)',
     done: 'is suspended: its token requests are refused and its tokens revoked',
   },
   resume: {
@@ -37,7 +38,7 @@ const ACTIONS = {
   },
   revoke: {
     button: 'Revoke tokens',
-    confirm: 'Revoke every token it holds now (it may get new ones)',
+    confirm: 'Revoke every token it holds now (it may get new ones: to stop a compromised agent, suspend it)',
     done: 'had every token it held revoked',
   },
 };

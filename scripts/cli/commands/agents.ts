@@ -93,7 +93,8 @@ export function agentsCommand(open: () => Session): Command {
       'after',
       `
 Suspend refuses all the agent's /token requests and revokes every token it holds; resume lets it request
-tokens again (revoked tokens stay revoked). Revoke kills every token it holds now but lets it get new ones.
+tokens again (revoked tokens stay revoked). Revoke kills every token it holds now but lets it get new ones:
+to stop a compromised agent, suspend it (one step: its tokens revoked, and no new one).
 
 Examples:
   npm run cli -- agents list
@@ -176,7 +177,7 @@ Examples:
   );
   command.addCommand(
     stateChange(open, 'revoke', (id) => `revoked every token ${id} held; it may get new ones`).description(
-      'revoke every token the agent holds now; it may still get new ones (role admin)',
+      'revoke every token the agent holds now; it may still get new ones, so suspend a compromised agent (role admin)',
     ),
   );
   return command;
