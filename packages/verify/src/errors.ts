@@ -22,8 +22,14 @@ export type VerifyErrorCode =
   | 'not_yet_valid'
   /** A required action is not in the token's `scope`. */
   | 'missing_action'
-  /** The broker's introspection endpoint says the token is no longer active. */
+  /** The broker's introspection endpoint says the token is no longer active, or its status list says INVALID. */
   | 'revoked'
+  /** The token's status list says SUSPENDED (draft-ietf-oauth-status-list §7.1). */
+  | 'suspended'
+  /** The token's status list has another value (0x03, an application-specific one), or no entry at its `idx`. */
+  | 'unknown_status'
+  /** The token names a status list that cannot be fetched, or that does not verify (fail closed). */
+  | 'status_unavailable'
   /** The issuer's metadata or JWKS could not be fetched (fail closed). */
   | 'jwks_unavailable'
   /** Introspection was required and did not answer (fail closed). */
@@ -70,6 +76,9 @@ const ANSWERS: Record<VerifyErrorCode, Answer> = {
   not_yet_valid: INVALID_TOKEN,
   missing_action: { status: 403, error: 'insufficient_scope' },
   revoked: INVALID_TOKEN,
+  suspended: INVALID_TOKEN,
+  unknown_status: INVALID_TOKEN,
+  status_unavailable: UNAVAILABLE,
   jwks_unavailable: UNAVAILABLE,
   introspection_unavailable: UNAVAILABLE,
   dpop_required: INVALID_TOKEN,
@@ -101,6 +110,9 @@ export const PUBLIC_DESCRIPTIONS: Readonly<Record<VerifyErrorCode, string>> = {
   not_yet_valid: 'the token is not valid yet',
   missing_action: 'the token does not grant an action this request needs',
   revoked: 'the token is no longer active',
+  suspended: 'the token is suspended',
+  unknown_status: 'the token status is not valid',
+  status_unavailable: 'cannot verify the token now',
   jwks_unavailable: 'cannot verify the token now',
   introspection_unavailable: 'cannot verify the token now',
   dpop_required: 'a DPoP-bound token and its DPoP proof are required',

@@ -7,6 +7,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { DPOP_ALGORITHMS } from './dpop.js';
 import { VerifyError } from './errors.js';
 import { checkIntrospectionOptions } from './introspection.js';
+import { StatusLists } from './status-check.js';
 import { type AgentTokenClaims, type VerifyAgentTokenOptions, verifyAgentToken } from './token.js';
 
 /** What `requireAgent` sets on the context: `c.get('agent')`. */
@@ -61,9 +62,10 @@ function refusal(error: VerifyError, realm: string, dpopChallenge: boolean): Res
 
 /**
  * Requires a Tessera access token for `audience` granting every action in `actions`; sets the verified
- * claims as `c.get('agent')`. Refuses with `401` (no or bad token, bad DPoP proof), `403` (an action is
- * missing) or `503` (the broker's keys or introspection did not answer), each with a `WWW-Authenticate`
- * challenge.
+ * claims as `c.get('agent')`. Refuses with `401` (no or bad token, bad DPoP proof, a status list that says
+ * it is revoked or suspended), `403` (an action is missing) or `503` (the broker's keys, the token's status
+ * list or introspection did not answer), each with a `WWW-Authenticate` challenge. Status lists are cached
+ * by the middleware's own {@link StatusLists} unless `statusLists` gives one.
  *
  * @example
  * import { type AgentVariables, requireAgent } from '@tessera/verify/hono';
@@ -84,7 +86,8 @@ export function requireAgent(options: RequireAgentOptions): MiddlewareHandler<{ 
   if (typeof options.issuer !== 'string' || options.issuer === '') throw new TypeError('issuer is required');
   if (typeof options.audience !== 'string' || options.audience === '') throw new TypeError('audience is required');
   checkIntrospectionOptions(options.introspection);
-  const { realm = options.audience, publicUrl, ...verifyOptions } = options;
+  const { realm = options.audience, publicUrl, statusLists = new StatusLists(), ...rest } = options;
+  const verifyOptions = { ...rest, statusLists };
 
   return async function requireAgentToken(c, next) {
     const presented = credential(c.req.header('authorization'));

@@ -16,6 +16,21 @@ export {
 export { type ChallengeError, PUBLIC_DESCRIPTIONS, VerifyError, type VerifyErrorCode } from './errors.js';
 export type { IntrospectionOptions } from './introspection.js';
 export {
+  StatusLists,
+  type StatusListsOptions,
+  type StatusReference,
+} from './status-check.js';
+export {
+  decodeStatusList,
+  isStatusBits,
+  MAX_STATUS_LIST_BYTES,
+  STATUS,
+  STATUS_BITS,
+  type StatusBits,
+  type StatusListClaim,
+  type StatusName,
+} from './status-list.js';
+export {
   type AgentTokenClaims,
   type DpopRequest,
   TOKEN_ALGORITHMS,

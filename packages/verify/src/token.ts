@@ -7,6 +7,7 @@ import { DPOP_CLOCK_TOLERANCE_SECONDS, DPOP_MAX_AGE_SECONDS, ProofReplayCache, v
 import { VerifyError } from './errors.js';
 import { checkActive, checkIntrospectionOptions, type IntrospectionOptions } from './introspection.js';
 import { issuerInfo } from './issuer.js';
+import { checkStatus, StatusLists, type StatusReference, statusReference } from './status-check.js';
 
 /** Signature algorithms the broker signs access tokens with (RFC 9068 §2.1: never `none`). */
 export const TOKEN_ALGORITHMS = ['ES256', 'EdDSA'] as const;
@@ -35,6 +36,8 @@ export interface AgentTokenClaims {
   approval?: { id: string; by: string | string[] };
   /** Set when the token is DPoP-bound: the thumbprint of the key proofs must be signed with. */
   cnf?: { jkt: string };
+  /** Set when the token has an entry in a status list (draft-ietf-oauth-status-list §6.1). */
+  status?: StatusReference;
 }
 
 /** The DPoP side of a request that presented its token with the `DPoP` scheme (RFC 9449 §7.1). */
@@ -68,6 +71,11 @@ export interface VerifyAgentTokenOptions {
   requireDpop?: boolean;
   /** Seconds a DPoP proof is accepted after its `iat`; default 60. */
   dpopMaxAge?: number;
+  /**
+   * The status lists of tokens that name one (`status.status_list`), cached by this instance: create one
+   * per API and pass it to every call. Without it, each call fetches the list its token names.
+   */
+  statusLists?: StatusLists;
   /** For a service binding or a test; default the global `fetch`. */
   fetch?: typeof fetch;
   /** The verifier's clock; default now. */
@@ -125,7 +133,9 @@ function asClaims(payload: Record<string, unknown>): AgentTokenClaims {
   if (!isTaskClaim(payload.task)) throw new VerifyError('malformed', 'the token has no task claim');
   const cnf = payload.cnf as { jkt?: unknown } | undefined;
   if (cnf !== undefined && typeof cnf?.jkt !== 'string') throw new VerifyError('malformed', 'the cnf claim has no jkt');
-  return payload as unknown as AgentTokenClaims;
+  const { status, ...rest } = payload;
+  const reference = statusReference(status);
+  return { ...rest, ...(reference !== undefined && { status: reference }) } as unknown as AgentTokenClaims;
 }
 
 async function checkDpop(token: string, claims: AgentTokenClaims, options: VerifyAgentTokenOptions, now: Date) {
@@ -158,8 +168,9 @@ async function checkDpop(token: string, claims: AgentTokenClaims, options: Verif
  * Verifies a Tessera access token for this API: its one canonical spelling ({@link isCanonicalJwt}), the
  * signature against the broker's published JWKS (discovered from `issuer`, cached, refetched on an unknown
  * `kid`), `typ: at+jwt`, a pinned algorithm, `iss`, `aud`, `exp`/`nbf` with a small tolerance, every
- * required action in `scope`; for a DPoP-bound token the proof (RFC 9449 §7); optionally the broker's word
- * that it is not revoked.
+ * required action in `scope`; for a DPoP-bound token the proof (RFC 9449 §7); for a token that names a
+ * status list, its entry there (draft-ietf-oauth-status-list §8.3: VALID only); optionally the broker's
+ * word that it is not revoked.
  *
  * @example
  * const claims = await verifyAgentToken(token, {
@@ -169,8 +180,9 @@ async function checkDpop(token: string, claims: AgentTokenClaims, options: Verif
  * });
  * console.log(`${claims.sub} (owner ${claims.owner}) for task ${claims.task.id}`);
  *
- * @throws {VerifyError} with a stable `code`; `status` 401/403 for a refused token, 503 when the broker's
- *   keys or introspection could not be had (fail closed).
+ * @throws {VerifyError} with a stable `code`; `status` 401/403 for a refused token (`revoked`, `suspended`,
+ *   `unknown_status` from its status list), 503 when the broker's keys, the token's status list
+ *   (`status_unavailable`) or introspection could not be had (fail closed).
  * @throws {TypeError} when the options are unusable, when `issuer`'s metadata names another issuer (the
  *   option, or the broker's own issuer setting, is wrong), or when the broker refuses the introspection
  *   credential: a configuration error rather than an outage.
@@ -183,14 +195,16 @@ export async function verifyAgentToken(token: string, options: VerifyAgentTokenO
   const now = options.now ?? new Date();
   const fetchImpl = options.fetch ?? fetch;
   const info = await issuerInfo(options.issuer, fetchImpl);
+  const algorithms = [...(options.algorithms ?? TOKEN_ALGORITHMS)];
+  const clockTolerance = options.clockTolerance ?? 5;
   let claims: AgentTokenClaims;
   try {
     const { payload } = await jwtVerify(token, info.keys, {
       issuer: options.issuer,
       audience: options.audience,
       typ: 'at+jwt',
-      algorithms: [...(options.algorithms ?? TOKEN_ALGORITHMS)],
-      clockTolerance: options.clockTolerance ?? 5,
+      algorithms,
+      clockTolerance,
       requiredClaims: ['exp', 'iat', 'jti'],
       currentDate: now,
     });
@@ -202,6 +216,16 @@ export async function verifyAgentToken(token: string, options: VerifyAgentTokenO
   const missing = (options.actions ?? []).filter((action) => !granted.includes(action));
   if (missing.length > 0) throw new VerifyError('missing_action', `the token does not grant ${missing.join(' ')}`);
   await checkDpop(token, claims, options, now);
+  if (claims.status !== undefined) {
+    await checkStatus(claims.status, options.statusLists ?? new StatusLists(), {
+      issuer: options.issuer,
+      keys: info.keys,
+      algorithms,
+      clockTolerance,
+      fetch: fetchImpl,
+      now,
+    });
+  }
   if (options.introspection !== undefined) {
     await checkActive(
       info.introspectionEndpoint,
