@@ -308,7 +308,7 @@ describe('requireAgent: status lists', () => {
     const refused = await get(ticketsApi(server), await server.token(ENTRY.valid));
     expect(refused.status).toBe(503);
     expect(refused.headers.get('www-authenticate')).toBe(`Bearer realm="${TICKETS}"`);
-    expect((await refused.json()).error).toBe('temporarily_unavailable');
+    expect(((await refused.json()) as { error: string }).error).toBe('temporarily_unavailable');
     const accepting = ticketsApi(server, { statusLists: new StatusLists({ onUnavailable: 'accept' }) });
     expect((await get(accepting, await server.token(ENTRY.valid))).status).toBe(200);
   });
