@@ -191,11 +191,16 @@ describe('verifyAgentToken: a status list that cannot be had', () => {
 });
 
 describe('StatusLists: the cache', () => {
+  /** Verifies a token on the VALID entry at `now`, with one `StatusLists` for every call. */
+  function verifierOf(server: StatusServer) {
+    const statusLists = new StatusLists();
+    return async (now: Date) =>
+      verifyAgentToken(await server.token(ENTRY.valid), { ...server.options, statusLists, now });
+  }
+
   it('uses a list for its ttl and fetches it again after', async () => {
     const server = await statusServer();
-    const statusLists = new StatusLists();
-    const verify = async (now: Date) =>
-      verifyAgentToken(await server.token(ENTRY.valid), { ...server.options, statusLists, now });
+    const verify = verifierOf(server);
     await verify(at(0));
     await verify(at(59));
     expect(server.fetches).toHaveLength(1);
@@ -206,9 +211,7 @@ describe('StatusLists: the cache', () => {
   it('uses a list no longer than its exp, even within its ttl', async () => {
     const server = await statusServer();
     server.list = { claims: { exp: T + 10, ttl: 3600 } };
-    const statusLists = new StatusLists();
-    const verify = async (now: Date) =>
-      verifyAgentToken(await server.token(ENTRY.valid), { ...server.options, statusLists, now });
+    const verify = verifierOf(server);
     await verify(at(0));
     await verify(at(9));
     expect(server.fetches).toHaveLength(1);

@@ -11,9 +11,8 @@ export { decodeStatusList, STATUS, type StatusBits, type StatusListClaim, type S
 /** Tessera's lists: 2 bits an entry, for VALID, INVALID and SUSPENDED (§4.1). */
 export const TESSERA_STATUS_BITS: StatusBits = 2;
 
-/** The `typ` header of a status list token (§5.1) and the media type it is served with (§8.1). */
+/** The `typ` header of a status list token (§5.1); it is served as `application/statuslist+jwt` (§8.1). */
 export const STATUS_LIST_TYP = 'statuslist+jwt';
-export const STATUS_LIST_MEDIA_TYPE = 'application/statuslist+jwt';
 
 async function deflate(bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
   const compressed = new Blob([bytes]).stream().pipeThrough(new CompressionStream('deflate'));

@@ -12,6 +12,7 @@ export type StatusName = keyof typeof STATUS;
 
 /** Bits per entry the draft allows (§4.1). */
 export const STATUS_BITS = [1, 2, 4, 8] as const;
+/** One of {@link STATUS_BITS}. */
 export type StatusBits = (typeof STATUS_BITS)[number];
 
 /** The `status_list` claim of a status list token (§4.2). */
