@@ -2,7 +2,7 @@
  * Two real brokers for the @tessera/agent tests, on workerd over loopback, with stand-ins for the trusted
  * workload-identity issuers of `policies/issuers.yaml`: this setup makes a key for GitHub Actions, Kubernetes
  * and SPIRE each and answers their `jwks_uri` with it, so the tests sign those issuers' tokens. Their policy
- * polls approvals every second and lets one wait 3 seconds, to keep the step-up tests short; the second
+ * polls approvals every second and lets one wait 8 seconds (more than a poll after slow_down), to keep the step-up tests short; the second
  * broker also requires DPoP nonces.
  */
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -16,7 +16,7 @@ import { ISSUERS, type IssuerName } from './issuers';
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    /** The broker as `policies/` configures it, but approvals polled every second and expiring after 3. */
+    /** The broker as `policies/` configures it, but approvals polled every second and expiring after 8. */
     agentBrokerUrl: string;
     /** The same broker with `dpop.nonce: true`. */
     agentNonceBrokerUrl: string;
@@ -39,7 +39,7 @@ async function testPolicies(nonce: boolean): Promise<string> {
   const file = join(dir, 'tessera.yaml');
   let text = await readFile(file, 'utf8');
   text = setting(text, /^(\s+poll_interval:) \d+\b/m, '1');
-  text = setting(text, /^(\s+expires_in:) \d+\b/m, '3');
+  text = setting(text, /^(\s+expires_in:) \d+\b/m, '8');
   if (nonce) text = setting(text, /^(\s+nonce:) false\b/m, 'true');
   await writeFile(file, text);
   return dir;
