@@ -2,8 +2,8 @@
  * Two real brokers for the @tessera/agent tests, on workerd over loopback, with stand-ins for the trusted
  * workload-identity issuers of `policies/issuers.yaml`: this setup makes a key for GitHub Actions, Kubernetes
  * and SPIRE each and answers their `jwks_uri` with it, so the tests sign those issuers' tokens. Their policy
- * polls approvals every second and lets one wait 8 seconds (more than a poll after slow_down), to keep the step-up tests short; the second
- * broker also requires DPoP nonces.
+ * polls approvals every second and lets one wait 8 seconds (more than a poll after a slow_down), to keep the
+ * step-up tests short; the second broker also requires DPoP nonces.
  */
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
