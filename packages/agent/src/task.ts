@@ -14,7 +14,7 @@ export interface TokenRequest {
   audience: string;
   /** The actions, space-separated or as a list. */
   scope: string | readonly string[];
-  /** Seconds the token should live (`requested_ttl`); the broker caps it by policy. */
+  /** Seconds a new token should live (`requested_ttl`), capped by policy; a cached token is returned whatever its lifetime. */
   ttl?: number;
   /** Cancels the exchange, and the wait for a step-up approval. */
   signal?: AbortSignal;
