@@ -107,14 +107,10 @@ export function selfSigned(options: SelfSignedOptions): AttestationSource {
         loaded = undefined;
         throw error;
       });
-      return new SignJWT({})
+      const issuedAt = Math.floor(Date.now() / 1000);
+      const claims = { iss: options.agent, sub: options.agent, aud: audience, jti: crypto.randomUUID() };
+      return new SignJWT({ ...claims, iat: issuedAt, exp: issuedAt + lifetime })
         .setProtectedHeader({ alg, kid })
-        .setIssuer(options.agent)
-        .setSubject(options.agent)
-        .setAudience(audience)
-        .setIssuedAt()
-        .setExpirationTime(`${lifetime}s`)
-        .setJti(crypto.randomUUID())
         .sign(key);
     },
   };

@@ -134,15 +134,16 @@ function parseExchange(response: Response, body: Body, approvalId: string | unde
  */
 export async function exchange(broker: BrokerConnection, request: ExchangeRequest): Promise<ExchangeResult> {
   const url = `${broker.url}/token`;
+  const { attestation, audience, scope, task, ttl, approvalId } = request;
   const body = JSON.stringify({
     grant_type: TOKEN_EXCHANGE,
-    subject_token: request.attestation,
     subject_token_type: JWT_TOKEN_TYPE,
-    audience: request.audience,
-    scope: request.scope,
-    task: request.task,
-    ...(request.ttl !== undefined && { requested_ttl: request.ttl }),
-    ...(request.approvalId !== undefined && { approval_id: request.approvalId }),
+    subject_token: attestation,
+    audience,
+    scope,
+    task,
+    ...(ttl !== undefined && { requested_ttl: ttl }),
+    ...(approvalId !== undefined && { approval_id: approvalId }),
   });
   for (let attempt = 0; ; attempt++) {
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };

@@ -47,15 +47,16 @@ async function tokenHash(accessToken: string): Promise<string> {
 
 /** A DPoP proof JWT (RFC 9449 §4.2) for one request, with a fresh `jti` and `iat` now. */
 export async function dpopProof(key: DpopKey, request: ProofRequest): Promise<string> {
-  return new SignJWT({
+  const claims: Record<string, string | number> = {
+    jti: crypto.randomUUID(),
+    iat: Math.floor(Date.now() / 1000),
     htm: request.method.toUpperCase(),
     htu: targetUri(request.url),
-    ...(request.accessToken !== undefined && { ath: await tokenHash(request.accessToken) }),
-    ...(request.nonce !== undefined && { nonce: request.nonce }),
-  })
+  };
+  if (request.accessToken !== undefined) claims.ath = await tokenHash(request.accessToken);
+  if (request.nonce !== undefined) claims.nonce = request.nonce;
+  return new SignJWT(claims)
     .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: key.publicJwk })
-    .setJti(crypto.randomUUID())
-    .setIssuedAt()
     .sign(key.privateKey);
 }
 
