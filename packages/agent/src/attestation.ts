@@ -4,7 +4,7 @@
  * SPIFFE JWT-SVIDs and any OIDC token, from a file or a callback.
  */
 import { type CryptoKey, importJWK, type JWK, SignJWT } from 'jose';
-import { AgentError } from './errors';
+import { AgentError } from './errors.js';
 
 /** What a source is told when asked for an attestation. */
 export interface AttestationContext {

@@ -3,8 +3,8 @@
  * DPoP proof and one `use_dpop_nonce` retry, and the token-authenticated `/revoke` and task completion.
  */
 
-import { type DpopKey, dpopProof, type NonceStore } from './dpop';
-import { AgentError, type AgentErrorCode, abortedError } from './errors';
+import { type DpopKey, dpopProof, type NonceStore } from './dpop.js';
+import { AgentError, type AgentErrorCode, abortedError } from './errors.js';
 
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';

@@ -14,8 +14,8 @@ export {
   type SelfSignedOptions,
   selfSigned,
   spiffeJwtSvid,
-} from './attestation';
-export { createDpopKey, type DpopKey } from './dpop';
-export { AgentError, type AgentErrorCode, type AgentErrorDetails } from './errors';
-export type { PendingApproval, Task, TaskFetchInit, TaskToken, TokenRequest } from './task';
-export { createTessera, type TaskOptions, Tessera, type TesseraOptions } from './tessera';
+} from './attestation.js';
+export { createDpopKey, type DpopKey } from './dpop.js';
+export { AgentError, type AgentErrorCode, type AgentErrorDetails } from './errors.js';
+export type { PendingApproval, Task, TaskFetchInit, TaskToken, TokenRequest } from './task.js';
+export { createTessera, type TaskOptions, Tessera, type TesseraOptions } from './tessera.js';

@@ -3,10 +3,10 @@
  * with a fresh attestation before they expire; the step-up poll; `fetch` with the token (and its DPoP
  * proof); completion, which kills every token of the task.
  */
-import type { AttestationSource } from './attestation';
-import { type BrokerConnection, completeTask, exchange, type HeldToken, revokeToken } from './broker';
-import { asksForNonce, type DpopKey, dpopProof } from './dpop';
-import { AgentError, abortedError } from './errors';
+import type { AttestationSource } from './attestation.js';
+import { type BrokerConnection, completeTask, exchange, type HeldToken, revokeToken } from './broker.js';
+import { asksForNonce, type DpopKey, dpopProof } from './dpop.js';
+import { AgentError, abortedError } from './errors.js';
 
 /** What a token is asked for. */
 export interface TokenRequest {

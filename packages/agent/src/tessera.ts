@@ -2,10 +2,10 @@
  * The agent's client for one broker: its attestation source, its DPoP policy (a key per task, one per
  * process, or none) and the operator's approval callback; `task()` starts a task.
  */
-import type { AttestationSource } from './attestation';
-import type { BrokerConnection } from './broker';
-import { createDpopKey, type DpopKey, NonceStore } from './dpop';
-import { type PendingApproval, Task } from './task';
+import type { AttestationSource } from './attestation.js';
+import type { BrokerConnection } from './broker.js';
+import { createDpopKey, type DpopKey, NonceStore } from './dpop.js';
+import { type PendingApproval, Task } from './task.js';
 
 /** Options of {@link createTessera}. */
 export interface TesseraOptions {
