@@ -3,7 +3,7 @@
  * workload-identity issuers of `policies/issuers.yaml`: this setup makes a key for GitHub Actions, Kubernetes
  * and SPIRE each and answers their `jwks_uri` with it, so the tests sign those issuers' tokens. Their policy
  * polls approvals every second and lets one wait 8 seconds (more than a poll after a slow_down), to keep the
- * step-up tests short; the second broker also requires DPoP nonces.
+ * step-up tests short, and lets each agent ask 50 times as often; the second broker also requires DPoP nonces.
  */
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -32,7 +32,7 @@ function setting(text: string, pattern: RegExp, value: string): string {
   return changed;
 }
 
-/** A copy of `policies/` with fast, short approvals, and (with `nonce`) DPoP nonces required. */
+/** A copy of `policies/` with fast, short approvals, a roomy rate limit, and (with `nonce`) DPoP nonces required. */
 async function testPolicies(nonce: boolean): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'tessera-agent-policies-'));
   await cp(join(PROJECT_ROOT, 'policies'), dir, { recursive: true });
@@ -40,6 +40,9 @@ async function testPolicies(nonce: boolean): Promise<string> {
   let text = await readFile(file, 'utf8');
   text = setting(text, /^(\s+poll_interval:) \d+\b/m, '1');
   text = setting(text, /^(\s+expires_in:) \d+\b/m, '8');
+  // The files run side by side, most as the demo agent: a burst of 20 would refuse some of them slow_down.
+  text = setting(text, /^(\s+per_minute:) \d+\b/m, '6000');
+  text = setting(text, /^(\s+burst:) \d+\b/m, '1000');
   if (nonce) text = setting(text, /^(\s+nonce:) false\b/m, 'true');
   await writeFile(file, text);
   return dir;
