@@ -45,6 +45,15 @@ async function binOf(name: string, command: string): Promise<string> {
   return join(PROJECT_ROOT, 'node_modules', name, script);
 }
 
+/** Packs the dist/ that is there (--ignore-scripts: no rebuild under the other test files) into `dir`. */
+async function packInto(dir: string): Promise<{ tarball: string; files: string[] }> {
+  const args = ['pack', '--json', '--ignore-scripts', '--pack-destination', dir];
+  const packs = JSON.parse(await run('npm', args, AGENT_PACKAGE)) as { filename: string; files: { path: string }[] }[];
+  const [only] = packs;
+  if (packs.length !== 1 || only === undefined) throw new Error(`npm pack made ${packs.length} tarballs`);
+  return { tarball: join(dir, only.filename), files: only.files.map(({ path }) => path) };
+}
+
 /** The compiler options every consumer shares: strict, Node's globals, no DOM. */
 const CONSUMER_OPTIONS = { strict: true, target: 'ES2022', lib: ['ES2022'], types: ['node'], noEmitOnError: true };
 
@@ -76,16 +85,7 @@ describe('@tessera/agent, packed and installed from its tarball', () => {
     if (built === undefined || sources.some((source) => source.mtimeMs > built.mtimeMs))
       throw new Error('packages/agent/dist is missing or older than src/: run `npm run build` first');
     workDir = await mkdtemp(join(tmpdir(), 'tessera-agent-package-'));
-    // --ignore-scripts packs the dist/ that is there, rather than rebuilding it under the other test files.
-    const packOutput = await run(
-      'npm',
-      ['pack', '--json', '--ignore-scripts', '--pack-destination', workDir],
-      AGENT_PACKAGE,
-    );
-    const [packed] = JSON.parse(packOutput) as { filename: string; files: { path: string }[] }[];
-    if (packed === undefined) throw new Error('npm pack made no tarball');
-    tarball = join(workDir, packed.filename);
-    files = packed.files.map((file) => file.path);
+    ({ tarball, files } = await packInto(workDir));
     app = join(workDir, 'app');
     await mkdir(app);
     await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'agent-consumer', private: true }));
