@@ -5,7 +5,7 @@
  */
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { AgentError, type AttestationSource, selfSigned } from '@tessera/agent';
+import { AgentError, type AttestationSource, createDpopKey, selfSigned } from '@tessera/agent';
 import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { DEMO_AGENT, DEMO_KEY_FILE, demoTessera, errorOf, isActive, TICKETS } from './demo';
@@ -106,6 +106,14 @@ describe('DPoP (RFC 9449)', () => {
     const tokens = await Promise.all(tasks.map((task) => task.token({ audience: TICKETS, scope: 'tickets:read' })));
     const [jktOne, jktTwo] = tokens.map((token) => (decodeJwt(token.accessToken).cnf as { jkt: string }).jkt);
     expect(jktOne).toBe(jktTwo);
+  });
+
+  it('binds to a key the caller made with createDpopKey, whose private half cannot be exported', async () => {
+    const key = await createDpopKey();
+    expect(key.privateKey.extractable).toBe(false);
+    const task = await demoTessera(broker, { dpop: { key } }).task(TASK);
+    const token = await task.token({ audience: TICKETS, scope: 'tickets:read' });
+    expect(decodeJwt(token.accessToken).cnf).toEqual({ jkt: await calculateJwkThumbprint(key.publicJwk) });
   });
 
   it('answers the broker nonce challenge (use_dpop_nonce) once, then uses its nonce', async () => {
