@@ -1,6 +1,7 @@
 /**
  * @tessera/agent's step-up poll against the real broker (approvals polled every second, expiring after 8):
- * the operator's callback, approval, denial, expiry, cancellation by `AbortSignal`, and `slow_down`.
+ * the operator's callback, approval, denial, expiry, cancellation by `AbortSignal` (of one caller of several
+ * sharing the wait, too), and `slow_down`.
  */
 import type { PendingApproval } from '@tessera/agent';
 import { decodeJwt } from 'jose';
@@ -72,6 +73,26 @@ describe('step-up approval (OpenID CIBA poll mode)', () => {
     const task = await tessera.task(TASK);
     const error = await errorOf(task.token({ ...DISABLE, signal: controller.signal }));
     expect(error).toMatchObject({ code: 'aborted', cause: new Error('operator gave up') });
+  });
+
+  it('keeps waiting for a caller that did not give up when another caller sharing the wait aborts', async () => {
+    const controller = new AbortController();
+    let told = 0;
+    const tessera = demoTessera(broker, {
+      onApproval: async (pending) => {
+        told++;
+        controller.abort(new Error('this caller gave up'));
+        await decide(broker, pending.approvalId, 'approve');
+      },
+    });
+    const task = await tessera.task(TASK);
+    const [givenUp, kept] = await Promise.all([
+      errorOf(task.token({ ...DISABLE, signal: controller.signal })),
+      task.token(DISABLE),
+    ]);
+    expect(givenUp).toMatchObject({ code: 'aborted', cause: new Error('this caller gave up') });
+    expect(kept.scope).toBe('iam:disable-user');
+    expect(told).toBe(1);
   });
 
   it('waits five seconds longer after slow_down', async () => {

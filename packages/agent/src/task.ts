@@ -61,8 +61,16 @@ export interface TaskFetchInit extends RequestInit {
   audience?: string;
 }
 
+/** An exchange under way for one audience and scope, shared by every caller waiting for it. */
+interface Pending {
+  promise: Promise<TaskToken>;
+  /** Stops the exchange, and its wait for an approval, once every waiter has given up. */
+  controller: AbortController;
+  waiters: number;
+}
+
 interface Entry {
-  pending: Promise<TaskToken> | undefined;
+  pending: Pending | undefined;
   token: TaskToken | undefined;
 }
 
@@ -82,6 +90,35 @@ function sleep(seconds: number, signal: AbortSignal | undefined): Promise<void> 
       resolve();
     }, seconds * 1000);
     signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * Waits for a shared exchange until it settles or the caller's `signal` fires: a caller that gives up stops
+ * only its own wait, and the last one to give up stops the exchange.
+ */
+function wait(pending: Pending, signal: AbortSignal | undefined): Promise<TaskToken> {
+  pending.waiters++;
+  return new Promise((resolve, reject) => {
+    let waiting = true;
+    const leave = () => {
+      if (!waiting) return false;
+      waiting = false;
+      signal?.removeEventListener('abort', onAbort);
+      pending.waiters--;
+      return true;
+    };
+    function onAbort() {
+      if (!leave() || signal === undefined) return;
+      if (pending.waiters === 0) pending.controller.abort(signal.reason);
+      reject(abortedError(signal));
+    }
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    pending.promise.then(
+      (token) => leave() && resolve(token),
+      (error: unknown) => leave() && reject(error),
+    );
   });
 }
 
@@ -129,28 +166,41 @@ export class Task {
     this.#entries.set(key, entry);
     const { token } = entry;
     if (token !== undefined && token.expiresAt - this.#context.refreshBefore * 1000 > this.#context.now()) return token;
-    entry.pending ??= this.#obtain(request.audience, scope, request).finally(() => {
-      entry.pending = undefined;
-    });
-    const fresh = await entry.pending;
+    const fresh = await wait(entry.pending ?? this.#start(entry, request.audience, scope, request.ttl), request.signal);
     entry.token = fresh;
     return fresh;
   }
 
-  async #obtain(audience: string, scope: string, request: TokenRequest): Promise<TaskToken> {
+  /** Starts the exchange for `entry`, which callers share until it settles or every one of them gives up. */
+  #start(entry: Entry, audience: string, scope: string, ttl: number | undefined): Pending {
+    const controller = new AbortController();
+    const pending: Pending = {
+      controller,
+      waiters: 0,
+      promise: this.#obtain(audience, scope, ttl, controller.signal),
+    };
+    const release = () => {
+      if (entry.pending === pending) entry.pending = undefined;
+    };
+    pending.promise.then(release, release);
+    controller.signal.addEventListener('abort', release, { once: true });
+    entry.pending = pending;
+    return pending;
+  }
+
+  async #obtain(audience: string, scope: string, ttl: number | undefined, signal: AbortSignal): Promise<TaskToken> {
     const { broker, attestation, dpop, onApproval } = this.#context;
-    const { signal } = request;
     let approvalId: string | undefined;
     let interval = 0;
     for (;;) {
-      if (signal?.aborted) throw abortedError(signal);
+      if (signal.aborted) throw abortedError(signal);
       const attested = await attestation.attest({ audience: broker.url, signal });
       const result = await exchange(broker, {
         attestation: attested,
         audience,
         scope,
         task: { description: this.description, id: this.id, justification: this.justification },
-        ttl: request.ttl,
+        ttl,
         approvalId,
         dpop,
         signal,
@@ -251,7 +301,7 @@ export class Task {
     this.#completed = true;
     const entries = [...this.#entries.values()];
     this.#entries.clear();
-    await Promise.allSettled(entries.map((entry) => entry.pending));
+    await Promise.allSettled(entries.map((entry) => entry.pending?.promise));
     const now = this.#context.now();
     const live = entries.map((entry) => entry.token).find((token) => token !== undefined && token.expiresAt > now);
     if (live !== undefined) await completeTask(this.#context.broker, this.id, live, this.#context.dpop);
