@@ -80,6 +80,7 @@ export default defineConfig({
             'test/core/**',
             'test/node/**',
             'test/cli/**',
+            'test/agent/**',
             'test/browser/**',
             'test/meter/**',
             'test/readme/**',
@@ -137,6 +138,18 @@ export default defineConfig({
           globalSetup: ['./test/interop/global-setup.ts'],
           setupFiles: ['./test/clock/setup.ts'],
           provide,
+          testTimeout: 30_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        // @tessera/agent, the agent's client, in Node against real brokers served like the interop ones, with
+        // stand-ins for the trusted workload-identity issuers.
+        test: {
+          name: 'agent',
+          include: ['test/agent/**/*.test.ts'],
+          environment: 'node',
+          globalSetup: ['./test/agent/global-setup.ts'],
           testTimeout: 30_000,
           hookTimeout: 120_000,
         },
