@@ -1,31 +1,14 @@
 /** The status lists' shards (`StatusList`) and `GET /status/:list`, read and decoded as a verifier would. */
 import { evictDurableObject } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
-import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { decodeStatusList, STATUS, type StatusListClaim } from '../../worker/core/status-list';
+import { STATUS } from '../../worker/core/status-list';
 import { LIST_CAPACITY, listId, statusShardStub } from '../../worker/status/status-list';
 import { nowSeconds } from '../helpers/clock';
 import { ISSUER } from '../helpers/demo';
+import { readList } from './list';
 
 const shard = (n: number) => statusShardStub(env, n);
-
-/** The list served at `/status/<list>`, verified with the broker's JWKS, and its entries decoded. */
-async function readList(list: string): Promise<{ statuses: Uint8Array; payload: Record<string, unknown> }> {
-  const response = await exports.default.fetch(`${ISSUER}/status/${list}`);
-  expect(response.status).toBe(200);
-  expect(response.headers.get('content-type')).toBe('application/statuslist+jwt');
-  expect(response.headers.get('access-control-allow-origin')).toBe('*');
-  const token = await response.text();
-  const jwks = await (await exports.default.fetch(`${ISSUER}/.well-known/jwks.json`)).json<{ keys: [] }>();
-  const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet(jwks), {
-    typ: 'statuslist+jwt',
-    algorithms: ['ES256'],
-  });
-  expect(protectedHeader.kid).toBe(decodeProtectedHeader(token).kid);
-  const claim = payload.status_list as StatusListClaim;
-  return { statuses: await decodeStatusList(claim), payload };
-}
 
 describe('a status list shard', () => {
   it('hands out blocks that never overlap, and starts a new generation when one is full', async () => {

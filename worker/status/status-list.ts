@@ -21,11 +21,11 @@ export const LIST_CAPACITY = 2 ** 20;
 export type EntryStatus = 0 | 1 | 2;
 
 /** One entry to change: `idx` of the list `list`. */
-export interface StatusFlip {
+export type StatusFlip = {
   list: string;
   idx: number;
   status: EntryStatus;
-}
+};
 
 /** A block of indexes reserved for one isolate: `start` … `start + count - 1` of `list`. */
 export interface IndexBlock {
