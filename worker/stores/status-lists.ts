@@ -42,7 +42,7 @@ export class IndexBlocks {
   readonly #options: IndexBlockOptions;
   #current: { block: IndexBlock; next: number } | undefined;
   #spare: IndexBlock | undefined;
-  #reserving: Promise<IndexBlock> | undefined;
+  #reserving: Promise<void> | undefined;
 
   constructor(options: IndexBlockOptions) {
     this.#options = options;
@@ -61,15 +61,12 @@ export class IndexBlocks {
    */
   async ready(background: InBackground): Promise<void> {
     if (this.left === 0) {
-      this.#install(await this.#reserve());
+      await this.#reserve();
       return;
     }
     if (this.left < RENEW_BELOW && this.#reserving === undefined && this.#spare === undefined) {
       background(
-        this.#reserve().then(
-          (block) => this.#install(block),
-          (error: unknown) => console.error('status lists: background reserve failed', error),
-        ),
+        this.#reserve().catch((error: unknown) => console.error('status lists: background reserve failed', error)),
       );
     }
   }
@@ -81,34 +78,38 @@ export class IndexBlocks {
    */
   async take(background: InBackground): Promise<StatusEntry> {
     await this.ready(background);
-    let current = this.#current;
-    if (current === undefined || current.next >= current.block.count) {
-      if (this.#spare === undefined) this.#install(await this.#reserve());
-      current = this.#current as { block: IndexBlock; next: number };
-      if (current.next >= current.block.count) {
-        current = { block: this.#spare as IndexBlock, next: 0 };
+    for (;;) {
+      const current = this.#current;
+      if (current !== undefined && current.next < current.block.count) {
+        const idx = current.block.start + current.next;
+        current.next += 1;
+        return { list: current.block.list, idx };
+      }
+      if (this.#spare !== undefined) {
+        this.#current = { block: this.#spare, next: 0 };
         this.#spare = undefined;
-        this.#current = current;
+      } else {
+        // Requests that came together used the block up: they wait for the one reserve in flight.
+        await this.#reserve();
       }
     }
-    const idx = current.block.start + current.next;
-    current.next += 1;
-    return { list: current.block.list, idx };
   }
 
+  /** Takes a reserved block in: as the current one when that is used up, else as the spare. */
   #install(block: IndexBlock): void {
     const current = this.#current;
     if (current === undefined || current.next >= current.block.count) this.#current = { block, next: 0 };
     else if (this.#spare === undefined) this.#spare = block;
-    // A third block (two reserves overlapping) is dropped: its indexes are never used, never reused.
+    // A third block cannot come: one reserve runs at a time, and none starts while a spare is held.
   }
 
-  #reserve(): Promise<IndexBlock> {
-    this.#reserving ??= callStore('status_list', () => this.#options.reserve(), this.#options.deadlineMs).finally(
-      () => {
+  /** The one reserve in flight, shared by every request that waits for it; its block installed once. */
+  #reserve(): Promise<void> {
+    this.#reserving ??= callStore('status_list', () => this.#options.reserve(), this.#options.deadlineMs)
+      .then((block) => this.#install(block))
+      .finally(() => {
         this.#reserving = undefined;
-      },
-    );
+      });
     return this.#reserving;
   }
 }
