@@ -78,3 +78,18 @@ describe('GET /status/:list', () => {
     }
   });
 });
+
+describe('GET /status: the Status List Aggregation (§9)', () => {
+  it('lists every list the shards started, and the metadata points at it', async () => {
+    const { list } = await shard(6).reserve(1);
+    const response = await exports.default.fetch(`${ISSUER}/status`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('access-control-allow-origin')).toBe('*');
+    const { status_lists } = await response.json<{ status_lists: string[] }>();
+    expect(status_lists).toContain(`${ISSUER}/status/${list}`);
+    const metadata = await (await exports.default.fetch(`${ISSUER}/.well-known/oauth-authorization-server`)).json<
+      Record<string, unknown>
+    >();
+    expect(metadata.status_list_aggregation_endpoint).toBe(`${ISSUER}/status`);
+  });
+});

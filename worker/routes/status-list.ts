@@ -20,7 +20,7 @@ import type { AppEnv } from '../http/app-env';
 import { brokerIssuer } from '../http/issuer';
 import { killSwitchLease } from '../stores/kill-switch';
 import { signingKey } from '../stores/signing-keys';
-import { statusListEntries } from '../stores/status-lists';
+import { allStatusLists, statusListEntries } from '../stores/status-lists';
 
 /** The media type of a status list token (§8.1). */
 const MEDIA_TYPE = 'application/statuslist+jwt';
@@ -35,6 +35,19 @@ const EXP_TTLS = 2;
 const CORS = { 'Access-Control-Allow-Origin': '*' } as const;
 
 export const statusListRoutes = new Hono<AppEnv>();
+
+/**
+ * The Status List Aggregation (§9): every list's URI, so a verifier can fetch them ahead of the tokens that
+ * name them. Advertised as `status_list_aggregation_endpoint` in the metadata (§9.1); cached like a list.
+ */
+statusListRoutes.get('/status', async function statusLists(c) {
+  const issuer = brokerIssuer(c.env);
+  const lists = await allStatusLists(c.env);
+  return c.json({ status_lists: lists.map((list) => `${issuer}/status/${list}`) }, 200, {
+    'Cache-Control': `public, max-age=${STATUS_LIST_TTL_SECONDS}`,
+    ...CORS,
+  });
+});
 
 statusListRoutes.get('/status/:list', async function statusList(c) {
   const { env } = c;

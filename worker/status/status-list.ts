@@ -126,6 +126,14 @@ export class StatusList extends MeteredObject {
     return changed;
   }
 
+  /** The ids of the lists this shard has started, oldest first. */
+  async lists(): Promise<string[]> {
+    return this.#sql
+      .exec<{ generation: number }>('SELECT generation FROM lists ORDER BY generation')
+      .toArray()
+      .map((row) => listId(this.#shard, row.generation));
+  }
+
   /** The entries of list `list`, or undefined when this shard never started it. */
   async entries(list: string): Promise<ListEntries | undefined> {
     const parsed = parseListId(list);

@@ -128,6 +128,19 @@ export function statusIndexes(env: Env, deadlineMs: number): IndexBlocks {
 }
 
 /**
+ * Every list the shards have started (the Status List Aggregation, draft-ietf-oauth-status-list §9), one
+ * call per shard, in parallel.
+ *
+ * @throws {BrokerError} `store_unavailable` when a shard fails or does not answer.
+ */
+export async function allStatusLists(env: Env): Promise<string[]> {
+  const shards = Array.from({ length: STATUS_LIST_SHARDS }, (_, shard) =>
+    callStore('status_list', () => statusShardStub(env, shard).lists()),
+  );
+  return (await Promise.all(shards)).flat();
+}
+
+/**
  * What list `list` holds, or undefined when it is not a list Tessera started.
  *
  * @throws {BrokerError} `store_unavailable` when its shard fails or does not answer.
