@@ -18,17 +18,13 @@ import {
 } from '../core/status-list';
 import type { AppEnv } from '../http/app-env';
 import { brokerIssuer } from '../http/issuer';
+import { loadedPolicy } from '../policy/loaded';
 import { killSwitchLease } from '../stores/kill-switch';
 import { signingKey } from '../stores/signing-keys';
 import { allStatusLists, statusListEntries } from '../stores/status-lists';
 
 /** The media type of a status list token (§8.1). */
 const MEDIA_TYPE = 'application/statuslist+jwt';
-/**
- * How long a verifier (and the edge cache) may use a list: a revocation reaches an offline verifier within
- * this, and a fleet's verifier fetches each live list once per this many seconds.
- */
-export const STATUS_LIST_TTL_SECONDS = 60;
 /** A list token is valid this long past its `iat`: a verifier that cannot refetch keeps it one ttl more. */
 const EXP_TTLS = 2;
 
@@ -40,6 +36,12 @@ export const statusListRoutes = new Hono<AppEnv>();
  * The Status List Aggregation (§9): every list's URI, so a verifier can fetch them ahead of the tokens that
  * name them. Advertised as `status_list_aggregation_endpoint` in the metadata (§9.1); cached like a list.
  */
+/**
+ * How long a verifier (and the colo's cache) may use a list (`status_lists.ttl`): a revocation reaches an
+ * offline verifier within it, and a verifier fetches each live list once per this many seconds.
+ */
+const ttlSeconds = () => loadedPolicy().bundle.settings.statusLists.ttl;
+
 statusListRoutes.get('/status', async function statusLists(c) {
   const issuer = brokerIssuer(c.env);
   // From the colo's cache when it can: a miss asks all 16 shards.
@@ -48,7 +50,7 @@ statusListRoutes.get('/status', async function statusLists(c) {
   if (hit !== undefined) return hit;
   const lists = await allStatusLists(c.env);
   const response = c.json({ status_lists: lists.map((list) => `${issuer}/status/${list}`) }, 200, {
-    'Cache-Control': `public, max-age=${STATUS_LIST_TTL_SECONDS}`,
+    'Cache-Control': `public, max-age=${ttlSeconds()}`,
     ...CORS,
   });
   c.executionCtx.waitUntil(caches.default.put(cacheKey, response.clone()));
@@ -81,8 +83,8 @@ statusListRoutes.get('/status/:list', async function statusList(c) {
   const claims = statusListTokenClaims({
     sub: uri,
     iat,
-    exp: iat + EXP_TTLS * STATUS_LIST_TTL_SECONDS,
-    ttl: STATUS_LIST_TTL_SECONDS,
+    exp: iat + EXP_TTLS * ttlSeconds(),
+    ttl: ttlSeconds(),
     list: await encodeStatusList(statuses, TESSERA_STATUS_BITS),
   });
   const token = await new SignJWT({ ...claims })
@@ -91,7 +93,7 @@ statusListRoutes.get('/status/:list', async function statusList(c) {
   const response = new Response(token, {
     headers: {
       'Content-Type': MEDIA_TYPE,
-      'Cache-Control': `public, max-age=${STATUS_LIST_TTL_SECONDS}`,
+      'Cache-Control': `public, max-age=${ttlSeconds()}`,
       ...CORS,
     },
   });
