@@ -89,7 +89,7 @@ function fakes(options: FakeOptions = {}): { deps: ExchangeDeps; seen: Seen } {
       return { key: options.key ?? SIGNING_KEY, fromStore: false };
     },
     verifyProof: (header, now) => tokenRequestProof(header, `${ISSUER}/token`, bundle.settings.dpop, now),
-    statusIndexes: { ready: async () => undefined, take: async () => ({ list: 'sl-0-0', idx: nextIndex++ }) },
+    statusIndexes: { ready: async () => ({}), take: async () => ({ list: 'sl-0-0', idx: nextIndex++ }) },
     recordUnverified: async (record) => {
       seen.unverified.push(record);
     },

@@ -54,4 +54,11 @@ describe('IndexBlocks', () => {
     answer = true;
     expect(await blocks.take(() => undefined)).toEqual({ list: 'sl-0-0', idx: 0 });
   });
+
+  it('says when a request waited for a reserve (a round trip in series), and not when the block was held', async () => {
+    const blocks = new IndexBlocks({ reserve: fakeShard(1024).reserve, deadlineMs: 1000 });
+    expect((await blocks.ready(() => undefined)).roundTripMs).toBeTypeOf('number');
+    await blocks.take(() => undefined);
+    expect(await blocks.ready(() => undefined)).toEqual({});
+  });
 });

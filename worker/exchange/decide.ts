@@ -130,6 +130,11 @@ async function granting(
   if (keyed.fromStore) exchange.timings.push({ store: 'keys', ms: 0 });
   const indexed = await exchange.indexed;
   if (indexed instanceof BrokerError) return refused(indexed, verified);
+  // A reserve the request waited for is a round trip in series, unless the lease's renewal overlapped it.
+  const leaseRenewed = exchange.timings.some((timing) => timing.store === 'lease');
+  if (indexed.roundTripMs !== undefined && !leaseRenewed) {
+    exchange.timings.push({ store: 'status', ms: indexed.roundTripMs });
+  }
   let entry: StatusEntry;
   try {
     entry = await exchange.deps.statusIndexes.take();

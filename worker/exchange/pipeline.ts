@@ -72,10 +72,7 @@ export async function exchangeToken(input: ExchangeInput, deps: ExchangeDeps): P
       }),
     ),
     // Usually at once: the isolate holds a block of indexes; a cold one reserves it beside the lease.
-    indexed: deps.statusIndexes.ready().then(
-      () => undefined,
-      (error: unknown) => asRefusal(error, '/token'),
-    ),
+    indexed: deps.statusIndexes.ready().catch((error: unknown) => asRefusal(error, '/token')),
     timings: [],
   };
   const outcome = await stages(exchange);

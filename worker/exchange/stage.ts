@@ -48,7 +48,7 @@ export interface ExchangeDeps extends RefusalStores {
   /** The isolate's block of status list indexes (`stores/status-lists.ts`). */
   statusIndexes: {
     /** Resolves once an index is in hand: at once, unless the isolate holds none (then one reserve). */
-    ready(): Promise<void>;
+    ready(): Promise<{ roundTripMs?: number }>;
     /** The next index, never handed out before. */
     take(): Promise<StatusEntry>;
   };
@@ -66,7 +66,7 @@ export interface ExchangeInput {
 
 /** One storage round trip the answer waited for, for `Server-Timing`. */
 export interface Timing {
-  store: 'agent' | 'lease' | 'keys';
+  store: 'agent' | 'lease' | 'keys' | 'status';
   ms: number;
 }
 
@@ -80,7 +80,7 @@ export interface Exchange {
   /** The signing key, or `signing_unavailable`; awaited just before a token is signed. */
   keyed: Promise<{ key: SigningKey; fromStore: boolean } | BrokerError>;
   /** An index in hand, or the refusal a reserve came to; awaited just before a token is minted. */
-  indexed: Promise<undefined | BrokerError>;
+  indexed: Promise<{ roundTripMs?: number } | BrokerError>;
   timings: Timing[];
 }
 

@@ -55,20 +55,23 @@ export class IndexBlocks {
   }
 
   /**
-   * Resolves once an index can be taken without waiting; starts a background reserve when few are left.
+   * Resolves once an index can be taken without waiting, with the round trip it took when the isolate held
+   * none; starts a background reserve when few are left.
    *
    * @throws {BrokerError} `store_unavailable` when the isolate holds none and the shard does not answer.
    */
-  async ready(background: InBackground): Promise<void> {
+  async ready(background: InBackground): Promise<{ roundTripMs?: number }> {
     if (this.left === 0) {
+      const asked = performance.now();
       await this.#reserve();
-      return;
+      return { roundTripMs: performance.now() - asked };
     }
     if (this.left < RENEW_BELOW && this.#reserving === undefined && this.#spare === undefined) {
       background(
         this.#reserve().catch((error: unknown) => console.error('status lists: background reserve failed', error)),
       );
     }
+    return {};
   }
 
   /**
