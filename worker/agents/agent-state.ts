@@ -101,7 +101,13 @@ export class AgentState extends AuditedObject {
    */
   async #afterChange(): Promise<void> {
     await this.schedule();
-    await this.#flips.send();
+    try {
+      await this.#flips.send();
+    } catch (error) {
+      // The retry's time is known only now: the alarm must not wait for the chain's next reason to fire.
+      await this.schedule();
+      throw error;
+    }
   }
 
   /**
