@@ -2,7 +2,7 @@
  * The worker's layers, checked by `npm run lint` (dependency-cruiser). From the bottom up:
  *
  *   core/ and policy/     pure: claims, checks, errors, the policy bundle and engine; no I/O, no binding
- *   audit/, agents/, control/, keys/, approvals/, durable/
+ *   audit/, agents/, control/, keys/, approvals/, durable/, status/
  *                         the Durable Objects and the audit path (queue consumer, archive), with what they share
  *   stores/               the worker's side of every object and database: the deadline and the 503
  *   exchange/             the /token pipeline, over stores passed in
@@ -38,7 +38,7 @@ module.exports = {
       name: 'objects-below-stores',
       comment: 'The objects and the audit path are what the stores call: they never call a store or a route.',
       severity: 'error',
-      from: { path: layer(['audit', 'agents', 'control', 'keys', 'approvals', 'durable']) },
+      from: { path: layer(['audit', 'agents', 'control', 'keys', 'approvals', 'durable', 'status']) },
       to: { path: layer(['stores', 'exchange', 'http', 'admin', 'routes']) },
     },
     {

@@ -14,11 +14,12 @@ interface __BaseEnv_Env {
 	KILL_SWITCH_SHARDS: DurableObjectNamespace<import("./worker/index").KillSwitchShard>;
 	AUDIT_SEALER: DurableObjectNamespace<import("./worker/index").AuditSealer>;
 	AUDIT_INTAKE: DurableObjectNamespace<import("./worker/index").AuditIntake>;
+	STATUS_LISTS: DurableObjectNamespace<import("./worker/index").StatusList>;
 }
 declare namespace Cloudflare {
 	interface GlobalProps {
 		mainModule: typeof import("./worker/index");
-		durableNamespaces: "AgentState" | "SigningKeys" | "KillSwitchControl" | "KillSwitchShard" | "AuditSealer" | "AuditIntake";
+		durableNamespaces: "AgentState" | "SigningKeys" | "KillSwitchControl" | "KillSwitchShard" | "AuditSealer" | "AuditIntake" | "StatusList";
 	}
 	interface Env extends __BaseEnv_Env {}
 }

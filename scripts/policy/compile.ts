@@ -331,6 +331,7 @@ export async function compilePolicyFolder(dir: string, options: CompileOptions =
         hotMaxBytes: s.audit.hot_max_bytes,
         segmentRecords: s.audit.segment_records,
       },
+      statusLists: { ttl: s.status_lists.ttl },
     },
     agents,
     issuers,

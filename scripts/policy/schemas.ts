@@ -50,6 +50,7 @@ export const SettingsFile = z.strictObject({
       segment_records: z.number().int().min(100).max(200_000).default(50_000),
     })
     .default({ hot_days: 30, hot_max_bytes: 5_000_000_000, segment_records: 50_000 }),
+  status_lists: z.strictObject({ ttl: Seconds.min(10).max(3600).default(60) }).default({ ttl: 60 }),
 });
 export type SettingsFile = z.output<typeof SettingsFile>;
 

@@ -44,6 +44,8 @@ interface FakeOptions {
   key?: SigningKey | 'fails';
 }
 
+let nextIndex = 0;
+
 function fakes(options: FakeOptions = {}): { deps: ExchangeDeps; seen: Seen } {
   const seen: Seen = { exchanges: [], agentRecords: [], unverified: [], elsewhere: [], releases: [] };
   const lease: Lease = {
@@ -87,6 +89,7 @@ function fakes(options: FakeOptions = {}): { deps: ExchangeDeps; seen: Seen } {
       return { key: options.key ?? SIGNING_KEY, fromStore: false };
     },
     verifyProof: (header, now) => tokenRequestProof(header, `${ISSUER}/token`, bundle.settings.dpop, now),
+    statusIndexes: { ready: async () => ({}), take: async () => ({ list: 'sl-0-0', idx: nextIndex++ }) },
     recordUnverified: async (record) => {
       seen.unverified.push(record);
     },

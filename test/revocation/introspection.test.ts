@@ -95,6 +95,7 @@ describe('POST /introspect: an active token (RFC 7662 §2.2)', () => {
       task: { id: 'task-introspect', hash: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/) },
       owner: 'alice@example.com',
       policy: bundle.version,
+      status: { status_list: { idx: expect.any(Number), uri: expect.stringMatching(/\/status\/sl-\d+-\d+$/) } },
     });
     expect(body).toEqual({ active: true, token_type: 'Bearer', ...decodeJwt(issued.token) });
   });

@@ -25,6 +25,7 @@ import type {
   ProofReplay,
 } from '../core/exchange';
 import { exchangeRefusal } from '../core/exchange';
+import { STATUS } from '../core/status-list';
 import { loadedPolicy } from '../policy/loaded';
 import { AdmissionGate } from './admission';
 import { Approvals, type Polled } from './approvals';
@@ -33,6 +34,7 @@ import { ApprovalNotifications } from './notifications';
 import { ReplayMarks } from './replay-marks';
 import { type AgentStatus, Revocations, type StatusAction, type TokenRef, type TokenStatus } from './revocations';
 import { AGENT_SCHEMA } from './schema';
+import { StatusFlips } from './status-flips';
 
 export type { AgentStatus, StatusAction, TokenRef, TokenStatus } from './revocations';
 
@@ -71,6 +73,7 @@ export class AgentState extends AuditedObject {
   readonly #approvals: Approvals;
   readonly #notifications: ApprovalNotifications;
   readonly #gate: AdmissionGate;
+  readonly #flips: StatusFlips;
   /** While an exchange runs: the records it commits, for the worker to send. */
   #handingOut: string[] | undefined;
 
@@ -86,6 +89,25 @@ export class AgentState extends AuditedObject {
     this.#approvals = new Approvals(rows);
     this.#revocations = new Revocations(this.ctx, this.#expiry, this.#marks);
     this.#gate = new AdmissionGate(this.#revocations, this.#marks);
+    this.#flips = new StatusFlips(sql, this.env);
+  }
+
+  /**
+   * Sends the status flips the change just committed (and any still waiting) to their lists, after the
+   * alarm that would retry them is set.
+   *
+   * @throws {Error} when a list did not take them: the change is committed, its answer is 503, and the
+   *   alarm sends them again.
+   */
+  async #afterChange(): Promise<void> {
+    await this.schedule();
+    try {
+      await this.#flips.send();
+    } catch (error) {
+      // The retry's time is known only now: the alarm must not wait for the chain's next reason to fire.
+      await this.schedule();
+      throw error;
+    }
   }
 
   /**
@@ -280,10 +302,11 @@ export class AgentState extends AuditedObject {
       if (repeat) this.#sample('repeat_revoke', draft, { decision: 'granted' });
       else {
         this.#revocations.revoke(jti, exp);
+        this.#flips.queue(this.#marks.liveEntries(Math.floor(nowSeconds()), { jti }), STATUS.INVALID);
         this.#record(draft, { decision: 'granted' });
       }
     }
-    await this.schedule();
+    await this.#afterChange();
     return proven ? 'changed' : 'proof_replayed';
   }
 
@@ -296,9 +319,10 @@ export class AgentState extends AuditedObject {
     const proven = this.#useProof(proof, draft);
     if (proven) {
       this.#revocations.finishTask(taskId, nowSeconds());
+      this.#flips.queue(this.#marks.liveEntries(Math.floor(nowSeconds()), { taskId }), STATUS.INVALID);
       if (draft !== undefined) this.#record(draft, { decision: 'granted' });
     }
-    await this.schedule();
+    await this.#afterChange();
     return proven ? 'changed' : 'proof_replayed';
   }
 
@@ -308,10 +332,30 @@ export class AgentState extends AuditedObject {
    */
   async changeStatus(action: StatusAction, by: string, reason: string, draft: AuditDraft): Promise<AgentStatus> {
     // The status and its record, in one transaction: no await between them.
-    const status = this.#revocations.change(action, by, reason, Date.now());
+    const nowMs = Date.now();
+    const status = this.#revocations.change(action, by, reason, nowMs);
+    this.#queueStatusFlips(action, Math.floor(nowMs / 1000));
     this.#record(draft, { decision: 'granted' });
-    await this.schedule();
+    await this.#afterChange();
     return status;
+  }
+
+  /**
+   * What an agent's change does to its live tokens' entries: revoke makes them INVALID, suspend SUSPENDED
+   * (the suspension revokes them too, so they stay dead); resume sets each back to VALID only if the token
+   * is alive by every other count, else INVALID (a token the suspension revoked is).
+   */
+  #queueStatusFlips(action: StatusAction, now: number): void {
+    const live = this.#marks.liveEntries(now);
+    if (action !== 'resume') {
+      this.#flips.queue(live, action === 'revoke' ? STATUS.INVALID : STATUS.SUSPENDED);
+      return;
+    }
+    for (const entry of live) {
+      const token = { jti: entry.jti, taskId: entry.taskId ?? '', iat: Math.floor(entry.admittedMs / 1000) };
+      const alive = this.#revocations.tokenStatus(token, now).active;
+      this.#flips.queue([entry], alive ? STATUS.VALID : STATUS.INVALID);
+    }
   }
 
   /** The expiry of a token granted here whose record is not in D1 yet. */
@@ -326,7 +370,7 @@ export class AgentState extends AuditedObject {
 
   /** Besides the chain's: when a notification is due, or a row expires. */
   protected override dueTimes(): (number | null)[] {
-    return [this.#notifications.dueAt(), this.#expiry.dueAt()];
+    return [this.#notifications.dueAt(), this.#expiry.dueAt(), this.#flips.dueAt()];
   }
 
   /**
@@ -343,5 +387,7 @@ export class AgentState extends AuditedObject {
       (attempt) => this.outbox.append(attempt),
     );
     this.#expiry.forgetExpired(now);
+    // Flips a list did not take: sent again, with backoff, until it does.
+    if (this.#flips.dueAt() !== null) await this.#flips.send().catch((error: unknown) => console.error(error));
   }
 }

@@ -12,6 +12,23 @@ import type { ExpiringRows } from './expiry';
  */
 const CLOCK_MARGIN_SECONDS = 60;
 
+/** A token an admitted attestation became: its id, expiry (epoch seconds), task and status list entry. */
+export interface AdmittedToken {
+  jti: string;
+  exp: number;
+  taskId?: string;
+  status?: { list: string; idx: number };
+}
+
+/** A live token's entry in its status list, as the row of its attestation keeps it. */
+export type LiveEntry = {
+  jti: string;
+  list: string;
+  idx: number;
+  taskId: string | null;
+  admittedMs: number;
+};
+
 /** What storage says of an exchange's attestation, DPoP proof and task. */
 export interface Remembered {
   replayed: boolean;
@@ -58,17 +75,25 @@ export class ReplayMarks {
     );
   }
 
-  /** Remembers a used attestation (with the token it became, if any) or DPoP proof until `until`. */
-  markUsed(key: string, until: number, token?: { jti: string; exp: number }): void {
-    const expiresAt = until + CLOCK_MARGIN_SECONDS;
+  /**
+   * Remembers a used attestation (with the token it became, if any) or DPoP proof until `until`; an
+   * attestation whose token has a status list entry is kept as long as the token lives, for its flips.
+   */
+  markUsed(key: string, until: number, token?: AdmittedToken): void {
+    // Kept while a flip of its token's entry may still matter: until the token expires.
+    const expiresAt = Math.max(until, token?.status === undefined ? 0 : token.exp) + CLOCK_MARGIN_SECONDS;
     this.#rows.sql.exec(
-      `INSERT OR REPLACE INTO seen_attestations (key, expires_at, token_jti, token_exp, admitted_ms)
-       VALUES (?, ?, ?, ?, ?)`,
+      `INSERT OR REPLACE INTO seen_attestations
+         (key, expires_at, token_jti, token_exp, admitted_ms, status_list, status_idx, task_id)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       key,
       expiresAt,
       token?.jti ?? null,
       token?.exp ?? null,
       token === undefined ? null : Date.now(),
+      token?.status?.list ?? null,
+      token?.status?.idx ?? null,
+      token?.taskId ?? null,
     );
     this.#rows.expiry.note(expiresAt);
   }
@@ -78,9 +103,36 @@ export class ReplayMarks {
     this.markUsed(
       admission.replayKey,
       admission.replayUntil,
-      token === undefined ? undefined : { jti: token.tokenJti, exp: token.tokenExp },
+      token === undefined
+        ? undefined
+        : {
+            jti: token.tokenJti,
+            exp: token.tokenExp,
+            taskId: admission.taskId,
+            ...(token.status !== undefined && { status: token.status }),
+          },
     );
     if (admission.dpop !== undefined) this.markUsed(admission.dpop.replayKey, admission.dpop.replayUntil);
+  }
+
+  /**
+   * The status entries of the tokens alive at `now` (epoch seconds) that `where` selects: all of them, one
+   * token's, or one task's. The table holds only live tokens and attestations still in their replay window:
+   * a scan, on a change, never on `/token`.
+   */
+  liveEntries(now: number, where: { jti?: string; taskId?: string } = {}): LiveEntry[] {
+    return this.#rows.sql
+      .exec<LiveEntry>(
+        `SELECT token_jti AS jti, status_list AS list, status_idx AS idx, task_id AS taskId,
+           admitted_ms AS admittedMs
+         FROM seen_attestations
+         WHERE status_list IS NOT NULL AND token_exp > ?1 AND (?2 IS NULL OR token_jti = ?2)
+           AND (?3 IS NULL OR task_id = ?3)`,
+        now,
+        where.jti ?? null,
+        where.taskId ?? null,
+      )
+      .toArray();
   }
 
   /** The tokens admitted since `sinceMs` (epoch ms), with their expiry (epoch seconds). */

@@ -30,4 +30,12 @@ export const AGENT_SCHEMA: readonly string[] = [
    INSERT INTO seen_attestations_keyed SELECT key, expires_at, token_jti, token_exp, admitted_ms FROM seen_attestations;
    DROP TABLE seen_attestations;
    ALTER TABLE seen_attestations_keyed RENAME TO seen_attestations;`,
+  // A token's entry in its status list, and its task, on the row its attestation already writes (no row
+  // more per token): what a change that kills the token flips. Flips on their way to the lists wait in
+  // `status_flips` (`./status-flips.ts`) until their list has them.
+  `ALTER TABLE seen_attestations ADD COLUMN status_list TEXT;
+   ALTER TABLE seen_attestations ADD COLUMN status_idx INTEGER;
+   ALTER TABLE seen_attestations ADD COLUMN task_id TEXT;
+   CREATE TABLE status_flips (list TEXT NOT NULL, idx INTEGER NOT NULL, status INTEGER NOT NULL,
+     PRIMARY KEY (list, idx)) WITHOUT ROWID;`,
 ];

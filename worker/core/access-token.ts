@@ -5,6 +5,7 @@ import type { AgentTokenClaims } from '@tessera/verify';
 import { base64url, errors, type JWTVerifyGetKey, jwtVerify, SignJWT } from 'jose';
 import { z } from 'zod';
 import { KeySourceError } from './errors';
+import { referencedTokenStatus } from './status-list';
 
 /** Header `typ` of every access token (RFC 9068 §2.1). */
 export const ACCESS_TOKEN_TYP = 'at+jwt';
@@ -40,6 +41,8 @@ export interface AccessTokenInput {
   approval?: { id: string; by: string[] };
   /** RFC 7638 thumbprint of the DPoP key the token is bound to. */
   dpopJkt?: string;
+  /** The token's entry in a status list (draft-ietf-oauth-status-list §6.1): `status.status_list`. */
+  status?: { idx: number; uri: string };
 }
 
 /** Builds the claims of an access token; `iat` = `nbf` = now, `exp` = now + ttl. */
@@ -65,6 +68,7 @@ export function accessTokenClaims(input: AccessTokenInput): AccessTokenClaims {
       },
     }),
     ...(input.dpopJkt !== undefined && { cnf: { jkt: input.dpopJkt } }),
+    ...(input.status !== undefined && { status: referencedTokenStatus(input.status.idx, input.status.uri) }),
   };
 }
 
@@ -90,6 +94,7 @@ const Claims = z.object({
   policy: z.string(),
   approval: z.object({ id: z.string(), by: z.union([z.string(), z.array(z.string())]) }).optional(),
   cnf: z.object({ jkt: z.string() }).optional(),
+  status: z.object({ status_list: z.object({ idx: z.number().int().nonnegative(), uri: z.string() }) }).optional(),
 });
 
 export type AccessTokenCheck = { valid: true; claims: AccessTokenClaims } | { valid: false; reason: string };

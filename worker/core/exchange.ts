@@ -44,6 +44,8 @@ export interface Grant {
   tokenExp: number;
   grantedActions: string;
   details: Record<string, unknown>;
+  /** The token's entry in a status list, which the agent's object flips when the token dies. */
+  status?: { list: string; idx: number };
 }
 
 /** What the worker decided, for the object to commit once it admits the request. */

@@ -16,7 +16,8 @@ import { BrokerError, refuse } from '../core/errors';
 import type { ExchangeDecision, Grant } from '../core/exchange';
 import { type Authorization, authorize } from '../core/policy';
 import type { Lease } from '../stores/kill-switch';
-import { type Exchange, type Parsed, type Prepared, type Refused, refused, type Verified } from './stage';
+import type { StatusEntry } from '../stores/status-lists';
+import { caught, type Exchange, type Parsed, type Prepared, type Refused, refused, type Verified } from './stage';
 
 type Decided =
   | { kind: 'grant'; authorization: Authorization }
@@ -127,9 +128,22 @@ async function granting(
   const keyed = await exchange.keyed;
   if (keyed instanceof BrokerError) return refused(keyed, verified);
   if (keyed.fromStore) exchange.timings.push({ store: 'keys', ms: 0 });
-  const minted = mint(exchange, verified, authorization);
+  const indexed = await exchange.indexed;
+  if (indexed instanceof BrokerError) return refused(indexed, verified);
+  // A reserve the request waited for is a round trip in series, unless the lease's renewal overlapped it.
+  const leaseRenewed = exchange.timings.some((timing) => timing.store === 'lease');
+  if (indexed.roundTripMs !== undefined && !leaseRenewed) {
+    exchange.timings.push({ store: 'status', ms: indexed.roundTripMs });
+  }
+  let entry: StatusEntry;
+  try {
+    entry = await exchange.deps.statusIndexes.take();
+  } catch (error) {
+    return caught(error, verified);
+  }
+  const minted = mint(exchange, verified, authorization, entry);
   const claims = accessTokenClaims(minted);
-  const grant = grantOf(authorization, claims);
+  const grant = grantOf(authorization, claims, entry);
   const { approvalId } = verified;
   if (approvalId !== undefined) {
     // Signed once the object has collected the approval and said who approved.
@@ -142,7 +156,12 @@ async function granting(
 }
 
 /** The token to mint for a grant. */
-function mint({ input, deps }: Exchange, verified: Verified, authorization: Authorization): AccessTokenInput {
+function mint(
+  { input, deps }: Exchange,
+  verified: Verified,
+  authorization: Authorization,
+  entry: StatusEntry,
+): AccessTokenInput {
   const { parsed, caller, proof } = verified;
   return {
     issuer: deps.issuer,
@@ -155,12 +174,14 @@ function mint({ input, deps }: Exchange, verified: Verified, authorization: Auth
     jti: crypto.randomUUID(),
     now: input.now,
     ...(proof !== undefined && { dpopJkt: proof.jkt }),
+    status: { idx: entry.idx, uri: `${deps.issuer}/status/${entry.list}` },
   };
 }
 
 /** What the grant's record adds to the draft. */
-function grantOf(authorization: Authorization, claims: AccessTokenClaims): Grant {
+function grantOf(authorization: Authorization, claims: AccessTokenClaims, entry: StatusEntry): Grant {
   return {
+    status: { list: entry.list, idx: entry.idx },
     tokenJti: claims.jti,
     tokenExp: claims.exp,
     grantedActions: claims.scope,

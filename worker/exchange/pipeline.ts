@@ -71,6 +71,8 @@ export async function exchangeToken(input: ExchangeInput, deps: ExchangeDeps): P
         cause: error,
       }),
     ),
+    // Usually at once: the isolate holds a block of indexes; a cold one reserves it beside the lease.
+    indexed: deps.statusIndexes.ready().catch((error: unknown) => asRefusal(error, '/token')),
     timings: [],
   };
   const outcome = await stages(exchange);

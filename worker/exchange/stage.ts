@@ -14,6 +14,7 @@ import type { TokenRequest } from '../core/token-request';
 import type { PolicyBundle } from '../policy/bundle';
 import type { AgentStore } from '../stores/agents';
 import type { Lease } from '../stores/kill-switch';
+import type { StatusEntry } from '../stores/status-lists';
 
 /** Where a request came from, recorded with its decision. */
 export interface Origin {
@@ -44,6 +45,13 @@ export interface ExchangeDeps extends RefusalStores {
     remainingMs(lease: Lease): number;
   };
   signingKey(now: number): Promise<{ key: SigningKey; fromStore: boolean }>;
+  /** The isolate's block of status list indexes (`stores/status-lists.ts`). */
+  statusIndexes: {
+    /** Resolves once an index is in hand: at once, unless the isolate holds none (then one reserve). */
+    ready(): Promise<{ roundTripMs?: number }>;
+    /** The next index, never handed out before. */
+    take(): Promise<StatusEntry>;
+  };
   /** DPoP proof of `POST {issuer}/token` (RFC 9449 §4.3), or undefined when the request carries none. */
   verifyProof(header: string | null, now: Date): Promise<VerifiedDpopProof | undefined>;
 }
@@ -58,7 +66,7 @@ export interface ExchangeInput {
 
 /** One storage round trip the answer waited for, for `Server-Timing`. */
 export interface Timing {
-  store: 'agent' | 'lease' | 'keys';
+  store: 'agent' | 'lease' | 'keys' | 'status';
   ms: number;
 }
 
@@ -71,6 +79,8 @@ export interface Exchange {
   leased: Promise<{ lease: Lease; roundTripMs?: number } | BrokerError>;
   /** The signing key, or `signing_unavailable`; awaited just before a token is signed. */
   keyed: Promise<{ key: SigningKey; fromStore: boolean } | BrokerError>;
+  /** An index in hand, or the refusal a reserve came to; awaited just before a token is minted. */
+  indexed: Promise<{ roundTripMs?: number } | BrokerError>;
   timings: Timing[];
 }
 

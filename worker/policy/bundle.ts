@@ -125,6 +125,11 @@ export const Settings = z.object({
     /** Records per archive segment (one R2 object). */
     segmentRecords: z.number().int().min(100),
   }),
+  /** The token status lists (draft-ietf-oauth-status-list) at `GET /status/{list}`. */
+  statusLists: z.object({
+    /** Seconds a verifier (and the colo's cache) may use a list: a revocation reaches it within this. */
+    ttl: z.number().int().min(10).max(3600),
+  }),
 });
 export type Settings = z.infer<typeof Settings>;
 

@@ -31,6 +31,8 @@ discoveryRoutes.get('/.well-known/oauth-authorization-server', (c) => {
       token_endpoint_auth_methods_supported: ['none'],
       scopes_supported: loadedPolicy().bundle.cedar.actions,
       dpop_signing_alg_values_supported: DPOP_ALGORITHMS,
+      // draft-ietf-oauth-status-list §9.1: every status list the tokens name, listed at one URI.
+      status_list_aggregation_endpoint: `${issuer}/status`,
     },
     200,
     { 'Cache-Control': `public, max-age=${JWKS_MAX_AGE_SECONDS}` },

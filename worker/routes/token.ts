@@ -17,6 +17,7 @@ import { agentStore } from '../stores/agents';
 import { recordInIntake, recordUnverified } from '../stores/audit-log';
 import { admissionDeadlineMs, type InBackground, killSwitchLease, leaseRemainingMs } from '../stores/kill-switch';
 import { signingKey } from '../stores/signing-keys';
+import { statusIndexes } from '../stores/status-lists';
 
 const keyResolver = createKeyResolver(loadedPolicy().bundle);
 
@@ -35,6 +36,10 @@ function exchangeDeps(env: Env, background: InBackground): ExchangeDeps {
       remainingMs: leaseRemainingMs,
     },
     signingKey: (now) => signingKey(env, now),
+    statusIndexes: {
+      ready: () => statusIndexes(env, admissionDeadlineMs(env)).ready(background),
+      take: () => statusIndexes(env, admissionDeadlineMs(env)).take(background),
+    },
     verifyProof: (header, now) => tokenRequestProof(header, `${issuer}/token`, bundle.settings.dpop, now),
     recordUnverified: (record) => recordUnverified(env, record),
     recordInIntake: (record) => recordInIntake(env, record),
