@@ -73,11 +73,13 @@ async function jsonBody(request: IncomingMessage): Promise<unknown> {
   }
 }
 
-/** The tool a JSON-RPC message calls (`tools/call`), if it calls one. */
-function toolOf(message: unknown): string | undefined {
-  const { method, params } = (message ?? {}) as { method?: unknown; params?: { name?: unknown } };
-  if (method !== 'tools/call') return undefined;
-  return typeof params?.name === 'string' ? params.name : '';
+/** The tools a JSON-RPC message, or each message of a batch, calls (`tools/call`); a call with no name is ''. */
+function toolsOf(body: unknown): string[] {
+  return (Array.isArray(body) ? body : [body]).flatMap((message: unknown) => {
+    const { method, params } = (message ?? {}) as { method?: unknown; params?: { name?: unknown } };
+    if (method !== 'tools/call') return [];
+    return [typeof params?.name === 'string' ? params.name : ''];
+  });
 }
 
 /** Answers one HTTP request: the metadata, or an MCP message whose token `resource` lets through. */
@@ -101,7 +103,7 @@ async function handle(
     method: request.method ?? 'GET',
     url: url.href,
   };
-  const verdict = await resource.authorize(call, toolOf(body));
+  const verdict = await resource.authorize(call, toolsOf(body));
   if (!verdict.ok) {
     const headers: Record<string, string> = {};
     verdict.response.headers.forEach((value, name) => {

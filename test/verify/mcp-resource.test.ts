@@ -102,6 +102,12 @@ describe('mcpResource: authorize, a token that grants the tool', () => {
     expect(verdict.claims.task.id).toBe('task-mcp-resource');
   });
 
+  it('takes a Request as it is', async () => {
+    const { token } = await issue();
+    const request = new Request(RESOURCE, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    expect((await tickets().authorize(request, 'comment-on-ticket')).ok).toBe(true);
+  });
+
   it('needs only a valid token for a request that calls no tool (initialize, tools/list)', async () => {
     const token = await tokenWithScope('tickets:read');
     const verdict = await tickets().authorize(call({ authorization: `Bearer ${token}` }));
@@ -142,6 +148,18 @@ describe('mcpResource: authorize, refusals (MCP authorization, RFC 6750 §3)', (
     expect(refusal.challenge).toMatch(
       new RegExp(`^Bearer ${RESOURCE_METADATA}, scope="tickets:close", error="insufficient_scope"`),
     );
+  });
+
+  it('names every action a batch of tool calls needs', async () => {
+    const token = await tokenWithScope('tickets:read');
+    const verdict = await tickets().authorize(call({ authorization: `Bearer ${token}` }), [
+      'read-ticket',
+      'close-ticket',
+      'comment-on-ticket',
+    ]);
+    const refusal = await refusalOf(verdict);
+    expect(refusal.status).toBe(403);
+    expect(refusal.challenge).toContain('scope="tickets:close tickets:comment tickets:read"');
   });
 
   it('answers 403 insufficient_scope with no scope for a tool it has no actions for', async () => {

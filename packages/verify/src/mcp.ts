@@ -10,6 +10,8 @@ import { type PresentedRequest, refusal, verifyRequest } from './request.js';
 import { StatusLists } from './status-check.js';
 import type { AgentTokenClaims, VerifyAgentTokenOptions } from './token.js';
 
+export type { PresentedRequest } from './request.js';
+
 /** RFC 9728 §3.1: the well-known path a resource's metadata is served under. */
 export const PROTECTED_RESOURCE_METADATA_PATH = '/.well-known/oauth-protected-resource';
 
@@ -49,13 +51,15 @@ export interface McpResource {
   /** The metadata as an answer: `200`, JSON, cacheable for a minute. */
   metadataResponse(): Response;
   /**
-   * Checks the request's token for `tool` (or, with no tool, for any call: `initialize`, `tools/list`): the
-   * verifier's checks with the tool's actions. Refuses with the spec's challenges: `401` with
+   * Checks the request's token for `tool` (or, with no tool, for any call: `initialize`, `tools/list`; with
+   * several, for a batch that calls each): the verifier's checks with the tools' actions. `request` is a
+   * `Request`, or what one presented (from Node's `IncomingMessage`, say). Refuses with the spec's
+   * challenges: `401` with
    * `resource_metadata` for no or a bad token, `403` with `error="insufficient_scope"` and `scope` (the
    * tool's actions) for a token that lacks one, `503` when the broker's keys or the token's status could not
    * be had.
    */
-  authorize(request: PresentedRequest, tool?: string): Promise<McpAuthorization>;
+  authorize(request: Request | PresentedRequest, tool?: string | readonly string[]): Promise<McpAuthorization>;
 }
 
 /** RFC 9728 §3.1: the well-known URL of `resource`'s metadata, inserted between its host and its path. */
@@ -91,10 +95,10 @@ export function mcpResource(options: McpResourceOptions): McpResource {
   if (typeof options.audience !== 'string' || !URL.canParse(options.audience))
     throw new TypeError('audience must be a URL');
   checkIntrospectionOptions(options.introspection);
-  const tools = new Map<string, readonly string[]>(Object.entries(options.tools));
+  const { tools: toolActions, metadataUrl = protectedResourceMetadataUrl(options.audience), ...rest } = options;
+  const tools = new Map<string, readonly string[]>(Object.entries(toolActions));
   for (const [name, actions] of tools)
     if (actions.length === 0) throw new TypeError(`tool ${name} needs at least one action`);
-  const { tools: _tools, metadataUrl = protectedResourceMetadataUrl(options.audience), ...rest } = options;
   const verifyOptions = { ...rest, statusLists: options.statusLists ?? new StatusLists() };
   const metadata: ProtectedResourceMetadata = {
     resource: options.audience,
@@ -109,14 +113,25 @@ export function mcpResource(options: McpResourceOptions): McpResource {
     metadataUrl,
     metadataResponse: () => Response.json(metadata, { headers: { 'Cache-Control': 'public, max-age=60' } }),
     async authorize(request, tool) {
-      const actions = tool === undefined ? [] : tools.get(tool);
+      const called = typeof tool === 'string' ? [tool] : (tool ?? []);
       const params: [string, string][] = [['resource_metadata', metadataUrl]];
-      if (actions === undefined) {
+      const unknown = called.find((name) => !tools.has(name));
+      if (unknown !== undefined) {
         // A tool this server does not map is refused, with no scope that would grant it: fail closed.
-        const error = new VerifyError('missing_action', `no actions are mapped for tool ${tool}`);
+        const error = new VerifyError('missing_action', `no actions are mapped for tool ${unknown}`);
         return { ok: false, response: refusal(error, options.requireDpop === true, params) };
       }
-      const verdict = await verifyRequest(request, { ...verifyOptions, actions });
+      const actions = [...new Set(called.flatMap((name) => tools.get(name) ?? []))].sort();
+      const presented =
+        'headers' in request
+          ? {
+              authorization: request.headers.get('authorization'),
+              dpop: request.headers.get('dpop'),
+              method: request.method,
+              url: request.url,
+            }
+          : request;
+      const verdict = await verifyRequest(presented, { ...verifyOptions, actions });
       if (verdict.ok) return verdict;
       if (verdict.error.code === 'missing_action') params.push(['scope', actions.join(' ')]);
       return { ok: false, response: refusal(verdict.error, verdict.dpopChallenge, params) };
