@@ -37,9 +37,9 @@ export async function decide(broker: string, approvalId: string, decision: 'appr
   if (!response.ok) throw new Error(`deciding ${approvalId}: ${response.status} ${await response.text()}`);
 }
 
-/** Whether the broker says the tickets token is active (RFC 7662, as the tickets API). */
-export async function isActive(broker: string, accessToken: string): Promise<boolean> {
-  const basic = btoa(`${encodeURIComponent(TICKETS)}:${encodeURIComponent(introspectionCredentials[TICKETS] ?? '')}`);
+/** Whether the broker says the token is active (RFC 7662, as the demo API `audience`, default the tickets API). */
+export async function isActive(broker: string, accessToken: string, audience = TICKETS): Promise<boolean> {
+  const basic = btoa(`${encodeURIComponent(audience)}:${encodeURIComponent(introspectionCredentials[audience] ?? '')}`);
   const response = await fetch(`${broker}/introspect`, {
     method: 'POST',
     headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },

@@ -3,7 +3,7 @@
  * wrote), installed from the tarball into a fresh project with hono (its optional peer) and @types/node,
  * type-checked by `tsc --strict` under NodeNext and Bundler resolution, and run as ESM and as CommonJS
  * (through `require`) against the real broker: a token from `/token`, verified offline and by introspection,
- * and through `requireAgent`. publint and attw check the same tarball.
+ * through `requireAgent` and through `mcpResource`. publint and attw check the same tarball.
  */
 import { execFile } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -114,6 +114,7 @@ async function expectConsumerVerifies(compiled: string, cwd: string): Promise<vo
     otherAudience: 'wrong_audience',
     route: { status: 201, body: { by: 'demo-agent', task: claims.task.id } },
     routeWithoutToken: 401,
+    mcp: { comment: true, close: 403 },
   });
 }
 
@@ -174,7 +175,7 @@ describe('@tessera/verify, packed and installed from its tarball', () => {
       'package.json',
     ]);
     for (const format of ['esm', 'cjs']) {
-      for (const entry of ['index', 'hono']) {
+      for (const entry of ['index', 'hono', 'mcp']) {
         expect(packed).toEqual(expect.arrayContaining([`dist/${format}/${entry}.js`, `dist/${format}/${entry}.d.ts`]));
       }
     }
@@ -213,6 +214,7 @@ describe('@tessera/verify, packed and installed from its tarball', () => {
       const compiled = await readFile(join(dir, 'dist/consumer.js'), 'utf8');
       expect(compiled).toContain('require("@tessera/verify")');
       expect(compiled).toContain('require("@tessera/verify/hono")');
+      expect(compiled).toContain('require("@tessera/verify/mcp")');
       await expectConsumerVerifies('dist/consumer.js', dir);
     },
     SLOW,

@@ -1,6 +1,7 @@
 /**
  * @tessera/agent: the agent's side of Tessera. Attest, get a short-lived token per task (DPoP-bound by
- * default), wait for a human's step-up approval where policy asks for one, and complete the task.
+ * default), wait for a human's step-up approval where policy asks for one, call MCP servers with the task's
+ * token (`task.mcpFetch`), and complete the task.
  */
 export {
   type AttestationContext,
@@ -17,5 +18,6 @@ export {
 } from './attestation.js';
 export { createDpopKey, type DpopKey } from './dpop.js';
 export { AgentError, type AgentErrorCode, type AgentErrorDetails } from './errors.js';
+export type { McpFetch, McpFetchOptions } from './mcp.js';
 export type { PendingApproval, Task, TaskFetchInit, TaskToken, TokenRequest } from './task.js';
 export { createTessera, type TaskOptions, Tessera, type TesseraOptions } from './tessera.js';

@@ -1,12 +1,13 @@
 /**
  * A task: the tokens the agent holds for one piece of work, cached per audience and scope and refreshed
  * with a fresh attestation before they expire; the step-up poll; `fetch` with the token (and its DPoP
- * proof); completion, which kills every token of the task.
+ * proof), and the MCP transport's `fetch` built on it; completion, which kills every token of the task.
  */
 import type { AttestationSource } from './attestation.js';
 import { type BrokerConnection, completeTask, exchange, type HeldToken, revokeToken } from './broker.js';
 import { asksForNonce, type DpopKey, dpopProof } from './dpop.js';
 import { AgentError, abortedError } from './errors.js';
+import { createMcpFetch, type McpFetch, type McpFetchOptions } from './mcp.js';
 
 /** What a token is asked for. */
 export interface TokenRequest {
@@ -271,6 +272,25 @@ export class Task {
     }
     broker.nonces.remember(url, response);
     return response;
+  }
+
+  /**
+   * A `fetch` for an MCP client transport (the SDK's `StreamableHTTPClientTransport` takes it as `fetch`):
+   * every request to the MCP server carries this task's token for `audience` (DPoP-bound as {@link fetch}
+   * does), starting with `scope`. On `403` with `error="insufficient_scope"` (MCP authorization, "Scope
+   * Challenge Handling"), it asks the broker for the actions held plus the challenge's `scope`, for this
+   * task (waiting for a step-up approval when policy needs one), and retries the request once.
+   *
+   * @example
+   * const transport = new StreamableHTTPClientTransport(new URL('https://mcp.example.com/mcp'), {
+   *   fetch: task.mcpFetch({ audience: 'https://iam.example.com', scope: 'iam:read-user' }),
+   * });
+   * await new Client({ name: 'offboarding', version: '1.0.0' }).connect(transport);
+   *
+   * @throws {TypeError} when `audience` is not a URL or `scope` names no action.
+   */
+  mcpFetch(options: McpFetchOptions): McpFetch {
+    return createMcpFetch(this, options);
   }
 
   /**

@@ -4,11 +4,10 @@
  * an optional peer dependency, imported for types only: nothing of it is loaded at run time.
  */
 import type { Context, MiddlewareHandler } from 'hono';
-import { DPOP_ALGORITHMS } from './dpop.js';
-import { VerifyError } from './errors.js';
 import { checkIntrospectionOptions } from './introspection.js';
+import { refusal, verifyRequest } from './request.js';
 import { StatusLists } from './status-check.js';
-import { type AgentTokenClaims, type VerifyAgentTokenOptions, verifyAgentToken } from './token.js';
+import type { AgentTokenClaims, VerifyAgentTokenOptions } from './token.js';
 
 /** What `requireAgent` sets on the context: `c.get('agent')`. */
 export type AgentVariables = { agent: AgentTokenClaims };
@@ -22,43 +21,6 @@ export type RequireAgentOptions = Omit<VerifyAgentTokenOptions, 'dpop' | 'now'> 
    */
   publicUrl?: (c: Context) => string;
 };
-
-type Credential = { scheme: 'Bearer' | 'DPoP'; token: string } | undefined;
-
-/**
- * `Authorization: Bearer <token>` (RFC 6750 §2.1) or `DPoP <token>` (RFC 9449 §7.1), in the b64token syntax.
- * That syntax allows padding and `+`, `/`, `~`: `verifyAgentToken` then refuses all but the one canonical
- * spelling of a JWT, before anything else.
- */
-function credential(header: string | undefined): Credential | 'malformed' {
-  if (header === undefined || header === '') return undefined;
-  const match = /^(Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(header);
-  if (match === null) return 'malformed';
-  return { scheme: match[1]?.toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer', token: match[2] as string };
-}
-
-/** A quoted-string for a challenge parameter: printable ASCII only, no quote or backslash (RFC 9110 §5.6.4). */
-function quoted(value: string): string {
-  return `"${value.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '')}"`;
-}
-
-/** The refusal's answer: its public description only (the message, which may quote the token, is for logs). */
-function refusal(error: VerifyError, realm: string, dpopChallenge: boolean): Response {
-  const params = [`realm=${quoted(realm)}`];
-  if (error.error !== undefined)
-    params.push(`error=${quoted(error.error)}`, `error_description=${quoted(error.description)}`);
-  const challenge = dpopChallenge
-    ? `DPoP ${params.join(', ')}, algs=${quoted(DPOP_ALGORITHMS.join(' '))}`
-    : `Bearer ${params.join(', ')}`;
-  const body =
-    error.status === 503
-      ? { error: 'temporarily_unavailable', error_description: error.description }
-      : { error: error.error ?? 'invalid_request', error_description: error.description };
-  return Response.json(body, {
-    status: error.status,
-    headers: { 'WWW-Authenticate': challenge, 'Cache-Control': 'no-store' },
-  });
-}
 
 /**
  * Requires a Tessera access token for `audience` granting every action in `actions`; sets the verified
@@ -90,30 +52,17 @@ export function requireAgent(options: RequireAgentOptions): MiddlewareHandler<{ 
   const verifyOptions = { ...rest, statusLists };
 
   return async function requireAgentToken(c, next) {
-    const presented = credential(c.req.header('authorization'));
-    const dpopChallenge = presented !== 'malformed' && presented?.scheme === 'DPoP';
-    if (presented === undefined || presented === 'malformed') {
-      const error =
-        presented === undefined
-          ? new VerifyError('missing_token', 'a token is required')
-          : new VerifyError('malformed', 'the Authorization header is not a Bearer or DPoP token');
-      return refusal(error, realm, options.requireDpop === true);
-    }
-    const proof = c.req.header('dpop');
-    try {
-      // A JWT has no comma: one that does is several DPoP headers joined, which RFC 9449 §4.3 refuses.
-      if (proof?.includes(',')) throw new VerifyError('dpop_invalid', 'more than one DPoP header');
-      const claims = await verifyAgentToken(presented.token, {
-        ...verifyOptions,
-        ...(presented.scheme === 'DPoP' && {
-          dpop: { proof, method: c.req.method, url: publicUrl?.(c) ?? c.req.url },
-        }),
-      });
-      c.set('agent', claims);
-    } catch (error) {
-      if (!(error instanceof VerifyError)) throw error;
-      return refusal(error, realm, dpopChallenge || options.requireDpop === true || error.code === 'dpop_required');
-    }
+    const verdict = await verifyRequest(
+      {
+        authorization: c.req.header('authorization'),
+        dpop: c.req.header('dpop'),
+        method: c.req.method,
+        url: publicUrl?.(c) ?? c.req.url,
+      },
+      verifyOptions,
+    );
+    if (!verdict.ok) return refusal(verdict.error, verdict.dpopChallenge, [['realm', realm]]);
+    c.set('agent', verdict.claims);
     await next();
   };
 }

@@ -1,6 +1,7 @@
 /**
- * Tessera's verifier for downstream APIs: `import { verifyAgentToken } from '@tessera/verify'`, and the Hono
- * middleware from `@tessera/verify/hono`. Depends on jose only, so it runs in a Worker, Node or Bun.
+ * Tessera's verifier for downstream APIs: `import { verifyAgentToken } from '@tessera/verify'`, the Hono
+ * middleware from `@tessera/verify/hono`, an MCP server's authorization from `@tessera/verify/mcp`.
+ * Depends on jose only, so it runs in a Worker, Node or Bun.
  */
 export { isCanonicalJwt } from './compact.js';
 export {

@@ -4,10 +4,12 @@
  *
  * Usage: `node consumer.js <issuer> <audience> <introspection credential> <token>`. Verifies the token with
  * `verifyAgentToken` (asking the broker by introspection too, as the API `audience`), refuses it for another audience, passes it through `requireAgent` on a
- * Hono route, and prints what it saw as one line of JSON.
+ * Hono route and through an MCP server's `authorize` for a tool it grants and one it does not, and prints what it
+ * saw as one line of JSON.
  */
 import { VerifyError, verifyAgentToken } from '@tessera/verify';
 import { type AgentVariables, requireAgent } from '@tessera/verify/hono';
+import { mcpResource } from '@tessera/verify/mcp';
 import { Hono } from 'hono';
 
 async function main(): Promise<void> {
@@ -31,12 +33,22 @@ async function main(): Promise<void> {
   const accepted = await comment({ authorization: `Bearer ${token}` });
   const withoutToken = await comment({});
 
+  const mcp = mcpResource({
+    issuer,
+    audience,
+    tools: { 'comment-on-ticket': ['tickets:comment'], 'close-ticket': ['tickets:close'] },
+  });
+  const toolCall = { authorization: `Bearer ${token}`, dpop: undefined, method: 'POST', url: `${audience}/mcp` };
+  const commented = await mcp.authorize(toolCall, 'comment-on-ticket');
+  const closed = await mcp.authorize(toolCall, 'close-ticket');
+
   console.log(
     JSON.stringify({
       claims: { sub: claims.sub, owner: claims.owner, task: claims.task.id },
       otherAudience: refused,
       route: { status: accepted.status, body: await accepted.json() },
       routeWithoutToken: withoutToken.status,
+      mcp: { comment: commented.ok, close: closed.ok ? 200 : closed.response.status },
     }),
   );
 }
