@@ -36,13 +36,18 @@ export async function exchangeFields(overrides: ExchangeFields = {}): Promise<Ex
   return fields;
 }
 
-/** POSTs a JSON body to `/token`. */
-export function postJson(body: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  return exports.default.fetch(`${ISSUER}/token`, {
+/** POSTs a JSON body (a string as it is) to `path` of the worker. */
+export function postJsonTo(path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return exports.default.fetch(`${ISSUER}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
+}
+
+/** POSTs a JSON body to `/token`. */
+export function postJson(body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return postJsonTo('/token', body, headers);
 }
 
 /**

@@ -18,7 +18,7 @@ import { forgedCopy } from '../helpers/attestation';
 import { lastAudit } from '../helpers/audit';
 import { useForwardClock } from '../helpers/clock';
 import { DEMO_AGENT, ISSUER, TICKETS } from '../helpers/demo';
-import { exchange, expectError, postForm, TASK_DESCRIPTION } from '../helpers/requests';
+import { exchange, expectError, postForm, postJsonTo, TASK_DESCRIPTION } from '../helpers/requests';
 import { type Issued, introspect, issue } from '../helpers/tokens';
 
 const { clockSkew } = loadedPolicy().bundle.settings.attestations;
@@ -30,20 +30,12 @@ beforeEach(async () => {
   await evictAgentObject();
 });
 
-function post(path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  return exports.default.fetch(`${ISSUER}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify(body),
-  });
-}
-
-const revoke = (token: string) => post('/revoke', { token });
+const revoke = (token: string) => postJsonTo('/revoke', { token });
 const complete = (taskId: string, token?: string) =>
-  post(`/tasks/${taskId}/complete`, {}, token === undefined ? {} : { authorization: `Bearer ${token}` });
+  postJsonTo(`/tasks/${taskId}/complete`, {}, token === undefined ? {} : { authorization: `Bearer ${token}` });
 
 function admin(path: string, body: unknown = { reason: 'incident INC-42' }, credential = creds.admin) {
-  return post(path, body, { authorization: `Bearer ${credential}` });
+  return postJsonTo(path, body, { authorization: `Bearer ${credential}` });
 }
 
 async function isActive(token: string): Promise<boolean> {
@@ -164,7 +156,7 @@ describe('POST /revoke (RFC 7009)', () => {
   });
 
   it('refuses a request without a token with 400 invalid_request, and audits it', async () => {
-    await expectError(await post('/revoke', {}), 400, 'invalid_request');
+    await expectError(await postJsonTo('/revoke', {}), 400, 'invalid_request');
     expect(await lastAudit()).toMatchObject({
       event: 'token.revoke',
       decision: 'refused',
@@ -507,7 +499,7 @@ describe('admin revocation: bad calls change nothing', () => {
 
   it.each(actions)('refuses to %s without a credential (401) or without the admin role (403)', async (_, path) => {
     const issued = await issue();
-    const anonymous = await post(path(issued), { reason: 'incident INC-42' });
+    const anonymous = await postJsonTo(path(issued), { reason: 'incident INC-42' });
     expect(anonymous.headers.get('www-authenticate')).toMatch(/^Bearer /);
     await expectError(anonymous, 401, 'invalid_token');
     for (const credential of [creds.auditor, creds.approver]) {

@@ -5,28 +5,18 @@
  * takes a token: `/introspect`, `/revoke`, `/tasks/{id}/complete`, the attestation and the DPoP proof of
  * `/token`.
  */
-import { exports } from 'cloudflare:workers';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { AuditEvent } from '../../worker/audit/schema';
 import { evictAgentObject } from '../helpers/agent-object';
 import { auditRecords, matchingAudit } from '../helpers/audit';
-import { ISSUER } from '../helpers/demo';
 import { dpopKey, dpopProof } from '../helpers/dpop';
-import { exchangeFields, expectError, postForm, postJson } from '../helpers/requests';
+import { exchangeFields, expectError, postForm, postJson, postJsonTo } from '../helpers/requests';
 import { headerSpellings, nonCanonicalSpellings } from '../helpers/spellings';
 import { introspect, issue } from '../helpers/tokens';
 
 beforeEach(async () => {
   await evictAgentObject();
 });
-
-function post(path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  return exports.default.fetch(`${ISSUER}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify(body),
-  });
-}
 
 describe('POST /introspect: a non-canonical spelling of a live token', () => {
   it('is inactive, while the token as issued is active', async () => {
@@ -54,7 +44,7 @@ describe('POST /tasks/{task_id}/complete: a non-canonical spelling of the task t
   it('is refused with 401 invalid_token, and the task goes on', async () => {
     const issued = await issue();
     for (const spelling of headerSpellings(issued.token)) {
-      const response = await post(
+      const response = await postJsonTo(
         `/tasks/${issued.taskId}/complete`,
         {},
         { authorization: `Bearer ${spelling.token}` },

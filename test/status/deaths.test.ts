@@ -3,13 +3,13 @@
  * as a verifier would: a revoke (the holder's and an admin's), a task finished or revoked, the agent revoked,
  * suspended and resumed; and nothing is lost when the agent's object is evicted.
  */
-import { exports } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
 import { STATUS } from '../../worker/core/status-list';
 import { agentObject, evictAgentObject } from '../helpers/agent-object';
 import { useForwardClock } from '../helpers/clock';
 import { DEMO_AGENT, ISSUER } from '../helpers/demo';
+import { postJsonTo } from '../helpers/requests';
 import { issue } from '../helpers/tokens';
 import { entryOf, forgetCached, readList, statusOf } from './list';
 
@@ -19,16 +19,8 @@ beforeEach(async () => {
   await evictAgentObject();
 });
 
-function post(path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  return exports.default.fetch(`${ISSUER}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify(body),
-  });
-}
-
 const admin = (path: string, reason = 'incident INC-42') =>
-  post(path, { reason }, { authorization: `Bearer ${creds.admin}` });
+  postJsonTo(path, { reason }, { authorization: `Bearer ${creds.admin}` });
 
 describe('the status claim', () => {
   it('names an entry of a list the broker serves, VALID while the token lives', async () => {
@@ -53,7 +45,7 @@ describe('a token dies: its entry reads INVALID', () => {
   it('POST /revoke', async () => {
     const revoked = await issue('task-status-revoke');
     const sibling = await issue('task-status-revoke');
-    expect((await post('/revoke', { token: revoked.token })).status).toBe(200);
+    expect((await postJsonTo('/revoke', { token: revoked.token })).status).toBe(200);
     expect(await statusOf(revoked.token)).toBe(STATUS.INVALID);
     expect(await statusOf(sibling.token)).toBe(STATUS.VALID);
   });
@@ -68,7 +60,11 @@ describe('a token dies: its entry reads INVALID', () => {
     const first = await issue('task-status-complete');
     const second = await issue('task-status-complete');
     const other = await issue();
-    const response = await post('/tasks/task-status-complete/complete', {}, { authorization: `Bearer ${first.token}` });
+    const response = await postJsonTo(
+      '/tasks/task-status-complete/complete',
+      {},
+      { authorization: `Bearer ${first.token}` },
+    );
     expect(response.status).toBe(200);
     expect(await statusOf(first.token)).toBe(STATUS.INVALID);
     expect(await statusOf(second.token)).toBe(STATUS.INVALID);
@@ -84,7 +80,7 @@ describe('a token dies: its entry reads INVALID', () => {
   it("the agent's object evicted between the grant and the revoke loses nothing", async () => {
     const held = await issue();
     await evictAgentObject();
-    expect((await post('/revoke', { token: held.token })).status).toBe(200);
+    expect((await postJsonTo('/revoke', { token: held.token })).status).toBe(200);
     expect(await statusOf(held.token)).toBe(STATUS.INVALID);
   });
 });
@@ -110,7 +106,7 @@ describe('the agent revoked, suspended, resumed', () => {
   it('suspend: live tokens read SUSPENDED, a revoked one stays INVALID', async () => {
     const held = await issue();
     const revoked = await issue();
-    expect((await post('/revoke', { token: revoked.token })).status).toBe(200);
+    expect((await postJsonTo('/revoke', { token: revoked.token })).status).toBe(200);
     expect((await admin(`/admin/agents/${DEMO_AGENT}/suspend`)).status).toBe(200);
     expect(await statusOf(held.token)).toBe(STATUS.SUSPENDED);
     expect(await statusOf(revoked.token)).toBe(STATUS.INVALID);
@@ -137,7 +133,7 @@ describe('the edge cache', () => {
     expect((first.payload.exp as number) - (first.payload.iat as number)).toBe(120);
     // The cache is written in the background (waitUntil): give it a moment.
     await new Promise((resolve) => setTimeout(resolve, 50));
-    expect((await post('/revoke', { token: held.token })).status).toBe(200);
+    expect((await postJsonTo('/revoke', { token: held.token })).status).toBe(200);
     const cached = await readList(list);
     expect(cached.statuses[idx]).toBe(STATUS.VALID);
     expect(cached.payload.iat).toBe(first.payload.iat);

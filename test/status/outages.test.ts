@@ -6,14 +6,13 @@
  * The first test must issue this file's first token: the isolate then holds no block of indexes yet.
  */
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
-import { env, exports } from 'cloudflare:workers';
+import { env } from 'cloudflare:workers';
 import { describe, expect, it, vi } from 'vitest';
 import { STATUS } from '../../worker/core/status-list';
 import { type StatusList, statusShardStub } from '../../worker/status/status-list';
 import { agentObject } from '../helpers/agent-object';
 import { detailOf, matchingAudit } from '../helpers/audit';
-import { ISSUER } from '../helpers/demo';
-import { exchange, expectError } from '../helpers/requests';
+import { exchange, expectError, postJsonTo } from '../helpers/requests';
 import { introspect, issue } from '../helpers/tokens';
 import { statusOf } from './list';
 
@@ -59,12 +58,7 @@ describe('a list that does not take a flip', () => {
   it('makes the revoke 503 once committed; the alarm delivers the flip when the list answers', async () => {
     const held = await issue();
     const answer = await silence('flip');
-    const revoke = () =>
-      exports.default.fetch(`${ISSUER}/revoke`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ token: held.token }),
-      });
+    const revoke = () => postJsonTo('/revoke', { token: held.token });
     const started = Date.now();
     await expectError(await revoke(), 503, 'temporarily_unavailable');
     // At the flip's deadline (2 s): the list did not answer.
@@ -87,12 +81,7 @@ describe('a list that does not take a flip', () => {
   it('is repeatable: the same revoke again answers 200 and sends what waits', async () => {
     const held = await issue();
     const answer = await silence('flip');
-    const revoke = () =>
-      exports.default.fetch(`${ISSUER}/revoke`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ token: held.token }),
-      });
+    const revoke = () => postJsonTo('/revoke', { token: held.token });
     expect((await revoke()).status).toBe(503);
     answer();
     expect((await revoke()).status).toBe(200);
