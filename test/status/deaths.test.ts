@@ -6,6 +6,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
 import { STATUS } from '../../worker/core/status-list';
+import { LIST_CAPACITY } from '../../worker/status/status-list';
 import { agentObject, evictAgentObject } from '../helpers/agent-object';
 import { useForwardClock } from '../helpers/clock';
 import { DEMO_AGENT, ISSUER } from '../helpers/demo';
@@ -38,6 +39,15 @@ describe('the status claim', () => {
       entries.add(`${list}#${idx}`);
     }
     expect(entries.size).toBe(20);
+  });
+
+  // A verifier keeps a list for its ttl while isolates go on taking blocks of indexes from it: a token minted
+  // meanwhile must find its entry on the list it holds, not an index past its end.
+  it('serves every index its generation can hand out, so a list cached before a token was minted covers it', async () => {
+    const { list } = entryOf((await issue()).token);
+    const { statuses } = await readList(list);
+    expect(statuses.length).toBe(LIST_CAPACITY);
+    expect(statuses.every((status) => status === STATUS.VALID)).toBe(true);
   });
 });
 

@@ -38,7 +38,7 @@ describe('a status list shard', () => {
       { list, idx: 8, status: STATUS.INVALID },
     ]);
     expect(await shard(2).entries(list)).toEqual({
-      size: 8,
+      size: LIST_CAPACITY,
       changed: [
         { idx: 0, status: STATUS.INVALID },
         { idx: 2, status: STATUS.INVALID },
@@ -50,7 +50,10 @@ describe('a status list shard', () => {
     const { list } = await shard(3).reserve(4);
     await shard(3).flip([{ list, idx: 3, status: STATUS.INVALID }]);
     await evictDurableObject(shard(3));
-    expect(await shard(3).entries(list)).toEqual({ size: 4, changed: [{ idx: 3, status: STATUS.INVALID }] });
+    expect(await shard(3).entries(list)).toEqual({
+      size: LIST_CAPACITY,
+      changed: [{ idx: 3, status: STATUS.INVALID }],
+    });
     expect((await shard(3).reserve(4)).start).toBe(4);
   });
 });

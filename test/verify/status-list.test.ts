@@ -58,14 +58,16 @@ async function statusServer(): Promise<StatusServer> {
       .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'statuslist+jwt', ...header } as { alg: string })
       .sign(key.privateKey);
   }
-  const serving: typeof fetch = async (input, init) => {
+  // As the Workers runtime's fetch does, it refuses to run as a method of another object.
+  const serving = async function serving(this: unknown, input: RequestInfo | URL, init?: RequestInit) {
+    if (this !== undefined && this !== globalThis) throw new TypeError('Illegal invocation');
     const url = input instanceof Request ? input.url : String(input);
     if (url !== uri) return fake.fetch(input, init);
     server.fetches.push(new Headers(init?.headers).get('accept') ?? '');
     if (server.answer === 'unreachable') throw new TypeError('network connection lost');
     if (server.answer === 'down') return new Response('unavailable', { status: 500 });
     return new Response(await signList(), { headers: { 'content-type': 'application/statuslist+jwt' } });
-  };
+  } as typeof fetch;
   server.options.fetch = serving;
   return server;
 }
@@ -173,10 +175,11 @@ describe('verifyAgentToken: a status list that cannot be had', () => {
 
   it('gives up on a list that does not answer within the timeout', async () => {
     const server = await statusServer();
+    const serving = server.options.fetch as typeof fetch;
     const hanging: typeof fetch = (input, init) =>
       String(input) === server.uri
         ? new Promise((_, reject) => init?.signal?.addEventListener('abort', () => reject(init.signal?.reason)))
-        : (server.options.fetch as typeof fetch)(input, init);
+        : serving(input, init);
     const statusLists = new StatusLists({ timeout: 50 });
     const error = await refusal(
       verifyAgentToken(await server.token(ENTRY.valid), { ...server.options, fetch: hanging, statusLists }),

@@ -36,6 +36,7 @@ export interface IndexBlock {
 
 /** What a list holds: how many entries were handed out, and those that are not VALID. */
 export interface ListEntries {
+  /** Entries in the list as served: every index its generation can ever hand out. */
   size: number;
   /** Every entry that is not VALID. */
   changed: { idx: number; status: EntryStatus }[];
@@ -138,15 +139,18 @@ export class StatusList extends MeteredObject {
   async entries(list: string): Promise<ListEntries | undefined> {
     const parsed = parseListId(list);
     if (parsed === undefined || parsed.shard !== this.#shard) return undefined;
-    const size = this.#size(parsed.generation);
-    if (size === undefined) return undefined;
+    if (this.#size(parsed.generation) === undefined) return undefined;
     const changed = this.#sql
       .exec<{ idx: number; status: EntryStatus }>(
         'SELECT idx, status FROM entries WHERE generation = ? ORDER BY idx',
         parsed.generation,
       )
       .toArray();
-    return { size, changed };
+    // The whole generation, not what is handed out so far: a verifier (or the colo's cache) keeps a list for
+    // its ttl while isolates go on taking blocks from it, and a token minted meanwhile must find its entry
+    // there (VALID) rather than an index past the list's end. Entries never handed out are VALID and
+    // compress to almost nothing.
+    return { size: LIST_CAPACITY, changed };
   }
 
   #size(generation: number): number | undefined {

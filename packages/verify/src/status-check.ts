@@ -111,8 +111,10 @@ function unavailable(uri: string, reason: unknown): VerifyError {
 
 async function fetchList(uri: string, source: StatusSource, timeout: number): Promise<CachedList> {
   let jwt: string;
+  // Called on its own, not as `source.fetch(...)`: the Workers runtime's fetch refuses any other `this`.
+  const { fetch: fetchImpl } = source;
   try {
-    const response = await source.fetch(uri, {
+    const response = await fetchImpl(uri, {
       headers: { accept: MEDIA_TYPE },
       signal: AbortSignal.timeout(timeout),
     });
