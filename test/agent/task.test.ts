@@ -174,6 +174,18 @@ describe('task.fetch()', () => {
     expect(await calculateJwkThumbprint(jwk)).toBe((decodeJwt(token).cnf as { jkt: string }).jkt);
   });
 
+  it('calls the fetch it is given on its own, as the Workers runtime requires of its fetch', async () => {
+    // The Workers runtime's fetch throws when called as a method of another object; this one does the same.
+    const strict = function strict(this: unknown, input: RequestInfo | URL, init?: RequestInit) {
+      if (this !== undefined && this !== globalThis) throw new TypeError('Illegal invocation');
+      return fetch(input, init);
+    } as typeof fetch;
+    const task = await demoTessera(broker, { fetch: strict }).task(TASK);
+    const response = await task.fetch(`${api.url}/tickets`, { audience: TICKETS, scope: 'tickets:read' });
+    expect(response.status).toBe(200);
+    await task.complete();
+  });
+
   it('sends a Bearer token without a proof when DPoP is off', async () => {
     const task = await demoTessera(broker, { dpop: false }).task(TASK);
     await task.fetch(`${api.url}/tickets`, { audience: TICKETS, scope: 'tickets:read' });

@@ -39,8 +39,10 @@ type Body = Record<string, unknown>;
 
 /** Sends a request; no answer at all is `broker_unavailable`, a fired signal `aborted`. */
 async function send(broker: BrokerConnection, url: string, init: RequestInit, signal?: AbortSignal) {
+  // Called on its own, not as `broker.fetch(...)`: the Workers runtime's fetch refuses any other `this`.
+  const { fetch: fetchImpl } = broker;
   try {
-    return await broker.fetch(url, { ...init, ...(signal !== undefined && { signal }) });
+    return await fetchImpl(url, { ...init, ...(signal !== undefined && { signal }) });
   } catch (cause) {
     if (signal?.aborted) throw abortedError(signal);
     throw new AgentError('broker_unavailable', `no answer from ${url}`, { cause });

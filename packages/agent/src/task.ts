@@ -262,7 +262,9 @@ export class Task {
           'dpop',
           await dpopProof(dpop, { method, url, accessToken: held.accessToken, nonce: broker.nonces.get(url) }),
         );
-      return broker.fetch(url, { ...rest, method, headers });
+      // On its own, not as a method of `broker`: the Workers runtime's fetch refuses any other `this`.
+      const { fetch: fetchImpl } = broker;
+      return fetchImpl(url, { ...rest, method, headers });
     };
     const response = await call();
     const retriable = !(rest.body instanceof ReadableStream);
