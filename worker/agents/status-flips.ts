@@ -5,7 +5,7 @@
  * holds it; one that could not be sent stays, the change answers 503 (it is committed: repeating it is
  * harmless), and the object's alarm sends it again. An eviction loses nothing: flips are stored first.
  */
-import { withinDeadline } from '../audit/deadline';
+import { withinDeadline } from '../durable/deadline';
 import { type EntryStatus, parseListId, type StatusFlip, statusShardStub } from '../status/status-list';
 
 /** A change waits this long for the lists; under the store deadline its caller gives the whole call. */

@@ -3,8 +3,8 @@
  * one that fails or does not answer in time rejects, so an archive run stops before it deletes anything.
  */
 import { hex } from '../core/hex';
+import { withinDeadline } from '../durable/deadline';
 import type { ArchiveBucket } from './archive';
-import { withinDeadline } from './deadline';
 
 /** An upload of a segment (up to tens of MB) waits this long before it counts as failed. */
 const PUT_DEADLINE_MS = 60_000;

@@ -4,7 +4,7 @@
  * holds. Each call is bounded: one that fails or does not answer in time rejects, and the records stay in
  * their object, which sends again what D1 lacks a minute later.
  */
-import { withinDeadline } from './deadline';
+import { withinDeadline } from '../durable/deadline';
 import type { AuditTransport } from './outbox';
 import type { ChainHead } from './record';
 

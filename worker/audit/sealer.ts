@@ -5,12 +5,13 @@
  * (`archive.ts`), recording each move. It runs on the cron trigger and on demand, never on a decision's path;
  * its calls are serialised, so two runs never move the same records.
  */
+
+import { withinDeadline } from '../durable/deadline';
 import { MeteredObject } from '../durable/meter';
 import { loadedPolicy } from '../policy/loaded';
 import { type ArchiveRun, archiveDue, type SegmentRow } from './archive';
 import { archiveBucket } from './archive-bucket';
 import { type ChainHead, GENESIS, sealAfter } from './chain';
-import { withinDeadline } from './deadline';
 import { anyIntakeShard, intakeStub } from './intake';
 import { decideRecord } from './record';
 

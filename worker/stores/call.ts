@@ -3,6 +3,7 @@
  * time is a broker fault: the request is refused with 503 and nothing is issued.
  */
 import { refuse } from '../core/errors';
+import { withinDeadline } from '../durable/deadline';
 
 /** How long a request waits for a Durable Object before refusing with 503. */
 const STORE_DEADLINE_MS = 3000;
@@ -11,15 +12,9 @@ const STORE_DEADLINE_MS = 3000;
  * @throws {BrokerError} `store_unavailable` (503) naming the store, when the call fails or is too slow.
  */
 export async function callStore<T>(store: string, call: () => Promise<T>, deadlineMs = STORE_DEADLINE_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${deadlineMs} ms`)), deadlineMs);
-  });
   try {
-    return await Promise.race([call(), deadline]);
+    return await withinDeadline(store, call(), deadlineMs);
   } catch (error) {
     throw refuse('store_unavailable', { store, message: String(error) }, { cause: error });
-  } finally {
-    clearTimeout(timer);
   }
 }
