@@ -61,7 +61,9 @@ export class StatusFlips {
     for (const flip of waiting) {
       const shard = parseListId(flip.list)?.shard;
       if (shard === undefined) continue;
-      byShard.set(shard, [...(byShard.get(shard) ?? []), flip]);
+      const group = byShard.get(shard);
+      if (group === undefined) byShard.set(shard, [flip]);
+      else group.push(flip);
     }
     const sent = await Promise.allSettled(
       [...byShard].map(async ([shard, flips]) => {
