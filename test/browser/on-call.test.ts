@@ -111,7 +111,7 @@ describe('the console: agents', () => {
       'issuer github-actions, subject repo:acme/deployer:ref:refs/heads/main',
     );
 
-    await row.getByRole('button', { name: 'Suspend' }).click();
+    await row.getByRole('button', { name: 'Suspend', exact: true }).click();
     const confirm = page.getByRole('button', { name: 'Suspend demo-agent' });
     await confirm.click();
     await page.getByRole('alert').filter({ hasText: 'A reason is required.' }).waitFor();
@@ -132,6 +132,21 @@ describe('the console: agents', () => {
     expect((await cells('demo-agent'))[5]).toMatch(/^Active[\s\S]*resume by demo-admin/);
     const issued = await agentAsksForTickets('console-suspend');
     expect(issued.status, JSON.stringify(issued.body)).toBe(200);
+
+    // A compromised agent: its tokens revoked and no new one, in one step.
+    await row.getByRole('button', { name: 'Revoke and suspend' }).click();
+    await page.getByLabel(/^Revoke every token it holds and suspend it/).fill('INC-4822: its key leaked');
+    await page.getByRole('button', { name: 'Revoke and suspend demo-agent' }).click();
+    await page
+      .getByRole('status')
+      .filter({ hasText: 'demo-agent had every token it held revoked and is suspended' })
+      .waitFor();
+    expect((await cells('demo-agent'))[5]).toMatch(
+      /^Suspended[\s\S]*Tokens issued before .+ revoked[\s\S]*revoke by demo-admin/,
+    );
+    const contained = await agentAsksForTickets('console-contain');
+    expect([contained.status, contained.body.error]).toEqual([403, 'access_denied']);
+    await adminApi('admin', '/admin/agents/demo-agent/resume', { method: 'POST', body: { reason: 'contained' } });
   });
 });
 

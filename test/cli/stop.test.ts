@@ -114,7 +114,7 @@ describe('agents', () => {
     const suspended = await cli(['agents', 'suspend', 'demo-agent', '--reason', `INC-${RUN}: looping`], { env: admin });
     expect(suspended.code, suspended.stderr).toBe(0);
     expect(suspended.stdout).toMatch(
-      /^suspended demo-agent: its \/token requests are refused and its tokens revoked$/m,
+      /^suspended demo-agent: its \/token requests are refused and its tokens inactive until resume$/m,
     );
     expect(suspended.stdout).toMatch(/^state: +SUSPENDED/m);
 
@@ -131,7 +131,7 @@ describe('agents', () => {
 
     const resumed = await cli(['agents', 'resume', 'demo-agent', '--reason', 'fixed in v2.3'], { env: admin });
     expect(resumed.stdout).toMatch(/^resumed demo-agent: it may request tokens again/);
-    expect((await cli(['tokens', 'check', held], { env: agentEnv })).code).toBe(1);
+    expect((await cli(['tokens', 'check', held], { env: agentEnv })).code).toBe(0);
 
     // Revoke kills what the agent holds (issued before now, to the second) and lets it get new tokens.
     await new Promise((resolve) => setTimeout(resolve, 1100));
@@ -145,5 +145,17 @@ describe('agents', () => {
     const after = await token();
     expect(claims(after).sub).toBe('demo-agent');
     expect((await cli(['tokens', 'check', after], { env: agentEnv })).code).toBe(0);
+
+    // Revoke with --suspend: the tokens dead and no new one, in one step.
+    const contained = await cli(['agents', 'revoke', 'demo-agent', '--suspend', '--reason', `INC-${RUN}: key leaked`], {
+      env: admin,
+    });
+    expect(contained.code, contained.stderr).toBe(0);
+    expect(contained.stdout).toMatch(
+      /^revoked every token demo-agent held and suspended it: no new token until resume$/m,
+    );
+    expect(contained.stdout).toMatch(/^state: +SUSPENDED/m);
+    expect((await cli(['tokens', 'check', after], { env: agentEnv })).code).toBe(1);
+    expectFailure(await cli(TOKEN, { env: agentEnv }), 1, /\(403 access_denied: the agent is suspended\)/);
   });
 });

@@ -323,17 +323,52 @@ describe('POST /admin/agents/{agent}/revoke', () => {
 
   // The cut-off is the revoke's commit in the agent's object, which its answer follows: a request the object
   // admits after that commit gets a live token, even one answered before the revoke's own answer arrives.
-  it('cuts off at its commit in the agent’s object: a token admitted after it lives; a suspend leaves none', async () => {
+  // With `suspend` the same commit refuses every later request, so no token outlives it.
+  it('cuts off at its commit in the agent’s object: a token admitted after it lives; with suspend, none', async () => {
     const before = await issue();
     await agentObject().changeStatus('revoke', 'demo-admin', 'incident INC-42', testDraft('admin.agent.revoke'));
     const after = await issue();
     expect(await isActive(before.token)).toBe(false);
     expect(await isActive(after.token)).toBe(true);
 
-    await agentObject().changeStatus('suspend', 'demo-admin', 'incident INC-42', testDraft('admin.agent.suspend'));
+    await agentObject().changeStatus('revoke', 'demo-admin', 'INC-42', testDraft('admin.agent.revoke'), {
+      suspend: true,
+    });
     expect(await isActive(after.token)).toBe(false);
     await expectError(await exchange(), 403, 'access_denied');
+    // Resuming gives back nothing the revoke killed.
     await agentObject().changeStatus('resume', 'demo-admin', 'test cleanup', testDraft('admin.agent.resume'));
+    expect(await isActive(after.token)).toBe(false);
+  });
+
+  it('with suspend: revokes and suspends in one action, audited as one revoke', async () => {
+    const held = await issue();
+    const response = await admin(`/admin/agents/${DEMO_AGENT}/revoke`, { reason: 'INC-7: key leaked', suspend: true });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({
+      suspended: true,
+      revoked_before: new Date(Math.floor(clock.ms / 1000) * 1000).toISOString(),
+      last_change: { action: 'revoke', reason: 'INC-7: key leaked' },
+    });
+    expect(await lastAudit()).toMatchObject({
+      event: 'admin.agent.revoke',
+      detail: expect.stringContaining('"suspend":true'),
+    });
+    expect(await isActive(held.token)).toBe(false);
+    await expectError(await exchange(), 403, 'access_denied');
+    expect((await admin(`/admin/agents/${DEMO_AGENT}/resume`, { reason: 'test cleanup' })).status).toBe(200);
+    expect(await isActive(held.token)).toBe(false);
+  });
+
+  it('refuses a suspend that is not a boolean, and changes nothing', async () => {
+    const held = await issue();
+    await expectError(
+      await admin(`/admin/agents/${DEMO_AGENT}/revoke`, { reason: 'x', suspend: 'yes' }),
+      400,
+      'invalid_request',
+    );
+    expect(await isActive(held.token)).toBe(true);
+    expect((await agentObject().status()).suspended).toBe(false);
   });
 
   it('audits who revoked, which agent and why', async () => {
@@ -357,8 +392,9 @@ describe('POST /admin/agents/{agent}/suspend and /resume', () => {
     }
   });
 
-  it('suspends: /token is refused with 403 access_denied and every token held is inactive', async () => {
+  it('suspends: /token is refused with 403 access_denied and every token held is inactive, none revoked', async () => {
     const held = await issue();
+    const { revokedBefore } = await agentObject().status();
 
     const response = await admin(`/admin/agents/${DEMO_AGENT}/suspend`);
     expect(response.status).toBe(200);
@@ -366,7 +402,7 @@ describe('POST /admin/agents/{agent}/suspend and /resume', () => {
       agent: DEMO_AGENT,
       owner: OWNER,
       suspended: true,
-      revoked_before: new Date(Math.floor(clock.ms / 1000) * 1000).toISOString(),
+      revoked_before: revokedBefore === null ? null : new Date(revokedBefore * 1000).toISOString(),
       last_change: { action: 'suspend', by: 'demo-admin', reason: 'incident INC-42' },
     });
     await expectAdminAudit('admin.agent.suspend', `agent:${DEMO_AGENT}`);
@@ -405,9 +441,11 @@ describe('POST /admin/agents/{agent}/suspend and /resume', () => {
     await expectError(await exchange(), 403, 'access_denied');
   });
 
-  it('resumes: /token works again, but the tokens the suspension revoked stay inactive', async () => {
+  it('resumes: /token works again, and the tokens it held are active again unless something else killed them', async () => {
     const held = await issue();
+    const revoked = await issue('task-revoked-while-suspended');
     await admin(`/admin/agents/${DEMO_AGENT}/suspend`);
+    expect((await admin(`/admin/tokens/${revoked.jti}/revoke`)).status).toBe(200);
     clock.advance(2);
 
     const response = await admin(`/admin/agents/${DEMO_AGENT}/resume`, { reason: 'false alarm' });
@@ -421,7 +459,8 @@ describe('POST /admin/agents/{agent}/suspend and /resume', () => {
 
     const fresh = await issue();
     expect(await isActive(fresh.token)).toBe(true);
-    expect(await isActive(held.token)).toBe(false);
+    expect(await isActive(held.token)).toBe(true);
+    expect(await isActive(revoked.token)).toBe(false);
   });
 });
 

@@ -3,6 +3,7 @@
  * as a verifier would: a revoke (the holder's and an admin's), a task finished or revoked, the agent revoked,
  * suspended and resumed; and nothing is lost when the agent's object is evicted.
  */
+import { exports } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
 import { STATUS } from '../../worker/core/status-list';
@@ -20,8 +21,8 @@ beforeEach(async () => {
   await evictAgentObject();
 });
 
-const admin = (path: string, reason = 'incident INC-42') =>
-  postJsonTo(path, { reason }, { authorization: `Bearer ${creds.admin}` });
+const admin = (path: string, reason = 'incident INC-42', fields: Record<string, unknown> = {}) =>
+  postJsonTo(path, { reason, ...fields }, { authorization: `Bearer ${creds.admin}` });
 
 describe('the status claim', () => {
   it('names an entry of a list the broker serves, VALID while the token lives', async () => {
@@ -122,21 +123,35 @@ describe('the agent revoked, suspended, resumed', () => {
     expect(await statusOf(revoked.token)).toBe(STATUS.INVALID);
   });
 
-  it('resume: a token the suspension revoked reads INVALID, as introspection says; a new token VALID', async () => {
+  it('resume: a token held through the suspension reads VALID again, one revoked meanwhile INVALID', async () => {
     const held = await issue();
+    const revoked = await issue();
     expect((await admin(`/admin/agents/${DEMO_AGENT}/suspend`)).status).toBe(200);
+    expect((await postJsonTo('/revoke', { token: revoked.token })).status).toBe(200);
     expect((await admin(`/admin/agents/${DEMO_AGENT}/resume`, 'false alarm')).status).toBe(200);
-    expect(await statusOf(held.token)).toBe(STATUS.INVALID);
+    expect(await statusOf(held.token)).toBe(STATUS.VALID);
+    expect(await statusOf(revoked.token)).toBe(STATUS.INVALID);
     clock.advance(2);
     const after = await issue();
     expect(await statusOf(after.token)).toBe(STATUS.VALID);
   });
+
+  it('revoke with suspend: every token reads INVALID, and stays so after resume', async () => {
+    const held = await issue();
+    expect((await admin(`/admin/agents/${DEMO_AGENT}/revoke`, 'INC-7', { suspend: true })).status).toBe(200);
+    expect(await statusOf(held.token)).toBe(STATUS.INVALID);
+    expect((await admin(`/admin/agents/${DEMO_AGENT}/resume`, 'contained')).status).toBe(200);
+    expect(await statusOf(held.token)).toBe(STATUS.INVALID);
+  });
 });
 
 describe('the edge cache', () => {
-  it('serves the same list within its ttl, and the change once the copy is gone', async () => {
+  it('serves the same copy for a second (s-maxage), then the change; a verifier keeps it one ttl (max-age)', async () => {
     const held = await issue();
     const { list, idx } = entryOf(held.token);
+    await forgetCached(list);
+    const response = await exports.default.fetch(`${ISSUER}/status/${list}`);
+    expect(response.headers.get('cache-control')).toBe('public, max-age=60, s-maxage=1');
     await forgetCached(list);
     const first = await readList(list);
     expect(first.payload.ttl).toBe(60);
@@ -147,6 +162,9 @@ describe('the edge cache', () => {
     const cached = await readList(list);
     expect(cached.statuses[idx]).toBe(STATUS.VALID);
     expect(cached.payload.iat).toBe(first.payload.iat);
-    expect(await statusOf(held.token)).toBe(STATUS.INVALID);
+    // The colo keeps a copy one second (s-maxage), in real time: then the next read is the list as it is.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const fresh = await readList(list);
+    expect(fresh.statuses[idx]).toBe(STATUS.INVALID);
   });
 });

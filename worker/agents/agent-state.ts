@@ -327,13 +327,20 @@ export class AgentState extends AuditedObject {
   }
 
   /**
-   * An admin's change of the agent, recorded with it: `revoke` kills every token it holds now; `suspend`
-   * does that and refuses every `/token` until `resume` (which revives nothing).
+   * An admin's change of the agent, recorded with it: `revoke` kills every token it holds now (with
+   * `suspend`, and refuses every later `/token` in the same transaction); `suspend` holds its tokens
+   * inactive and refuses every `/token` until `resume`, which gives back the tokens nothing else killed.
    */
-  async changeStatus(action: StatusAction, by: string, reason: string, draft: AuditDraft): Promise<AgentStatus> {
+  async changeStatus(
+    action: StatusAction,
+    by: string,
+    reason: string,
+    draft: AuditDraft,
+    options: { suspend?: boolean } = {},
+  ): Promise<AgentStatus> {
     // The status and its record, in one transaction: no await between them.
     const nowMs = Date.now();
-    const status = this.#revocations.change(action, by, reason, nowMs);
+    const status = this.#revocations.change(action, by, reason, nowMs, options);
     this.#queueStatusFlips(action, Math.floor(nowMs / 1000));
     this.#record(draft, { decision: 'granted' });
     await this.#afterChange();
@@ -342,8 +349,8 @@ export class AgentState extends AuditedObject {
 
   /**
    * What an agent's change does to its live tokens' entries: revoke makes them INVALID, suspend SUSPENDED
-   * (the suspension revokes them too, so they stay dead); resume sets each back to VALID only if the token
-   * is alive by every other count, else INVALID (a token the suspension revoked is).
+   * (INVALID stays INVALID); resume sets each back to VALID if the token is alive by every other count, else
+   * INVALID.
    */
   #queueStatusFlips(action: StatusAction, now: number): void {
     const live = this.#marks.liveEntries(now);

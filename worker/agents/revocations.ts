@@ -100,21 +100,18 @@ export class Revocations {
   }
 
   /**
-   * An admin's change at `nowMs` (epoch ms): `revoke` kills every token the agent holds now, those issued
-   * before this second by `iat` and those admitted in the last {@link RECENT_ADMISSIONS_MS} one by one;
-   * `suspend` does that and refuses every `/token` until `resume` (which revives nothing). A token asked for
-   * after this answers is not touched.
+   * An admin's change at `nowMs` (epoch ms). `revoke` kills every token the agent holds now, those issued
+   * before this second by `iat` and those admitted in the last {@link RECENT_ADMISSIONS_MS} one by one; with
+   * `suspend` it also refuses every later `/token`, in the same write, so no token is admitted after it (the
+   * action for a compromised agent). `suspend` alone kills nothing: it refuses every `/token` and holds every
+   * token inactive until `resume`, which gives back the tokens that nothing else killed.
    */
-  change(action: StatusAction, by: string, reason: string, nowMs: number): AgentStatus {
+  change(action: StatusAction, by: string, reason: string, nowMs: number, { suspend = false } = {}): AgentStatus {
     const lastChange = { action, by, reason, at: Math.floor(nowMs / 1000) };
     const status: AgentStatus =
-      action === 'resume'
-        ? { ...this.#status, suspended: false, lastChange }
-        : {
-            suspended: action === 'suspend' || this.#status.suspended,
-            revokedBefore: this.#revokeAllNow(nowMs),
-            lastChange,
-          };
+      action === 'revoke'
+        ? { suspended: suspend || this.#status.suspended, revokedBefore: this.#revokeAllNow(nowMs), lastChange }
+        : { ...this.#status, suspended: action === 'suspend', lastChange };
     this.#sql.exec('INSERT OR REPLACE INTO agent_status (id, status) VALUES (1, ?)', JSON.stringify(status));
     this.#status = status;
     return status;

@@ -7,7 +7,7 @@
 import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { type AdminEnv, requireRole } from '../admin/auth';
-import type { AgentStatus } from '../agents/agent-state';
+import type { AgentStatus, StatusAction } from '../agents/agent-state';
 import type { KillSwitchReport } from '../control/kill-switch';
 import { notFound, publicEcho, refuse } from '../core/errors';
 import { clip } from '../core/well-formed';
@@ -23,6 +23,8 @@ import { killSwitchReport, setKillSwitch } from '../stores/kill-switch';
 
 const Reason = z.string().trim().min(1, 'a reason is required').max(1000);
 const ReasonBody = z.object({ reason: Reason });
+/** An agent revoke may suspend it in the same write: the one action for a compromised agent. */
+const AgentRevokeBody = z.object({ reason: Reason, suspend: z.boolean().default(false) });
 const KillSwitchBody = z.object({
   engaged: z.union([z.boolean(), z.enum(['true', 'false']).transform((value) => value === 'true')]),
   reason: Reason,
@@ -219,18 +221,26 @@ adminRoutes.get('/admin/agents/:agent', startAudit('admin.agent.read'), requireR
   return c.json(agentJson(agent, status), 200, NO_STORE);
 });
 
-for (const action of ['revoke', 'suspend', 'resume'] as const) {
+/** An admin's change of the agent in the path, answered with its state after the change. */
+async function changeAgent(c: Context<AdminEnv>, action: StatusAction, reason: string, options: { suspend?: boolean }) {
+  const agent = agentParam(c);
+  c.var.audit.adminReason = reason;
+  if (options.suspend === true) c.var.audit.details = { suspend: true };
+  const status = await agentStore(c.env).changeStatus(agent.id, action, c.var.admin.id, reason, c.var.audit, options);
+  return c.json(agentJson(agent, status), 200, NO_STORE);
+}
+
+adminRoutes.post('/admin/agents/:agent/revoke', startAudit('admin.agent.revoke'), requireRole('admin'), async (c) => {
+  const { reason, suspend } = await readBody(c, AgentRevokeBody);
+  return changeAgent(c, 'revoke', reason, { suspend });
+});
+
+for (const action of ['suspend', 'resume'] as const) {
   adminRoutes.post(
     `/admin/agents/:agent/${action}`,
     startAudit(`admin.agent.${action}`),
     requireRole('admin'),
-    async (c) => {
-      const agent = agentParam(c);
-      const { reason } = await readBody(c, ReasonBody);
-      c.var.audit.adminReason = reason;
-      const status = await agentStore(c.env).changeStatus(agent.id, action, c.var.admin.id, reason, c.var.audit);
-      return c.json(agentJson(agent, status), 200, NO_STORE);
-    },
+    async (c) => changeAgent(c, action, (await readBody(c, ReasonBody)).reason, {}),
   );
 }
 

@@ -1,9 +1,10 @@
 /**
  * `GET /status/:list`: the status list tokens every access token names (draft-ietf-oauth-status-list §8),
  * signed with the broker's current key (verifiable with its JWKS), `typ: statuslist+jwt`, served as
- * `application/statuslist+jwt` to any origin, and kept in the colo's cache for at most the `ttl`. While the
- * kill switch is engaged every entry that is not INVALID reads SUSPENDED: the cache key carries the switch's
- * version, so an engage or a release is seen within one `ttl` (and one lease) of it.
+ * `application/statuslist+jwt` to any origin. The colo's cache keeps a list {@link EDGE_SECONDS} (`s-maxage`)
+ * and a verifier one `ttl` (`max-age`), so a change reaches an offline verifier within `ttl` + 1 s of its
+ * answer. While the kill switch is engaged every entry that is not INVALID reads SUSPENDED: the cache key
+ * carries the switch's version, so an engage or a release is seen within one `ttl` (and one lease) of it.
  */
 import { Hono } from 'hono';
 import { SignJWT } from 'jose';
@@ -28,7 +29,25 @@ const MEDIA_TYPE = 'application/statuslist+jwt';
 /** A list token is valid this long past its `iat`: a verifier that cannot refetch keeps it one ttl more. */
 const EXP_TTLS = 2;
 
+/**
+ * How long the colo's cache serves a list: every verifier behind it then fetches a copy at most this old, and
+ * the colo's shards are asked once a second a list at most, however many verifiers ask.
+ */
+const EDGE_SECONDS = 1;
+
 const CORS = { 'Access-Control-Allow-Origin': '*' } as const;
+
+/**
+ * The list as the client takes it: gzipped when it accepts gzip (the runtime compresses a body whose
+ * `Content-Encoding` says gzip as it sends it), as it is otherwise. The cached copy stays plain.
+ */
+function encoded(response: Response, acceptEncoding: string | undefined): Response {
+  if (!/\bgzip\b/i.test(acceptEncoding ?? '')) return response;
+  const headers = new Headers(response.headers);
+  headers.set('Content-Encoding', 'gzip');
+  headers.set('Vary', 'Accept-Encoding');
+  return new Response(response.body, { status: response.status, headers });
+}
 
 export const statusListRoutes = new Hono<AppEnv>();
 
@@ -65,8 +84,9 @@ statusListRoutes.get('/status/:list', async function statusList(c) {
   const { lease } = await killSwitchLease(env, background);
   const cache = caches.default;
   const cacheKey = new Request(`${uri}?kill-switch=${lease.version}`);
+  const acceptEncoding = c.req.header('accept-encoding');
   const hit = await cache.match(cacheKey);
-  if (hit !== undefined) return hit;
+  if (hit !== undefined) return encoded(hit, acceptEncoding);
 
   const entries = await statusListEntries(env, list);
   if (entries === undefined) {
@@ -93,10 +113,10 @@ statusListRoutes.get('/status/:list', async function statusList(c) {
   const response = new Response(token, {
     headers: {
       'Content-Type': MEDIA_TYPE,
-      'Cache-Control': `public, max-age=${ttlSeconds()}`,
+      'Cache-Control': `public, max-age=${ttlSeconds()}, s-maxage=${EDGE_SECONDS}`,
       ...CORS,
     },
   });
   background(cache.put(cacheKey, response.clone()));
-  return response;
+  return encoded(response, acceptEncoding);
 });

@@ -21,25 +21,38 @@ import { h, pageHref, replace, time } from '../lib/dom.js';
  * @property {{ action: string, by: string, reason: string, at: string } | null} last_change
  */
 
-/** @typedef {'suspend' | 'resume' | 'revoke'} AgentAction */
+/** @typedef {'suspend' | 'resume' | 'revoke' | 'contain'} AgentAction */
 
-/** @type {Record<AgentAction, { button: string, confirm: string, done: string }>} */
+/**
+ * Each action and the route it posts to: `contain` is a revoke that suspends in the same step.
+ * @type {Record<AgentAction, { route: string, suspend?: true, button: string, confirm: string, done: string }>}
+ */
 const ACTIONS = {
   suspend: {
+    route: 'suspend',
     button: 'Suspend',
-    confirm:
-      'Suspend: refuse all its token requests and revoke every token it holds, in one step (for a compromised agent)',
-    done: 'is suspended: its token requests are refused and its tokens revoked',
+    confirm: 'Suspend: refuse all its token requests and hold every token it has inactive until resumed',
+    done: 'is suspended: its token requests are refused and its tokens inactive until resumed',
   },
   resume: {
+    route: 'resume',
     button: 'Resume',
-    confirm: 'Resume: let it request tokens again (revoked tokens stay revoked)',
+    confirm: 'Resume: let it request tokens again; the tokens it held come back unless revoked',
     done: 'is resumed: it may request tokens again',
   },
   revoke: {
+    route: 'revoke',
     button: 'Revoke tokens',
-    confirm: 'Revoke every token it holds now (it may get new ones: to stop a compromised agent, suspend it)',
+    confirm: 'Revoke every token it holds now (it may get new ones)',
     done: 'had every token it held revoked',
+  },
+  contain: {
+    route: 'revoke',
+    suspend: true,
+    button: 'Revoke and suspend',
+    confirm:
+      'Revoke every token it holds and suspend it, in one step: no token outlives this (for a compromised agent)',
+    done: 'had every token it held revoked and is suspended',
   },
 };
 
@@ -170,6 +183,13 @@ export function agentsPage(main, context) {
                     ACTIONS.suspend.button,
                   ),
               h('button', { type: 'button', onclick: () => choose('revoke') }, ACTIONS.revoke.button),
+              agent.suspended
+                ? null
+                : h(
+                    'button',
+                    { type: 'button', class: 'danger', onclick: () => choose('contain') },
+                    ACTIONS.contain.button,
+                  ),
             ),
           )
         : null,
@@ -206,10 +226,11 @@ export function agentsPage(main, context) {
           confirm.disabled = true;
           replace(failure, 'Waiting for the broker…');
           try {
+            const { route, suspend } = ACTIONS[action];
             /** @type {Agent} */
-            const updated = await api(`/admin/agents/${encodeURIComponent(agent.agent)}/${action}`, {
+            const updated = await api(`/admin/agents/${encodeURIComponent(agent.agent)}/${route}`, {
               method: 'POST',
-              body: { reason: why },
+              body: { reason: why, ...(suspend && { suspend }) },
             });
             if (stopped) return;
             notice.prepend(h('p', { class: 'notice', role: 'status' }, `${agent.agent} ${ACTIONS[action].done}.`));

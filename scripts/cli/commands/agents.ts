@@ -60,30 +60,40 @@ function notFound(agent: string): string {
 }
 
 /** One of suspend, resume, revoke: the agent's state after it. */
-function stateChange(open: () => Session, action: 'suspend' | 'resume' | 'revoke', done: (agent: string) => string) {
-  return new Command(action)
+function stateChange(
+  open: () => Session,
+  action: 'suspend' | 'resume' | 'revoke',
+  done: (agent: string, suspended: boolean) => string,
+) {
+  const command = new Command(action)
     .argument('<agent>', 'the agent id')
     .addOption(reasonOption())
-    .addOption(jsonOption())
-    .action(async (id, options) => {
-      const session = open();
-      const agent = await request(
-        session,
-        {
-          method: 'POST',
-          path: path`/admin/agents/${id}/${action}`,
-          json: { reason: options.reason },
-          bearer: session.adminToken('admin'),
-        },
-        { schema: Agent, role: 'admin', notFound: notFound(id) },
-      );
-      if (options.json) {
-        session.io.out(jsonText(agent));
-        return;
-      }
-      session.io.out(`${done(id)}\n`);
-      printAgent(session, agent);
-    });
+    .addOption(jsonOption());
+  if (action === 'revoke')
+    command.option(
+      '--suspend',
+      'suspend it in the same step: no token admitted after the revoke (a compromised agent)',
+    );
+  return command.action(async (id, options) => {
+    const session = open();
+    const suspend = 'suspend' in options && options.suspend === true;
+    const agent = await request(
+      session,
+      {
+        method: 'POST',
+        path: path`/admin/agents/${id}/${action}`,
+        json: { reason: options.reason, ...(suspend && { suspend }) },
+        bearer: session.adminToken('admin'),
+      },
+      { schema: Agent, role: 'admin', notFound: notFound(id) },
+    );
+    if (options.json) {
+      session.io.out(jsonText(agent));
+      return;
+    }
+    session.io.out(`${done(id, suspend)}\n`);
+    printAgent(session, agent);
+  });
 }
 
 export function agentsCommand(open: () => Session): Command {
@@ -92,13 +102,15 @@ export function agentsCommand(open: () => Session): Command {
     .addHelpText(
       'after',
       `
-Suspend refuses all the agent's /token requests and revokes every token it holds; resume lets it request
-tokens again (revoked tokens stay revoked). Revoke kills every token it holds now but lets it get new ones:
-to stop a compromised agent, suspend it (one step: its tokens revoked, and no new one).
+Suspend refuses all the agent's /token requests and holds every token it has inactive; resume lets it
+request tokens again and gives back the tokens nothing else killed. Revoke kills every token it holds now
+but lets it get new ones. To stop a compromised agent, revoke with --suspend: its tokens dead and no new
+one, in one step.
 
 Examples:
   npm run cli -- agents list
   npm run cli -- agents suspend demo-agent --reason "INC-4821: demo-agent is looping"
+  npm run cli -- agents revoke demo-agent --suspend --reason "INC-4822: its key leaked"
   npm run cli -- agents show demo-agent`,
     );
 
@@ -165,20 +177,22 @@ Examples:
     stateChange(
       open,
       'suspend',
-      (id) => `suspended ${id}: its /token requests are refused and its tokens revoked`,
-    ).description("refuse all the agent's /token requests and revoke every token it holds (role admin)"),
+      (id) => `suspended ${id}: its /token requests are refused and its tokens inactive until resume`,
+    ).description("refuse all the agent's /token requests and hold its tokens inactive (role admin)"),
   );
   command.addCommand(
     stateChange(
       open,
       'resume',
-      (id) => `resumed ${id}: it may request tokens again (revoked tokens stay revoked)`,
-    ).description('let a suspended agent request tokens again; its revoked tokens stay revoked (role admin)'),
+      (id) => `resumed ${id}: it may request tokens again, and its tokens nothing else killed are active again`,
+    ).description('let a suspended agent request tokens again; its tokens come back unless revoked (role admin)'),
   );
   command.addCommand(
-    stateChange(open, 'revoke', (id) => `revoked every token ${id} held; it may get new ones`).description(
-      'revoke every token the agent holds now; it may still get new ones, so suspend a compromised agent (role admin)',
-    ),
+    stateChange(open, 'revoke', (id, suspended) =>
+      suspended
+        ? `revoked every token ${id} held and suspended it: no new token until resume`
+        : `revoked every token ${id} held; it may get new ones`,
+    ).description('revoke every token the agent holds now; with --suspend, no new ones either (role admin)'),
   );
   return command;
 }
