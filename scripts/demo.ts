@@ -2,32 +2,52 @@
  * `npm run demo`: plays an agent end to end against a running broker (TESSERA_URL, default
  * http://localhost:8787) and the example tickets API (TICKETS_API_URL, default http://localhost:8788),
  * starting `npm run dev` (its ISSUER set to TESSERA_URL) and `npm run example:api` (trusting the broker's
- * issuer) itself when they do not answer. A step that fails prints the tickets API's error code.
+ * issuer) itself when they do not answer. The agent is `@tessera/agent`; the tickets API verifies offline
+ * with `@tessera/verify` (the JWKS and the status lists, no introspection). A step that fails prints the
+ * tickets API's error code.
  *
- *  1. makes a self-signed attestation for the demo agent,
- *  2. exchanges it for a token for the tickets API,
- *  3. comments on a ticket: the tickets API (examples/tickets-api) verifies the token with `tessera/verify`,
+ *  1. the agent's client: a self-signed attestation source (its key file) and a DPoP key,
+ *  2. starts a task and gets a token for the tickets API (POST /token),
+ *  3. comments on a ticket with it: the tickets API checks the token and its proof,
  *  4. asks for an action outside the policy and shows the refusal,
- *  5. shows that an attestation is single use,
- *  6. binds a token to its own key (DPoP); the API accepts it with a proof and refuses it stolen,
+ *  5. shows that an attestation is single use (a captured one replayed),
+ *  6. shows the token useless without the agent's key (as a bearer token, or with a thief's proof),
  *  7. asks for a refund token without DPoP, which policy refuses,
  *  8. asks for a destructive action, which policy holds for a human's approval (step-up),
- *  9. has it approved from the command line, as an approver would,
- * 10. collects exactly one token for it, naming the approval and the approver.
+ *  9. has it approved from the command line, as an approver would, while the client waits,
+ * 10. the client collects exactly one token for it, naming the approval and the approver,
+ * 11. completes the tickets task: the tickets API refuses its token from the status list, without asking
+ *     the broker,
+ * 12. works through an MCP server (examples/mcp-server, examples/mcp-agent): discovers its metadata, calls
+ *     its tools with the task's token, steps up on `403 insufficient_scope` (approved as in 9), completes.
  *
  * Prints the decoded token, and exits non-zero if any step does not behave as shown.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, type JWK, jwtVerify } from 'jose';
-import { type DpopKey, dpopProof, exchangeToken, newDpopKey, readPrivateJwk, selfSignedAttestation } from './lib/agent';
+import {
+  AgentError,
+  createDpopKey,
+  createTessera,
+  type DpopKey,
+  dpopProof,
+  type PendingApproval,
+  selfSigned,
+  type Task,
+} from '@tessera/agent';
+import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
+import { offboard } from '../examples/mcp-agent/agent';
+import { IAM_AUDIENCE, startMcpServer } from '../examples/mcp-server/server';
 
 const BROKER = process.env.TESSERA_URL ?? 'http://localhost:8787';
 const TICKETS_API = process.env.TICKETS_API_URL ?? 'http://localhost:8788';
 const AGENT = 'demo-agent';
 const KEY_FILE = fileURLToPath(new URL('./demo/demo-agent.private.jwk.json', import.meta.url));
 const TICKETS = 'https://tickets.example.com';
+const TICKETS_SCOPE = 'tickets:read tickets:comment';
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 /** Makes this run's task ids unique, so the demo can run again against the same broker. */
 const RUN = Date.now().toString(36);
 
@@ -95,24 +115,29 @@ function stopServer(child: ChildProcess): void {
   }
 }
 
-/** Calls the example tickets API as the agent: with its token, and a DPoP proof when it has a key. */
+/** Calls the example tickets API with `token` as `scheme`, and a DPoP proof of `dpop` when given. */
 async function callTicketsApi(
   path: string,
   token: string,
-  options: { dpop?: DpopKey; scheme?: 'Bearer' | 'DPoP' } = {},
+  options: { dpop?: DpopKey; scheme: 'Bearer' | 'DPoP' },
 ): Promise<{ status: number; body: Record<string, unknown>; challenge: string | null }> {
   const url = `${TICKETS_API}${path}`;
-  const scheme = options.scheme ?? (options.dpop === undefined ? 'Bearer' : 'DPoP');
   const proof = options.dpop && (await dpopProof(options.dpop, { method: 'POST', url, accessToken: token }));
   const response = await fetch(url, {
     method: 'POST',
     headers: {
-      authorization: `${scheme} ${token}`,
+      authorization: `${options.scheme} ${token}`,
       'content-type': 'application/json',
       ...(proof !== undefined && { dpop: proof }),
     },
-    body: JSON.stringify({ text: 'Summary: the customer cannot log in since the 2FA reset; escalated to IAM.' }),
+    body: JSON.stringify({ text: COMMENT }),
   });
+  return answerOf(response);
+}
+
+const COMMENT = 'Summary: the customer cannot log in since the 2FA reset; escalated to IAM.';
+
+async function answerOf(response: Response) {
   return {
     status: response.status,
     body: (await response.json()) as Record<string, unknown>,
@@ -131,175 +156,257 @@ function apiError(answer: { status: number; body: Record<string, unknown> }): st
   return `HTTP ${answer.status}${error === undefined ? '' : ` ${String(error)}`}${description === undefined ? '' : `: ${String(description)}`}`;
 }
 
-async function play(metadata: BrokerMetadata): Promise<void> {
-  const key = await readPrivateJwk(KEY_FILE);
+/** What `promise` was refused with, as the agent SDK's stable code; a token where a refusal was expected fails. */
+async function refusedCode(promise: Promise<unknown>): Promise<AgentError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof AgentError) return error;
+    throw error;
+  }
+  throw new DemoFailure('expected a refusal, got a token');
+}
 
-  step(`1. ${AGENT} attests who it is (self-signed, single use, aud = ${metadata.issuer})`);
-  const attestation = await selfSignedAttestation(AGENT, key, metadata.issuer);
-  console.log(`${attestation.slice(0, 60)}...`);
-
-  step('2. it exchanges the attestation and its task for a token (POST /token)');
-  const task = { description: 'Summarise ticket T-1234 and post the summary as a comment', id: 'demo-T-1234' };
-  const granted = await exchangeToken(BROKER, {
-    attestation,
-    audience: TICKETS,
-    scope: 'tickets:read tickets:comment',
-    task,
-    requestedTtl: 900,
+/** POST /token by hand, as an attacker who captured an attestation would. */
+async function rawExchange(attestation: string, task: { description: string; id: string }) {
+  const response = await fetch(`${BROKER}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      grant_type: TOKEN_EXCHANGE,
+      subject_token_type: JWT_TOKEN_TYPE,
+      subject_token: attestation,
+      audience: TICKETS,
+      scope: 'tickets:read',
+      task,
+    }),
   });
-  expectThat(granted.status === 200, `expected 200, got ${granted.status}: ${JSON.stringify(granted.body)}`);
-  const { access_token: accessToken, ...answer } = granted.body;
-  console.log(JSON.stringify(answer, null, 2));
-  expectThat(typeof accessToken === 'string', 'no access_token in the answer');
-  expectThat(answer.expires_in === 600, 'requested 900 s, expected the grant to cap it at 600 s');
+  return answerOf(response);
+}
 
-  step(`3. it comments on ticket T-1234: the tickets API (${TICKETS_API}) checks the token with tessera/verify`);
-  console.log('header:', JSON.stringify(decodeProtectedHeader(accessToken as string)));
-  console.log('claims:', JSON.stringify(decodeJwt(accessToken as string), null, 2));
-  const commented = await callTicketsApi('/tickets/T-1234/comments', accessToken as string);
+async function play(metadata: BrokerMetadata): Promise<void> {
+  step(`1. ${AGENT}'s client (@tessera/agent): a self-signed attestation source and a DPoP key of its own`);
+  const attestation = selfSigned({ agent: AGENT, key: { file: KEY_FILE } });
+  const dpop = await createDpopKey();
+  const tessera = createTessera({ broker: BROKER, attestation, dpop: { key: dpop } });
+  console.log(
+    `an attestation (single use, aud = ${metadata.issuer}): ${(await attestation.attest({ audience: metadata.issuer })).slice(0, 60)}...`,
+  );
+
+  step('2. it starts a task and gets a token for the tickets API (POST /token, a fresh attestation each time)');
+  const task = await tessera.task({
+    description: 'Summarise ticket T-1234 and post the summary as a comment',
+    id: `demo-T-1234-${RUN}`,
+  });
+  const granted = await task.token({ audience: TICKETS, scope: TICKETS_SCOPE, ttl: 900 });
+  const lifetime = Math.round((granted.expiresAt - Date.now()) / 1000);
+  console.log(
+    JSON.stringify(
+      { token_type: granted.tokenType, scope: granted.scope, expires_in: lifetime, task_id: task.id },
+      null,
+      2,
+    ),
+  );
+  expectThat(granted.tokenType === 'DPoP', 'expected a DPoP-bound token');
+  expectThat(lifetime > 590 && lifetime <= 600, 'requested 900 s, expected the grant to cap it at 600 s');
+
+  step(`3. it comments on ticket T-1234: the tickets API (${TICKETS_API}) checks the token and its proof, offline`);
+  console.log('header:', JSON.stringify(decodeProtectedHeader(granted.accessToken)));
+  console.log('claims:', JSON.stringify(decodeJwt(granted.accessToken), null, 2));
+  const commented = await answerOf(
+    await task.fetch(`${TICKETS_API}/tickets/T-1234/comments`, {
+      method: 'POST',
+      audience: TICKETS,
+      scope: TICKETS_SCOPE,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ text: COMMENT }),
+    }),
+  );
   console.log(`HTTP ${commented.status}`, JSON.stringify(commented.body));
   expectThat(commented.status === 201, `the tickets API did not accept the token (${apiError(commented)})`);
   expectThat(
     commented.body.by === AGENT && commented.body.owner === 'alice@example.com' && commented.body.task === task.id,
     'the tickets API did not see the agent, its owner and its task',
   );
+  expectThat(commented.body.boundToKey === true, 'the tickets API did not see the token bound to a key');
 
   step('4. it asks for an action outside its policy (tickets:delete), and is refused');
-  const refused = await exchangeToken(BROKER, {
-    attestation: await selfSignedAttestation(AGENT, key, metadata.issuer),
-    audience: TICKETS,
-    scope: 'tickets:delete',
-    task: { description: 'Delete ticket T-1234' },
-  });
-  console.log(`HTTP ${refused.status}`, JSON.stringify(refused.body));
-  expectThat(refused.status === 400 && refused.body.error === 'invalid_scope', 'expected 400 invalid_scope');
-  expectThat(refused.body.access_token === undefined, 'a refusal must not carry a token');
+  const refused = await refusedCode(task.token({ audience: TICKETS, scope: 'tickets:delete' }));
+  console.log(`AgentError ${refused.code} (HTTP ${refused.status}): ${refused.description}`);
+  expectThat(refused.code === 'invalid_scope', 'expected invalid_scope');
 
-  step('5. the same attestation cannot be used twice');
-  const replayed = await exchangeToken(BROKER, { attestation, audience: TICKETS, scope: 'tickets:read', task });
-  console.log(`HTTP ${replayed.status}`, JSON.stringify(replayed.body));
+  step('5. an attestation is single use: one captured and replayed is refused');
+  const captured = await attestation.attest({ audience: metadata.issuer });
+  const replayTask = { description: 'Read ticket T-1234', id: `demo-replay-${RUN}` };
+  const first = await rawExchange(captured, replayTask);
+  const replayed = await rawExchange(captured, replayTask);
+  console.log(`first use: HTTP ${first.status}; replayed: HTTP ${replayed.status}`, JSON.stringify(replayed.body));
+  expectThat(first.status === 200, `expected the first use to be granted (${apiError(first)})`);
   expectThat(
     replayed.status === 400 && replayed.body.error === 'invalid_grant',
     'expected 400 invalid_grant for a replay',
   );
 
-  await proofOfPossession(metadata.issuer, key);
-  await stepUp(metadata, key);
-}
-
-/** DPoP: a token bound to a key the agent holds is useless to whoever steals the token alone. */
-async function proofOfPossession(issuer: string, key: JWK): Promise<void> {
-  step('6. it binds a tickets token to a key of its own (DPoP): the token is useless without that key');
-  const dpop = await newDpopKey();
-  const bound = await exchangeToken(BROKER, {
-    attestation: await selfSignedAttestation(AGENT, key, issuer),
-    audience: TICKETS,
-    scope: 'tickets:comment',
-    task: { description: 'Post the weekly summary on ticket T-1234', id: `demo-T-1234-dpop-${RUN}` },
-    dpop,
-  });
-  expectThat(bound.status === 200, `expected 200, got ${bound.status}: ${JSON.stringify(bound.body)}`);
-  const token = String(bound.body.access_token);
-  console.log(`token_type: ${String(bound.body.token_type)}, cnf: ${JSON.stringify(decodeJwt(token).cnf)}`);
-  expectThat(bound.body.token_type === 'DPoP', 'expected a DPoP-bound token');
-  const withProof = await callTicketsApi('/tickets/T-1234/comments', token, { dpop });
-  console.log(`with a proof of the key: HTTP ${withProof.status}`, JSON.stringify(withProof.body));
-  expectThat(
-    withProof.status === 201 && withProof.body.boundToKey === true,
-    `the API did not accept the bound token (${apiError(withProof)})`,
-  );
-  const stolen = await callTicketsApi('/tickets/T-1234/comments', token, { scheme: 'Bearer' });
+  step("6. the token is useless without the agent's key (DPoP)");
+  console.log(`cnf: ${JSON.stringify(decodeJwt(granted.accessToken).cnf)}`);
+  const stolen = await callTicketsApi('/tickets/T-1234/comments', granted.accessToken, { scheme: 'Bearer' });
   console.log(`stolen, as a bearer token: HTTP ${stolen.status}`, stolen.challenge);
   expectThat(stolen.status === 401, `the API accepted a bound token without its proof (${apiError(stolen)})`);
-  const thief = await callTicketsApi('/tickets/T-1234/comments', token, { dpop: await newDpopKey() });
+  const thief = await callTicketsApi('/tickets/T-1234/comments', granted.accessToken, {
+    scheme: 'DPoP',
+    dpop: await createDpopKey(),
+  });
   console.log(`stolen, with the thief's own key: HTTP ${thief.status}`, JSON.stringify(thief.body));
   expectThat(thief.status === 401, `the API accepted a proof made with another key (${apiError(thief)})`);
 
-  step('7. refunds move money: policy requires DPoP for that API, so a plain request is refused');
-  const refund = await exchangeToken(BROKER, {
-    attestation: await selfSignedAttestation(AGENT, key, issuer),
-    audience: 'https://payments.example.com',
-    scope: 'payments:refund',
-    task: { description: 'Refund order 5512, charged twice' },
-  });
-  console.log(`HTTP ${refund.status}`, JSON.stringify(refund.body));
-  expectThat(refund.status === 400 && refund.body.error === 'invalid_request', 'expected 400 invalid_request');
+  step('7. refunds move money: policy requires DPoP for that API, so a client without it is refused');
+  const bearerOnly = createTessera({ broker: BROKER, attestation, dpop: false });
+  const refund = await refusedCode(
+    (await bearerOnly.task({ description: 'Refund order 5512, charged twice' })).token({
+      audience: 'https://payments.example.com',
+      scope: 'payments:refund',
+    }),
+  );
+  console.log(`AgentError ${refund.code} (HTTP ${refund.status}): ${refund.description}`);
+  expectThat(refund.code === 'invalid_request', 'expected invalid_request');
+
+  await stepUp(metadata);
+  await completed(task, dpop);
+  await throughMcp(metadata);
+}
+
+/** The MCP scene: the example agent offboards a user through the example MCP server, stepping up on the way. */
+async function throughMcp(metadata: BrokerMetadata): Promise<void> {
+  step('12. an MCP server takes Tessera tokens: the example agent discovers it, calls its tools, steps up');
+  const server = await startMcpServer({ issuer: metadata.issuer });
+  try {
+    const tessera = createTessera({
+      broker: BROKER,
+      attestation: selfSigned({ agent: AGENT, key: { file: KEY_FILE } }),
+      onApproval: async ({ approvalId, scope }) => {
+        console.log(`the server answered 403 insufficient_scope; ${scope} waits for approval ${approvalId}`);
+        await approve(approvalId, 'HR offboarding ticket 4711 checked');
+      },
+    });
+    const report = await offboard(tessera, {
+      serverUrl: server.url,
+      broker: metadata.issuer,
+      audience: IAM_AUDIENCE,
+      userId: 'jdoe',
+    });
+    console.log(JSON.stringify(report, null, 2));
+    expectThat(report.metadata.resource === IAM_AUDIENCE, 'the MCP server did not name its audience');
+    expectThat(JSON.parse(report.after).active === false, 'the MCP server did not disable the user');
+  } finally {
+    await server.close();
+  }
 }
 
 /** The step-up scene: a destructive action waits for a human, who approves it from the command line. */
-async function stepUp(metadata: BrokerMetadata, key: JWK): Promise<void> {
+async function stepUp(metadata: BrokerMetadata): Promise<void> {
   const iam = 'https://iam.example.com';
-  const ask = async (approvalId?: string) =>
-    exchangeToken(BROKER, {
-      attestation: await selfSignedAttestation(AGENT, key, metadata.issuer),
-      audience: iam,
-      scope: 'iam:disable-user',
-      task: {
-        description: 'Disable the account jdoe, which is sending phishing mail',
-        id: `demo-INC-4821-${RUN}`,
-        justification: 'INC-4821: jdoe credentials stolen, phishing in progress',
-      },
-      ...(approvalId !== undefined && { approvalId }),
-    });
+  let pending: PendingApproval | undefined;
+  const tessera = createTessera({
+    broker: BROKER,
+    attestation: selfSigned({ agent: AGENT, key: { file: KEY_FILE } }),
+    dpop: false,
+    onApproval: async (approval) => {
+      pending = approval;
+      console.log(JSON.stringify(approval, null, 2));
+      step('9. an approver on the security team approves it from the command line, while the client polls');
+      await approve(approval.approvalId, 'Confirmed on the INC-4821 bridge');
+    },
+  });
+  const task = await tessera.task({
+    description: 'Disable the account jdoe, which is sending phishing mail',
+    id: `demo-INC-4821-${RUN}`,
+    justification: 'INC-4821: jdoe credentials stolen, phishing in progress',
+  });
 
   step('8. it asks to disable an account: destructive work, so policy holds it for a human (step-up)');
-  const pending = await ask();
-  console.log(`HTTP ${pending.status}`, JSON.stringify(pending.body));
-  expectThat(
-    pending.status === 400 && pending.body.error === 'authorization_pending',
-    'expected authorization_pending',
-  );
-  const approvalId = pending.body.approval_id;
-  const interval = Number(pending.body.interval);
-  expectThat(typeof approvalId === 'string' && interval > 0, 'expected an approval_id and a polling interval');
+  const token = await task.token({ audience: iam, scope: 'iam:disable-user' });
+  expectThat(pending !== undefined, 'expected the client to be told of a pending approval');
 
-  step('9. an approver on the security team approves it from the command line');
-  const command = [
-    'run',
-    '--silent',
-    'cli',
-    '--',
-    'approvals',
-    'approve',
-    String(approvalId),
-    '--reason',
-    'Confirmed on the INC-4821 bridge',
-    '--json',
-  ];
-  console.log(`$ TESSERA_ADMIN_TOKEN=<approver credential> npm ${command.join(' ')}`);
-  const approval = spawnSync('npm', command, {
-    encoding: 'utf8',
-    env: { ...process.env, TESSERA_URL: BROKER, TESSERA_ADMIN_TOKEN: await demoApprover() },
+  step(`10. the client polled at the broker's ${pending?.interval} s interval and collected exactly one token`);
+  const { payload } = await jwtVerify(token.accessToken, createRemoteJWKSet(new URL(metadata.jwks_uri)), {
+    issuer: metadata.issuer,
+    audience: iam,
+    typ: 'at+jwt',
+    algorithms: ['ES256'],
   });
-  const decided = JSON.parse(approval.stdout || '{}') as { status?: string; decisions?: unknown };
-  console.log(JSON.stringify({ status: decided.status, decisions: decided.decisions }));
-  expectThat(approval.status === 0 && decided.status === 'approved', `the approval failed: ${approval.stderr}`);
-
-  step(`10. the agent polls again after the ${interval} s interval and collects exactly one token`);
-  await new Promise((resolve) => setTimeout(resolve, interval * 1000));
-  const collected = await ask(String(approvalId));
-  expectThat(collected.status === 200, `expected 200, got ${collected.status}: ${JSON.stringify(collected.body)}`);
-  const { payload } = await jwtVerify(
-    String(collected.body.access_token),
-    createRemoteJWKSet(new URL(metadata.jwks_uri)),
-    {
-      issuer: metadata.issuer,
-      audience: iam,
-      typ: 'at+jwt',
-      algorithms: ['ES256'],
-    },
-  );
   const ttl = (payload.exp ?? 0) - (payload.iat ?? 0);
   console.log('claims:', JSON.stringify({ scope: payload.scope, approval: payload.approval, ttl }));
   const claim = payload.approval as { id?: string; by?: string } | undefined;
   expectThat(
-    claim?.id === approvalId && claim?.by === 'demo-approver',
+    claim?.id === pending?.approvalId && claim?.by === 'demo-approver',
     'the token does not name the approval and approver',
   );
+  const again = await fetch(`${BROKER}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      grant_type: TOKEN_EXCHANGE,
+      subject_token_type: JWT_TOKEN_TYPE,
+      subject_token: await selfSigned({ agent: AGENT, key: { file: KEY_FILE } }).attest({ audience: metadata.issuer }),
+      audience: iam,
+      scope: 'iam:disable-user',
+      task: { description: task.description, id: task.id, justification: task.justification },
+      approval_id: pending?.approvalId,
+    }),
+  });
+  const collectedAgain = await answerOf(again);
+  console.log(`collecting it again: HTTP ${collectedAgain.status}`, JSON.stringify(collectedAgain.body));
+  expectThat(
+    collectedAgain.status === 400 && collectedAgain.body.error === 'invalid_grant',
+    'an approval must be single use',
+  );
+  await task.complete();
+}
 
-  const again = await ask(String(approvalId));
-  console.log(`collecting it again: HTTP ${again.status}`, JSON.stringify(again.body));
-  expectThat(again.status === 400 && again.body.error === 'invalid_grant', 'an approval must be single use');
+/** Approves `approvalId` with the CLI, as the demo approver. */
+async function approve(approvalId: string, reason: string): Promise<void> {
+  const command = ['run', '--silent', 'cli', '--', 'approvals', 'approve', approvalId, '--reason', reason, '--json'];
+  console.log(
+    `$ TESSERA_ADMIN_TOKEN=<approver credential> npm ${command.map((word) => (word.includes(' ') ? `"${word}"` : word)).join(' ')}`,
+  );
+  const child = spawn('npm', command, {
+    env: { ...process.env, TESSERA_URL: BROKER, TESSERA_ADMIN_TOKEN: await demoApprover() },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  const decided = JSON.parse(stdout || '{}') as { status?: string; decisions?: unknown };
+  console.log(JSON.stringify({ status: decided.status, decisions: decided.decisions }));
+  expectThat(code === 0 && decided.status === 'approved', `the approval failed: ${stderr}`);
+}
+
+/**
+ * The end of the tickets task: completing it revokes its tokens, and the tickets API, which never asks the
+ * broker per request, refuses the token once its copy of the status list is renewed (5 s at most, there).
+ */
+async function completed(task: Task, dpop: DpopKey): Promise<void> {
+  step('11. the agent completes the tickets task: the tickets API refuses its token from the status list alone');
+  const { accessToken } = await task.token({ audience: TICKETS, scope: TICKETS_SCOPE });
+  const { status } = decodeJwt(accessToken) as { status?: { status_list?: { idx: number; uri: string } } };
+  console.log(`its entry: ${JSON.stringify(status?.status_list)}`);
+  await task.complete();
+  const completedAt = Date.now();
+  let answer = await callTicketsApi('/tickets/T-1234/comments', accessToken, { scheme: 'DPoP', dpop });
+  while (answer.status === 201 && Date.now() - completedAt < 15_000) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    answer = await callTicketsApi('/tickets/T-1234/comments', accessToken, { scheme: 'DPoP', dpop });
+  }
+  const after = ((Date.now() - completedAt) / 1000).toFixed(1);
+  console.log(`refused ${after} s after the completion answered: HTTP ${answer.status}`, answer.challenge);
+  expectThat(answer.status === 401, `the tickets API still accepts a finished task's token (${apiError(answer)})`);
+  expectThat(/error="invalid_token"/.test(answer.challenge ?? ''), 'expected the refusal to be invalid_token');
 }
 
 async function demoApprover(): Promise<string> {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CryptoKey, exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { isSeq, parseDocument } from 'yaml';
-import { JWT_TOKEN_TYPE, TOKEN_EXCHANGE } from '../lib/agent';
+import { JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT as TOKEN_EXCHANGE } from '../../worker/core/token-request';
 import { PROJECT_ROOT } from '../lib/local-broker';
 
 /** The agent of the one-agent runs; also the peers' client id. */

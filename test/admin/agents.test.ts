@@ -49,7 +49,7 @@ describe('GET /admin/agents', () => {
     });
   });
 
-  it('shows live state: who suspended an agent, when and why, and that it is revoked before then', async () => {
+  it('shows live state: who suspended an agent, when and why, and that a suspension revokes nothing', async () => {
     const suspended = await adminFetch('/admin/agents/graph-indexer/suspend', {
       method: 'POST',
       headers: bearer(creds.admin),
@@ -61,7 +61,7 @@ describe('GET /admin/agents', () => {
       suspended: true,
       last_change: { action: 'suspend', by: 'demo-admin', reason: 'INC-9: looping' },
     });
-    expect(Date.parse(listed?.revoked_before ?? '')).toBeGreaterThan(Date.now() - 60_000);
+    expect(listed?.revoked_before).toBeNull();
     const resumed = await adminFetch('/admin/agents/graph-indexer/resume', {
       method: 'POST',
       headers: bearer(creds.admin),

@@ -5,12 +5,13 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { selfSigned } from '@tessera/agent';
 import { decodeJwt, importJWK, SignJWT } from 'jose';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, expect, inject } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
-import { JWT_TOKEN_TYPE, readPrivateJwk, selfSignedAttestation, TOKEN_EXCHANGE } from '../../scripts/lib/agent';
 import { PROJECT_ROOT } from '../../scripts/lib/local-broker';
+import { JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT as TOKEN_EXCHANGE } from '../../worker/core/token-request';
 import { launchChromium } from './chromium';
 
 export const BROKER = inject('brokerUrl');
@@ -140,7 +141,10 @@ export async function refreshUntil(locator: Locator, refresh: Locator, timeoutMs
 // ---------------------------------------------------------------------------------------------------------
 // The demo agent, asking the broker for tokens
 
-const AGENT_KEY = readPrivateJwk(join(PROJECT_ROOT, 'scripts/demo/demo-agent.private.jwk.json'));
+const AGENT_ATTESTATION = selfSigned({
+  agent: 'demo-agent',
+  key: { file: join(PROJECT_ROOT, 'scripts/demo/demo-agent.private.jwk.json') },
+});
 
 export interface AgentTask {
   description: string;
@@ -167,7 +171,7 @@ export async function agentAsks(request: {
     },
     body: JSON.stringify({
       grant_type: TOKEN_EXCHANGE,
-      subject_token: await selfSignedAttestation('demo-agent', await AGENT_KEY, BROKER),
+      subject_token: await AGENT_ATTESTATION.attest({ audience: BROKER }),
       subject_token_type: JWT_TOKEN_TYPE,
       audience: request.audience,
       scope: request.scope,

@@ -1,16 +1,17 @@
 /** The demo agent, as the interop tests play it: its key, a fresh attestation, a task in the form encoding. */
 import { fileURLToPath } from 'node:url';
-import { readPrivateJwk, selfSignedAttestation } from '../../scripts/lib/agent';
+import { selfSigned } from '@tessera/agent';
 
 export const AGENT = 'demo-agent';
 export const TICKETS = 'https://tickets.example.com';
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 
 const KEY_FILE = fileURLToPath(new URL('../../scripts/demo/demo-agent.private.jwk.json', import.meta.url));
+const attestation = selfSigned({ agent: AGENT, key: { file: KEY_FILE } });
 
 /** A fresh single-use attestation of the demo agent for the broker at `broker`. */
-export async function attest(broker: string): Promise<string> {
-  return selfSignedAttestation(AGENT, await readPrivateJwk(KEY_FILE), broker);
+export function attest(broker: string): Promise<string> {
+  return attestation.attest({ audience: broker });
 }
 
 /** The RFC 8693 parameters of a tickets task, with a fresh attestation; `task` as a JSON string. */

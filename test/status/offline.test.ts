@@ -105,6 +105,22 @@ describe('an offline verifier sees each death within ttl + 1 s of the answer', (
   });
 });
 
+describe('an API that chose a shorter maxAge', () => {
+  it('sees a revocation within maxAge + 1 s, not a ttl', async () => {
+    const verify = offlineVerifier(new StatusLists({ maxAge: 5 }));
+    const held = await issue();
+    expect(await verify(held.token)).toBe('accepted');
+    expect((await postJsonTo('/revoke', { token: held.token })).status).toBe(200);
+    clock.advance(5);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(await verify(held.token)).toBe('revoked');
+  });
+
+  it('refuses a maxAge that is not a positive number', () => {
+    for (const maxAge of [0, -1, Number.NaN]) expect(() => new StatusLists({ maxAge })).toThrow(TypeError);
+  });
+});
+
 describe('a list the verifier cannot get', () => {
   /** The broker, but its status lists do not answer. */
   const listsDown: typeof fetch = (input, init) => {

@@ -7,10 +7,9 @@ import { isWellFormedDeep } from './well-formed';
 
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
-const SUBJECT_TOKEN_TYPES = [
-  'urn:ietf:params:oauth:token-type:jwt',
-  'urn:ietf:params:oauth:token-type:id_token',
-] as const;
+/** The subject token type of an attestation that is a JWT. */
+export const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+const SUBJECT_TOKEN_TYPES = [JWT_TOKEN_TYPE, 'urn:ietf:params:oauth:token-type:id_token'] as const;
 
 /** Request bodies larger than this are refused with 413 before they are parsed. */
 export const MAX_BODY_BYTES = 16 * 1024;

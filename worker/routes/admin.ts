@@ -221,9 +221,14 @@ adminRoutes.get('/admin/agents/:agent', startAudit('admin.agent.read'), requireR
   return c.json(agentJson(agent, status), 200, NO_STORE);
 });
 
-/** An admin's change of the agent in the path, answered with its state after the change. */
-async function changeAgent(c: Context<AdminEnv>, action: StatusAction, reason: string, options: { suspend?: boolean }) {
-  const agent = agentParam(c);
+/** An admin's change of `agent`, answered with its state after the change. */
+async function changeAgent(
+  c: Context<AdminEnv>,
+  agent: Agent,
+  action: StatusAction,
+  reason: string,
+  options: { suspend?: boolean },
+) {
   c.var.audit.adminReason = reason;
   if (options.suspend === true) c.var.audit.details = { suspend: true };
   const status = await agentStore(c.env).changeStatus(agent.id, action, c.var.admin.id, reason, c.var.audit, options);
@@ -231,8 +236,9 @@ async function changeAgent(c: Context<AdminEnv>, action: StatusAction, reason: s
 }
 
 adminRoutes.post('/admin/agents/:agent/revoke', startAudit('admin.agent.revoke'), requireRole('admin'), async (c) => {
+  const agent = agentParam(c);
   const { reason, suspend } = await readBody(c, AgentRevokeBody);
-  return changeAgent(c, 'revoke', reason, { suspend });
+  return changeAgent(c, agent, 'revoke', reason, { suspend });
 });
 
 for (const action of ['suspend', 'resume'] as const) {
@@ -240,7 +246,10 @@ for (const action of ['suspend', 'resume'] as const) {
     `/admin/agents/:agent/${action}`,
     startAudit(`admin.agent.${action}`),
     requireRole('admin'),
-    async (c) => changeAgent(c, action, (await readBody(c, ReasonBody)).reason, {}),
+    async (c) => {
+      const agent = agentParam(c);
+      return changeAgent(c, agent, action, (await readBody(c, ReasonBody)).reason, {});
+    },
   );
 }
 

@@ -16,7 +16,7 @@ export {
   selfSigned,
   spiffeJwtSvid,
 } from './attestation.js';
-export { createDpopKey, type DpopKey } from './dpop.js';
+export { createDpopKey, type DpopKey, dpopProof, type ProofRequest } from './dpop.js';
 export { AgentError, type AgentErrorCode, type AgentErrorDetails } from './errors.js';
 export type { McpFetch, McpFetchOptions } from './mcp.js';
 export type { PendingApproval, Task, TaskFetchInit, TaskToken, TokenRequest } from './task.js';

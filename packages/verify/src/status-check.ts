@@ -20,6 +20,11 @@ export interface StatusListsOptions {
   onUnavailable?: 'refuse' | 'accept';
   /** Milliseconds one fetch of a list may take; default 5,000. */
   timeout?: number;
+  /**
+   * Seconds a list is used at most, when that is shorter than its `ttl`: an API that must see a revocation
+   * sooner fetches more often (the broker's edge serves a copy at most a second old). Default: the `ttl`.
+   */
+  maxAge?: number;
 }
 
 /** A verified list: its statuses and until when (epoch seconds) it is used. */
@@ -58,17 +63,20 @@ export class StatusLists {
   /** What to do with a token whose list cannot be had. */
   readonly onUnavailable: 'refuse' | 'accept';
   readonly #timeout: number;
+  readonly #maxAge: number;
   readonly #cached = new Map<string, CachedList>();
   readonly #pending = new Map<string, Promise<CachedList>>();
 
   /** @throws {TypeError} when `onUnavailable` or `timeout` is not one the verifier can use. */
   constructor(options: StatusListsOptions = {}) {
-    const { onUnavailable = 'refuse', timeout = DEFAULT_TIMEOUT_MS } = options;
+    const { onUnavailable = 'refuse', timeout = DEFAULT_TIMEOUT_MS, maxAge = Number.POSITIVE_INFINITY } = options;
     if (onUnavailable !== 'refuse' && onUnavailable !== 'accept')
       throw new TypeError("statusLists onUnavailable is 'refuse' or 'accept'");
     if (!Number.isFinite(timeout) || timeout <= 0) throw new TypeError('statusLists timeout is a positive number');
+    if (!(maxAge > 0)) throw new TypeError('statusLists maxAge is a positive number of seconds');
     this.onUnavailable = onUnavailable;
     this.#timeout = timeout;
+    this.#maxAge = maxAge;
   }
 
   /**
@@ -87,7 +95,9 @@ export class StatusLists {
     if (pending === undefined) {
       pending = fetchList(uri, source, this.#timeout).finally(() => this.#pending.delete(key));
       this.#pending.set(key, pending);
-      pending.then((list) => this.#remember(key, list, seconds)).catch(() => undefined);
+      pending
+        .then((list) => this.#remember(key, { ...list, until: Math.min(list.until, seconds + this.#maxAge) }, seconds))
+        .catch(() => undefined);
     }
     return (await pending).statuses;
   }

@@ -4,11 +4,12 @@
  */
 import { readFile } from 'node:fs/promises';
 import { Command, Option } from '@commander-js/extra-typings';
+import { type DpopKey, dpopProof, selfSigned } from '@tessera/agent';
 import { type CryptoKey, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
 import { z } from 'zod';
 import { newAdminCredential, parseAdminCredential } from '../../../worker/core/admin-credential';
 import { newIntrospectionCredential } from '../../../worker/core/introspection-credential';
-import { type DpopKey, type ExchangeRequest, exchangeToken, selfSignedAttestation } from '../../lib/agent';
+import { JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT } from '../../../worker/core/token-request';
 import { CliError, usageError } from '../errors';
 import { type Answer, fetchFailure, refusal, request } from '../http';
 import { jsonOption, positiveInteger, required } from '../options';
@@ -65,6 +66,52 @@ async function dpopKeyFrom(path: string): Promise<DpopKey> {
     throw usageError(`${path}: a DPoP key must be EC P-256 (keygen makes one)`);
   const privateKey = (await importJWK({ ...jwk, alg: 'ES256' }, 'ES256')) as CryptoKey;
   return { privateKey, publicJwk: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } };
+}
+
+/** One `POST /token`, as the CLI prints it whatever it answers. */
+interface ExchangeRequest {
+  attestation: string;
+  audience: string;
+  scope: string;
+  task: { description: string; id?: string; justification?: string };
+  requestedTtl?: number;
+  /** Collecting a step-up approval: the `approval_id` of an `authorization_pending` answer. */
+  approvalId?: string;
+  /** Bind the token to this key with a DPoP proof (RFC 9449). */
+  dpop?: DpopKey;
+}
+
+/**
+ * The RFC 8693 exchange, answered as it came (the agent SDK's task API waits for approvals in one process;
+ * the CLI prints each answer, and collects an approval in a later run). With a DPoP key it sends a proof
+ * and answers one `use_dpop_nonce` challenge with the nonce it names (RFC 9449 §8).
+ */
+async function exchangeToken(
+  broker: string,
+  request: ExchangeRequest,
+  nonce?: string,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const url = `${broker}/token`;
+  const proof = request.dpop && (await dpopProof(request.dpop, { method: 'POST', url, nonce }));
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(proof !== undefined && { dpop: proof }) },
+    body: JSON.stringify({
+      grant_type: TOKEN_EXCHANGE_GRANT,
+      subject_token: request.attestation,
+      subject_token_type: JWT_TOKEN_TYPE,
+      audience: request.audience,
+      scope: request.scope,
+      task: request.task,
+      ...(request.requestedTtl !== undefined && { requested_ttl: request.requestedTtl }),
+      ...(request.approvalId !== undefined && { approval_id: request.approvalId }),
+    }),
+  });
+  const body = (await response.json()) as Record<string, unknown>;
+  const challenge = response.headers.get('dpop-nonce');
+  if (body.error === 'use_dpop_nonce' && challenge !== null && nonce === undefined)
+    return exchangeToken(broker, request, challenge);
+  return { status: response.status, body };
 }
 
 const Metadata = z.object({ issuer: z.string().min(1), token_endpoint: z.string() });
@@ -217,7 +264,7 @@ Example:
       const session = open();
       const key = await readKeyFile(options.key);
       const issuer = await brokerIssuer(session);
-      session.io.out(`${await selfSignedAttestation(options.agent, key, issuer)}\n`);
+      session.io.out(`${await selfSigned({ agent: options.agent, key }).attest({ audience: issuer })}\n`);
     });
 }
 
@@ -310,13 +357,13 @@ Examples:
         throw usageError(
           '--approval-id needs --task-id: the task id the pending answer gave, as the approval is for it',
         );
-      const key = await readKeyFile(options.key);
+      const attestation = selfSigned({ agent: options.agent, key: await readKeyFile(options.key) });
       const dpop = options.dpop === undefined ? undefined : await dpopKeyFrom(options.dpop);
       const issuer = await brokerIssuer(session);
       session.checkTransport();
       const ask = async (taskId: string | undefined, approvalId: string | undefined): Promise<Answer> => {
         const exchange: ExchangeRequest = {
-          attestation: await selfSignedAttestation(options.agent, key, issuer),
+          attestation: await attestation.attest({ audience: issuer }),
           audience: options.audience,
           scope: options.scope,
           task: {
