@@ -2,12 +2,14 @@
  * The benchmark's figures as text: the tables printed after a run, the JSON written to `bench-results/`,
  * and the section of `docs/benchmarks.md` between its `bench:results` markers.
  */
+
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { PROJECT_ROOT } from '../lib/local-broker';
 import type { Contention } from './contention';
 import { COST_ITEMS, type CostFigures, type OpsPerToken, PRICES_READ } from './cost';
 import { agentsLabel, type BenchResults, COMPARATORS, type Figures, fixed, TARGETS, type TargetKey } from './results';
+import type { ListSize } from './status-lists';
 
 function non2xxCell(figures: Figures): string {
   const entries = Object.entries(figures.non2xx);
@@ -204,6 +206,26 @@ function primeLines(results: BenchResults): string[] {
   return figure === undefined ? [] : [`each agent's first request (a new Durable Object): ${figure}`];
 }
 
+/** The status lists' figures: what the claim costs, a list served from cache, and the lists' sizes. */
+function statusListRows(results: BenchResults): string[][] {
+  const { claim, serving, sizes } = results.statusLists;
+  const size = (list: ListSize) => [
+    `a list of ${list.entries.toLocaleString('en-US')} entries, ${list.revoked.toLocaleString('en-US')} revoked (1 %)`,
+    `${kib(list.zlibBytes)} ZLIB, ${kib(list.tokenChars)} as the signed list token`,
+  ];
+  return [
+    [
+      'the status claim, claims and signature (with / without)',
+      `${fixed(claim.withMs * 1000, 1)} / ${fixed(claim.withoutMs * 1000, 1)} µs a token (${claim.tokens} tokens each, alternating batches)`,
+    ],
+    [
+      '`GET /status/<list>` from the colo cache',
+      `${fixed(serving.listsPerSecond, 0)} lists/s, p99 ${fixed(serving.p99, 1)} ms (${serving.requests} requests, ${serving.non2xx} not 2xx); ${serving.gzipBytes} bytes gzipped, ${serving.plainBytes} plain`,
+    ],
+    ...sizes.map(size),
+  ];
+}
+
 /** The table printed after a run. */
 export function renderTable(results: BenchResults): string {
   const { coldStart } = results.tessera.oneAgent;
@@ -220,6 +242,8 @@ export function renderTable(results: BenchResults): string {
     PRICES_LINE,
     '',
     ...textTable(ratioColumns(results), ratioRows(results)),
+    '',
+    ...textTable(['status lists', ''], statusListRows(results)),
     '',
     ...primeLines(results),
     `durable peer: ${results.durablePeer.replayMarks} replay marks in Postgres for ${results.durablePeer.tokens} tokens`,
@@ -253,6 +277,8 @@ export function renderMarkdown(results: BenchResults): string {
     `${PRICES_LINE}.`,
     '',
     table(ratioColumns(results), ratioRows(results)),
+    '',
+    table(['status lists', 'figures'], statusListRows(results)),
     '',
     table(
       ['figure', 'value'],

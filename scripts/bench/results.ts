@@ -3,6 +3,7 @@
  * measured, Tessera's ratios over the others, and whether each target of the issue is met. `report.ts`
  * renders them.
  */
+
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus, release, totalmem, type } from 'node:os';
@@ -10,6 +11,7 @@ import { join } from 'node:path';
 import type { Contention } from './contention';
 import type { CostFigures } from './cost';
 import type { LoadResult } from './load';
+import type { StatusListFigures } from './status-lists';
 import type { AuditDelay } from './storage';
 
 export interface Machine {
@@ -121,6 +123,8 @@ export interface BenchResults {
   /** Replay marks Postgres held after the durable peer's run, for the tokens it issued (warm-up included). */
   durablePeer: { replayMarks: number; tokens: number };
   ratios: { oneAgent: Ratios; manyAgents: Ratios };
+  /** What the status claim costs a token, the lists' sizes, and a list served from the colo's cache. */
+  statusLists: StatusListFigures;
   goals: Goal[];
   elapsedSeconds: number;
 }
@@ -240,6 +244,19 @@ function cpuPerToken(figures: TargetFigures): number {
   return contention === undefined || run.tokens === 0 ? Number.NaN : contention.targetCpuMs / run.tokens;
 }
 
+/**
+ * The status claim's CPU within 3 % of a token without it: the claim's own cost (claims and signature with
+ * it, less without it) against the 1-agent run's CPU per token.
+ */
+function statusClaimGoal({ claim }: StatusListFigures, cpuOne: number): Goal {
+  const extra = claim.withMs - claim.withoutMs;
+  return {
+    goal: 'the status claim: CPU per token within 3 % of a token without it',
+    met: extra <= 0.03 * cpuOne,
+    detail: `+${fixed(extra * 1000, 1)} µs a token (claims and signature ${fixed(claim.withMs * 1000, 1)} µs with it, ${fixed(claim.withoutMs * 1000, 1)} µs without), ${fixed((100 * extra) / cpuOne, 2)} % of the ${fixed(cpuOne, 2)} ms a token costs`,
+  };
+}
+
 export function goals(results: Omit<BenchResults, 'goals'>): Goal[] {
   const { tessera, tesseraManyAgents, durablePeer } = results.targets;
   const many = agentsLabel(results.tessera.manyAgents.agents);
@@ -272,6 +289,7 @@ export function goals(results: Omit<BenchResults, 'goals'>): Goal[] {
     },
     againstPeer('1 agent', cpuOne),
     againstPeer(many, cpuMany),
+    statusClaimGoal(results.statusLists, cpuOne),
     ...runGoals('1 agent', tessera, results.tessera.oneAgent),
     ...runGoals(many, tesseraManyAgents, results.tessera.manyAgents),
   ];

@@ -32,8 +32,9 @@
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
+import { decodeJwt } from 'jose';
 import pg from 'pg';
-import { bundleWorker, freePort } from '../lib/local-broker';
+import { bundleWorker, freePort, startLocalBroker, type WorkerBundle } from '../lib/local-broker';
 import {
   BENCH_AGENT,
   type BenchAgent,
@@ -42,12 +43,14 @@ import {
   benchAgents,
   benchPolicies,
   clientCredentialsBodies,
+  exchangeBodies,
 } from './fixtures';
 import type { RequestPool } from './load';
 import { elapsedSeconds, FORM, LOAD, log, measure, WARMUP } from './measure';
 import { replayMarkCount } from './peer-postgres';
 import { renderTable, saveResults } from './report';
 import { type BenchResults, goals, machine, ratios, type TargetFigures } from './results';
+import { claimCost, listSizes, type StatusListFigures, servedFromCache } from './status-lists';
 import { benchAdminCredential } from './storage';
 import { bundleFloor, type FloorKind, startFloor, startPeer, startPostgres, type Target } from './targets';
 import { measureTessera } from './tessera';
@@ -142,6 +145,29 @@ async function measurePeers(agent: BenchAgent) {
   }
 }
 
+/**
+ * The status lists' figures: the claim's cost to a token, the sizes of a list, and `GET /status/<list>`
+ * under load on a fresh broker that issued one token (every answer but the first from the colo's cache).
+ */
+async function measureStatusLists(agent: BenchAgent, bundle: WorkerBundle): Promise<StatusListFigures> {
+  log('status lists: the claim, the sizes, a list from cache');
+  const claim = await claimCost();
+  const sizes = await listSizes();
+  const port = await freePort();
+  const broker = await startLocalBroker({ bundle, port, storageRoot: STORAGE.root, assets: false });
+  try {
+    const [body] = await exchangeBodies([agent], broker.url)(1);
+    const response = await fetch(`${broker.url}/token`, { method: 'POST', headers: { 'content-type': FORM }, body });
+    const { access_token: token } = (await response.json()) as { access_token?: string };
+    if (token === undefined) throw new Error(`/token answered ${response.status} on the status lists' broker`);
+    const { status } = decodeJwt(token) as { status: { status_list: { uri: string } } };
+    const serving = await servedFromCache(status.status_list.uri, LOAD.seconds, LOAD.connections);
+    return { claim, sizes, serving };
+  } finally {
+    await broker.dispose();
+  }
+}
+
 async function main(): Promise<number> {
   const [agent, many, credential] = await Promise.all([
     benchAgent(BENCH_AGENT),
@@ -176,6 +202,7 @@ async function main(): Promise<number> {
       STORAGE.root,
     );
     const peers = await measurePeers(agent);
+    const statusLists = await measureStatusLists(agent, bench.value);
 
     const targets = {
       tessera: oneAgent.figures,
@@ -199,6 +226,7 @@ async function main(): Promise<number> {
       tessera: { oneAgent: oneAgent.run, manyAgents: manyAgents.run },
       durablePeer: peers.durableReplay,
       ratios: { oneAgent: ratios(oneAgent.figures, targets), manyAgents: ratios(manyAgents.figures, targets) },
+      statusLists,
       elapsedSeconds: elapsedSeconds(),
     };
     const results: BenchResults = { ...partial, goals: goals(partial) };

@@ -6,8 +6,7 @@
 import { exports } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
-import { STATUS } from '../../worker/core/status-list';
-import { LIST_CAPACITY } from '../../worker/status/status-list';
+import { LIST_CAPACITY, STATUS } from '../../worker/core/status-list';
 import { agentObject, evictAgentObject } from '../helpers/agent-object';
 import { useForwardClock } from '../helpers/clock';
 import { DEMO_AGENT, ISSUER } from '../helpers/demo';

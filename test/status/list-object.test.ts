@@ -2,8 +2,8 @@
 import { evictDurableObject } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { STATUS } from '../../worker/core/status-list';
-import { LIST_CAPACITY, listId, statusShardStub } from '../../worker/status/status-list';
+import { LIST_CAPACITY, STATUS } from '../../worker/core/status-list';
+import { listId, statusShardStub } from '../../worker/status/status-list';
 import { nowSeconds } from '../helpers/clock';
 import { ISSUER } from '../helpers/demo';
 import { readList } from './list';

@@ -10,6 +10,8 @@ export { decodeStatusList, STATUS, type StatusBits, type StatusListClaim, type S
 
 /** Tessera's lists: 2 bits an entry, for VALID, INVALID and SUSPENDED (§4.1). */
 export const TESSERA_STATUS_BITS: StatusBits = 2;
+/** Entries a list of Tessera's holds at most (a generation): 2^20 × 2 bits = 256 KiB uncompressed when full. */
+export const LIST_CAPACITY = 2 ** 20;
 
 /** The `typ` header of a status list token (§5.1); it is served as `application/statuslist+jwt` (§8.1). */
 export const STATUS_LIST_TYP = 'statuslist+jwt';

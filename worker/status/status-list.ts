@@ -9,13 +9,12 @@
  * Only entries that are not VALID are stored, one row each: a list of 300,000 tokens with 1 % revoked is
  * 3,000 rows, and its bits are built on a read. INVALID is final: no flip turns it back.
  */
+import { LIST_CAPACITY } from '../core/status-list';
 import { MeteredObject } from '../durable/meter';
 import { migrate } from '../durable/sql-schema';
 
 /** Shards: each takes the reserves of a sixteenth of the isolates, and the flips of their tokens. */
 export const STATUS_LIST_SHARDS = 16;
-/** Entries a list holds at most: 2^20 × 2 bits = 256 KiB uncompressed when full. */
-export const LIST_CAPACITY = 2 ** 20;
 
 /** VALID, INVALID, SUSPENDED: the draft's 0x00, 0x01, 0x02 (§7.1), the only statuses Tessera writes. */
 export type EntryStatus = 0 | 1 | 2;
