@@ -23,9 +23,10 @@
  *
  * Prints the decoded token, and exits non-zero if any step does not behave as shown.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import {
   AgentError,
   createDpopKey,
@@ -48,6 +49,7 @@ const TICKETS = 'https://tickets.example.com';
 const TICKETS_SCOPE = 'tickets:read tickets:comment';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+const run = promisify(execFile);
 /** Makes this run's task ids unique, so the demo can run again against the same broker. */
 const RUN = Date.now().toString(36);
 
@@ -167,18 +169,25 @@ async function refusedCode(promise: Promise<unknown>): Promise<AgentError> {
   throw new DemoFailure('expected a refusal, got a token');
 }
 
-/** POST /token by hand, as an attacker who captured an attestation would. */
-async function rawExchange(attestation: string, task: { description: string; id: string }) {
+/** POST /token by hand, as the SDK would not: a captured attestation replayed, an approval collected twice. */
+async function rawExchange(fields: {
+  attestation: string;
+  audience: string;
+  scope: string;
+  task: { description: string; id: string; justification?: string | undefined };
+  approvalId?: string | undefined;
+}) {
   const response = await fetch(`${BROKER}/token`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({
       grant_type: TOKEN_EXCHANGE,
       subject_token_type: JWT_TOKEN_TYPE,
-      subject_token: attestation,
-      audience: TICKETS,
-      scope: 'tickets:read',
-      task,
+      subject_token: fields.attestation,
+      audience: fields.audience,
+      scope: fields.scope,
+      task: fields.task,
+      ...(fields.approvalId !== undefined && { approval_id: fields.approvalId }),
     }),
   });
   return answerOf(response);
@@ -238,8 +247,9 @@ async function play(metadata: BrokerMetadata): Promise<void> {
   step('5. an attestation is single use: one captured and replayed is refused');
   const captured = await attestation.attest({ audience: metadata.issuer });
   const replayTask = { description: 'Read ticket T-1234', id: `demo-replay-${RUN}` };
-  const first = await rawExchange(captured, replayTask);
-  const replayed = await rawExchange(captured, replayTask);
+  const replay = { attestation: captured, audience: TICKETS, scope: 'tickets:read', task: replayTask };
+  const first = await rawExchange(replay);
+  const replayed = await rawExchange(replay);
   console.log(`first use: HTTP ${first.status}; replayed: HTTP ${replayed.status}`, JSON.stringify(replayed.body));
   expectThat(first.status === 200, `expected the first use to be granted (${apiError(first)})`);
   expectThat(
@@ -341,20 +351,13 @@ async function stepUp(metadata: BrokerMetadata): Promise<void> {
     claim?.id === pending?.approvalId && claim?.by === 'demo-approver',
     'the token does not name the approval and approver',
   );
-  const again = await fetch(`${BROKER}/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      grant_type: TOKEN_EXCHANGE,
-      subject_token_type: JWT_TOKEN_TYPE,
-      subject_token: await selfSigned({ agent: AGENT, key: { file: KEY_FILE } }).attest({ audience: metadata.issuer }),
-      audience: iam,
-      scope: 'iam:disable-user',
-      task: { description: task.description, id: task.id, justification: task.justification },
-      approval_id: pending?.approvalId,
-    }),
+  const collectedAgain = await rawExchange({
+    attestation: await selfSigned({ agent: AGENT, key: { file: KEY_FILE } }).attest({ audience: metadata.issuer }),
+    audience: iam,
+    scope: 'iam:disable-user',
+    task: { description: task.description, id: task.id, justification: task.justification },
+    approvalId: pending?.approvalId,
   });
-  const collectedAgain = await answerOf(again);
   console.log(`collecting it again: HTTP ${collectedAgain.status}`, JSON.stringify(collectedAgain.body));
   expectThat(
     collectedAgain.status === 400 && collectedAgain.body.error === 'invalid_grant',
@@ -369,22 +372,17 @@ async function approve(approvalId: string, reason: string): Promise<void> {
   console.log(
     `$ TESSERA_ADMIN_TOKEN=<approver credential> npm ${command.map((word) => (word.includes(' ') ? `"${word}"` : word)).join(' ')}`,
   );
-  const child = spawn('npm', command, {
-    env: { ...process.env, TESSERA_URL: BROKER, TESSERA_ADMIN_TOKEN: await demoApprover() },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  let stdout: string;
+  try {
+    ({ stdout } = await run('npm', command, {
+      env: { ...process.env, TESSERA_URL: BROKER, TESSERA_ADMIN_TOKEN: await demoApprover() },
+    }));
+  } catch (error) {
+    throw new DemoFailure(`the approval failed: ${(error as { stderr?: string }).stderr ?? String(error)}`);
+  }
   const decided = JSON.parse(stdout || '{}') as { status?: string; decisions?: unknown };
   console.log(JSON.stringify({ status: decided.status, decisions: decided.decisions }));
-  expectThat(code === 0 && decided.status === 'approved', `the approval failed: ${stderr}`);
+  expectThat(decided.status === 'approved', `the approval answered ${stdout}`);
 }
 
 /**
