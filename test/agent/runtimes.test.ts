@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { VerifyError, verifyAgentToken } from '@tessera/verify';
-import { decodeJwt, type JWK } from 'jose';
+import { decodeJwt } from 'jose';
 import { convertV4MiniflareOptions, Miniflare } from 'miniflare';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { unstable_getMiniflareWorkerOptions } from 'wrangler';
@@ -103,7 +103,7 @@ describe('@tessera/agent in a Worker (workerd)', () => {
         ...workerOptions,
         modules: await bundleModules(outDir),
         modulesRoot: outDir,
-        bindings: { BROKER: broker, AGENT_KEY: JSON.parse(await readFile(DEMO_KEY_FILE, 'utf8')) as JWK },
+        bindings: { TESSERA_BROKER: broker, TESSERA_AGENT_KEY: await readFile(DEMO_KEY_FILE, 'utf8') },
         // Offline: do not fetch the `request.cf` template from the network.
         cf: false,
       }),
