@@ -1,9 +1,9 @@
 /**
  * The built @tessera/agent (packages/agent/dist) in the runtimes its README names besides Node: Bun and
- * Deno (from npm, as devDependencies) run `runtimes/cli-agent.ts`, and workerd runs `runtimes/worker-agent.ts`
- * bundled as a deploy would bundle it. Each attests as the demo agent to the broker that requires DPoP
- * nonces, calls an API that verifies its token and proof with @tessera/verify, and completes the task,
- * after which the token is dead.
+ * Deno (from npm, as devDependencies) run `runtimes/cli-agent.ts`, and workerd runs
+ * `runtimes/worker-agent.ts` (the Worker of docs/agents.md) bundled as a deploy would bundle it. Each attests
+ * as the demo agent to the broker that requires DPoP nonces, calls an API that verifies its token and proof
+ * with @tessera/verify, and completes its task, after which the token is dead.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -24,25 +24,35 @@ import { type TaskReport, TICKETS } from './runtimes/task-flow';
 const broker = inject('agentNonceBrokerUrl');
 const RUNTIMES = join(PROJECT_ROOT, 'test/agent/runtimes');
 
-/** An API for the tickets audience that verifies each call's token and DPoP proof, and answers who called. */
-let api: { url: string; close(): void };
+/** What the API answers a call whose token and proof it verified. */
+interface Caller {
+  sub: string;
+  task: string;
+  jkt: string | undefined;
+}
+
+/**
+ * An API for the tickets audience that requires a DPoP-bound token with `tickets:read` and a proof of the
+ * call, answers who called, and keeps each task's token for the test to introspect.
+ */
+let api: { url: string; tokens: Map<string, string>; close(): void };
 
 async function answer(request: IncomingMessage, response: ServerResponse, url: string): Promise<void> {
-  const [scheme, token] = (request.headers.authorization ?? '').split(' ');
+  const [scheme, token = ''] = (request.headers.authorization ?? '').split(' ');
   try {
-    const claims = await verifyAgentToken(token ?? '', {
+    const claims = await verifyAgentToken(token, {
       issuer: broker,
       audience: TICKETS,
       actions: ['tickets:read'],
       requireDpop: true,
       dpop: scheme === 'DPoP' ? { proof: request.headers.dpop as string, method: 'GET', url } : undefined,
     });
-    response.writeHead(200, { 'content-type': 'application/json' });
-    response.end(JSON.stringify({ sub: claims.sub, task: claims.task.id, jkt: claims.cnf?.jkt }));
+    api.tokens.set(claims.task.id, token);
+    const caller: Caller = { sub: claims.sub, task: claims.task.id, jkt: claims.cnf?.jkt };
+    response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(caller));
   } catch (error) {
     if (!(error instanceof VerifyError)) throw error;
-    response.writeHead(error.status, { 'content-type': 'application/json' });
-    response.end(JSON.stringify({ code: error.code }));
+    response.writeHead(error.status, { 'content-type': 'application/json' }).end(JSON.stringify({ code: error.code }));
   }
 }
 
@@ -51,19 +61,19 @@ beforeAll(async () => {
     void answer(request, response, `${api.url}${request.url}`);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  api = { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  api = { url, tokens: new Map(), close: () => server.close() };
 });
 afterAll(() => api.close());
 
-/** What every runtime must have done: a bound token the API accepted, for the task, dead once it completed. */
-async function expectTaskDone(report: TaskReport, runtime: RegExp): Promise<void> {
-  expect(report.runtime).toMatch(runtime);
-  expect(report.status).toBe(200);
-  const claims = decodeJwt(report.accessToken);
-  expect(report.tokenType).toBe('DPoP');
-  expect(claims).toMatchObject({ sub: DEMO_AGENT, aud: TICKETS, task: { id: report.taskId } });
-  expect(report.body).toEqual({ sub: DEMO_AGENT, task: report.taskId, jkt: (claims.cnf as { jkt: string }).jkt });
-  expect(await isActive(broker, report.accessToken)).toBe(false);
+/** What every runtime must have done: called the API with a bound token of its task, dead once the task completed. */
+async function expectTaskDone(caller: Caller): Promise<void> {
+  const token = api.tokens.get(caller.task) ?? '';
+  const claims = decodeJwt(token);
+  expect(claims).toMatchObject({ sub: DEMO_AGENT, aud: TICKETS, task: { id: caller.task } });
+  expect(caller).toEqual({ sub: DEMO_AGENT, task: caller.task, jkt: (claims.cnf as { jkt: string }).jkt });
+  expect(caller.jkt).toEqual(expect.any(String));
+  expect(await isActive(broker, token)).toBe(false);
 }
 
 /** The runtime the root package.json installs from npm (its `bin`). */
@@ -80,20 +90,24 @@ async function runCli(command: string, args: string[]): Promise<TaskReport> {
 }
 
 describe('@tessera/agent in Bun', () => {
-  it('gets a DPoP-bound token, calls an API with it and completes the task', async () => {
-    await expectTaskDone(await runCli(npmBinary('bun'), ['run', 'cli-agent.ts']), /^Bun\//);
+  it('calls an API with a DPoP-bound token of its task, and completes the task', async () => {
+    const report = await runCli(npmBinary('bun'), ['run', 'cli-agent.ts']);
+    expect(report).toMatchObject({ runtime: expect.stringMatching(/^Bun\//), status: 200 });
+    await expectTaskDone(report.body as Caller);
   });
 });
 
 describe('@tessera/agent in Deno', () => {
-  it('gets a DPoP-bound token, calls an API with it and completes the task', async () => {
+  it('calls an API with a DPoP-bound token of its task, and completes the task', async () => {
     const permissions = ['--allow-net=127.0.0.1', `--allow-read=${PROJECT_ROOT}`, '--no-lock'];
-    await expectTaskDone(await runCli(npmBinary('deno'), ['run', ...permissions, 'cli-agent.ts']), /^Deno\//);
+    const report = await runCli(npmBinary('deno'), ['run', ...permissions, 'cli-agent.ts']);
+    expect(report).toMatchObject({ runtime: expect.stringMatching(/^Deno\//), status: 200 });
+    await expectTaskDone(report.body as Caller);
   });
 });
 
 describe('@tessera/agent in a Worker (workerd)', () => {
-  it('gets a DPoP-bound token, calls an API with it and completes the task', async () => {
+  it('calls an API with a DPoP-bound token of its task, and completes the task on leaving await using', async () => {
     const outDir = await mkdtemp(join(tmpdir(), 'tessera-agent-worker-'));
     const config = join(RUNTIMES, 'wrangler.toml');
     await wranglerBundle({ config, outDir });
@@ -114,7 +128,7 @@ describe('@tessera/agent in a Worker (workerd)', () => {
         body: JSON.stringify({ api: api.url }),
       });
       expect(response.status).toBe(200);
-      await expectTaskDone((await response.json()) as TaskReport, /^Cloudflare-Workers$/);
+      await expectTaskDone((await response.json()) as Caller);
     } finally {
       await worker.dispose();
       await rm(outDir, { recursive: true, force: true });

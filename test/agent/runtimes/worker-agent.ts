@@ -1,15 +1,13 @@
 /**
- * The task of `task-flow.ts` in a Worker: its bindings name the broker and hold the demo agent's private JWK
- * as a secret would (a Worker has no files); a `POST` with `{ "api": "<url>" }` runs the task and answers
- * its report.
+ * An agent in a Worker, as docs/agents.md shows it: its bindings name the broker and hold the demo agent's
+ * private JWK as a secret would (a Worker has no files). A `POST` with `{ "api": "<url>" }` reads a ticket
+ * from that API (as the tickets API's audience) in a task, answers what the API answered, and completes
+ * the task as it leaves the `await using` block.
  */
 import { createTessera, type SelfSignedKey, selfSigned } from '@tessera/agent';
-import { runTask } from './task-flow.ts';
 
 interface Env {
-  /** The broker's issuer URL. */
   TESSERA_BROKER: string;
-  /** The agent's private JWK, as `wrangler secret put TESSERA_AGENT_KEY` stores it. */
   TESSERA_AGENT_KEY: string;
 }
 
@@ -20,6 +18,7 @@ export default {
       attestation: selfSigned({ agent: 'demo-agent', key: JSON.parse(env.TESSERA_AGENT_KEY) as SelfSignedKey }),
     });
     const { api } = (await request.json()) as { api: string };
-    return Response.json(await runTask(tessera, api));
+    await using task = await tessera.task({ description: 'Summarise ticket T-1234' });
+    return task.fetch(`${api}/tickets/T-1234`, { audience: 'https://tickets.example.com', scope: 'tickets:read' });
   },
 };
