@@ -155,6 +155,7 @@ describe('POST /token: asking for an action that needs approval', () => {
       approvals_required: 1,
       approver_groups: ['security'],
       four_eyes: true,
+      rollback: [{ grant: GRANT, runbook: 'https://runbooks.example.com/iam/enable-user' }],
       decisions: [],
     });
   });
@@ -364,7 +365,7 @@ describe('POST /admin/approvals/{id}: deciding', () => {
       owner: OWNER,
       taskId: pending.task.id,
     });
-    expect(detailOf(audit)).toEqual({ decision: 'approve', status: 'approved' });
+    expect(detailOf(audit)).toEqual({ decision: 'approve', status: 'approved', rollback: expect.any(Array) });
   });
 
   it('audits a denial with the approver and the reason', async () => {
@@ -379,7 +380,7 @@ describe('POST /admin/approvals/{id}: deciding', () => {
       actor: 'demo-approver',
       adminReason: 'wrong account',
     });
-    expect(detailOf(audit)).toEqual({ decision: 'deny', status: 'denied' });
+    expect(detailOf(audit)).toEqual({ decision: 'deny', status: 'denied', rollback: expect.any(Array) });
   });
 
   it.each<[string, string]>([

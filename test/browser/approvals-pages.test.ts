@@ -1,7 +1,8 @@
 /**
  * The approvals page names each agent with requests waiting and how many, each a link to that agent's
  * requests alone, so that a flood from one agent hides no other's; the listing's further pages come with
- * "Show more" (`GET /admin/approvals` pages are tested in test/approvals/listing.test.ts).
+ * "Show more" (`GET /admin/approvals` pages are tested in test/approvals/listing.test.ts); and each approval
+ * shows what undoes the action it allows.
  */
 import { describe, expect, it } from 'vitest';
 import { openApproval, taskId, useBrowser } from './console';
@@ -31,5 +32,23 @@ describe('the console: approvals by agent', () => {
 
     await byAgent.getByRole('link', { name: 'every agent' }).click();
     await page.getByRole('heading', { name: 'Approvals', exact: true }).waitFor();
+  });
+
+  it('shows what undoes the action, as the grant declares it, with its runbook a link', async () => {
+    const approvalId = await openApproval({
+      id: taskId('console-rollback'),
+      description: 'Disable the account of j.doe, taken over in incident INC-79',
+      justification: 'the SOC confirmed the takeover',
+    });
+    const { page } = await people.signedIn('approver');
+    const card = page.locator(`article[data-approval="${approvalId}"]`);
+    await card.waitFor();
+    const runbook = card.locator('.rollback').getByRole('link', {
+      name: 'https://runbooks.example.com/iam/enable-user',
+    });
+    expect(await runbook.getAttribute('href')).toBe('https://runbooks.example.com/iam/enable-user');
+    expect(await card.locator('.rollback').textContent()).toBe(
+      'https://runbooks.example.com/iam/enable-user (grant disable-user-after-approval)',
+    );
   });
 });

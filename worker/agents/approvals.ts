@@ -107,7 +107,9 @@ export class Approvals {
     if (decided.outcome.decided) {
       this.save(decided.record);
       const status = approvalStatus(decided.record, now);
-      return { ...decided, audit: { decision: 'granted', details: { decision: input.decision, status } } };
+      // The record of the decision keeps what the approver was shown would undo it.
+      const details = { decision: input.decision, status, rollback: record.requirement.rollback ?? [] };
+      return { ...decided, audit: { decision: 'granted', details } };
     }
     if (decided.outcome.reason === 'not_pending') {
       const details = { status: approvalStatus(record, now) };

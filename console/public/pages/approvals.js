@@ -28,6 +28,7 @@ import { agentText, duration, fields, h, pageHref, replace, time } from '../lib/
  * @property {number} approvals_required
  * @property {string[]} approver_groups
  * @property {boolean} four_eyes
+ * @property {{ grant: string, runbook?: string, action?: string, none?: string }[]} rollback
  * @property {{ by: string, decision: 'approve' | 'deny', reason: string, at: string }[]} decisions
  */
 
@@ -100,6 +101,31 @@ function actionList(/** @type {Approval} */ approval) {
   );
 }
 
+/** What undoes what the approval allows, as the policy declares it: a runbook, a reverse action, or why none. */
+function rollbackList(/** @type {Approval} */ approval) {
+  if (approval.rollback.length === 0) return h('span', { class: 'muted' }, 'not declared');
+  return h(
+    'ul',
+    { class: 'rollback' },
+    approval.rollback.map((path) =>
+      h(
+        'li',
+        {},
+        path.none === undefined
+          ? [
+              path.runbook === undefined
+                ? null
+                : h('a', { href: path.runbook, target: '_blank', rel: 'noopener noreferrer' }, path.runbook),
+              path.runbook !== undefined && path.action !== undefined ? ', or ' : null,
+              path.action === undefined ? null : ['the action ', h('code', {}, path.action)],
+            ]
+          : `Nothing undoes it: ${path.none}`,
+        h('span', { class: 'muted' }, ` (grant ${path.grant})`),
+      ),
+    ),
+  );
+}
+
 function decisionList(/** @type {Approval} */ approval) {
   if (approval.decisions.length === 0) return h('span', { class: 'muted' }, 'none yet');
   return h(
@@ -145,6 +171,7 @@ function approvalFacts(approval, context, timeLeft) {
       ['Task id', h('code', {}, approval.task.id)],
       ['Needs', requirement(approval)],
       ['Token lifetime', duration(approval.ttl)],
+      ['Undone by', rollbackList(approval)],
       ['Asked', time(approval.created_at)],
       ['Time left', timeLeft],
       ['Decisions', decisionList(approval)],

@@ -24,6 +24,14 @@ const Approval = z.object({
   approvals_required: z.number(),
   approver_groups: z.array(z.string()),
   four_eyes: z.boolean(),
+  rollback: z.array(
+    z.object({
+      grant: z.string(),
+      runbook: z.string().optional(),
+      action: z.string().optional(),
+      none: z.string().optional(),
+    }),
+  ),
   decisions: z.array(z.object({ by: z.string(), decision: z.string(), reason: z.string(), at: z.string() })),
 });
 type Approval = z.infer<typeof Approval>;
@@ -49,6 +57,16 @@ function votes(approval: Approval): string {
   return `${approvals} of ${approval.approvals_required}`;
 }
 
+/** What undoes a grant of the approval, in words: its runbook, the action that reverses it, or why nothing does. */
+function rollbackText(path: Approval['rollback'][number]): string {
+  if (path.none !== undefined) return `none: ${path.none} (grant ${path.grant})`;
+  const ways = [
+    ...(path.runbook === undefined ? [] : [`runbook ${path.runbook}`]),
+    ...(path.action === undefined ? [] : [`the action ${path.action}`]),
+  ];
+  return `${ways.join(', or ')} (grant ${path.grant})`;
+}
+
 function printApproval(session: Session, approval: Approval): void {
   session.io.out(
     fields([
@@ -67,6 +85,9 @@ function printApproval(session: Session, approval: Approval): void {
         'approvers',
         `${votes(approval)} approvals${approval.approver_groups.length > 0 ? `, in ${approval.approver_groups.join(', ')}` : ''}${approval.four_eyes ? ', not the owner' : ''}`,
       ],
+      ...(approval.rollback.length === 0
+        ? [['undone by', 'not declared'] as const]
+        : approval.rollback.map((path) => ['undone by', rollbackText(path)] as const)),
       ...approval.decisions.map(
         (d) => ['decision', `${d.decision} by ${d.by} ${relative(d.at)}: ${d.reason}`] as const,
       ),
