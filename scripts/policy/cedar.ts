@@ -1,12 +1,13 @@
 /**
  * Compiles the Cedar schema and policies of a policy folder: strict validation against the schema, the
- * grant annotations (`@id`, `@max_ttl`, `@approvals`, ...), and the context attributes policies read.
- * Every problem of every file is collected.
+ * grant annotations (`@id`, `@max_ttl`, `@approvals`, `@rollback`, ...), and the context attributes policies
+ * read. Every grant that needs approval must say what undoes it, or why nothing does. Every problem of every
+ * file is collected.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
-import { type Grant, type PolicyBundle, TTL_CEILING_SECONDS } from '../../worker/policy/bundle';
+import { type Grant, type PolicyBundle, Rollback, TTL_CEILING_SECONDS } from '../../worker/policy/bundle';
 import { lineAt, type Problems } from './source';
 
 interface CedarFile {
@@ -111,6 +112,55 @@ function approvalRequirement(
   return { count, ...(group !== undefined && { group }), fourEyes: fourEyes === 'true' };
 }
 
+const ROLLBACK_FIX =
+  'say what undoes it: @rollback("<https runbook URL>") or @rollback_action("<action that reverses it>"), ' +
+  'or @no_rollback("<why nothing can>")';
+
+/**
+ * `@rollback("<https URL>")`, `@rollback_action("<action>")` or `@no_rollback("<why>")` of a grant. A grant that
+ * needs approval (`gated`) must have one; one that does not may not (it would never reach an approver).
+ * `actions` are the schema's, which a rollback action must be one of (undefined: the schema did not compile).
+ */
+function rollbackOf(
+  annotations: Record<string, string>,
+  id: string,
+  gated: boolean,
+  actions: readonly string[] | undefined,
+  at: Located,
+): Rollback | undefined {
+  const { rollback: runbook, rollback_action: action, no_rollback: none } = annotations;
+  const fail = (message: string) => {
+    at.problems.add('cedar-annotation', at.file, at.line, message);
+    return undefined;
+  };
+  if (runbook === undefined && action === undefined && none === undefined) {
+    if (gated) {
+      at.problems.add(
+        'rollback-missing',
+        at.file,
+        at.line,
+        `grant ${id} needs approval but declares no rollback path`,
+        ROLLBACK_FIX,
+      );
+    }
+    return undefined;
+  }
+  if (!gated) return fail('@rollback, @rollback_action and @no_rollback only apply to grants that need approval');
+  if (none !== undefined) {
+    if (runbook !== undefined || action !== undefined)
+      return fail('@no_rollback excludes @rollback and @rollback_action');
+    if (none.trim() === '') return fail('@no_rollback must say why nothing undoes the action');
+    return { none: none.trim() };
+  }
+  if (action !== undefined && actions !== undefined && !actions.includes(action))
+    return fail(`@rollback_action ${action} is not an action the schema declares`);
+  const parsed = Rollback.safeParse({
+    ...(runbook !== undefined && { runbook }),
+    ...(action !== undefined && { action }),
+  });
+  return parsed.success ? parsed.data : fail('@rollback must be an https:// URL (the runbook that undoes the action)');
+}
+
 /** Parses the schema; its problems go to `problems`. Returns the declared actions, or undefined. */
 function compileSchema(schemaFile: CedarFile, problems: Problems): string[] | undefined {
   const parsed = cedar.checkParseSchema(schemaFile.text);
@@ -132,7 +182,7 @@ function compileSchema(schemaFile: CedarFile, problems: Problems): string[] | un
  */
 function compileFile(
   file: CedarFile,
-  schema: string | undefined,
+  schema: { text: string; actions: readonly string[] } | undefined,
   out: { policies: Record<string, string>; grants: Record<string, Grant>; contextKeys: Set<string> },
   problems: Problems,
 ): { wholeContext: boolean } {
@@ -143,7 +193,7 @@ function compileFile(
   }
   if (schema !== undefined) {
     const validated = cedar.validate({
-      schema,
+      schema: schema.text,
       policies: { staticPolicies: file.text },
       validationSettings: { mode: 'strict' },
     });
@@ -186,13 +236,19 @@ function compileFile(
     }
     const maxTtl = maxTtlOf(annotations, json.json.effect, at);
     const approval = approvalRequirement(annotations, json.json.effect, at);
-    if (!collectContextKeys(json.json, out.contextKeys)) wholeContext = true;
+    const reads = new Set<string>();
+    if (!collectContextKeys(json.json, reads)) wholeContext = true;
+    for (const key of reads) out.contextKeys.add(key);
+    // Needs approval: says who approves, or is permitted only with `context.approved`.
+    const gated = json.json.effect === 'permit' && (annotations.approvals !== undefined || reads.has('approved'));
+    const rollback = rollbackOf(annotations, id, gated, schema?.actions, at);
     out.policies[id] = text;
     out.grants[id] = {
       source: `${file.path}:${line}`,
       effect: json.json.effect,
       ...(maxTtl !== undefined && { maxTtl }),
       ...(approval !== undefined && { approval }),
+      ...(rollback !== undefined && { rollback }),
     };
   }
   return { wholeContext };
@@ -213,7 +269,9 @@ export async function compileCedar(dir: string, problems: Problems): Promise<Pol
   const out = { policies: {}, grants: {}, contextKeys: new Set<string>() };
   let wholeContext = false;
   for (const file of await readCedarFiles(dir, problems)) {
-    if (compileFile(file, actions === undefined ? undefined : schemaText, out, problems).wholeContext)
+    if (
+      compileFile(file, actions === undefined ? undefined : { text: schemaText, actions }, out, problems).wholeContext
+    )
       wholeContext = true;
   }
   if (actions === undefined) return undefined;

@@ -23,8 +23,10 @@ export type PolicyProblemCode =
   | 'id-collision'
   /** Cedar that does not parse, or does not validate against the schema. */
   | 'cedar-invalid'
-  /** A bad `@max_ttl`, `@approvals`, `@approver_group` or `@four_eyes`. */
+  /** A bad `@max_ttl`, `@approvals`, `@approver_group`, `@four_eyes`, `@rollback`, `@rollback_action` or `@no_rollback`. */
   | 'cedar-annotation'
+  /** A grant that needs approval and says neither what undoes it nor why nothing does. */
+  | 'rollback-missing'
   /** A policy folder without `.cedar` files. */
   | 'no-cedar-files'
   /** For deploy: an agent marked `demo: true` (its private key is public). */

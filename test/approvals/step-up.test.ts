@@ -79,12 +79,20 @@ async function collect(pending: Pending): Promise<Collected> {
 }
 
 /** The ids `GET /admin/approvals` lists, once the records of the approvals opened so far are in D1. */
+/** The ids of every page of the listing (`status`, or its default), following `next_cursor`. */
 async function listIds(status?: string, credential = creds.approver): Promise<string[]> {
   await drainAudit();
-  const query = status === undefined ? '' : `?status=${status}`;
-  const response = await adminFetch(`/admin/approvals${query}`, { headers: bearer(credential) });
-  expect(response.status, await response.clone().text()).toBe(200);
-  return ((await response.json()) as { approvals: ApprovalJson[] }).approvals.map((approval) => approval.id);
+  const ids: string[] = [];
+  let cursor: string | null = null;
+  do {
+    const query = new URLSearchParams({ ...(status !== undefined && { status }), ...(cursor !== null && { cursor }) });
+    const response = await adminFetch(`/admin/approvals?${query}`, { headers: bearer(credential) });
+    expect(response.status, await response.clone().text()).toBe(200);
+    const page = (await response.json()) as { approvals: ApprovalJson[]; next_cursor: string | null };
+    ids.push(...page.approvals.map((approval) => approval.id));
+    cursor = page.next_cursor;
+  } while (cursor !== null);
+  return ids;
 }
 
 /** The newest record is a refused token exchange for `reason`. */
@@ -147,6 +155,7 @@ describe('POST /token: asking for an action that needs approval', () => {
       approvals_required: 1,
       approver_groups: ['security'],
       four_eyes: true,
+      rollback: [{ grant: GRANT, runbook: 'https://runbooks.example.com/iam/enable-user' }],
       decisions: [],
     });
   });
@@ -356,7 +365,7 @@ describe('POST /admin/approvals/{id}: deciding', () => {
       owner: OWNER,
       taskId: pending.task.id,
     });
-    expect(detailOf(audit)).toEqual({ decision: 'approve', status: 'approved' });
+    expect(detailOf(audit)).toEqual({ decision: 'approve', status: 'approved', rollback: expect.any(Array) });
   });
 
   it('audits a denial with the approver and the reason', async () => {
@@ -371,7 +380,7 @@ describe('POST /admin/approvals/{id}: deciding', () => {
       actor: 'demo-approver',
       adminReason: 'wrong account',
     });
-    expect(detailOf(audit)).toEqual({ decision: 'deny', status: 'denied' });
+    expect(detailOf(audit)).toEqual({ decision: 'deny', status: 'denied', rollback: expect.any(Array) });
   });
 
   it.each<[string, string]>([
@@ -601,15 +610,18 @@ describe('GET /admin/approvals: reading and listing', () => {
     expect(await listIds()).toEqual(await listIds('pending'));
   });
 
-  it('lists the newest approvals first, each in full', async () => {
+  it('lists the oldest approvals first, each in full', async () => {
     const older = await openApproval();
     clock.advance(1);
     const newer = await openApproval();
     await drainAudit();
-    const response = await adminFetch('/admin/approvals?status=pending', { headers: bearer(creds.auditor) });
+    const response = await adminFetch(`/admin/approvals?status=pending&agent=${DEMO_AGENT}&limit=200`, {
+      headers: bearer(creds.auditor),
+    });
     const { approvals } = (await response.json()) as { approvals: ApprovalJson[] };
     const ids = approvals.map((a) => a.id);
-    expect(ids.indexOf(newer.id)).toBeLessThan(ids.indexOf(older.id));
+    expect(ids.indexOf(older.id)).toBeGreaterThanOrEqual(0);
+    expect(ids.indexOf(older.id)).toBeLessThan(ids.indexOf(newer.id));
     expect(approvals.find((a) => a.id === newer.id)).toEqual(await readApproval(newer.id));
   });
 
@@ -619,7 +631,7 @@ describe('GET /admin/approvals: reading and listing', () => {
   });
 
   it('refuses an unknown query parameter with 400 invalid_request', async () => {
-    const response = await adminFetch('/admin/approvals?agent=demo-agent', { headers: bearer(creds.approver) });
+    const response = await adminFetch('/admin/approvals?page=2', { headers: bearer(creds.approver) });
     await expectError(response, 400, 'invalid_request');
   });
 });

@@ -143,6 +143,7 @@ describe('approval webhook: delivery', () => {
         approvals_required: 1,
         approver_groups: ['security'],
         four_eyes: true,
+        rollback: [{ grant: 'disable-user-after-approval', runbook: 'https://runbooks.example.com/iam/enable-user' }],
       },
       decide_url: `${ISSUER}/admin/approvals/${pending.id}`,
     });
@@ -298,6 +299,7 @@ describe('approval webhook: when it is down', () => {
         approvals_required: 1,
         approver_groups: ['security'],
         four_eyes: true,
+        rollback: [],
       },
       decide_url: `${ISSUER}/admin/approvals/${id}`,
     };

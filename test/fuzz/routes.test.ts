@@ -10,6 +10,7 @@
  * (a run may send one of them a hundred times over) add up with the intake's summaries.
  */
 import fc from 'fast-check';
+import { base64url } from 'jose';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
 import { loadedPolicy } from '../../worker/policy/loaded';
@@ -151,6 +152,16 @@ const approvalsQuery = query({
     ok(fc.constantFrom('pending', 'approved', 'denied', 'expired', 'collected')),
     bad(fc.constantFrom('PENDING', 'open', '')),
   ),
+  agent: fc.oneof(
+    ok(fc.constantFrom('demo-agent', 'a'.repeat(128), ...PROTOTYPE_NAMES)),
+    bad(fc.constantFrom('', 'a'.repeat(129))),
+  ),
+  // A cursor is opaque: base64url of `approvals:<seq>`; an audit listing's cursor is not one.
+  cursor: fc.oneof(
+    ok(fc.integer({ min: 1, max: 1e12 }).map((seq) => base64url.encode(`approvals:${seq}`))),
+    bad(fc.constantFrom('', 'x', '12', 'YXBwcm92YWxzOjA', 'A'.repeat(65))),
+  ),
+  limit: limit(200),
 });
 
 /** What an admin route needs and what it answers a caller holding the role, given its parameters. */

@@ -15,7 +15,7 @@
 import { AuditedObject } from '../audit/audited-object';
 import { type AuditDraft, type AuditOutcome, agentChain, decideRecord } from '../audit/record';
 import type { SampledKind } from '../audit/sampler';
-import type { ApprovalRecord, Approver, DecideOutcome } from '../core/approval';
+import type { ApprovalRecord, ApprovalStatus, Approver, DecideOutcome } from '../core/approval';
 import type {
   ExchangeCall,
   ExchangeDecision,
@@ -237,6 +237,16 @@ export class AgentState extends AuditedObject {
       await this.schedule();
     }
     return record;
+  }
+
+  /** Those of `ids` the object keeps, for the approvals listing (which records itself), in the order given. */
+  async approvalsOf(ids: readonly string[]): Promise<ApprovalRecord[]> {
+    return ids.flatMap((id) => this.#approvals.get(id) ?? []);
+  }
+
+  /** How many of its approvals are in each status now, for the approvals listing. */
+  async approvalCounts(): Promise<Record<ApprovalStatus, number>> {
+    return this.#approvals.counts(Math.floor(nowSeconds()));
   }
 
   /** An approver's decision, recorded granted or refused (four-eyes, group, not pending); the record after it. */

@@ -6,6 +6,7 @@
 import type { AuditOutcome } from '../audit/record';
 import {
   type ApprovalRecord,
+  type ApprovalStatus,
   type ApprovalTerms,
   type Approver,
   approvalStatus,
@@ -45,6 +46,15 @@ export class Approvals {
   get(id: string): ApprovalRecord | undefined {
     const row = this.#rows.sql.exec<{ record: string }>('SELECT record FROM approvals WHERE id = ?', id).toArray()[0];
     return row === undefined ? undefined : (JSON.parse(row.record) as ApprovalRecord);
+  }
+
+  /** How many of the kept approvals are in each status at `now` (epoch seconds). */
+  counts(now: number): Record<ApprovalStatus, number> {
+    const counts = { pending: 0, approved: 0, denied: 0, expired: 0, collected: 0 };
+    for (const { record } of this.#rows.sql.exec<{ record: string }>('SELECT record FROM approvals')) {
+      counts[approvalStatus(JSON.parse(record) as ApprovalRecord, now)] += 1;
+    }
+    return counts;
   }
 
   /** Stores `record`, kept until a day past its expiry. */
@@ -97,7 +107,9 @@ export class Approvals {
     if (decided.outcome.decided) {
       this.save(decided.record);
       const status = approvalStatus(decided.record, now);
-      return { ...decided, audit: { decision: 'granted', details: { decision: input.decision, status } } };
+      // The record of the decision keeps what the approver was shown would undo it.
+      const details = { decision: input.decision, status, rollback: record.requirement.rollback ?? [] };
+      return { ...decided, audit: { decision: 'granted', details } };
     }
     if (decided.outcome.reason === 'not_pending') {
       const details = { status: approvalStatus(record, now) };

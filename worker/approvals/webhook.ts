@@ -4,6 +4,7 @@
  * secret, so a receiver can check who sent it and refuse replays of old messages.
  */
 import { hex } from '../core/hex';
+import type { RollbackPath } from '../core/policy';
 
 export const SIGNATURE_HEADER = 'Tessera-Signature';
 const DELIVERY_TIMEOUT_MS = 5000;
@@ -37,6 +38,8 @@ export interface PendingApprovalMessage {
     approvals_required: number;
     approver_groups: string[];
     four_eyes: boolean;
+    /** What undoes each grant that needs the approval, or why nothing does. */
+    rollback: RollbackPath[];
   };
   /** Where an approver decides: `POST` with `{ decision, reason }` and an approver credential. */
   decide_url: string;

@@ -132,21 +132,49 @@ export async function agentsOfTask(db: D1Database, taskId: string): Promise<stri
   return rows.flatMap((row) => (row.agent === null ? [] : [row.agent]));
 }
 
-/** Ids of the approvals opened since `sinceMs` (newest first, at most `limit`), from their audit records. */
-export async function approvalsOpened(db: D1Database, sinceMs: number, limit: number): Promise<string[]> {
-  const rows = await drizzle(db)
-    .select({ target: auditEvents.target })
-    .from(auditEvents)
-    .where(
-      and(
-        eq(auditEvents.event, 'token.exchange'),
-        eq(auditEvents.reason, 'approval_required'),
-        gte(auditEvents.at, sinceMs),
-      ),
+/** An approval opened, as its audit record places it: the record's `seq` (arrival order) and the approval's id. */
+export interface OpenedApproval {
+  seq: number;
+  /** Null for a record whose target names no approval (none is written so; a page still counts it). */
+  id: string | null;
+}
+
+/**
+ * The records of approvals opened, through the partial index that holds only them: named, since without
+ * statistics SQLite prefers the `(agent, seq)` or `at` index, and would read every record of an agent or of
+ * the window. The condition is spelt as the index's is (a literal, not a parameter).
+ */
+const APPROVALS_OPENED = `FROM audit_events INDEXED BY audit_events_approvals_opened
+  WHERE reason = 'approval_required' AND event = 'token.exchange'`;
+
+/**
+ * The approvals opened since `sinceMs` whose records arrived after `afterSeq`, oldest first (by `seq`), at most
+ * `limit`, of `agent` alone when it is given: a page of the approvals listing, from their audit records.
+ */
+export async function approvalsOpened(
+  db: D1Database,
+  page: { sinceMs: number; afterSeq: number; agent: string | undefined; limit: number },
+): Promise<OpenedApproval[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT seq, target ${APPROVALS_OPENED} AND seq > ?1 AND at >= ?2 AND (?3 IS NULL OR agent = ?3)
+         ORDER BY seq LIMIT ?4`,
     )
-    .orderBy(desc(auditEvents.seq))
-    .limit(limit);
-  return rows.flatMap((row) => (row.target?.startsWith('approval:') ? [row.target.slice('approval:'.length)] : []));
+    .bind(page.afterSeq, page.sinceMs, page.agent ?? null, page.limit)
+    .all<{ seq: number; target: string | null }>();
+  return results.map(({ seq, target }) => ({
+    seq,
+    id: target?.startsWith('approval:') ? target.slice('approval:'.length) : null,
+  }));
+}
+
+/** The agents that opened an approval since `sinceMs`. */
+export async function agentsWithApprovals(db: D1Database, sinceMs: number): Promise<string[]> {
+  const { results } = await db
+    .prepare(`SELECT DISTINCT agent ${APPROVALS_OPENED} AND at >= ?1 AND agent IS NOT NULL`)
+    .bind(sinceMs)
+    .all<{ agent: string }>();
+  return results.map((row) => row.agent);
 }
 
 /** What the audit queue's consumer has written to D1 since it first ran. */

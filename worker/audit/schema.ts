@@ -3,6 +3,7 @@
  * and never updates or deletes. Migrations are generated from this file by drizzle-kit (`npm run db:generate`);
  * read every generated migration, and never let one rebuild this table.
  */
+import { sql } from 'drizzle-orm';
 import { index, integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
 
 export const auditEvents = sqliteTable(
@@ -66,6 +67,9 @@ export const auditEvents = sqliteTable(
     index('audit_events_at').on(table.at),
     // Not unique: a record forged into D1 at a chain's next position must not block the real one's arrival.
     index('audit_events_chain_seq').on(table.chain, table.chainSeq),
+    // Partial: the approvals opened, a few rows among millions, which the approvals listing pages through by
+    // `seq` (`audit/query.ts` names it: SQLite without statistics would pick another index).
+    index('audit_events_approvals_opened').on(table.seq).where(sql`reason = 'approval_required'`),
   ],
 );
 

@@ -7,7 +7,7 @@
  * is missing; if it would be permitted once humans approve (`context.approved`), approval is what is
  * missing, and the grant's annotations say who must approve.
  */
-import { type Agent, type PolicyBundle, TTL_CEILING_SECONDS } from '../policy/bundle';
+import { type Agent, type PolicyBundle, type Rollback, TTL_CEILING_SECONDS } from '../policy/bundle';
 import { refuse } from './errors';
 
 /** A Cedar request's context: the shape `policies/schema.cedarschema` declares as `TaskContext`. */
@@ -66,7 +66,15 @@ export interface ApprovalRequirement {
   fourEyes: boolean;
   /** The requested actions that need the approval. */
   actions: string[];
+  /**
+   * What undoes each grant that needs the approval, or why nothing does, by grant id. Absent only from
+   * approvals opened before grants declared it.
+   */
+  rollback?: RollbackPath[];
 }
+
+/** A grant's rollback path, as approvers see it: the grant, and its runbook, reverse action, or why none. */
+export type RollbackPath = { grant: string } & Rollback;
 
 export interface Authorization {
   actions: readonly string[];
@@ -101,7 +109,7 @@ function grantCap(policies: readonly string[], bundle: PolicyBundle): number {
   return Math.min(Math.max(...caps), TTL_CEILING_SECONDS);
 }
 
-type Requirement = Omit<ApprovalRequirement, 'actions'>;
+type Requirement = Omit<ApprovalRequirement, 'actions' | 'rollback'> & { rollback: RollbackPath[] };
 
 function mergeRequirement(
   into: Requirement | undefined,
@@ -109,17 +117,25 @@ function mergeRequirement(
   bundle: PolicyBundle,
 ): Requirement {
   // A grant that needs approval without saying who: one approver, any group, owner allowed.
-  const found = policies.map((id) => bundle.cedar.grants[id]?.approval ?? { count: 1, fourEyes: false });
+  const found = policies.map((id) => ({
+    id,
+    grant: bundle.cedar.grants[id],
+    approval: bundle.cedar.grants[id]?.approval ?? { count: 1, fourEyes: false },
+  }));
   return found.reduce<Requirement>(
-    (merged, next) => ({
+    (merged, { id, grant, approval: next }) => ({
       count: Math.max(merged.count, next.count),
       groups:
         'group' in next && next.group !== undefined && !merged.groups.includes(next.group)
           ? [...merged.groups, next.group]
           : merged.groups,
       fourEyes: merged.fourEyes || next.fourEyes,
+      rollback:
+        grant?.rollback === undefined || merged.rollback.some((path) => path.grant === id)
+          ? merged.rollback
+          : [...merged.rollback, { grant: id, ...grant.rollback }],
     }),
-    into ?? { count: 1, groups: [], fourEyes: false },
+    into ?? { count: 1, groups: [], fourEyes: false, rollback: [] },
   );
 }
 

@@ -77,6 +77,17 @@ export const TrustedIssuer = z
   );
 export type TrustedIssuer = z.infer<typeof TrustedIssuer>;
 
+/**
+ * What undoes a grant that needs approval (`@rollback`, `@rollback_action`), or why nothing does
+ * (`@no_rollback`): shown to the approvers, kept in the approval and its audit records.
+ */
+export const Rollback = z.union([
+  z.strictObject({ runbook: z.url({ protocol: /^https$/ }), action: z.string().min(1).optional() }),
+  z.strictObject({ action: z.string().min(1) }),
+  z.strictObject({ none: z.string().min(1) }),
+]);
+export type Rollback = z.infer<typeof Rollback>;
+
 export const Grant = z.object({
   /** `file:line` of the Cedar policy, for audit records and error messages. */
   source: z.string(),
@@ -87,6 +98,8 @@ export const Grant = z.object({
   approval: z
     .object({ count: z.number().int().min(1).max(5), group: z.string().min(1).optional(), fourEyes: z.boolean() })
     .optional(),
+  /** The rollback path of a grant that needs approval; the compiler refuses such a grant without one. */
+  rollback: Rollback.optional(),
 });
 export type Grant = z.infer<typeof Grant>;
 

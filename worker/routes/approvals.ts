@@ -1,7 +1,7 @@
 /**
- * Step-up approval for humans: `GET /admin/approvals?status=pending`, `GET /admin/approvals/{id}` and
- * `POST /admin/approvals/{id}` `{ decision, reason }` (role `approver`). An approval lives in its agent's
- * Durable Object; the audit log says which approvals were opened.
+ * Step-up approval for humans: `GET /admin/approvals?status=pending` (paged: `approval-pages.ts`),
+ * `GET /admin/approvals/{id}` and `POST /admin/approvals/{id}` `{ decision, reason }` (role `approver`). An
+ * approval lives in its agent's Durable Object; the audit log says which approvals were opened.
  */
 import { type Context, Hono } from 'hono';
 import { z } from 'zod';
@@ -16,15 +16,8 @@ import { readFields, readQuery } from '../http/read-body';
 import { inventoryAgent } from '../policy/bundle';
 import { loadedPolicy } from '../policy/loaded';
 import { agentStore } from '../stores/agents';
-import { auditDb } from '../stores/audit-log';
+import { approvalPage, ListQuery, listQueryProblem } from './approval-pages';
 
-/** How many recently opened approvals a listing looks at. */
-const LIST_LIMIT = 200;
-/** Decided approvals stay readable this long after their expiry (as in the agent's state). */
-const LIST_WINDOW_SECONDS = 24 * 3600;
-
-const STATUSES = ['pending', 'approved', 'denied', 'expired', 'collected'] as const;
-const ListQuery = z.strictObject({ status: z.enum(STATUSES).default('pending') });
 const Decision = z.object({ decision: z.enum(['approve', 'deny']), reason: z.string().trim().min(1).max(1000) });
 
 function iso(seconds: number): string {
@@ -48,6 +41,7 @@ function approvalJson(record: ApprovalRecord, now: number) {
     approvals_required: record.requirement.count,
     approver_groups: record.requirement.groups,
     four_eyes: record.requirement.fourEyes,
+    rollback: record.requirement.rollback ?? [],
     decisions: record.decisions.map((d) => ({ ...d, at: iso(d.at) })),
   };
 }
@@ -94,31 +88,17 @@ approvalRoutes.get(
   async (c) => {
     const query = ListQuery.safeParse(readQuery(c.req.raw));
     if (!query.success) {
-      const unknown = query.error.issues.some((issue) => issue.code === 'unrecognized_keys');
-      throw refuse(
-        'invalid_field',
-        { field: unknown ? 'query' : 'status' },
-        { description: unknown ? 'the parameter is status' : `invalid status: one of ${STATUSES.join(', ')}` },
-      );
+      const { field, description } = listQueryProblem(query.error);
+      throw refuse('invalid_field', { field }, { description });
     }
-    const { expiresIn } = loadedPolicy().bundle.settings.approvals;
-    const since = (now() - expiresIn - LIST_WINDOW_SECONDS) * 1000;
-    const ids = await auditDb(c.env).approvalsOpened(since, LIST_LIMIT);
-    const store = agentStore(c.env);
-    const records = await Promise.all(
-      ids.map(async (id): Promise<ApprovalRecord | null> => {
-        const agent = agentOfApproval(id);
-        return agent === undefined ? null : ((await store.approval(agent, id)) ?? null);
-      }),
-    );
     const at = now();
-    const approvals = records
-      .filter((record): record is ApprovalRecord => record !== null && approvalStatus(record, at) === query.data.status)
-      .map((record) => approvalJson(record, at));
-    c.var.audit.details = { status: query.data.status, count: approvals.length };
+    const page = await approvalPage(c.env, query.data, at);
+    const approvals = page.approvals.map((record) => approvalJson(record, at));
+    const { status, agent } = query.data;
+    c.var.audit.details = { status, ...(agent !== undefined && { agent }), count: approvals.length };
     // The console's approvals page polls this: sampled per approver (docs/audit-log.md).
     await recordRead(c);
-    return c.json({ approvals }, 200, NO_STORE);
+    return c.json({ approvals, next_cursor: page.nextCursor, agents: page.agents }, 200, NO_STORE);
   },
 );
 

@@ -23,6 +23,8 @@ const BOUNDED = [
   'revokeToken',
   'finishTask',
   'approval',
+  'approvalsOf',
+  'approvalCounts',
   'decideApproval',
   'pendingGrant',
   'asksForTask',

@@ -74,8 +74,9 @@ export function auditDb(env: Env) {
     list: (q: query.AuditQuery) => callStore('audit_log', () => query.listAudit(db, q)),
     issuedToken: (jti: string) => callStore('audit_log', () => query.findIssuedToken(db, jti)),
     agentsOfTask: (taskId: string) => callStore('audit_log', () => query.agentsOfTask(db, taskId)),
-    approvalsOpened: (sinceMs: number, limit: number) =>
-      callStore('audit_log', () => query.approvalsOpened(db, sinceMs, limit)),
+    approvalsOpened: (page: Parameters<typeof query.approvalsOpened>[1]) =>
+      callStore('audit_log', () => query.approvalsOpened(db, page)),
+    agentsWithApprovals: (sinceMs: number) => callStore('audit_log', () => query.agentsWithApprovals(db, sinceMs)),
     writerStats: () => callStore('audit_log', () => query.writerStats(db)),
     hotWindow: () => callStore('audit_log', () => query.hotWindow(db, Date.now())),
     /** The archive's segments, as D1 lists them, oldest first. */

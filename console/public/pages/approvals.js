@@ -1,7 +1,9 @@
 /**
- * Approvals (approvers decide; admins and auditors read): the step-up requests waiting for a human, newest
- * first, refreshed every few seconds while the tab is in view, each with what the agent asked for in its own
- * words, what the grant needs, and the time left; decided and expired ones in a second tab.
+ * Approvals (approvers decide; admins and auditors read): the step-up requests waiting for a human, oldest
+ * first (the closest to expiring on top), a page at a time with a "Show more" control, refreshed every few
+ * seconds while the tab is in view, each with what the agent asked for in its own words, what the grant
+ * needs, and the time left; how many each agent has waiting, each a link to that agent's alone; decided and
+ * expired ones in a second tab.
  */
 import { api, explain } from '../lib/api.js';
 import { agentText, duration, fields, h, pageHref, replace, time } from '../lib/dom.js';
@@ -26,15 +28,54 @@ import { agentText, duration, fields, h, pageHref, replace, time } from '../lib/
  * @property {number} approvals_required
  * @property {string[]} approver_groups
  * @property {boolean} four_eyes
+ * @property {{ grant: string, runbook?: string, action?: string, none?: string }[]} rollback
  * @property {{ by: string, decision: 'approve' | 'deny', reason: string, at: string }[]} decisions
+ */
+
+/**
+ * A page of `GET /admin/approvals`.
+ * @typedef {object} ApprovalPage
+ * @property {Approval[]} approvals
+ * @property {string | null} next_cursor
+ * @property {{ agent: string, count: number }[]} agents
  */
 
 /** Every listing is an audited admin call: often enough for a person, not a record a second. */
 const REFRESH_MS = 10_000;
 const DECIDED = /** @type {const} */ (['approved', 'collected', 'denied', 'expired']);
-
 /** @param {Approval[]} approvals */
 const newestFirst = (approvals) => [...approvals].sort((a, b) => b.created_at.localeCompare(a.created_at));
+
+/** Approvals a page shows, and each "Show more" adds. */
+const PAGE_SIZE = 50;
+
+/**
+ * The first `pages` pages of the approvals in `status` (of `agent` alone, if given), following `next_cursor`.
+ * @param {string} status
+ * @param {string | null} agent
+ * @param {number} pages
+ * @returns {Promise<{ approvals: Approval[], more: boolean, agents: ApprovalPage['agents'] }>}
+ */
+async function listPages(status, agent, pages) {
+  /** @type {Approval[]} */
+  const approvals = [];
+  /** @type {ApprovalPage['agents']} */
+  let agents = [];
+  /** @type {string | null} */
+  let cursor = null;
+  for (let read = 0; read < pages; read += 1) {
+    const query = new URLSearchParams({ status, limit: String(PAGE_SIZE) });
+    if (agent !== null) query.set('agent', agent);
+    if (cursor !== null) query.set('cursor', cursor);
+    /** @type {ApprovalPage} */
+    const page = await api(`/admin/approvals?${query}`);
+    approvals.push(...page.approvals);
+    if (read === 0) agents = page.agents;
+    cursor = page.next_cursor;
+    if (cursor === null) break;
+  }
+  return { approvals, more: cursor !== null, agents };
+}
 
 /** What the grant needs before the agent gets its token, in words. */
 function requirement(/** @type {Approval} */ approval) {
@@ -55,6 +96,31 @@ function actionList(/** @type {Approval} */ approval) {
         'li',
         approval.needs_approval.includes(action) ? { class: 'tag needs', title: 'needs approval' } : { class: 'tag' },
         action,
+      ),
+    ),
+  );
+}
+
+/** What undoes what the approval allows, as the policy declares it: a runbook, a reverse action, or why none. */
+function rollbackList(/** @type {Approval} */ approval) {
+  if (approval.rollback.length === 0) return h('span', { class: 'muted' }, 'not declared');
+  return h(
+    'ul',
+    { class: 'rollback' },
+    approval.rollback.map((path) =>
+      h(
+        'li',
+        {},
+        path.none === undefined
+          ? [
+              path.runbook === undefined
+                ? null
+                : h('a', { href: path.runbook, target: '_blank', rel: 'noopener noreferrer' }, path.runbook),
+              path.runbook !== undefined && path.action !== undefined ? ', or ' : null,
+              path.action === undefined ? null : ['the action ', h('code', {}, path.action)],
+            ]
+          : `Nothing undoes it: ${path.none}`,
+        h('span', { class: 'muted' }, ` (grant ${path.grant})`),
       ),
     ),
   );
@@ -105,6 +171,7 @@ function approvalFacts(approval, context, timeLeft) {
       ['Task id', h('code', {}, approval.task.id)],
       ['Needs', requirement(approval)],
       ['Token lifetime', duration(approval.ttl)],
+      ['Undone by', rollbackList(approval)],
       ['Asked', time(approval.created_at)],
       ['Time left', timeLeft],
       ['Decisions', decisionList(approval)],
@@ -178,21 +245,22 @@ function decisionForm(approval, done) {
  */
 export function approvalsPage(main, context) {
   const tab = context.params.get('tab') === 'decided' ? 'decided' : 'pending';
+  const agent = context.params.get('agent') || null;
   const status = h('p', { class: 'muted status', 'aria-live': 'polite' });
   const notice = h('div', { class: 'notices', 'aria-live': 'polite' });
+  const byAgent = h('nav', { class: 'by-agent', 'aria-label': 'Pending by agent', 'data-testid': 'by-agent' });
   const list = h('div', { class: 'cards', 'data-testid': 'approvals' });
+  const more = h('p', { class: 'more' });
+  const tabHref = (/** @type {string | undefined} */ name) =>
+    pageHref('approvals', { tab: name, agent: agent ?? undefined });
   replace(
     main,
-    h('h1', {}, 'Approvals'),
+    h('h1', {}, agent === null ? 'Approvals' : `Approvals of ${agent}`),
     h(
       'nav',
       { class: 'tabs', 'aria-label': 'Approvals' },
-      h('a', { href: pageHref('approvals'), ...(tab === 'pending' && { 'aria-current': 'page' }) }, 'Pending'),
-      h(
-        'a',
-        { href: pageHref('approvals', { tab: 'decided' }), ...(tab === 'decided' && { 'aria-current': 'page' }) },
-        'Decided and expired',
-      ),
+      h('a', { href: tabHref(undefined), ...(tab === 'pending' && { 'aria-current': 'page' }) }, 'Pending'),
+      h('a', { href: tabHref('decided'), ...(tab === 'decided' && { 'aria-current': 'page' }) }, 'Decided and expired'),
     ),
     context.may('approvals:decide')
       ? null
@@ -202,14 +270,18 @@ export function approvalsPage(main, context) {
           `Your role (${context.identity.role}) can read approvals; only approvers decide them.`,
         ),
     notice,
+    byAgent,
     status,
     list,
+    more,
   );
 
   /** Cards of pending approvals by id, kept across refreshes so that a reason being typed is not lost. */
   /** @type {Map<string, { card: HTMLElement, expiresAt: number, timeLeft: HTMLElement }>} */
   const cards = new Map();
   let stopped = false;
+  /** Pages shown: each "Show more" adds one, and a refresh reads them all again. */
+  let pages = 1;
 
   /** @param {string} text */
   const announce = (text) => {
@@ -247,7 +319,7 @@ export function approvalsPage(main, context) {
       );
       cards.set(approval.id, { card, expiresAt: Date.parse(approval.expires_at), timeLeft });
     }
-    // Newest first: append in order (moves the kept cards too).
+    // In the listing's order, oldest first: append in order (moves the kept cards too).
     for (const approval of pending) list.append(/** @type {HTMLElement} */ (cards.get(approval.id)?.card));
     const empty = list.querySelector('.empty');
     if (pending.length === 0 && empty === null)
@@ -274,23 +346,62 @@ export function approvalsPage(main, context) {
     );
   }
 
+  /** How many approvals wait per agent, each a link to that agent's alone. @param {ApprovalPage['agents']} agents */
+  function showAgents(agents) {
+    replace(
+      byAgent,
+      agents.length === 0 && agent === null ? null : 'Waiting, by agent: ',
+      agents.map(({ agent: name, count }, index) => [
+        index === 0 ? '' : ' · ',
+        name === agent
+          ? h('strong', {}, `${name} (${count})`)
+          : h('a', { href: pageHref('approvals', { agent: name }) }, `${name} (${count})`),
+      ]),
+      agent === null ? null : [' · ', h('a', { href: pageHref('approvals') }, 'every agent')],
+    );
+  }
+
+  /** @param {boolean} hasMore */
+  function showMore(hasMore) {
+    replace(
+      more,
+      hasMore
+        ? h(
+            'button',
+            {
+              type: 'button',
+              onclick: () => {
+                pages += 1;
+                load();
+              },
+            },
+            'Show more',
+          )
+        : null,
+    );
+  }
+
   async function load() {
     try {
       if (tab === 'pending') {
-        const { approvals } = await api('/admin/approvals?status=pending');
-        if (!stopped) showPending(newestFirst(approvals));
+        const { approvals, more: hasMore, agents } = await listPages('pending', agent, pages);
+        if (stopped) return;
+        showPending(approvals);
+        showAgents(agents);
+        showMore(hasMore);
       } else {
-        const lists = await Promise.all(DECIDED.map((s) => api(`/admin/approvals?status=${s}`)));
-        if (!stopped) showDecided(newestFirst(lists.flatMap((answer) => answer.approvals)));
+        const lists = await Promise.all(DECIDED.map((s) => listPages(s, agent, pages)));
+        if (stopped) return;
+        showDecided(newestFirst(lists.flatMap((answer) => answer.approvals)));
+        showMore(lists.some((answer) => answer.more));
       }
-      if (!stopped)
-        replace(
-          status,
-          'Updated ',
-          time(Date.now()),
-          tab === 'pending' ? ' · refreshes every 10 s · ' : ' · ',
-          h('button', { type: 'button', class: 'link', onclick: load }, 'Refresh'),
-        );
+      replace(
+        status,
+        'Updated ',
+        time(Date.now()),
+        tab === 'pending' ? ' · refreshes every 10 s · ' : ' · ',
+        h('button', { type: 'button', class: 'link', onclick: load }, 'Refresh'),
+      );
     } catch (error) {
       if (!stopped) replace(status, h('span', { class: 'error', role: 'alert' }, explain(error)));
     }

@@ -1,5 +1,5 @@
 /** `approvals list|show|approve|deny`: step-up approvals, as an approver sees them (`/admin/approvals`). */
-import { Command, Option } from '@commander-js/extra-typings';
+import { Command, InvalidArgumentError, Option } from '@commander-js/extra-typings';
 import { z } from 'zod';
 import { path, request } from '../http';
 import { jsonOption, reasonOption } from '../options';
@@ -24,15 +24,47 @@ const Approval = z.object({
   approvals_required: z.number(),
   approver_groups: z.array(z.string()),
   four_eyes: z.boolean(),
+  rollback: z.array(
+    z.object({
+      grant: z.string(),
+      runbook: z.string().optional(),
+      action: z.string().optional(),
+      none: z.string().optional(),
+    }),
+  ),
   decisions: z.array(z.object({ by: z.string(), decision: z.string(), reason: z.string(), at: z.string() })),
 });
 type Approval = z.infer<typeof Approval>;
+
+const ApprovalPage = z.object({
+  approvals: z.array(Approval),
+  next_cursor: z.string().nullable(),
+  agents: z.array(z.object({ agent: z.string(), count: z.number() })),
+});
+type ApprovalPage = z.infer<typeof ApprovalPage>;
+
+/** Parses a page size: the approvals listing takes 1 to 200. */
+function approvalsLimit(value: string): number {
+  if (!/^[0-9]{1,3}$/.test(value) || Number(value) < 1 || Number(value) > 200)
+    throw new InvalidArgumentError('expected a whole number from 1 to 200.');
+  return Number(value);
+}
 
 const READ_ROLE = 'approver, admin or auditor';
 
 function votes(approval: Approval): string {
   const approvals = approval.decisions.filter((d) => d.decision === 'approve').length;
   return `${approvals} of ${approval.approvals_required}`;
+}
+
+/** What undoes a grant of the approval, in words: its runbook, the action that reverses it, or why nothing does. */
+function rollbackText(path: Approval['rollback'][number]): string {
+  if (path.none !== undefined) return `none: ${path.none} (grant ${path.grant})`;
+  const ways = [
+    ...(path.runbook === undefined ? [] : [`runbook ${path.runbook}`]),
+    ...(path.action === undefined ? [] : [`the action ${path.action}`]),
+  ];
+  return `${ways.join(', or ')} (grant ${path.grant})`;
 }
 
 function printApproval(session: Session, approval: Approval): void {
@@ -53,6 +85,9 @@ function printApproval(session: Session, approval: Approval): void {
         'approvers',
         `${votes(approval)} approvals${approval.approver_groups.length > 0 ? `, in ${approval.approver_groups.join(', ')}` : ''}${approval.four_eyes ? ', not the owner' : ''}`,
       ],
+      ...(approval.rollback.length === 0
+        ? [['undone by', 'not declared'] as const]
+        : approval.rollback.map((path) => ['undone by', rollbackText(path)] as const)),
       ...approval.decisions.map(
         (d) => ['decision', `${d.decision} by ${d.by} ${relative(d.at)}: ${d.reason}`] as const,
       ),
@@ -110,35 +145,44 @@ export function approvalsCommand(open: () => Session): Command {
       `
 Examples:
   npm run cli -- approvals list
+  npm run cli -- approvals list --agent demo-agent --all
   npm run cli -- approvals approve "$APPROVAL_ID" --reason "confirmed on the incident bridge"
   npm run cli -- approvals deny "$APPROVAL_ID" --reason "not this account"`,
     );
 
   command
     .command('list')
-    .description('approvals in one status, newest first (role approver, admin or auditor)')
+    .description('approvals in one status, oldest first, a page at a time (role approver, admin or auditor)')
     .addOption(new Option('--status <status>', 'which ones').choices(STATUSES).default('pending' as const))
+    .option('--agent <agent>', "this agent's approvals alone")
+    .option('--limit <n>', 'approvals per page, 1 to 200 (default 50)', approvalsLimit)
+    .option('--cursor <cursor>', 'start where the previous page stopped: its next_cursor')
+    .option('--all', 'follow next_cursor to the end')
     .addOption(jsonOption())
     .action(async (options) => {
       const session = open();
-      const answer = await request(
-        session,
-        {
-          method: 'GET',
-          path: '/admin/approvals',
-          query: { status: options.status },
-          bearer: session.adminToken(READ_ROLE),
-        },
-        { schema: z.object({ approvals: z.array(Approval) }), role: READ_ROLE },
-      );
+      const bearer = session.adminToken(READ_ROLE);
+      const approvals: Approval[] = [];
+      let cursor = options.cursor;
+      let page: ApprovalPage;
+      do {
+        const query = { status: options.status, agent: options.agent, cursor, limit: options.limit?.toString() };
+        page = await request(
+          session,
+          { method: 'GET', path: '/admin/approvals', query, bearer },
+          { schema: ApprovalPage, role: READ_ROLE },
+        );
+        approvals.push(...page.approvals);
+        cursor = page.next_cursor ?? undefined;
+      } while (options.all && cursor !== undefined);
       if (options.json) {
-        session.io.out(jsonText(answer));
+        session.io.out(jsonText(options.all ? { ...page, approvals, next_cursor: null } : page));
         return;
       }
       session.io.out(
         table(
           ['ID', 'AGENT', 'NEEDS', 'AUDIENCE', 'TASK', 'EXPIRES', 'APPROVALS'],
-          answer.approvals.map((approval) => [
+          approvals.map((approval) => [
             approval.id,
             approval.agent,
             approval.needs_approval.join(' '),
@@ -147,9 +191,15 @@ Examples:
             relative(approval.expires_at),
             votes(approval),
           ]),
-          `no ${options.status} approvals`,
+          `no ${options.status} approvals${options.cursor !== undefined || page.next_cursor !== null ? ' on this page' : ''}`,
         ),
       );
+      if (page.agents.length > 0) {
+        const counts = page.agents.map(({ agent, count }) => `${agent} ${count}`).join(', ');
+        session.io.out(`${options.status} by agent: ${counts}\n`);
+      }
+      if (!options.all && page.next_cursor !== null)
+        session.io.out(`more approvals: add --cursor ${page.next_cursor}, or --all\n`);
     });
 
   command

@@ -1,0 +1,1 @@
+CREATE INDEX `audit_events_approvals_opened` ON `audit_events` (`seq`) WHERE reason = 'approval_required';
