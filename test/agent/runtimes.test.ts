@@ -127,7 +127,7 @@ describe('@tessera/agent in a Worker (workerd)', () => {
         method: 'POST',
         body: JSON.stringify({ api: api.url }),
       });
-      expect(response.status).toBe(200);
+      expect(response.status, await response.clone().text()).toBe(200);
       await expectTaskDone((await response.json()) as Caller);
     } finally {
       await worker.dispose();

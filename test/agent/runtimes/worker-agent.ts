@@ -19,6 +19,10 @@ export default {
     });
     const { api } = (await request.json()) as { api: string };
     await using task = await tessera.task({ description: 'Summarise ticket T-1234' });
-    return task.fetch(`${api}/tickets/T-1234`, { audience: 'https://tickets.example.com', scope: 'tickets:read' });
+    // `return await`: leaving the block completes the task, so the call must have answered first.
+    return await task.fetch(`${api}/tickets/T-1234`, {
+      audience: 'https://tickets.example.com',
+      scope: 'tickets:read',
+    });
   },
 };
