@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { publicEcho } from '../core/errors';
+import { utcDay } from '../core/lifecycle';
 import type { UsageDaily } from './schema';
 
 const DAY_MS = 86_400_000;
@@ -19,9 +20,6 @@ export interface DayWindow {
   from: string;
   to: string;
 }
-
-/** `YYYY-MM-DD` of epoch milliseconds `ms`, UTC. */
-export const utcDay = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
 
 /** The `days` whole UTC days up to and including the day of `nowMs`. */
 export function dayWindow(days: number, nowMs: number): DayWindow {

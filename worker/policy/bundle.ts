@@ -54,6 +54,10 @@ export const Agent = z.object({
   rateLimit: RateLimit.optional(),
   /** Every token of this agent must be DPoP-bound (RFC 9449). */
   requireDpop: z.boolean().optional(),
+  /** `YYYY-MM-DD` (UTC): the date by which its access is reviewed; a warning past it, never a refusal. */
+  reviewBy: z.iso.date().optional(),
+  /** `YYYY-MM-DD` (UTC): from this date on, `/token` refuses the agent (`agent_expired`). */
+  expires: z.iso.date().optional(),
 });
 export type Agent = z.infer<typeof Agent>;
 
