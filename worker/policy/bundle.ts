@@ -91,6 +91,12 @@ export const Grant = z.object({
   approval: z
     .object({ count: z.number().int().min(1).max(5), group: z.string().min(1).optional(), fourEyes: z.boolean() })
     .optional(),
+  /**
+   * Set when the policy reads the time (`now`, `hour_utc`, `weekday_utc`, or the whole context): the actions
+   * and the API its scope names (absent: any). The access review asks the engine at every hour of a week
+   * only where such a policy may apply.
+   */
+  timed: z.object({ actions: z.array(z.string()).optional(), audience: z.string().optional() }).optional(),
 });
 export type Grant = z.infer<typeof Grant>;
 
