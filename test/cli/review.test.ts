@@ -2,11 +2,15 @@
  * `npm run cli -- review` against a real local broker: the table a person reads, the Markdown and CSV an
  * auditor files, the JSON of `GET /admin/review`, and the narrowing written as a diff.
  */
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { cp, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { Review } from '../../scripts/cli/commands/review';
+import { PROJECT_ROOT } from '../../scripts/lib/local-broker';
+import { compilePolicyFolder } from '../../scripts/policy/compile';
+import { runPolicyTests } from '../../scripts/policy/tests';
 import { adminEnv, agentEnvFor, cli, eventually, expectFailure, KEY_FILE } from './run';
 
 const url = inject('cliBrokerUrl');
@@ -94,7 +98,7 @@ describe('review', () => {
     expect(json.agents.map((a) => a.agent)).toEqual(AGENTS);
   });
 
-  it('writes the suggested narrowing as a diff', async () => {
+  it('writes the suggested narrowing as a diff that passes policy:check, leaving out what a policy test needs', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tessera-review-'));
     const diff = join(dir, 'review.diff');
     const run = await cli(['review', '--format', 'json', '--out', join(dir, 'review.json'), '--narrowing', diff], {
@@ -102,8 +106,23 @@ describe('review', () => {
     });
     expect(run.code, run.stderr).toBe(0);
     const json = Review.parse(JSON.parse(await readFile(join(dir, 'review.json'), 'utf8')));
-    expect(run.stdout).toContain(`${json.narrowing?.forbids} forbids written to ${diff}: git apply`);
-    expect(await readFile(diff, 'utf8')).toBe(json.narrowing?.diff);
+    const forbids = Number(/^(\d+) forbids written to /m.exec(run.stdout)?.[1]);
+    const leftOut = run.stderr.split('\n').filter((line) => line.startsWith('left out: '));
+    expect(forbids).toBeGreaterThan(0);
+    expect(forbids + leftOut.length).toBe(json.narrowing?.forbids);
+    // release-bot's one entitlement is what its policy test asks for: left out.
+    expect(leftOut).toContain(
+      'left out: release-bot tickets:comment on https://tickets.example.com, which a policy test of release-bot needs',
+    );
+    // Applied to a copy of the policy as an admin would, it passes policy:check.
+    await cp(join(PROJECT_ROOT, 'policies'), join(dir, 'policies'), { recursive: true });
+    execFileSync('git', ['apply', diff], { cwd: dir });
+    const { bundle, problems } = await compilePolicyFolder(join(dir, 'policies'));
+    expect(problems).toEqual([]);
+    if (bundle === undefined) throw new Error('the narrowed policy does not compile');
+    const tests = await runPolicyTests(join(dir, 'policies/tests'), bundle);
+    expect(tests.outcomes.filter((outcome) => outcome.failure !== undefined)).toEqual([]);
+    expect(Object.keys(bundle.cedar.grants).filter((id) => id.startsWith('review-'))).toHaveLength(forbids);
   });
 
   it('refuses a bad window as a usage error, and a role that may not read it', async () => {

@@ -2,9 +2,15 @@
  * `review`: the access review (`GET /admin/review`) for a person (a table), for an auditor's file (Markdown,
  * CSV) or for a tool (JSON); and the suggested narrowing as a diff to `git apply`.
  */
-import { writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from '@commander-js/extra-typings';
 import { z } from 'zod';
+import { type Narrowing, suggestNarrowing, type Unused } from '../../../worker/policy/narrowing';
+import { compilePolicyFolder } from '../../policy/compile';
+import { runPolicyTests } from '../../policy/tests';
+import { CliError } from '../errors';
 import { request } from '../http';
 import { instant, jsonText, table } from '../render';
 import type { Session } from '../session';
@@ -247,6 +253,67 @@ export function reviewCsv(review: Review): string {
   return [headers, ...lines].map((line) => `${line.map(csvField).join(',')}\r\n`).join('');
 }
 
+/** What `policy:check` says of the policy folder `dir` with `narrowing` added: the agents of failing tests. */
+async function failingAgents(dir: string, narrowing: Narrowing): Promise<Set<string> | 'does_not_compile'> {
+  const copy = await mkdtemp(join(tmpdir(), 'tessera-narrowing-'));
+  try {
+    await cp(dir, join(copy, 'policies'), { recursive: true });
+    await writeFile(join(copy, narrowing.file), narrowing.cedar);
+    const { bundle } = await compilePolicyFolder(join(copy, 'policies'));
+    if (bundle === undefined) return 'does_not_compile';
+    const { outcomes } = await runPolicyTests(join(copy, 'policies/tests'), bundle);
+    return new Set(outcomes.filter((outcome) => outcome.failure !== undefined).map((outcome) => outcome.agent));
+  } finally {
+    await rm(copy, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The review's narrowing, checked as `npm run policy:check` would against the policy folder `dir`. A forbid
+ * that alone makes a policy test of its agent fail is left out (that test says the agent keeps it); forbids
+ * that fail only together (one agent left nothing on an API changes a refusal's reason) are left out for
+ * that agent, until the rest passes. Unchecked when there is no such folder here.
+ */
+export async function checkedNarrowing(
+  review: Review,
+  dir: string,
+): Promise<{ narrowing: Narrowing | null; left_out: Unused[]; checked: boolean }> {
+  const unused: Unused[] = review.agents.flatMap((agent) =>
+    agent.expired ? [] : agent.unused.map(({ audience, action }) => ({ agent: agent.agent, audience, action })),
+  );
+  const isDir = await stat(dir).then(
+    (found) => found.isDirectory(),
+    () => false,
+  );
+  if (!isDir) return { narrowing: review.narrowing, left_out: [], checked: false };
+  const failing = async (forbids: readonly Unused[]) => {
+    const narrowing = suggestNarrowing(forbids, review.to, review.days);
+    if (narrowing === null) return { narrowing, agents: new Set<string>() };
+    const agents = await failingAgents(dir, narrowing);
+    if (agents === 'does_not_compile') throw new CliError(`the suggested narrowing does not compile with ${dir}`);
+    return { narrowing, agents };
+  };
+  const done = (narrowing: Narrowing | null, kept: readonly Unused[]) => ({
+    narrowing,
+    left_out: unused.filter((u) => !kept.includes(u)),
+    checked: true,
+  });
+  let kept: Unused[] = unused;
+  let check = await failing(kept);
+  if (check.agents.size > 0) {
+    const suspects = kept.filter((u) => check.agents.has(u.agent));
+    const alone = await Promise.all(suspects.map(async (u) => ((await failing([u])).agents.has(u.agent) ? u : null)));
+    kept = kept.filter((u) => !alone.includes(u));
+    check = await failing(kept);
+  }
+  while (check.agents.size > 0) {
+    const { agents } = check;
+    kept = kept.filter((u) => !agents.has(u.agent));
+    check = await failing(kept);
+  }
+  return done(check.narrowing, kept);
+}
+
 const RENDER: Record<Exclude<Format, 'json'>, (review: Review) => string> = {
   table: reviewTable,
   md: reviewMarkdown,
@@ -262,6 +329,7 @@ export function reviewCommand(open: () => Session): Command {
     .addOption(new Option('--format <format>', 'table, md, csv or json').choices(FORMATS).default('table' as Format))
     .option('--out <file>', 'write the review to this file (default: standard output)')
     .option('--narrowing <file>', 'write the suggested narrowing, a diff to git apply, to this file')
+    .option('--policies <dir>', 'the policy folder the narrowing is checked against (default policies)', 'policies')
     .addHelpText(
       'after',
       `
@@ -292,11 +360,18 @@ Examples:
         session.io.out(`the review of ${review.agents.length} agents written to ${options.out}\n`);
       }
       if (options.narrowing !== undefined) {
-        if (review.narrowing === null) session.io.out('every entitlement was used: no narrowing written\n');
+        const { narrowing, left_out, checked } = await checkedNarrowing(review, options.policies);
+        for (const u of left_out)
+          session.io.err(
+            `left out: ${u.agent} ${u.action} on ${u.audience}, which a policy test of ${u.agent} needs\n`,
+          );
+        if (!checked)
+          session.io.err(`${options.policies} is not here: the narrowing is not checked with policy:check\n`);
+        if (narrowing === null) session.io.out('no entitlement to narrow: no narrowing written\n');
         else {
-          await writeFile(options.narrowing, review.narrowing.diff);
+          await writeFile(options.narrowing, narrowing.diff);
           session.io.out(
-            `${review.narrowing.forbids} forbids written to ${options.narrowing}: git apply ${options.narrowing}, then npm run policy:check\n`,
+            `${narrowing.forbids} forbids written to ${options.narrowing}: git apply ${options.narrowing}, then npm run policy:check\n`,
           );
         }
       }
