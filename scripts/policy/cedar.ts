@@ -61,6 +61,21 @@ function collectContextKeys(node: unknown, into: Set<string>): boolean {
   return complete;
 }
 
+/** The context attributes that tell the time. */
+const TIME_KEYS = ['now', 'hour_utc', 'weekday_utc'];
+
+const entityId = (uid: cedar.EntityUidJson): string => ('__entity' in uid ? uid.__entity.id : uid.id);
+
+/** The actions and the API a policy's scope names, for {@link Grant.timed}: absent where it names any. */
+function timedScope(policy: cedar.PolicyJson): NonNullable<Grant['timed']> {
+  const { action, resource } = policy;
+  let actions: string[] | undefined;
+  if (action.op === '==' && 'entity' in action) actions = [entityId(action.entity)];
+  else if (action.op === 'in' && 'entities' in action) actions = action.entities.map(entityId);
+  const audience = resource.op === '==' && 'entity' in resource ? entityId(resource.entity) : undefined;
+  return { ...(actions !== undefined && { actions }), ...(audience !== undefined && { audience }) };
+}
+
 interface Located {
   problems: Problems;
   file: string;
@@ -237,11 +252,13 @@ function compileFile(
     const maxTtl = maxTtlOf(annotations, json.json.effect, at);
     const approval = approvalRequirement(annotations, json.json.effect, at);
     const reads = new Set<string>();
-    if (!collectContextKeys(json.json, reads)) wholeContext = true;
+    const complete = collectContextKeys(json.json, reads);
+    if (!complete) wholeContext = true;
     for (const key of reads) out.contextKeys.add(key);
     // Needs approval: says who approves, or is permitted only with `context.approved`.
     const gated = json.json.effect === 'permit' && (annotations.approvals !== undefined || reads.has('approved'));
     const rollback = rollbackOf(annotations, id, gated, schema?.actions, at);
+    const timed = !complete || TIME_KEYS.some((key) => reads.has(key)) ? timedScope(json.json) : undefined;
     out.policies[id] = text;
     out.grants[id] = {
       source: `${file.path}:${line}`,
@@ -249,6 +266,7 @@ function compileFile(
       ...(maxTtl !== undefined && { maxTtl }),
       ...(approval !== undefined && { approval }),
       ...(rollback !== undefined && { rollback }),
+      ...(timed !== undefined && { timed }),
     };
   }
   return { wholeContext };

@@ -164,6 +164,16 @@ const approvalsQuery = query({
   limit: limit(200),
 });
 
+const usageQuery = query({
+  days: limit(366),
+  agent: fc.oneof(
+    ok(fc.constantFrom('demo-agent', 'a'.repeat(128), ...PROTOTYPE_NAMES)),
+    bad(fc.constantFrom('', 'a'.repeat(129))),
+  ),
+});
+
+const reviewQuery = query({ days: limit(366) });
+
 /** What an admin route needs and what it answers a caller holding the role, given its parameters. */
 interface AdminCall {
   path: string;
@@ -270,6 +280,23 @@ const adminCall: fc.Arbitrary<AdminCall> = fc.oneof(
       }),
     ),
   fc.constant<AdminCall>({ path: '/admin/whoami', method: 'GET', roles: ALL_ROLES, status: 200, polled: true }),
+  usageQuery.map(
+    (q): AdminCall => ({
+      path: `/admin/usage?${new URLSearchParams(q.value)}`,
+      method: 'GET',
+      roles: ['admin', 'auditor'],
+      status: q.valid ? 200 : 400,
+      polled: q.valid,
+    }),
+  ),
+  reviewQuery.map(
+    (q): AdminCall => ({
+      path: `/admin/review?${new URLSearchParams(q.value)}`,
+      method: 'GET',
+      roles: ['admin', 'auditor'],
+      status: q.valid ? 200 : 400,
+    }),
+  ),
 );
 
 /** Who calls: a demo credential of a role, nobody, or junk (a bad credential, an Access assertion). */
@@ -339,6 +366,7 @@ const ROUTE_METHODS: readonly { path: fc.Arbitrary<string>; methods: readonly st
   { path: fc.constant('/admin/approvals'), methods: ['GET'] },
   { path: segment.map((id) => `/admin/approvals/${id}`), methods: ['GET', 'POST'] },
   { path: fc.constant('/admin/whoami'), methods: ['GET'] },
+  { path: fc.constantFrom('/admin/usage', '/admin/review'), methods: ['GET'] },
 ];
 
 const wrongMethod = fc.constantFrom(...ROUTE_METHODS).chain(({ path, methods }) =>
