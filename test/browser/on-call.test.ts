@@ -208,8 +208,15 @@ describe('the console: a role sees only what it may do', () => {
     });
     const tab = await people.signedIn('auditor');
     const { page } = tab;
-    expect(await page.locator('#nav a').allTextContents()).toEqual(['Approvals', 'Kill switch', 'Agents', 'Audit']);
+    expect(await page.locator('#nav a').allTextContents()).toEqual([
+      'Overview',
+      'Approvals',
+      'Kill switch',
+      'Agents',
+      'Audit',
+    ]);
 
+    await open(tab, 'Approvals');
     await page.locator(`article[data-approval="${approvalId}"]`).waitFor();
     expect(await page.locator('main button').allTextContents()).toEqual(['Refresh']);
     expect(await page.locator('main textarea').count()).toBe(0);
