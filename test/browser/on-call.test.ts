@@ -190,6 +190,7 @@ describe('the console: the audit log', () => {
     };
     const approvalId = await openApproval(task);
     const tab = await people.signedIn('admin');
+    await open(tab, 'Approvals');
     const card = tab.page.locator(`article[data-approval="${approvalId}"]`);
     await card.getByRole('link', { name: 'Audit records of this task' }).click();
     await tab.page.waitForURL(new RegExp(`task=${task.id}`));

@@ -8,10 +8,21 @@
 import { api, explain } from '../lib/api.js';
 import { COLOURS, chartFigure } from '../lib/charts.js';
 import { duration, h, pageHref, replace, time } from '../lib/dom.js';
-import { usageSummary } from '../lib/usage.js';
 
 /** @import { PageContext } from '../app.js' */
-/** @import { UsageSummary } from '../lib/usage.js' */
+
+/**
+ * One day's counts, or one agent's, as `GET /admin/usage` answers them.
+ * @typedef {{ issued: number, refused: number, approvals_asked: number, approved: number, denied: number }} Tally
+ * @typedef {object} Usage
+ * @property {number} days
+ * @property {string} from
+ * @property {string} to
+ * @property {Tally} totals
+ * @property {(Tally & { day: string })[]} series every day of the window, oldest first
+ * @property {{ reason: string, count: number }[]} refusals_by_reason most frequent first
+ * @property {(Tally & { agent: string })[]} top_agents most requests first
+ */
 
 /** The days the charts cover, today (UTC) included. */
 const DAYS = 30;
@@ -23,26 +34,31 @@ const DAY = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric',
 const count = (/** @type {number} */ n, /** @type {string} */ one, /** @type {string} */ many) =>
   `${n} ${n === 1 ? one : many}`;
 
-/** @param {UsageSummary} usage */
+/** @param {Usage} usage */
 function overTime(usage) {
-  const issued = usage.days.reduce((sum, day) => sum + day.granted, 0);
-  const refused = usage.days.reduce((sum, day) => sum + day.refused, 0);
-  const busiest = usage.days.reduce((top, day) => (day.granted + day.refused > top.granted + top.refused ? day : top));
+  const { issued, refused, approvals_asked: asked } = usage.totals;
+  const busiest = usage.series.reduce((top, day) => (day.issued + day.refused > top.issued + top.refused ? day : top));
   return chartFigure({
     title: `Tokens issued and refused per day, last ${DAYS} days`,
     testid: 'chart-over-time',
     summary:
-      `Over the last ${DAYS} days, ${count(issued, 'token', 'tokens')} issued and ${refused} refused. ` +
+      `Over the last ${DAYS} days, ${count(issued, 'token', 'tokens')} issued, ${refused} refused and ` +
+      `${count(asked, 'approval', 'approvals')} asked for. ` +
       (issued + refused === 0
         ? 'No request on any day.'
-        : `Busiest day ${busiest.day}: ${busiest.granted} issued, ${busiest.refused} refused.`),
+        : `Busiest day ${busiest.day}: ${busiest.issued} issued, ${busiest.refused} refused.`),
     config: {
       type: 'bar',
       data: {
-        labels: usage.days.map((day) => DAY.format(Date.parse(day.day))),
+        labels: usage.series.map((day) => DAY.format(Date.parse(day.day))),
         datasets: [
-          { label: 'Issued', data: usage.days.map((day) => day.granted), backgroundColor: COLOURS.granted },
-          { label: 'Refused', data: usage.days.map((day) => day.refused), backgroundColor: COLOURS.refused },
+          { label: 'Issued', data: usage.series.map((day) => day.issued), backgroundColor: COLOURS.granted },
+          {
+            label: 'Approval asked',
+            data: usage.series.map((day) => day.approvals_asked),
+            backgroundColor: COLOURS.approval,
+          },
+          { label: 'Refused', data: usage.series.map((day) => day.refused), backgroundColor: COLOURS.refused },
         ],
       },
       options: {
@@ -52,24 +68,25 @@ function overTime(usage) {
   });
 }
 
-/** @param {UsageSummary} usage */
+/** @param {Usage} usage */
 function byReason(usage) {
-  const total = usage.reasons.reduce((sum, reason) => sum + reason.count, 0);
+  const reasons = usage.refusals_by_reason;
+  const total = usage.totals.refused;
   return chartFigure({
     title: 'Refusals by reason',
     testid: 'chart-reasons',
     summary:
       total === 0
         ? `No refusal in the last ${DAYS} days.`
-        : `${count(total, 'refusal', 'refusals')}: ${usage.reasons.map((r) => `${r.reason} ${r.count}`).join(', ')}.`,
+        : `${count(total, 'refusal', 'refusals')}: ${reasons.map((r) => `${r.reason} ${r.count}`).join(', ')}.`,
     config: {
       type: 'bar',
       data: {
-        labels: usage.reasons.map((r) => r.reason),
+        labels: reasons.map((r) => r.reason),
         datasets: [
           {
             label: 'Refusals',
-            data: usage.reasons.map((r) => r.count),
+            data: reasons.map((r) => r.count),
             backgroundColor: COLOURS.refused,
             maxBarThickness: 28,
           },
@@ -84,22 +101,22 @@ function byReason(usage) {
   });
 }
 
-/** @param {UsageSummary} usage */
+/** @param {Usage} usage */
 function topAgents(usage) {
-  const top = usage.agents.slice(0, TOP_AGENTS);
+  const top = usage.top_agents.slice(0, TOP_AGENTS);
   return chartFigure({
     title: `Top agents by requests, last ${DAYS} days`,
     testid: 'chart-agents',
     summary:
       top.length === 0
         ? `No agent asked for a token in the last ${DAYS} days.`
-        : `${top.map((a) => `${a.agent}: ${a.granted} issued, ${a.refused} refused`).join('; ')}.`,
+        : `${top.map((a) => `${a.agent}: ${a.issued} issued, ${a.refused} refused`).join('; ')}.`,
     config: {
       type: 'bar',
       data: {
         labels: top.map((a) => a.agent),
         datasets: [
-          { label: 'Issued', data: top.map((a) => a.granted), backgroundColor: COLOURS.granted, maxBarThickness: 28 },
+          { label: 'Issued', data: top.map((a) => a.issued), backgroundColor: COLOURS.granted, maxBarThickness: 28 },
           { label: 'Refused', data: top.map((a) => a.refused), backgroundColor: COLOURS.refused, maxBarThickness: 28 },
         ],
       },
@@ -233,14 +250,12 @@ export function overviewPage(main, _context) {
   }
 
   async function usage() {
-    const today = new Date(Date.now());
-    const since = new Date(today.getTime() - (DAYS - 1) * 86_400_000).toISOString().slice(0, 10);
     try {
-      const answer = await api(`/admin/usage?since=${since}`);
+      /** @type {Usage} */
+      const usage = await api(`/admin/usage?days=${DAYS}`);
       if (stopped) return;
-      const summary = usageSummary(answer, since, DAYS);
       for (const destroy of drawn) destroy();
-      const figures = [overTime(summary), byReason(summary), topAgents(summary)];
+      const figures = [overTime(usage), byReason(usage), topAgents(usage)];
       drawn = figures.map((figure) => figure.destroy);
       replace(
         charts,
