@@ -3,7 +3,7 @@
  * and never updates or deletes. Migrations are generated from this file by drizzle-kit (`npm run db:generate`);
  * read every generated migration, and never let one rebuild this table.
  */
-import { index, integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import { index, integer, primaryKey, sqliteTable, text } from 'drizzle-orm/sqlite-core';
 
 export const auditEvents = sqliteTable(
   'audit_events',
@@ -138,3 +138,39 @@ export const auditArchiveHeads = sqliteTable('audit_archive_heads', {
   seq: integer('seq').notNull(),
   hash: text('hash').notNull(),
 });
+
+/**
+ * Decisions counted per UTC day, agent, API, set of actions and outcome: what the access review
+ * (`GET /admin/review`) and the console's Overview (`GET /admin/usage`) read, kept long after the records
+ * themselves moved to the archive. The broker never writes it: the `usage_daily_count` trigger of migration
+ * 0009 counts each record as it is inserted into `audit_events` (a record the writer skips, already held,
+ * counts nothing), and nothing deletes a count when the archive deletes the records it came from. One row
+ * per record's key, not per action: a token's count is one row written, its count is the number of tokens,
+ * and an action's count is the sum over the sets that hold it. `WITHOUT ROWID` in SQL: no index but its key.
+ */
+export const usageDaily = sqliteTable(
+  'usage_daily',
+  {
+    /** `YYYY-MM-DD`, UTC, of the decision's `at`. */
+    day: text('day').notNull(),
+    /** The agent, `''` for a caller not known. */
+    agent: text('agent').notNull(),
+    /** The API asked for, `''` when the request was not read that far. */
+    audience: text('audience').notNull(),
+    /** The record's actions, space-separated as it holds them: granted ones for a grant, else those asked for. */
+    actions: text('actions').notNull(),
+    outcome: text('outcome', {
+      enum: ['granted', 'refused', 'approval_asked', 'approval_waiting', 'approved', 'denied'],
+    }).notNull(),
+    /** A refusal's tagged reason, `''` for any other outcome. */
+    reason: text('reason').notNull(),
+    count: integer('count').notNull(),
+  },
+  (table) => [
+    primaryKey({
+      columns: [table.day, table.agent, table.audience, table.actions, table.outcome, table.reason],
+    }),
+  ],
+);
+
+export type UsageDaily = typeof usageDaily.$inferSelect;

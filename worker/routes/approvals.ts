@@ -65,7 +65,15 @@ async function loadApproval(c: Context<AdminEnv>, recordRead: boolean): Promise<
   const draft = recordRead ? { ...c.var.audit, agent } : undefined;
   const record = await agentStore(c.env).approval(agent, id, draft);
   if (record === undefined) throw notFound('approval', { approval: id }, { recorded: recordRead });
-  Object.assign(c.var.audit, { agent: record.agent, owner: record.owner, taskId: record.terms.taskId });
+  // The approval's API and actions too: what `usage_daily` counts an approver's decision under.
+  const { audience, actions, taskId } = record.terms;
+  Object.assign(c.var.audit, {
+    agent: record.agent,
+    owner: record.owner,
+    taskId,
+    audience,
+    requestedActions: actions.join(' '),
+  });
   return record;
 }
 

@@ -11,6 +11,7 @@ import type { Backlog } from '../audit/outbox';
 import * as query from '../audit/query';
 import type { ChainHead, DecidedRecord } from '../audit/record';
 import type { AuditSealer } from '../audit/sealer';
+import { type DayWindow, usageIn } from '../audit/usage';
 import { callStore } from './call';
 
 /** Commits a record that names no single agent (an admin read, a change across agents). */
@@ -78,6 +79,8 @@ export function auditDb(env: Env) {
       callStore('audit_log', () => query.approvalsOpened(db, sinceMs, limit)),
     writerStats: () => callStore('audit_log', () => query.writerStats(db)),
     hotWindow: () => callStore('audit_log', () => query.hotWindow(db, Date.now())),
+    /** The decisions counted per day in `window` (`usage_daily`), of one agent when `agent` is given. */
+    usage: (window: DayWindow, agent?: string) => callStore('audit_log', () => usageIn(db, window, agent)),
     /** The archive's segments, as D1 lists them, oldest first. */
     segments: () => callStore('audit_log', () => listSegments(db)),
     /** The raw database, for the chain check, which pages through it itself. */
