@@ -4,6 +4,7 @@
  * webhooks a Worker cannot reach.
  */
 
+import { utcDay } from '../../worker/core/lifecycle';
 import type { PolicySources } from '../policy/compile';
 import type { AccessEntry } from '../policy/schemas';
 import type { SourceFile } from '../policy/source';
@@ -210,17 +211,66 @@ function checkWebhook(sources: PolicySources, problems: DeployProblem[]) {
 }
 
 /**
+ * Agents whose access review is overdue (`review_by` passed, UTC), that have no review date, or whose
+ * `expires` date has come (the broker refuses them; the entry is left to remove). Demo agents are skipped:
+ * a deploy refuses them anyway.
+ */
+function checkLifecycle(
+  sources: PolicySources,
+  demoAgents: ReadonlySet<string>,
+  nowMs: number,
+  problems: DeployProblem[],
+) {
+  if (sources.agents === undefined) return;
+  const { file, entries } = sources.agents;
+  const today = utcDay(nowMs);
+  for (const { index, value: agent } of entries) {
+    if (demoAgents.has(agent.id)) continue;
+    if (agent.expires !== undefined && today >= agent.expires) {
+      problems.push(
+        warning(
+          'agent-expired',
+          at(file, ['agents', index, 'expires']),
+          `agent ${agent.id} expired on ${agent.expires}: the broker refuses it every token`,
+          'remove the agent from agents.yaml, or move expires on after a review',
+        ),
+      );
+    } else if (agent.review_by === undefined) {
+      problems.push(
+        warning(
+          'agent-no-review-date',
+          at(file, ['agents', index]),
+          `agent ${agent.id} has no review_by date: its access is never due for review`,
+          'give it a review_by date (YYYY-MM-DD), at most a quarter or a year ahead',
+        ),
+      );
+    } else if (today > agent.review_by) {
+      problems.push(
+        warning(
+          'agent-past-review',
+          at(file, ['agents', index, 'review_by']),
+          `agent ${agent.id} was due for an access review by ${agent.review_by}`,
+          'review it (`npm run cli -- review`), narrow what it does not use, then move review_by on',
+        ),
+      );
+    }
+  }
+}
+
+/**
  * Checks the policy sources; returns the problems and what the demo left, which the grant and test
  * checks need.
  */
 export async function checkPolicySources(
   sources: PolicySources,
   demo: DemoSecrets,
+  nowMs: number,
 ): Promise<{ problems: DeployProblem[]; demoUse: DemoUse }> {
   const problems: DeployProblem[] = [];
   const { agents, credentials } = await checkDemoSecrets(sources, demo, problems);
   const access = checkAccess(sources, problems);
   checkAgentsAndIssuers(sources, agents, problems);
   checkWebhook(sources, problems);
+  checkLifecycle(sources, agents, nowMs, problems);
   return { problems, demoUse: { agents, credentials, access } };
 }

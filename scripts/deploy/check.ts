@@ -23,6 +23,8 @@ export interface DeployCheckInput {
   bundlePath?: string;
   /** Lists the deployed Worker's secrets (`wrangler secret list`). */
   secrets: () => Promise<SecretList>;
+  /** Epoch ms the agents' `review_by` and `expires` dates are checked against; now when left out. */
+  now?: number;
 }
 
 export interface DeployReport {
@@ -110,6 +112,7 @@ export async function checkDeploy(input: DeployCheckInput): Promise<DeployReport
   const { problems: sourceProblems, demoUse } = await checkPolicySources(
     compiled.sources,
     await readDemoSecrets(input.demoDir),
+    input.now ?? Date.now(),
   );
   problems.push(...sourceProblems);
   if (compiled.bundle !== undefined) {

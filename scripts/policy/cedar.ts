@@ -60,6 +60,21 @@ function collectContextKeys(node: unknown, into: Set<string>): boolean {
   return complete;
 }
 
+/** The context attributes that tell the time. */
+const TIME_KEYS = ['now', 'hour_utc', 'weekday_utc'];
+
+const entityId = (uid: cedar.EntityUidJson): string => ('__entity' in uid ? uid.__entity.id : uid.id);
+
+/** The actions and the API a policy's scope names, for {@link Grant.timed}: absent where it names any. */
+function timedScope(policy: cedar.PolicyJson): NonNullable<Grant['timed']> {
+  const { action, resource } = policy;
+  let actions: string[] | undefined;
+  if (action.op === '==' && 'entity' in action) actions = [entityId(action.entity)];
+  else if (action.op === 'in' && 'entities' in action) actions = action.entities.map(entityId);
+  const audience = resource.op === '==' && 'entity' in resource ? entityId(resource.entity) : undefined;
+  return { ...(actions !== undefined && { actions }), ...(audience !== undefined && { audience }) };
+}
+
 interface Located {
   problems: Problems;
   file: string;
@@ -186,13 +201,18 @@ function compileFile(
     }
     const maxTtl = maxTtlOf(annotations, json.json.effect, at);
     const approval = approvalRequirement(annotations, json.json.effect, at);
-    if (!collectContextKeys(json.json, out.contextKeys)) wholeContext = true;
+    const read = new Set<string>();
+    const complete = collectContextKeys(json.json, read);
+    if (!complete) wholeContext = true;
+    for (const key of read) out.contextKeys.add(key);
+    const timed = !complete || TIME_KEYS.some((key) => read.has(key)) ? timedScope(json.json) : undefined;
     out.policies[id] = text;
     out.grants[id] = {
       source: `${file.path}:${line}`,
       effect: json.json.effect,
       ...(maxTtl !== undefined && { maxTtl }),
       ...(approval !== undefined && { approval }),
+      ...(timed !== undefined && { timed }),
     };
   }
   return { wholeContext };

@@ -161,6 +161,8 @@ async function compileAgents(
       attestation,
       ...(agent.rate_limit && { rateLimit: { perMinute: agent.rate_limit.per_minute, burst: agent.rate_limit.burst } }),
       ...(agent.require_dpop && { requireDpop: true }),
+      ...(agent.review_by !== undefined && { reviewBy: agent.review_by }),
+      ...(agent.expires !== undefined && { expires: agent.expires }),
     };
   }
   return compiled;

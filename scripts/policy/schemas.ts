@@ -74,6 +74,9 @@ export type IssuerEntry = z.output<typeof IssuerEntry>;
 
 export const AgentsFile = z.strictObject({ agents: List });
 
+/** A calendar date, `YYYY-MM-DD` (YAML 1.2, the `yaml` package's default, reads an unquoted one as a string). */
+const IsoDate = z.iso.date('a date is YYYY-MM-DD');
+
 export const AgentEntry = z.strictObject({
   id: AgentId,
   owner: z.string().min(1, 'every agent needs an accountable human owner'),
@@ -82,6 +85,10 @@ export const AgentEntry = z.strictObject({
   demo: z.boolean().default(false),
   rate_limit: RateLimitFile.optional(),
   require_dpop: z.boolean().default(false),
+  /** The date (UTC) by which its owner and an admin review its access; `npm run deploy:check` warns past it. */
+  review_by: IsoDate.optional(),
+  /** The first date (UTC) on which the broker refuses it every token (`agent_expired`). */
+  expires: IsoDate.optional(),
   attestation: z.union([
     z.strictObject({ self_signed: z.strictObject({ keys: Jwks.shape.keys }) }),
     z.strictObject({ issuer: z.string().min(1), subject: z.string().min(1), claims: Claims }),

@@ -5,7 +5,7 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
-import { utcDay } from '../../worker/audit/usage';
+import { utcDay } from '../../worker/core/lifecycle';
 import { adminFetch, bearer } from '../helpers/admin';
 import { drainAudit } from '../helpers/audit';
 import { DEMO_AGENT, TICKETS } from '../helpers/demo';

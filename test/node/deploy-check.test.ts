@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { checkDeploy } from '../../scripts/deploy/check';
 import type { DeployProblemCode } from '../../scripts/deploy/problems';
+import { utcDay } from '../../worker/core/lifecycle';
 import { codes, demoMaterial, Fixture, PROJECT_ROOT } from './fixture';
 
 let fixture: Fixture;
@@ -22,6 +23,7 @@ interface Breakage {
 const agent = (id: string, attestation: string, extra = '') => `
   - id: ${id}
     owner: ops@tessera-fixture.dev${extra}
+    review_by: ${utcDay(Date.now() + 90 * 86_400_000)}
     attestation: ${attestation}
 `;
 const issuer = (id: string, url: string, jwksUri: string) => `

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { checkDeploy, type DeployReport } from '../../scripts/deploy/check';
 import type { DeployProblemCode } from '../../scripts/deploy/problems';
 import type { SecretList } from '../../scripts/deploy/secrets';
+import { utcDay } from '../../worker/core/lifecycle';
 
 export const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLEAN = fileURLToPath(new URL('fixtures/clean', import.meta.url));
@@ -43,6 +44,13 @@ export class Fixture {
   static async create(): Promise<Fixture> {
     const dir = await mkdtemp(join(tmpdir(), 'tessera-deploy-check-'));
     await cp(CLEAN, dir, { recursive: true });
+    // Every agent's next review a quarter from now, from the clock: a fixed date would pass one day.
+    const agents = join(dir, 'policies/agents.yaml');
+    const reviewBy = utcDay(Date.now() + 90 * 86_400_000);
+    await writeFile(
+      agents,
+      (await readFile(agents, 'utf8')).replace(/^( {4}owner: .*)$/gm, `$1\n    review_by: ${reviewBy}`),
+    );
     return new Fixture(dir);
   }
 

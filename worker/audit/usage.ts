@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { publicEcho } from '../core/errors';
+import { utcDay } from '../core/lifecycle';
 import type { UsageDaily } from './schema';
 
 const DAY_MS = 86_400_000;
@@ -19,9 +20,6 @@ export interface DayWindow {
   from: string;
   to: string;
 }
-
-/** `YYYY-MM-DD` of epoch milliseconds `ms`, UTC. */
-export const utcDay = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
 
 /** The `days` whole UTC days up to and including the day of `nowMs`. */
 export function dayWindow(days: number, nowMs: number): DayWindow {
@@ -139,3 +137,26 @@ export function usageReport(rows: readonly UsageDaily[], window: DayWindow) {
       .slice(0, TOP_AGENTS),
   };
 }
+
+/**
+ * The time (epoch ms) of each agent's last token that the hot log holds; agents with none there are left
+ * out. One query: per agent, its records newest first by the `(agent, seq)` index, up to its last grant.
+ */
+export async function lastTokens(db: D1Database, agents: readonly string[]): Promise<Map<string, number>> {
+  const { results } = await db
+    .prepare(
+      `SELECT a.value AS agent, (SELECT e.at FROM audit_events e
+         WHERE e.agent = a.value AND e.event = 'token.exchange' AND e.decision = 'granted'
+         ORDER BY e.seq DESC LIMIT 1) AS at
+       FROM json_each(?1) a`,
+    )
+    .bind(JSON.stringify(agents))
+    .all<{ agent: string; at: number | null }>();
+  return new Map(results.flatMap((row) => (row.at === null ? [] : [[row.agent, row.at] as const])));
+}
+
+export const ReviewQuery = z.strictObject({ days: Days.default(90) });
+
+export const REVIEW_HINTS: ReadonlyMap<string, string> = new Map([
+  ['days', `days is a whole number of days, 1 to ${MAX_USAGE_DAYS}`],
+]);

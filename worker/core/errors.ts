@@ -110,6 +110,7 @@ export const REASONS = {
   },
   // State gates: the agent's durable state and the global kill switch.
   agent_suspended: { code: 'access_denied', status: 403, description: 'the agent is suspended' },
+  agent_expired: { code: 'access_denied', status: 403, description: 'the agent has expired' },
   kill_switch_engaged: {
     code: 'access_denied',
     status: 403,

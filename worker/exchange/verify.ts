@@ -9,6 +9,7 @@ import { checkApprovalOwner } from '../approvals/step-up';
 import { taskHash } from '../core/access-token';
 import { type VerifiedAttestation, verifyAttestation } from '../core/attestation';
 import { type BrokerError, refuse } from '../core/errors';
+import { expiredAgent } from '../core/lifecycle';
 import { parseTokenRequest } from '../core/token-request';
 import type { PolicyBundle } from '../policy/bundle';
 import { caught, type Exchange, type ExchangeInput, type Parsed, type Refused, refused, type Verified } from './stage';
@@ -42,6 +43,9 @@ export async function verify({ input, deps }: Exchange, parsed: Parsed): Promise
   ]);
   if (attested.status === 'rejected') return caught(attested.reason, { parsed });
   const caller = attested.value;
+  // An expired agent is refused whatever else its request holds; its record names it.
+  const expired = expiredAgent(caller.agent, input.now.getTime());
+  if (expired !== undefined) return refused(expired, { parsed, caller });
   // Refused after the agent is known, so the refusal's record names it.
   if (proven.status === 'rejected') return caught(proven.reason, { parsed, caller });
   const proof = proven.value;

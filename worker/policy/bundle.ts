@@ -54,6 +54,10 @@ export const Agent = z.object({
   rateLimit: RateLimit.optional(),
   /** Every token of this agent must be DPoP-bound (RFC 9449). */
   requireDpop: z.boolean().optional(),
+  /** `YYYY-MM-DD` (UTC): the date by which its access is reviewed; a warning past it, never a refusal. */
+  reviewBy: z.iso.date().optional(),
+  /** `YYYY-MM-DD` (UTC): from this date on, `/token` refuses the agent (`agent_expired`). */
+  expires: z.iso.date().optional(),
 });
 export type Agent = z.infer<typeof Agent>;
 
@@ -87,6 +91,12 @@ export const Grant = z.object({
   approval: z
     .object({ count: z.number().int().min(1).max(5), group: z.string().min(1).optional(), fourEyes: z.boolean() })
     .optional(),
+  /**
+   * Set when the policy reads the time (`now`, `hour_utc`, `weekday_utc`, or the whole context): the actions
+   * and the API its scope names (absent: any). The access review asks the engine at every hour of a week
+   * only where such a policy may apply.
+   */
+  timed: z.object({ actions: z.array(z.string()).optional(), audience: z.string().optional() }).optional(),
 });
 export type Grant = z.infer<typeof Grant>;
 

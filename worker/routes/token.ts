@@ -21,7 +21,8 @@ import { statusIndexes } from '../stores/status-lists';
 
 const keyResolver = createKeyResolver(loadedPolicy().bundle);
 
-function exchangeDeps(env: Env, background: InBackground): ExchangeDeps {
+/** The pipeline's stores, on `env`, with the isolate's policy (a test swaps the bundle for one of its own). */
+export function exchangeDeps(env: Env, background: InBackground): ExchangeDeps {
   const { bundle, engine } = loadedPolicy();
   const issuer = brokerIssuer(env);
   return {

@@ -11,7 +11,7 @@ import type { Backlog } from '../audit/outbox';
 import * as query from '../audit/query';
 import type { ChainHead, DecidedRecord } from '../audit/record';
 import type { AuditSealer } from '../audit/sealer';
-import { type DayWindow, usageIn } from '../audit/usage';
+import { type DayWindow, lastTokens, usageIn } from '../audit/usage';
 import { callStore } from './call';
 
 /** Commits a record that names no single agent (an admin read, a change across agents). */
@@ -81,6 +81,8 @@ export function auditDb(env: Env) {
     hotWindow: () => callStore('audit_log', () => query.hotWindow(db, Date.now())),
     /** The decisions counted per day in `window` (`usage_daily`), of one agent when `agent` is given. */
     usage: (window: DayWindow, agent?: string) => callStore('audit_log', () => usageIn(db, window, agent)),
+    /** When each of `agents` last got a token, as far as the hot log says. */
+    lastTokens: (agents: readonly string[]) => callStore('audit_log', () => lastTokens(db, agents)),
     /** The archive's segments, as D1 lists them, oldest first. */
     segments: () => callStore('audit_log', () => listSegments(db)),
     /** The raw database, for the chain check, which pages through it itself. */
