@@ -10,6 +10,7 @@ import { approvalsPage } from './pages/approvals.js';
 import { auditPage } from './pages/audit.js';
 import { killSwitchPage } from './pages/kill-switch.js';
 import { overviewPage } from './pages/overview.js';
+import { reviewPage } from './pages/review.js';
 import { signInPage } from './pages/sign-in.js';
 
 /** @import { Identity, Role } from './lib/api.js' */
@@ -18,7 +19,7 @@ import { signInPage } from './pages/sign-in.js';
  * What each role may do, as the API's routes allow it (docs/api.md). The console offers only these; the
  * API decides all the same, and a refusal is shown in words.
  * @typedef {'approvals:read' | 'approvals:decide' | 'kill-switch:read' | 'kill-switch:set' | 'agents:read'
- *   | 'agents:act' | 'audit:read' | 'usage:read'} Capability
+ *   | 'agents:act' | 'audit:read' | 'usage:read' | 'review:read'} Capability
  * @type {Record<Capability, readonly Role[]>}
  */
 const ALLOWED = {
@@ -30,6 +31,7 @@ const ALLOWED = {
   'agents:act': ['admin'],
   'audit:read': ['admin', 'auditor'],
   'usage:read': ['admin', 'auditor'],
+  'review:read': ['admin', 'auditor'],
 };
 
 /**
@@ -46,6 +48,7 @@ const PAGES = [
   { id: 'approvals', title: 'Approvals', needs: 'approvals:read', render: approvalsPage },
   { id: 'kill-switch', title: 'Kill switch', needs: 'kill-switch:read', render: killSwitchPage },
   { id: 'agents', title: 'Agents', needs: 'agents:read', render: agentsPage },
+  { id: 'review', title: 'Review', needs: 'review:read', render: reviewPage },
   { id: 'audit', title: 'Audit', needs: 'audit:read', render: auditPage },
 ];
 

@@ -214,6 +214,7 @@ describe('the console: a role sees only what it may do', () => {
       'Approvals',
       'Kill switch',
       'Agents',
+      'Review',
       'Audit',
     ]);
 
