@@ -22,6 +22,7 @@ import { approvalsCommand } from './commands/approvals';
 import { auditCommand } from './commands/audit';
 import { healthCommand } from './commands/health';
 import { killSwitchCommand } from './commands/kill-switch';
+import { reviewCommand } from './commands/review';
 import { tasksCommand, tokensCommand } from './commands/revocation';
 import { CliError, EXIT, type ExitCode } from './errors';
 import { checkRequired } from './options';
@@ -97,6 +98,7 @@ export function createProgram(io: Io): CommandUnknownOpts {
       auditCommand(open),
       healthCommand(open),
     ],
+    'Access review:': [reviewCommand(open)],
   };
   for (const [heading, commands] of Object.entries(groups)) {
     for (const command of commands) program.addCommand(command.helpGroup(heading));

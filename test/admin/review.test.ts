@@ -63,9 +63,13 @@ describe('the access review of a seeded fleet', () => {
     const { bundle, engine } = loadedPolicy();
     const release = bundle.agents['release-bot'];
     if (release === undefined) throw new Error('release-bot is not in the policy');
+    // Review dates from the clock: the others' a month ahead, release-bot's yesterday.
+    const ahead = Object.fromEntries(
+      Object.entries(bundle.agents).map(([id, agent]) => [id, { ...agent, reviewBy: utcDay(now + 30 * DAY_MS) }]),
+    );
     const seeded: PolicyBundle = {
       ...bundle,
-      agents: { ...bundle.agents, 'release-bot': { ...release, reviewBy: utcDay(now - DAY_MS) } },
+      agents: { ...ahead, 'release-bot': { ...release, reviewBy: utcDay(now - DAY_MS) } },
     };
     const window = dayWindow(90, now);
     const review = accessReview(engine, seeded, await usageIn(env.AUDIT_DB, window), new Map(), window, now);

@@ -147,7 +147,11 @@ export function accessReview(
   nowMs: number,
 ): Review {
   const byAgent = new Map<string, UsageDaily[]>();
-  for (const row of rows) byAgent.set(row.agent, [...(byAgent.get(row.agent) ?? []), row]);
+  for (const row of rows) {
+    const of = byAgent.get(row.agent);
+    if (of === undefined) byAgent.set(row.agent, [row]);
+    else of.push(row);
+  }
   const today = window.to;
   const agents = Object.values(bundle.agents)
     .sort((a, b) => (a.id < b.id ? -1 : 1))

@@ -1,0 +1,118 @@
+/**
+ * `npm run cli -- review` against a real local broker: the table a person reads, the Markdown and CSV an
+ * auditor files, the JSON of `GET /admin/review`, and the narrowing written as a diff.
+ */
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, inject, it } from 'vitest';
+import { Review } from '../../scripts/cli/commands/review';
+import { adminEnv, agentEnvFor, cli, eventually, expectFailure, KEY_FILE } from './run';
+
+const url = inject('cliBrokerUrl');
+const auditor = adminEnv(url, 'auditor');
+const approver = adminEnv(url, 'approver');
+
+const AGENTS = ['attack-path-scanner', 'demo-agent', 'graph-indexer', 'release-bot'];
+
+async function review(args: string[] = []): Promise<Review> {
+  const run = await cli(['review', '--format', 'json', ...args], { env: auditor });
+  expect(run.code, run.stderr).toBe(0);
+  return Review.parse(JSON.parse(run.stdout));
+}
+
+describe('review', () => {
+  it('prints a table of every agent, the lists to act on, and every entitlement, unused ones marked', async () => {
+    const token = await cli(
+      [
+        'token',
+        '--agent',
+        'demo-agent',
+        '--key',
+        KEY_FILE,
+        '--audience',
+        'https://tickets.example.com',
+        '--scope',
+        'tickets:read',
+        '--task',
+        'Summarise ticket T-1',
+      ],
+      { env: agentEnvFor(url) },
+    );
+    expect(token.code, token.stderr).toBe(0);
+    // The token's record reaches D1, and its count, a moment after the token.
+    await eventually('the token counted', async () => {
+      const counted = (await review(['--days', '30'])).agents.find((a) => a.agent === 'demo-agent');
+      return counted !== undefined && counted.tokens > 0 ? counted : undefined;
+    });
+    const run = await cli(['review', '--days', '30'], { env: auditor });
+    expect(run.code, run.stderr).toBe(0);
+    const lines = run.stdout.split('\n');
+    expect(lines[0]).toMatch(
+      /^access review of 30 days, \d{4}-\d{2}-\d{2} to \d{4}-\d{2}-\d{2} \(policy [0-9a-f]{16}\)$/,
+    );
+    expect(lines[2]).toMatch(
+      /^agent\s+owner\s+attests\s+tokens\s+last token\s+review by\s+refusals\s+approvals\s+needs a look$/,
+    );
+    for (const agent of AGENTS) expect(run.stdout).toMatch(new RegExp(`^${agent}\\s`, 'm'));
+    expect(run.stdout).toMatch(/^demo-agent\s+alice@example\.com\s+self_signed\s+[1-9]/m);
+    expect(run.stdout).toMatch(/^stale \(no token in 30 days\): .*attack-path-scanner/m);
+    expect(run.stdout).toMatch(
+      /^orphaned \(owner is no admin or approver\): attack-path-scanner, graph-indexer, release-bot$/m,
+    );
+    expect(run.stdout).toMatch(
+      /^demo-agent\s+https:\/\/tickets\.example\.com\s+tickets:read\s+allowed\s+always\s+[1-9]\d*\s*$/m,
+    );
+    expect(run.stdout).toMatch(
+      /^demo-agent\s+https:\/\/graph\.example\.com\s+graph:read\s+allowed\s+always\s+0\s+UNUSED$/m,
+    );
+    expect(run.stdout).toMatch(/unused entitlements: --narrowing FILE writes a diff/);
+  });
+
+  it('writes Markdown and CSV for an auditor’s file, and JSON as the broker answers', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tessera-review-'));
+    const md = join(dir, 'review.md');
+    const written = await cli(['review', '--format', 'md', '--out', md], { env: auditor });
+    expect(written.code, written.stderr).toBe(0);
+    expect(written.stdout).toBe(`the review of 4 agents written to ${md}\n`);
+    const markdown = await readFile(md, 'utf8');
+    expect(markdown).toMatch(/^# Access review, \d{4}-\d{2}-\d{2} to \d{4}-\d{2}-\d{2}\n/);
+    expect(markdown).toContain('| agent | owner | attests |');
+    expect(markdown).toContain('```diff\ndiff --git a/policies/review-');
+
+    const csv = await cli(['review', '--format', 'csv'], { env: auditor });
+    expect(csv.code, csv.stderr).toBe(0);
+    const rows = csv.stdout.split('\r\n').filter((line) => line !== '');
+    expect(rows[0]).toBe(
+      'agent,owner,attestation,review_by,expires,past_review,expired,stale,orphaned,tokens,last_token,audience,action,condition,hours,granted,used',
+    );
+    const json = await review(['--days', '90']);
+    expect(rows).toHaveLength(1 + json.agents.reduce((n, a) => n + Math.max(1, a.entitlements.length), 0));
+    expect(
+      rows.some((row) => /^demo-agent,.*,https:\/\/graph\.example\.com,graph:read,allowed,always,0,false$/.test(row)),
+    ).toBe(true);
+    expect(json.agents.map((a) => a.agent)).toEqual(AGENTS);
+  });
+
+  it('writes the suggested narrowing as a diff', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tessera-review-'));
+    const diff = join(dir, 'review.diff');
+    const run = await cli(['review', '--format', 'json', '--out', join(dir, 'review.json'), '--narrowing', diff], {
+      env: auditor,
+    });
+    expect(run.code, run.stderr).toBe(0);
+    const json = Review.parse(JSON.parse(await readFile(join(dir, 'review.json'), 'utf8')));
+    expect(run.stdout).toContain(`${json.narrowing?.forbids} forbids written to ${diff}: git apply`);
+    expect(await readFile(diff, 'utf8')).toBe(json.narrowing?.diff);
+  });
+
+  it('refuses a bad window as a usage error, and a role that may not read it', async () => {
+    expectFailure(await cli(['review', '--days', '0'], { env: auditor }), 2, /from 1 to 366/);
+    expectFailure(
+      await cli(['review', '--format', 'xml'], { env: auditor }),
+      2,
+      /table, md, csv, json|Allowed choices/,
+    );
+    expectFailure(await cli(['review'], { env: approver }), 1, /admin or auditor/);
+  });
+});
