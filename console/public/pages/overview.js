@@ -152,17 +152,29 @@ function killSwitchTile(state) {
   ];
 }
 
-/** @param {{ approvals: { created_at: string }[], next_cursor?: string | null }} listing */
+/**
+ * The first page of `GET /admin/approvals?status=pending`: where the listing counts the approvals of every
+ * page per agent (`agents`), the count is theirs; else it is the page's, with a + when more pages follow.
+ * @param {{ approvals: { created_at: string }[], next_cursor?: string | null,
+ *   agents?: { agent: string, count: number }[] }} listing
+ */
 function approvalsTile(listing) {
   const pending = listing.approvals;
-  const more = listing.next_cursor !== undefined && listing.next_cursor !== null;
+  const total = listing.agents?.reduce((sum, agent) => sum + agent.count, 0);
+  const more = total === undefined && listing.next_cursor !== undefined && listing.next_cursor !== null;
+  const waiting = total ?? pending.length;
   const oldest = pending.reduce(
     (first, approval) => (first === undefined || approval.created_at < first ? approval.created_at : first),
     /** @type {string | undefined} */ (undefined),
   );
   return [
-    h('p', { class: `figure ${pending.length > 0 ? 'warn' : ''}` }, `${pending.length}${more ? '+' : ''}`),
-    h('p', {}, pending.length === 1 ? 'request waits for an approver' : 'requests wait for an approver'),
+    h('p', { class: `figure ${waiting > 0 ? 'warn' : ''}` }, `${waiting}${more ? '+' : ''}`),
+    h(
+      'p',
+      {},
+      waiting === 1 ? 'request waits for an approver' : 'requests wait for an approver',
+      listing.agents === undefined || waiting === 0 ? '' : `, from ${count(listing.agents.length, 'agent', 'agents')}`,
+    ),
     oldest === undefined
       ? null
       : h('p', { class: 'muted' }, `Oldest waiting ${duration((Date.now() - Date.parse(oldest)) / 1000)}`),
