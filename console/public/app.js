@@ -9,6 +9,8 @@ import { agentsPage } from './pages/agents.js';
 import { approvalsPage } from './pages/approvals.js';
 import { auditPage } from './pages/audit.js';
 import { killSwitchPage } from './pages/kill-switch.js';
+import { overviewPage } from './pages/overview.js';
+import { reviewPage } from './pages/review.js';
 import { signInPage } from './pages/sign-in.js';
 
 /** @import { Identity, Role } from './lib/api.js' */
@@ -17,7 +19,7 @@ import { signInPage } from './pages/sign-in.js';
  * What each role may do, as the API's routes allow it (docs/api.md). The console offers only these; the
  * API decides all the same, and a refusal is shown in words.
  * @typedef {'approvals:read' | 'approvals:decide' | 'kill-switch:read' | 'kill-switch:set' | 'agents:read'
- *   | 'agents:act' | 'audit:read'} Capability
+ *   | 'agents:act' | 'audit:read' | 'usage:read' | 'review:read'} Capability
  * @type {Record<Capability, readonly Role[]>}
  */
 const ALLOWED = {
@@ -28,6 +30,8 @@ const ALLOWED = {
   'agents:read': ['admin', 'auditor'],
   'agents:act': ['admin'],
   'audit:read': ['admin', 'auditor'],
+  'usage:read': ['admin', 'auditor'],
+  'review:read': ['admin', 'auditor'],
 };
 
 /**
@@ -40,9 +44,11 @@ const ALLOWED = {
 
 /** @type {{ id: string, title: string, needs: Capability, render: Page }[]} */
 const PAGES = [
+  { id: 'overview', title: 'Overview', needs: 'usage:read', render: overviewPage },
   { id: 'approvals', title: 'Approvals', needs: 'approvals:read', render: approvalsPage },
   { id: 'kill-switch', title: 'Kill switch', needs: 'kill-switch:read', render: killSwitchPage },
   { id: 'agents', title: 'Agents', needs: 'agents:read', render: agentsPage },
+  { id: 'review', title: 'Review', needs: 'review:read', render: reviewPage },
   { id: 'audit', title: 'Audit', needs: 'audit:read', render: auditPage },
 ];
 

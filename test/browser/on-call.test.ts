@@ -205,6 +205,7 @@ describe('the console: the audit log', () => {
     };
     const approvalId = await openApproval(task);
     const tab = await people.signedIn('admin');
+    await open(tab, 'Approvals');
     const card = tab.page.locator(`article[data-approval="${approvalId}"]`);
     await card.getByRole('link', { name: 'Audit records of this task' }).click();
     await tab.page.waitForURL(new RegExp(`task=${task.id}`));
@@ -223,8 +224,16 @@ describe('the console: a role sees only what it may do', () => {
     });
     const tab = await people.signedIn('auditor');
     const { page } = tab;
-    expect(await page.locator('#nav a').allTextContents()).toEqual(['Approvals', 'Kill switch', 'Agents', 'Audit']);
+    expect(await page.locator('#nav a').allTextContents()).toEqual([
+      'Overview',
+      'Approvals',
+      'Kill switch',
+      'Agents',
+      'Review',
+      'Audit',
+    ]);
 
+    await open(tab, 'Approvals');
     await page.locator(`article[data-approval="${approvalId}"]`).waitFor();
     expect(await page.locator('main button').allTextContents()).toEqual(['Refresh']);
     expect(await page.locator('main textarea').count()).toBe(0);
