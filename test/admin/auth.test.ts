@@ -186,6 +186,18 @@ const ROUTES: Record<string, AdminRoute> = {
     event: 'admin.whoami',
     roles: ['admin', 'approver', 'auditor'],
   },
+  'GET /admin/usage': {
+    method: 'GET',
+    path: () => '/admin/usage?days=7',
+    event: 'admin.usage.read',
+    roles: ['admin', 'auditor'],
+  },
+  'GET /admin/review': {
+    method: 'GET',
+    path: () => '/admin/review?days=7',
+    event: 'admin.review.read',
+    roles: ['admin', 'auditor'],
+  },
   'POST /admin/approvals/:id': {
     method: 'POST',
     path: () => `/admin/approvals/${issued.approvalId}`,

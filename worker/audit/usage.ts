@@ -1,7 +1,8 @@
 /**
  * The decisions counted per day in `usage_daily` (schema.ts, migration 0009): read for a window of days, and
- * shaped into the series the console's Overview draws (`GET /admin/usage`). The counts outlive the records:
- * a window longer than the hot log still sees every day.
+ * shaped into the series the console's Overview draws (`GET /admin/usage`); with each agent's last token in
+ * the hot log, what the access review reads (`GET /admin/review`). The counts outlive the records: a window
+ * longer than the hot log still sees every day.
  */
 import { z } from 'zod';
 import { publicEcho } from '../core/errors';
@@ -101,7 +102,7 @@ function tallyField(outcome: UsageDaily['outcome']): keyof Tally | undefined {
 }
 
 /** Adds `n` to `key`'s count in `counts`. */
-export function bump<K>(counts: Map<K, number>, key: K, n: number): void {
+function bump<K>(counts: Map<K, number>, key: K, n: number): void {
   counts.set(key, (counts.get(key) ?? 0) + n);
 }
 

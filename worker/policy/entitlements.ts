@@ -52,7 +52,7 @@ function timed(bundle: PolicyBundle, audience: string, action: string): boolean 
 }
 
 /** How the agent attests, as the context's `attestation` says it: `self` or its issuer's id. */
-export const attestationVia = (agent: Agent): string =>
+const attestationVia = (agent: Agent): string =>
   agent.attestation.kind === 'self_signed' ? 'self' : agent.attestation.issuer;
 
 /**
