@@ -52,14 +52,18 @@ describe('GET /console', () => {
     expectConsoleHeaders(response);
     const page = await response.text();
     expect(page).toContain('<script type="module" src="app.js"></script>');
-    // Every script is a file of the console: no inline code for the CSP to allow.
-    expect(page.match(/<script\b[^>]*>/g)).toEqual(['<script type="module" src="app.js">']);
+    // Every script is a file of the console (the chart library vendored beside it): no inline code for the CSP.
+    expect(page.match(/<script\b[^>]*>/g)).toEqual([
+      '<script src="vendor/chart.umd.min.js" defer>',
+      '<script type="module" src="app.js">',
+    ]);
     expect(page).not.toMatch(/\son[a-z]+=/i);
   });
 
   it.each([
     ['/console/app.js', /^(text|application)\/javascript/],
     ['/console/pages/approvals.js', /^(text|application)\/javascript/],
+    ['/console/vendor/chart.umd.min.js', /^(text|application)\/javascript/],
     ['/console/console.css', /^text\/css/],
   ])('serves %s with its type and the same headers', async (path, type) => {
     const response = await get(path);

@@ -36,6 +36,7 @@ const CALLS: Record<string, string[]> = {
   'audit archive': ['audit', 'archive'],
   'audit export': ['audit', 'export', '--since', '1h', '--until', '1s'],
   health: ['health'],
+  review: ['review'],
 };
 const NAMES = Object.keys(CALLS);
 
