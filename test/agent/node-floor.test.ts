@@ -5,14 +5,13 @@
  * (`consumer/consumer.ts`) compiled as ESM and as CommonJS against the built package, and run by it against
  * the real broker.
  */
-import { execFile } from 'node:child_process';
 import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { PROJECT_ROOT } from '../../scripts/lib/local-broker';
 import { DEMO_KEY_FILE } from './demo';
+import { runFile as run } from './run-file';
 
 const broker = inject('agentBrokerUrl');
 const { engines } = JSON.parse(await readFile(join(PROJECT_ROOT, 'packages/agent/package.json'), 'utf8')) as {
@@ -27,18 +26,6 @@ const NODE_BIN = join(CACHE, `tessera-node-${NODE_VERSION}`, 'node_modules', NOD
 const CONSUMERS = join(CACHE, 'tessera-agent-node-floor');
 /** Downloading Node and compiling on a loaded machine can take a while. */
 const LONG = 180_000;
-
-/** Runs `file` without the `npm_*` variables of an npm script around the test; resolves its stdout, or rejects with its output. */
-async function run(file: string, args: string[], cwd: string): Promise<string> {
-  const env = { ...process.env };
-  for (const name of Object.keys(env)) if (name.toLowerCase().startsWith('npm_')) delete env[name];
-  try {
-    return (await promisify(execFile)(file, args, { cwd, env, maxBuffer: 1 << 24 })).stdout;
-  } catch (error) {
-    const { stdout = '', stderr = '' } = error as { stdout?: string; stderr?: string };
-    throw new Error(`${file} ${args.join(' ')} failed:\n${stdout}${stderr}`, { cause: error });
-  }
-}
 
 /** The Node binary of the floor version, installed once from npm (from its cache when it has it). */
 async function floorNode(): Promise<void> {

@@ -3,15 +3,14 @@
  * the tarball into a fresh project with @types/node, type-checked by `tsc --strict` under NodeNext (as ESM and
  * as CommonJS) and Bundler resolution, run both ways against the real broker, and checked by publint and attw.
  */
-import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { PROJECT_ROOT } from '../../scripts/lib/local-broker';
 import { DEMO_KEY_FILE } from './demo';
+import { runFile as run } from './run-file';
 
 const broker = inject('agentBrokerUrl');
 const AGENT_PACKAGE = join(PROJECT_ROOT, 'packages/agent');
@@ -19,19 +18,6 @@ const CONSUMER = join(PROJECT_ROOT, 'test/agent/consumer/consumer.ts');
 const resolve = createRequire(import.meta.url).resolve;
 /** Installing and compiling on a loaded machine can take a while. */
 const LONG = 120_000;
-
-/** Runs `file` in `cwd` without the `npm_*` variables of an npm script around the test; resolves its stdout, or rejects with its output. */
-async function run(file: string, args: string[], cwd: string): Promise<string> {
-  const env = { ...process.env };
-  for (const name of Object.keys(env)) if (name.toLowerCase().startsWith('npm_')) delete env[name];
-  try {
-    return (await promisify(execFile)(file, args, { cwd, env, maxBuffer: 1 << 24 })).stdout;
-  } catch (error) {
-    // tsc and attw say what is wrong on stdout.
-    const { stdout = '', stderr = '' } = error as { stdout?: string; stderr?: string };
-    throw new Error(`${args.join(' ')} failed:\n${stdout}${stderr}`, { cause: error });
-  }
-}
 
 /** A repository dependency's manifest: its version, so that the fresh project installs what npm's cache holds. */
 async function manifestOf(name: string): Promise<{ version: string; bin?: Record<string, string> }> {

@@ -7,7 +7,18 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
-import { adminEnv, agentEnvFor, claims, cli, eventually, expectFailure, KEY_FILE, type Run, spawnCli } from './run';
+import {
+  adminEnv,
+  agentEnvFor,
+  claims,
+  cli,
+  demoAgentToken,
+  eventually,
+  expectFailure,
+  KEY_FILE,
+  type Run,
+  spawnCli,
+} from './run';
 
 const url = inject('cliBrokerUrl');
 const admin = adminEnv(url);
@@ -105,17 +116,7 @@ describe('token', () => {
 
 describe('step-up approval', () => {
   const ask = (taskId: string) => [
-    'token',
-    '--agent',
-    'demo-agent',
-    '--key',
-    KEY_FILE,
-    '--audience',
-    'https://iam.example.com',
-    '--scope',
-    'iam:disable-user',
-    '--task',
-    "Disable jdoe's account",
+    ...demoAgentToken('https://iam.example.com', 'iam:disable-user', "Disable jdoe's account"),
     '--justification',
     'INC-4821: phishing in progress',
     '--task-id',

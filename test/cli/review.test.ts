@@ -11,7 +11,7 @@ import { Review } from '../../scripts/cli/commands/review';
 import { PROJECT_ROOT } from '../../scripts/lib/local-broker';
 import { compilePolicyFolder } from '../../scripts/policy/compile';
 import { runPolicyTests } from '../../scripts/policy/tests';
-import { adminEnv, agentEnvFor, cli, eventually, expectFailure, KEY_FILE } from './run';
+import { adminEnv, agentEnvFor, cli, demoAgentToken, eventually, expectFailure } from './run';
 
 const url = inject('cliBrokerUrl');
 const auditor = adminEnv(url, 'auditor');
@@ -27,22 +27,9 @@ async function review(args: string[] = []): Promise<Review> {
 
 describe('review', () => {
   it('prints a table of every agent, the lists to act on, and every entitlement, unused ones marked', async () => {
-    const token = await cli(
-      [
-        'token',
-        '--agent',
-        'demo-agent',
-        '--key',
-        KEY_FILE,
-        '--audience',
-        'https://tickets.example.com',
-        '--scope',
-        'tickets:read',
-        '--task',
-        'Summarise ticket T-1',
-      ],
-      { env: agentEnvFor(url) },
-    );
+    const token = await cli(demoAgentToken('https://tickets.example.com', 'tickets:read', 'Summarise ticket T-1'), {
+      env: agentEnvFor(url),
+    });
     expect(token.code, token.stderr).toBe(0);
     // The token's record reaches D1, and its count, a moment after the token.
     await eventually('the token counted', async () => {
@@ -56,7 +43,7 @@ describe('review', () => {
       /^access review of 30 days, \d{4}-\d{2}-\d{2} to \d{4}-\d{2}-\d{2} \(policy [0-9a-f]{16}\)$/,
     );
     expect(lines[2]).toMatch(
-      /^agent\s+owner\s+attests\s+tokens\s+last token\s+review by\s+refusals\s+approvals\s+needs a look$/,
+      /^agent\s+owner\s+attests\s+tokens\s+last token\s+review by\s+expires\s+refusals\s+approvals\s+needs a look$/,
     );
     for (const agent of AGENTS) expect(run.stdout).toMatch(new RegExp(`^${agent}\\s`, 'm'));
     expect(run.stdout).toMatch(/^demo-agent\s+alice@example\.com\s+self_signed\s+[1-9]/m);

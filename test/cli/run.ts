@@ -27,6 +27,21 @@ export interface RunOptions {
 
 export const KEY_FILE = join(PROJECT_ROOT, 'scripts/demo/demo-agent.private.jwk.json');
 
+/** `token` as the demo agent, with its key, for `audience` and `scope`, the task described as `task`. */
+export const demoAgentToken = (audience: string, scope: string, task: string): string[] => [
+  'token',
+  '--agent',
+  'demo-agent',
+  '--key',
+  KEY_FILE,
+  '--audience',
+  audience,
+  '--scope',
+  scope,
+  '--task',
+  task,
+];
+
 const credentials = JSON.parse(readFileSync(join(PROJECT_ROOT, 'scripts/demo/admin-credentials.json'), 'utf8')) as {
   admin: string;
   approver: string;

@@ -3,7 +3,7 @@
  * tokens): the global kill switch, and suspending, resuming and revoking one agent.
  */
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { adminEnv, agentEnvFor, claims, cli, expectFailure, KEY_FILE, spawnCli } from './run';
+import { adminEnv, agentEnvFor, claims, cli, demoAgentToken, expectFailure, spawnCli } from './run';
 
 const url = inject('cliStopBrokerUrl');
 const admin = adminEnv(url);
@@ -11,19 +11,7 @@ const auditor = adminEnv(url, 'auditor');
 const agentEnv = agentEnvFor(url);
 const RUN = Date.now().toString(36);
 
-const TOKEN = [
-  'token',
-  '--agent',
-  'demo-agent',
-  '--key',
-  KEY_FILE,
-  '--audience',
-  'https://tickets.example.com',
-  '--scope',
-  'tickets:read',
-  '--task',
-  'Read ticket T-1',
-];
+const TOKEN = demoAgentToken('https://tickets.example.com', 'tickets:read', 'Read ticket T-1');
 
 async function token(): Promise<string> {
   const run = await cli([...TOKEN, '--json'], { env: agentEnv });

@@ -106,23 +106,38 @@ function entitlementRows(review: Review): string[][] {
 
 const ENTITLEMENT_HEADERS = ['agent', 'api', 'action', 'condition', 'hours', 'granted', ''];
 
+const AGENT_HEADERS = [
+  'agent',
+  'owner',
+  'attests',
+  'tokens',
+  'last token',
+  'review by',
+  'expires',
+  'refusals',
+  'approvals',
+  'needs a look',
+];
+
+/** One agent's row under {@link AGENT_HEADERS}. */
+function agentRow(agent: AgentReview): string[] {
+  return [
+    agent.agent,
+    agent.owner,
+    agent.attestation,
+    String(agent.tokens),
+    lastToken(agent),
+    agent.review_by ?? 'not set',
+    agent.expires ?? '-',
+    refusals(agent),
+    approvals(agent),
+    flags(agent),
+  ];
+}
+
 /** The review for a person: agents, the lists that need action, every entitlement, what to do next. */
 export function reviewTable(review: Review): string {
-  const agents = table(
-    ['agent', 'owner', 'attests', 'tokens', 'last token', 'review by', 'refusals', 'approvals', 'needs a look'],
-    review.agents.map((agent) => [
-      agent.agent,
-      agent.owner,
-      agent.attestation,
-      String(agent.tokens),
-      lastToken(agent),
-      agent.review_by ?? 'not set',
-      refusals(agent),
-      approvals(agent),
-      flags(agent),
-    ]),
-    'no agents in the inventory',
-  );
+  const agents = table(AGENT_HEADERS, review.agents.map(agentRow), 'no agents in the inventory');
   const lists = [
     `past review: ${listed(review.past_review)}`,
     `stale (no token in ${review.days} days): ${listed(review.stale)}`,
@@ -156,32 +171,7 @@ export function reviewMarkdown(review: Review): string {
     `# Access review, ${review.from} to ${review.to}`,
     `${review.days} days; policy \`${review.policy}\`.`,
     '## Agents',
-    mdTable(
-      [
-        'agent',
-        'owner',
-        'attests',
-        'tokens',
-        'last token',
-        'review by',
-        'expires',
-        'refusals',
-        'approvals',
-        'needs a look',
-      ],
-      review.agents.map((agent) => [
-        agent.agent,
-        agent.owner,
-        agent.attestation,
-        String(agent.tokens),
-        lastToken(agent),
-        agent.review_by ?? 'not set',
-        agent.expires ?? '-',
-        refusals(agent),
-        approvals(agent),
-        flags(agent),
-      ]),
-    ),
+    mdTable(AGENT_HEADERS, review.agents.map(agentRow)),
     [
       `- **Past review**: ${listed(review.past_review)}`,
       `- **Stale** (no token in the window): ${listed(review.stale)}`,
