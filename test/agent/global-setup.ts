@@ -39,7 +39,8 @@ async function testPolicies(nonce: boolean): Promise<string> {
   const file = join(dir, 'tessera.yaml');
   let text = await readFile(file, 'utf8');
   text = setting(text, /^(\s+poll_interval:) \d+\b/m, '1');
-  text = setting(text, /^(\s+expires_in:) \d+\b/m, '8');
+  // Long enough for the slow_down test's 6 s wait on a loaded machine, short enough to wait out an expiry.
+  text = setting(text, /^(\s+expires_in:) \d+\b/m, '15');
   // The files run side by side, most as the demo agent: a burst of 20 would refuse some of them slow_down.
   text = setting(text, /^(\s+per_minute:) \d+\b/m, '6000');
   text = setting(text, /^(\s+burst:) \d+\b/m, '1000');
