@@ -5,14 +5,13 @@
  */
 import { exports } from 'cloudflare:workers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import creds from '../../scripts/demo/admin-credentials.json';
 import { LIST_CAPACITY, STATUS } from '../../worker/core/status-list';
 import { agentObject, evictAgentObject } from '../helpers/agent-object';
 import { useForwardClock } from '../helpers/clock';
 import { DEMO_AGENT, ISSUER } from '../helpers/demo';
 import { postJsonTo } from '../helpers/requests';
 import { issue } from '../helpers/tokens';
-import { entryOf, forgetCached, readList, statusOf } from './list';
+import { adminPost, entryOf, forgetCached, readList, statusOf } from './list';
 
 const clock = useForwardClock();
 
@@ -20,8 +19,7 @@ beforeEach(async () => {
   await evictAgentObject();
 });
 
-const admin = (path: string, reason = 'incident INC-42', fields: Record<string, unknown> = {}) =>
-  postJsonTo(path, { reason, ...fields }, { authorization: `Bearer ${creds.admin}` });
+const admin = adminPost;
 
 describe('the status claim', () => {
   it('names an entry of a list the broker serves, VALID while the token lives', async () => {

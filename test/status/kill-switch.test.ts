@@ -4,19 +4,10 @@
  */
 import { exports } from 'cloudflare:workers';
 import { afterEach, describe, expect, it } from 'vitest';
-import creds from '../../scripts/demo/admin-credentials.json';
 import { STATUS } from '../../worker/core/status-list';
 import { ISSUER } from '../helpers/demo';
 import { issue } from '../helpers/tokens';
-import { statusOf } from './list';
-
-function setKillSwitch(engaged: boolean, reason = 'incident drill'): Promise<Response> {
-  return exports.default.fetch(`${ISSUER}/admin/kill-switch`, {
-    method: 'PUT',
-    headers: { authorization: `Bearer ${creds.admin}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ engaged, reason }),
-  });
-}
+import { setKillSwitch, statusOf } from './list';
 
 afterEach(async () => {
   expect((await setKillSwitch(false, 'test cleanup')).status).toBe(200);

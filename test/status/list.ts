@@ -5,6 +5,7 @@ import { expect } from 'vitest';
 import creds from '../../scripts/demo/admin-credentials.json';
 import { decodeStatusList, type StatusListClaim } from '../../worker/core/status-list';
 import { ISSUER } from '../helpers/demo';
+import { postJsonTo } from '../helpers/requests';
 
 /** A token's `status.status_list`, and the id of its list. */
 export function entryOf(token: string): { idx: number; uri: string; list: string } {
@@ -13,6 +14,19 @@ export function entryOf(token: string): { idx: number; uri: string; list: string
   if (reference === undefined) throw new Error('the token names no status list');
   const list = reference.uri.slice(`${ISSUER}/status/`.length);
   return { ...reference, list };
+}
+
+/** `POST path` as the demo admin, with a reason (and any other `fields`): a revoke, a suspend, a resume. */
+export const adminPost = (path: string, reason = 'incident INC-42', fields: Record<string, unknown> = {}) =>
+  postJsonTo(path, { reason, ...fields }, { authorization: `Bearer ${creds.admin}` });
+
+/** Engages or releases the global kill switch as the demo admin. */
+export function setKillSwitch(engaged: boolean, reason = 'incident drill'): Promise<Response> {
+  return exports.default.fetch(`${ISSUER}/admin/kill-switch`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${creds.admin}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ engaged, reason }),
+  });
 }
 
 async function killSwitchVersion(): Promise<number> {

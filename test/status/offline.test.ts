@@ -6,16 +6,15 @@
  * real time). Where the change is reversible it accepts the token again as late. A list it cannot get refuses
  * (`status_unavailable`), unless the API chose otherwise.
  */
-import { exports } from 'cloudflare:workers';
 import { StatusLists, type VerifyErrorCode, verifyAgentToken } from '@tessera/verify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import creds from '../../scripts/demo/admin-credentials.json';
 import { agentObject, evictAgentObject } from '../helpers/agent-object';
 import { useForwardClock } from '../helpers/clock';
 import { DEMO_AGENT, ISSUER, TICKETS } from '../helpers/demo';
 import { postJsonTo } from '../helpers/requests';
 import { issue } from '../helpers/tokens';
 import { brokerFetch, refusal } from '../helpers/verify';
+import { adminPost, setKillSwitch } from './list';
 
 const clock = useForwardClock();
 /** `status_lists.ttl` in policies/tessera.yaml. */
@@ -30,16 +29,8 @@ afterEach(async () => {
   expect((await killSwitch(false)).status).toBe(200);
 });
 
-const admin = (path: string) =>
-  postJsonTo(path, { reason: 'incident INC-9' }, { authorization: `Bearer ${creds.admin}` });
-
-function killSwitch(engaged: boolean): Promise<Response> {
-  return exports.default.fetch(`${ISSUER}/admin/kill-switch`, {
-    method: 'PUT',
-    headers: { authorization: `Bearer ${creds.admin}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ engaged, reason: engaged ? 'incident INC-9' : 'test cleanup' }),
-  });
-}
+const admin = (path: string) => adminPost(path, 'incident INC-9');
+const killSwitch = (engaged: boolean) => setKillSwitch(engaged, engaged ? 'incident INC-9' : 'test cleanup');
 
 /** An API's verifier: the broker's JWKS and status lists, one list cache for its life. */
 function offlineVerifier(statusLists = new StatusLists()) {

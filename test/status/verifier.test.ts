@@ -6,13 +6,12 @@
 import { exports } from 'cloudflare:workers';
 import { StatusLists, verifyAgentToken } from '@tessera/verify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import creds from '../../scripts/demo/admin-credentials.json';
 import { agentObject, evictAgentObject } from '../helpers/agent-object';
 import { useForwardClock } from '../helpers/clock';
 import { DEMO_AGENT, ISSUER, TICKETS } from '../helpers/demo';
 import { issue } from '../helpers/tokens';
 import { brokerFetch, refusal } from '../helpers/verify';
-import { entryOf, forgetCached } from './list';
+import { adminPost, entryOf, forgetCached } from './list';
 
 useForwardClock();
 
@@ -24,13 +23,7 @@ afterEach(async () => {
   if ((await agentObject().status()).suspended) await admin(`/admin/agents/${DEMO_AGENT}/resume`);
 });
 
-function admin(path: string): Promise<Response> {
-  return exports.default.fetch(`${ISSUER}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${creds.admin}` },
-    body: JSON.stringify({ reason: 'incident INC-7' }),
-  });
-}
+const admin = (path: string) => adminPost(path, 'incident INC-7');
 
 /** Verifies `token` as an API would, with a fresh list cache (the colo's cached copy forgotten first). */
 async function verify(token: string) {
