@@ -6,7 +6,7 @@
  */
 import type { UsageDaily } from '../audit/schema';
 import { claimMatches } from '../core/claim-match';
-import { pastReview } from '../core/lifecycle';
+import { expiredAgent, pastReview } from '../core/lifecycle';
 import type { PolicyEngine } from '../core/policy';
 import type { Agent, PolicyBundle } from './bundle';
 import { type Entitlement, entitlements } from './entitlements';
@@ -82,7 +82,7 @@ function reviewAgent(
   agent: Agent,
   rows: readonly UsageDaily[],
   entitled: readonly Entitlement[],
-  context: { bundle: PolicyBundle; nowMs: number; today: string; lastTokenMs: number | undefined },
+  context: { bundle: PolicyBundle; nowMs: number; lastTokenMs: number | undefined },
 ): AgentReview {
   const granted = new Map<string, number>();
   const refusals = new Map<string, number>();
@@ -113,7 +113,7 @@ function reviewAgent(
     review_by: agent.reviewBy ?? null,
     expires: agent.expires ?? null,
     past_review: pastReview(agent, context.nowMs),
-    expired: agent.expires !== undefined && context.today >= agent.expires,
+    expired: expiredAgent(agent, context.nowMs) !== undefined,
     stale: tokens === 0,
     orphaned: isOrphaned(context.bundle, agent.owner),
     tokens,
@@ -152,14 +152,12 @@ export function accessReview(
     if (of === undefined) byAgent.set(row.agent, [row]);
     else of.push(row);
   }
-  const today = window.to;
   const agents = Object.values(bundle.agents)
     .sort((a, b) => (a.id < b.id ? -1 : 1))
     .map((agent) =>
       reviewAgent(agent, byAgent.get(agent.id) ?? [], entitlements(engine, bundle, agent, nowMs), {
         bundle,
         nowMs,
-        today,
         lastTokenMs: lastTokens.get(agent.id),
       }),
     );
@@ -176,6 +174,6 @@ export function accessReview(
     expired: named('expired'),
     stale: named('stale'),
     orphaned: named('orphaned'),
-    narrowing: suggestNarrowing(unused, today, window.days),
+    narrowing: suggestNarrowing(unused, window.to, window.days),
   };
 }
