@@ -56,7 +56,7 @@ async function openOtherApproval(): Promise<string> {
       taskHash: 'hash',
       justification: task.justification,
     }),
-    requirement: { count: 1, groups: ['security'], fourEyes: true, actions: [DISABLE_USER] },
+    requirement: { count: 1, groups: ['security'], fourEyes: true, actions: [DISABLE_USER], rollback: [] },
     ttl: 120,
     taskDescription: task.description,
     issuer: ISSUER,

@@ -316,7 +316,7 @@ describe('approval webhook: when it is down', () => {
         justification: 'j',
       },
       taskDescription: 'A long-lived approval',
-      requirement: { count: 1, groups: ['security'], fourEyes: true, actions: [DISABLE_USER] },
+      requirement: { count: 1, groups: ['security'], fourEyes: true, actions: [DISABLE_USER], rollback: [] },
       ttl: 120,
       createdAt: now,
       expiresAt: now + 86_400,

@@ -36,7 +36,13 @@ const TERMS: ApprovalTerms = approvalTerms({
   justification: 'Account j.doe is compromised (INC-77)',
 });
 
-const SECURITY: ApprovalRequirement = { count: 1, groups: ['security'], fourEyes: true, actions: ['iam:disable-user'] };
+const SECURITY: ApprovalRequirement = {
+  count: 1,
+  groups: ['security'],
+  fourEyes: true,
+  actions: ['iam:disable-user'],
+  rollback: [],
+};
 
 const erin: Approver = { id: 'erin@example.com', groups: ['security'] };
 const frank: Approver = { id: 'frank@example.com', groups: ['security', 'platform'] };

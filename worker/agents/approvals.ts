@@ -45,7 +45,11 @@ export class Approvals {
   /** The approval `id`, if the object keeps it. */
   get(id: string): ApprovalRecord | undefined {
     const row = this.#rows.sql.exec<{ record: string }>('SELECT record FROM approvals WHERE id = ?', id).toArray()[0];
-    return row === undefined ? undefined : (JSON.parse(row.record) as ApprovalRecord);
+    if (row === undefined) return undefined;
+    const record = JSON.parse(row.record) as ApprovalRecord;
+    // Stored before grants declared their rollback path: it declares none.
+    record.requirement.rollback ??= [];
+    return record;
   }
 
   /** How many of the kept approvals are in each status at `now` (epoch seconds). */
@@ -108,7 +112,7 @@ export class Approvals {
       this.save(decided.record);
       const status = approvalStatus(decided.record, now);
       // The record of the decision keeps what the approver was shown would undo it.
-      const details = { decision: input.decision, status, rollback: record.requirement.rollback ?? [] };
+      const details = { decision: input.decision, status, rollback: record.requirement.rollback };
       return { ...decided, audit: { decision: 'granted', details } };
     }
     if (decided.outcome.reason === 'not_pending') {

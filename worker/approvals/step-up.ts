@@ -60,7 +60,7 @@ export function pendingApproval(
       approvals_required: approval.requirement.count,
       approver_groups: approval.requirement.groups,
       four_eyes: approval.requirement.fourEyes,
-      rollback: approval.requirement.rollback ?? [],
+      rollback: approval.requirement.rollback,
     },
     decide_url: `${pending.issuer}/admin/approvals/${id}`,
   };

@@ -67,10 +67,10 @@ export interface ApprovalRequirement {
   /** The requested actions that need the approval. */
   actions: string[];
   /**
-   * What undoes each grant that needs the approval, or why nothing does, by grant id. Absent only from
-   * approvals opened before grants declared it.
+   * What undoes each grant that needs the approval, or why nothing does, by grant id (an approval stored
+   * before grants declared it reads as none: `Approvals.get`).
    */
-  rollback?: RollbackPath[];
+  rollback: RollbackPath[];
 }
 
 /** A grant's rollback path, as approvers see it: the grant, and its runbook, reverse action, or why none. */
@@ -109,7 +109,7 @@ function grantCap(policies: readonly string[], bundle: PolicyBundle): number {
   return Math.min(Math.max(...caps), TTL_CEILING_SECONDS);
 }
 
-type Requirement = Omit<ApprovalRequirement, 'actions' | 'rollback'> & { rollback: RollbackPath[] };
+type Requirement = Omit<ApprovalRequirement, 'actions'>;
 
 function mergeRequirement(
   into: Requirement | undefined,

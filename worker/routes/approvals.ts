@@ -41,7 +41,7 @@ function approvalJson(record: ApprovalRecord, now: number) {
     approvals_required: record.requirement.count,
     approver_groups: record.requirement.groups,
     four_eyes: record.requirement.fourEyes,
-    rollback: record.requirement.rollback ?? [],
+    rollback: record.requirement.rollback,
     decisions: record.decisions.map((d) => ({ ...d, at: iso(d.at) })),
   };
 }
