@@ -61,9 +61,10 @@ describe('intake summaries: user agents and addresses that name properties of Ob
     await drainAudit({ closeWindows: true });
     const before = (await auditRecords()).length;
     const shard = env.AUDIT_INTAKE.get(env.AUDIT_INTAKE.idFromName('intake-0'));
+    const at = Date.now(); // one time for all, so they fall in one minute's window even if a minute turns
     const refusal = (name: string) =>
       decideRecord(
-        { at: Date.now(), event: 'token.exchange', ip: name, userAgent: name, details: {} },
+        { at, event: 'token.exchange', ip: name, userAgent: name, details: {} },
         { decision: 'refused', reason: 'malformed_attestation' },
         loadedPolicy().bundle.version,
       );
