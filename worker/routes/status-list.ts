@@ -52,15 +52,15 @@ function encoded(response: Response, acceptEncoding: string | undefined): Respon
 export const statusListRoutes = new Hono<AppEnv>();
 
 /**
- * The Status List Aggregation (§9): every list's URI, so a verifier can fetch them ahead of the tokens that
- * name them. Advertised as `status_list_aggregation_endpoint` in the metadata (§9.1); cached like a list.
- */
-/**
  * How long a verifier (and the colo's cache) may use a list (`status_lists.ttl`): a revocation reaches an
  * offline verifier within it, and a verifier fetches each live list once per this many seconds.
  */
 const ttlSeconds = () => loadedPolicy().bundle.settings.statusLists.ttl;
 
+/**
+ * The Status List Aggregation (§9): every list's URI, so a verifier can fetch them ahead of the tokens that
+ * name them. Advertised as `status_list_aggregation_endpoint` in the metadata (§9.1); cached like a list.
+ */
 statusListRoutes.get('/status', async function statusLists(c) {
   const issuer = brokerIssuer(c.env);
   // From the colo's cache when it can: a miss asks all 16 shards.
