@@ -226,6 +226,12 @@ function statusListRows(results: BenchResults): string[][] {
   ];
 }
 
+/** The access review of the bench fleet, and what a fleet of agents all unlike would cost. */
+function reviewLine(results: BenchResults): string {
+  const { agents, kinds, brokerMs, perKindMs } = results.review;
+  return `\`GET /admin/review\` of ${agents.toLocaleString('en-US')} agents of ${kinds} kinds: ${fixed(brokerMs, 0)} ms; ${fixed(perKindMs, 1)} ms a kind of agent (the engine is asked about each kind once)`;
+}
+
 /** The table printed after a run. */
 export function renderTable(results: BenchResults): string {
   const { coldStart } = results.tessera.oneAgent;
@@ -245,6 +251,7 @@ export function renderTable(results: BenchResults): string {
     '',
     ...textTable(['status lists', ''], statusListRows(results)),
     '',
+    reviewLine(results),
     ...primeLines(results),
     `durable peer: ${results.durablePeer.replayMarks} replay marks in Postgres for ${results.durablePeer.tokens} tokens`,
     `cold start: first token ${fixed(coldStart.firstTokenMs, 0)} ms after starting workerd (listening after ${fixed(coldStart.readyMs, 0)} ms)`,
@@ -279,6 +286,8 @@ export function renderMarkdown(results: BenchResults): string {
     table(ratioColumns(results), ratioRows(results)),
     '',
     table(['status lists', 'figures'], statusListRows(results)),
+    '',
+    `${reviewLine(results)}.`,
     '',
     table(
       ['figure', 'value'],

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { Contention } from './contention';
 import type { CostFigures } from './cost';
 import type { LoadResult } from './load';
+import type { ReviewFigures } from './review';
 import type { StatusListFigures } from './status-lists';
 import type { AuditDelay } from './storage';
 
@@ -125,6 +126,8 @@ export interface BenchResults {
   ratios: { oneAgent: Ratios; manyAgents: Ratios };
   /** What the status claim costs a token, the lists' sizes, and a list served from the colo's cache. */
   statusLists: StatusListFigures;
+  /** `GET /admin/review` of the bench fleet, and what one kind of agent costs it. */
+  review: ReviewFigures;
   goals: Goal[];
   elapsedSeconds: number;
 }

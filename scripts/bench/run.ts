@@ -20,7 +20,8 @@
  *  4. for each Tessera run: D1 write queries per token and the audit delay to D1 (from the broker's audit
  *     backlog and `audit_events.stored_at`), storage round trips in series (from `Server-Timing`); waits
  *     for the agents' chains to drain, then checks that D1 holds exactly one granted record per token received;
- *  5. prints the tables, writes `bench-results/latest.json` and the figures in `docs/benchmarks.md`.
+ *  5. the status lists (the claim's cost, a list from cache, the sizes) and the access review of the fleet;
+ *  6. prints the tables, writes `bench-results/latest.json` and the figures in `docs/benchmarks.md`.
  *
  * Tessera's and the platform floor's SQLite files and Postgres's data live in memory (a tmpfs, `/dev/shm`)
  * where there is one, as the in-memory peer keeps its state: a local disk's fsync is not what durability
@@ -50,6 +51,7 @@ import { elapsedSeconds, FORM, LOAD, log, measure, WARMUP } from './measure';
 import { replayMarkCount } from './peer-postgres';
 import { renderTable, saveResults } from './report';
 import { type BenchResults, goals, machine, ratios, type TargetFigures } from './results';
+import { type ReviewFigures, reviewFigures } from './review';
 import { claimCost, listSizes, type StatusListFigures, servedFromCache } from './status-lists';
 import { benchAdminCredential } from './storage';
 import { bundleFloor, type FloorKind, startFloor, startPeer, startPostgres, type Target } from './targets';
@@ -168,6 +170,17 @@ async function measureStatusLists(agent: BenchAgent, bundle: WorkerBundle): Prom
   }
 }
 
+/** The access review of the bench fleet on a fresh broker, and what one kind of agent costs it. */
+async function measureReview(bundle: WorkerBundle, credential: string, policyDir: string): Promise<ReviewFigures> {
+  log('access review: the bench fleet');
+  const broker = await startLocalBroker({ bundle, port: await freePort(), storageRoot: STORAGE.root, assets: false });
+  try {
+    return await reviewFigures(broker, credential, policyDir);
+  } finally {
+    await broker.dispose();
+  }
+}
+
 async function main(): Promise<number> {
   const [agent, many, credential] = await Promise.all([
     benchAgent(BENCH_AGENT),
@@ -203,6 +216,7 @@ async function main(): Promise<number> {
     );
     const peers = await measurePeers(agent);
     const statusLists = await measureStatusLists(agent, bench.value);
+    const review = await measureReview(bench.value, credential, policies.dir);
 
     const targets = {
       tessera: oneAgent.figures,
@@ -227,6 +241,7 @@ async function main(): Promise<number> {
       durablePeer: peers.durableReplay,
       ratios: { oneAgent: ratios(oneAgent.figures, targets), manyAgents: ratios(manyAgents.figures, targets) },
       statusLists,
+      review,
       elapsedSeconds: elapsedSeconds(),
     };
     const results: BenchResults = { ...partial, goals: goals(partial) };

@@ -66,6 +66,28 @@ const TIME_KEYS = ['now', 'hour_utc', 'weekday_utc'];
 
 const entityId = (uid: cedar.EntityUidJson): string => ('__entity' in uid ? uid.__entity.id : uid.id);
 
+/**
+ * Adds to `into.ids` the id of every entity a policy names, in its scope (`principal == Agent::"x"`) or its
+ * conditions (`principal in [Agent::"x", …]`), of any type (in the JSON form, an object with a string `type`
+ * and `id`), and to `into.attributes` every attribute it reads of anything (`principal.owner`,
+ * `principal has labels`, `context.approved`). Collecting more than the agents' costs only decisions shared
+ * less (`decisionSubject` in worker/policy/engine.ts).
+ */
+function collectAgentReads(node: unknown, into: { ids: Set<string>; attributes: Set<string> }): void {
+  if (Array.isArray(node)) {
+    for (const child of node) collectAgentReads(child, into);
+    return;
+  }
+  if (typeof node !== 'object' || node === null) return;
+  const { type, id } = node as { type?: unknown; id?: unknown };
+  if (typeof type === 'string' && typeof id === 'string') into.ids.add(id);
+  for (const [key, value] of Object.entries(node)) {
+    const access = value as { attr?: unknown } | null;
+    if ((key === '.' || key === 'has') && typeof access?.attr === 'string') into.attributes.add(access.attr);
+    collectAgentReads(value, into);
+  }
+}
+
 /** The actions and the API a policy's scope names, for {@link Grant.timed}: absent where it names any. */
 function timedScope(policy: cedar.PolicyJson): NonNullable<Grant['timed']> {
   const { action, resource } = policy;
@@ -198,7 +220,12 @@ function compileSchema(schemaFile: CedarFile, problems: Problems): string[] | un
 function compileFile(
   file: CedarFile,
   schema: { text: string; actions: readonly string[] } | undefined,
-  out: { policies: Record<string, string>; grants: Record<string, Grant>; contextKeys: Set<string> },
+  out: {
+    policies: Record<string, string>;
+    grants: Record<string, Grant>;
+    contextKeys: Set<string>;
+    named: { ids: Set<string>; attributes: Set<string> };
+  },
   problems: Problems,
 ): { wholeContext: boolean } {
   const parsed = cedar.checkParsePolicySet({ staticPolicies: file.text });
@@ -255,6 +282,7 @@ function compileFile(
     const complete = collectContextKeys(json.json, reads);
     if (!complete) wholeContext = true;
     for (const key of reads) out.contextKeys.add(key);
+    collectAgentReads(json.json, out.named);
     // Needs approval: says who approves, or is permitted only with `context.approved`.
     const gated = json.json.effect === 'permit' && (annotations.approvals !== undefined || reads.has('approved'));
     const rollback = rollbackOf(annotations, id, gated, schema?.actions, at);
@@ -284,7 +312,8 @@ export async function compileCedar(dir: string, problems: Problems): Promise<Pol
   }
   const schemaFile = { path: relative(process.cwd(), schemaPath), text: schemaText };
   const actions = compileSchema(schemaFile, problems);
-  const out = { policies: {}, grants: {}, contextKeys: new Set<string>() };
+  const named = { ids: new Set<string>(), attributes: new Set<string>() };
+  const out = { policies: {}, grants: {}, contextKeys: new Set<string>(), named };
   let wholeContext = false;
   for (const file of await readCedarFiles(dir, problems)) {
     if (
@@ -298,6 +327,7 @@ export async function compileCedar(dir: string, problems: Problems): Promise<Pol
     actions,
     policies: out.policies,
     grants: out.grants,
+    named: { ids: [...named.ids].sort(), attributes: [...named.attributes].sort() },
     ...(!wholeContext && { contextKeys: [...out.contextKeys].sort() }),
   };
 }

@@ -210,6 +210,12 @@ export const PolicyBundle = z.object({
      * depend on nothing else in the context, which lets the engine reuse them.
      */
     contextKeys: z.array(z.string()).optional(),
+    /**
+     * Every entity id some policy names (`Agent::"release-bot"`, `Api::"https://…"`), and every attribute
+     * some policy reads of anything (`principal.labels`, `context.approved`). Cedar reads an entity's id
+     * no other way, so two agents no policy names, alike in the attributes read, get the same decisions.
+     */
+    named: z.object({ ids: z.array(z.string()), attributes: z.array(z.string()) }),
   }),
 });
 export type PolicyBundle = z.infer<typeof PolicyBundle>;

@@ -6,7 +6,7 @@
  */
 import type * as Cedar from '@cedar-policy/cedar-wasm/web';
 import type { CedarAnswer, CedarQuery, PolicyEngine } from '../core/policy';
-import type { PolicyBundle } from './bundle';
+import type { Agent, PolicyBundle } from './bundle';
 
 export type CedarModule = Pick<typeof Cedar, 'preparsePolicySet' | 'preparseSchema' | 'statefulIsAuthorized'>;
 
@@ -14,13 +14,28 @@ function messages(errors: readonly Cedar.DetailedError[]): string {
   return errors.map((error) => error.message).join('; ');
 }
 
+/**
+ * What of `agent` a Cedar decision can depend on (`bundle.cedar.named`): its id only where a policy names
+ * it, since Cedar reads an entity's id no other way; its owner and its labels (a set) only where a policy
+ * reads them. Agents with one subject get one decision for one action, audience and context: a fleet of
+ * agents alike costs one.
+ */
+export function decisionSubject(bundle: Pick<PolicyBundle, 'cedar'>, agent: Agent): string {
+  const { ids, attributes } = bundle.cedar.named;
+  return JSON.stringify([
+    ids.includes(agent.id) ? agent.id : null,
+    attributes.includes('owner') ? agent.owner : null,
+    attributes.includes('labels') ? [...new Set(agent.labels)].sort() : null,
+  ]);
+}
+
 /** Decisions remembered per isolate before the memory starts over. */
 const MAX_REMEMBERED_DECISIONS = 10_000;
 
 /**
  * Pre-parses the policies and returns an engine that remembers decisions. A Cedar decision is a pure
- * function of the policies, the entities (built here from the agent, which the bundle fixes, and the
- * audience) and the context; when the bundle lists the context attributes policies read, two queries that
+ * function of the policies, the entities (the agent, of which only its {@link decisionSubject} matters, and
+ * the audience) and the context; when the bundle lists the context attributes policies read, two queries that
  * agree on those get the same answer, so the answer is reused instead of evaluated again.
  *
  * @throws {Error} when the schema or policies do not parse: the worker must not start with such a bundle.
@@ -56,11 +71,21 @@ export function createPolicyEngine(cedar: CedarModule, bundle: PolicyBundle): Po
   const { contextKeys } = bundle.cedar;
   if (contextKeys === undefined) return { evaluate };
   const remembered = new Map<string, CedarAnswer>();
+  // The bundle's agents are the same objects for the engine's life: each one's subject is worked out once.
+  const subjects = new WeakMap<Agent, string>();
+  const subjectOf = (agent: Agent): string => {
+    let subject = subjects.get(agent);
+    if (subject === undefined) {
+      subject = decisionSubject(bundle, agent);
+      subjects.set(agent, subject);
+    }
+    return subject;
+  };
   return {
     evaluate(query: CedarQuery): CedarAnswer {
       const { agent, action, audience, context } = query;
       const read = contextKeys.map((key) => context[key as keyof typeof context]);
-      const key = JSON.stringify([agent.id, agent.owner, agent.labels, action, audience, read]);
+      const key = JSON.stringify([subjectOf(agent), action, audience, read]);
       let answer = remembered.get(key);
       if (answer === undefined) {
         answer = evaluate(query);

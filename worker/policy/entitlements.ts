@@ -7,6 +7,7 @@
  */
 import type { PolicyEngine, TaskContext } from '../core/policy';
 import type { Agent, PolicyBundle } from './bundle';
+import { decisionSubject } from './engine';
 
 /** The least a request must bring for the action to be granted. */
 export type Condition = 'allowed' | 'justification' | 'approval' | 'justification_and_approval';
@@ -54,6 +55,13 @@ function timed(bundle: PolicyBundle, audience: string, action: string): boolean 
 /** How the agent attests, as the context's `attestation` says it: `self` or its issuer's id. */
 const attestationVia = (agent: Agent): string =>
   agent.attestation.kind === 'self_signed' ? 'self' : agent.attestation.issuer;
+
+/**
+ * What {@link entitlements} depend on of `agent`: its decision subject and how it attests. Agents with one
+ * class have the same entitlements, so a review asks the engine once per class, not once per agent.
+ */
+export const entitlementClass = (bundle: Pick<PolicyBundle, 'cedar'>, agent: Agent): string =>
+  JSON.stringify([decisionSubject(bundle, agent), attestationVia(agent)]);
 
 /**
  * Every entitlement of `agent`: for each API the bundle declares and each action of the schema, the least

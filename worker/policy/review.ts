@@ -9,7 +9,7 @@ import { claimMatches } from '../core/claim-match';
 import { expiredAgent, pastReview } from '../core/lifecycle';
 import type { PolicyEngine } from '../core/policy';
 import type { Agent, PolicyBundle } from './bundle';
-import { type Entitlement, entitlements } from './entitlements';
+import { type Entitlement, entitlementClass, entitlements } from './entitlements';
 import { type Narrowing, suggestNarrowing, type Unused } from './narrowing';
 
 /** The window the review covers: whole UTC days, `from` to `to`. */
@@ -152,10 +152,20 @@ export function accessReview(
     if (of === undefined) byAgent.set(row.agent, [row]);
     else of.push(row);
   }
+  const byClass = new Map<string, Entitlement[]>();
+  const entitled = (agent: Agent): Entitlement[] => {
+    const key = entitlementClass(bundle, agent);
+    let found = byClass.get(key);
+    if (found === undefined) {
+      found = entitlements(engine, bundle, agent, nowMs);
+      byClass.set(key, found);
+    }
+    return found;
+  };
   const agents = Object.values(bundle.agents)
     .sort((a, b) => (a.id < b.id ? -1 : 1))
     .map((agent) =>
-      reviewAgent(agent, byAgent.get(agent.id) ?? [], entitlements(engine, bundle, agent, nowMs), {
+      reviewAgent(agent, byAgent.get(agent.id) ?? [], entitled(agent), {
         bundle,
         nowMs,
         lastTokenMs: lastTokens.get(agent.id),
