@@ -1,9 +1,9 @@
 /** The status lists' shards (`StatusList`) and `GET /status/:list`, read and decoded as a verifier would. */
 import { evictDurableObject } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { LIST_CAPACITY, STATUS } from '../../worker/core/status-list';
-import { listId, statusShardStub } from '../../worker/status/status-list';
+import { CLOSED_RETENTION_MS, listId, statusShardStub } from '../../worker/status/status-list';
 import { nowSeconds } from '../helpers/clock';
 import { ISSUER } from '../helpers/demo';
 import { readList } from './list';
@@ -55,6 +55,40 @@ describe('a status list shard', () => {
       changed: [{ idx: 3, status: STATUS.INVALID }],
     });
     expect((await shard(3).reserve(4)).start).toBe(4);
+  });
+});
+
+describe('a status list shard, as its generations age', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('forgets a generation once every token it can name has expired, and only then', async () => {
+    const at = (ms: number) => {
+      vi.useFakeTimers({ toFake: ['Date'] });
+      vi.setSystemTime(ms);
+    };
+    const closedAt = Date.now() + 60_000;
+    const full = await shard(5).reserve(LIST_CAPACITY);
+    await shard(5).flip([{ list: full.list, idx: 7, status: STATUS.INVALID }]);
+    at(closedAt);
+    const next = await shard(5).reserve(4);
+    expect(next.list).toBe(listId(5, 1));
+
+    at(closedAt + CLOSED_RETENTION_MS - 1_000);
+    await shard(5).reserve(4);
+    expect(await shard(5).entries(full.list)).toEqual({ size: LIST_CAPACITY, changed: [{ idx: 7, status: 1 }] });
+
+    at(closedAt + CLOSED_RETENTION_MS + 1_000);
+    expect(await shard(5).reserve(4)).toEqual({ list: listId(5, 1), start: 8, count: 4 });
+    expect(await shard(5).entries(full.list)).toBeUndefined();
+    expect(await shard(5).lists()).toEqual([listId(5, 1)]);
+    // A flip for it changes nothing, and the newest generation, however old, is kept.
+    expect(await shard(5).flip([{ list: full.list, idx: 7, status: STATUS.INVALID }])).toBe(0);
+    at(closedAt + 10 * CLOSED_RETENTION_MS);
+    expect((await shard(5).reserve(4)).list).toBe(listId(5, 1));
+    const response = await exports.default.fetch(`${ISSUER}/status/${full.list}`);
+    expect(response.status).toBe(404);
   });
 });
 

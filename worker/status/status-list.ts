@@ -7,14 +7,30 @@
  * VALID and unused. When a generation cannot take a whole block, the next starts (a new list, a new URI).
  *
  * Only entries that are not VALID are stored, one row each: a list of 300,000 tokens with 1 % revoked is
- * 3,000 rows, and its bits are built on a read. INVALID is final: no flip turns it back.
+ * 3,000 rows, and its bits are built on a read. INVALID is final: no flip turns it back. An isolate mints
+ * from a block for {@link BLOCK_LIFETIME_MS} at most, so a generation closed long enough ago names only
+ * expired tokens: the shard forgets it as it hands out the next block.
  */
 import { LIST_CAPACITY } from '../core/status-list';
 import { MeteredObject } from '../durable/meter';
 import { migrate } from '../durable/sql-schema';
+import { TTL_CEILING_SECONDS } from '../policy/bundle';
 
 /** Shards: each takes the reserves of a sixteenth of the isolates, and the flips of their tokens. */
 export const STATUS_LIST_SHARDS = 16;
+
+/**
+ * How long an isolate may mint from a block, from just before it asked for it (`stores/status-lists.ts`):
+ * the bound that lets a shard know when no token can name a closed generation any more.
+ */
+export const BLOCK_LIFETIME_MS = 60 * 60_000;
+
+/**
+ * How long a generation is kept after the next one started: its last block may be used for
+ * {@link BLOCK_LIFETIME_MS}, a token minted then lives at most the TTL ceiling, and 10 minutes cover the
+ * clocks of isolates and shards. After that every token it names has expired, and it is forgotten.
+ */
+export const CLOSED_RETENTION_MS = BLOCK_LIFETIME_MS + TTL_CEILING_SECONDS * 1000 + 10 * 60_000;
 
 /** VALID, INVALID, SUSPENDED: the draft's 0x00, 0x01, 0x02 (§7.1), the only statuses Tessera writes. */
 export type EntryStatus = 0 | 1 | 2;
@@ -41,10 +57,15 @@ export interface ListEntries {
   changed: { idx: number; status: EntryStatus }[];
 }
 
+/**
+ * Schema steps. The second adds when each generation closed (the next one started): a generation closed
+ * before it has none and is kept for good, since the isolates of then bounded no block's use.
+ */
 const SCHEMA: readonly string[] = [
   `CREATE TABLE lists (generation INTEGER PRIMARY KEY, allocated INTEGER NOT NULL);
    CREATE TABLE entries (generation INTEGER NOT NULL, idx INTEGER NOT NULL, status INTEGER NOT NULL,
      PRIMARY KEY (generation, idx)) WITHOUT ROWID;`,
+  'ALTER TABLE lists ADD COLUMN closed_at INTEGER',
 ];
 
 /** `sl-<shard>-<generation>`, or undefined when `list` is not one of Tessera's list ids. */
@@ -83,20 +104,41 @@ export class StatusList extends MeteredObject {
 
   /**
    * Reserves `count` indexes never handed out before, from the newest generation, or from a new one when it
-   * cannot take them all.
+   * cannot take them all (closing the newest); forgets the generations closed longer ago than
+   * {@link CLOSED_RETENTION_MS}, whose tokens have all expired.
    */
   async reserve(count: number): Promise<IndexBlock> {
     if (!Number.isInteger(count) || count < 1 || count > LIST_CAPACITY) throw new TypeError('a block is 1 … 2^20');
+    const now = Date.now();
     const newest = this.#sql
       .exec<{ generation: number; allocated: number }>(
         'SELECT generation, allocated FROM lists ORDER BY generation DESC LIMIT 1',
       )
       .toArray()[0];
     const fits = newest !== undefined && newest.allocated + count <= LIST_CAPACITY;
+    if (newest !== undefined && !fits) {
+      this.#sql.exec('UPDATE lists SET closed_at = ? WHERE generation = ?', now, newest.generation);
+    }
     const generation = newest === undefined ? 0 : fits ? newest.generation : newest.generation + 1;
     const start = fits ? newest.allocated : 0;
-    this.#sql.exec('INSERT OR REPLACE INTO lists (generation, allocated) VALUES (?, ?)', generation, start + count);
+    this.#sql.exec(
+      `INSERT INTO lists (generation, allocated) VALUES (?1, ?2)
+       ON CONFLICT (generation) DO UPDATE SET allocated = ?2`,
+      generation,
+      start + count,
+    );
+    this.#forgetExpired(now);
     return { list: listId(this.#shard, generation), start, count };
+  }
+
+  /** Forgets every generation closed before `now` - {@link CLOSED_RETENTION_MS}: its entries, then its row. */
+  #forgetExpired(now: number): void {
+    const before = now - CLOSED_RETENTION_MS;
+    this.#sql.exec(
+      'DELETE FROM entries WHERE generation IN (SELECT generation FROM lists WHERE closed_at < ?)',
+      before,
+    );
+    this.#sql.exec('DELETE FROM lists WHERE closed_at < ?', before);
   }
 
   /**

@@ -6,6 +6,7 @@
  * does not answer is `store_unavailable` (503).
  */
 import {
+  BLOCK_LIFETIME_MS,
   type IndexBlock,
   type ListEntries,
   parseListId,
@@ -19,6 +20,8 @@ import type { InBackground } from './kill-switch';
 export const BLOCK_SIZE = 1024;
 /** A new block is reserved in the background once fewer than this many are left. */
 const RENEW_BELOW = 256;
+/** … or once the block in use has less than this much of its lifetime left. */
+const RENEW_BEFORE_MS = 5 * 60_000;
 
 /** An index of a list: the token's `status.status_list` once the list's URI is known. */
 export interface StatusEntry {
@@ -31,27 +34,46 @@ export interface IndexBlockOptions {
   reserve(): Promise<IndexBlock>;
   /** How long a request waits for a reserve it needs before refusing. */
   deadlineMs: number;
+  /** The time, in epoch ms (`Date.now` unless a test says otherwise). */
+  now?: () => number;
+}
+
+/** A block in hand: used until `until` (epoch ms), {@link BLOCK_LIFETIME_MS} from just before it was asked for. */
+interface HeldBlock {
+  block: IndexBlock;
+  until: number;
 }
 
 /**
  * An isolate's indexes: the block it takes from, and the next one, reserved in the background while a
- * quarter of the current is left. A request waits for a reserve only when the isolate holds none (a cold
- * isolate, or a background reserve that failed), and then in parallel with the kill-switch lease.
+ * quarter of the current is left or its lifetime nears its end. A request waits for a reserve only when the
+ * isolate holds none it may still use (a cold isolate, an isolate idle past its block's lifetime, or a
+ * background reserve that failed), and then in parallel with the kill-switch lease.
  */
 export class IndexBlocks {
   readonly #options: IndexBlockOptions;
-  #current: { block: IndexBlock; next: number } | undefined;
-  #spare: IndexBlock | undefined;
+  readonly #now: () => number;
+  #current: (HeldBlock & { next: number }) | undefined;
+  #spare: HeldBlock | undefined;
   #reserving: Promise<void> | undefined;
 
   constructor(options: IndexBlockOptions) {
     this.#options = options;
+    this.#now = options.now ?? Date.now;
   }
 
-  /** Indexes left in hand, the spare block's included. */
+  /** Lets go of the blocks past their lifetime: their unused indexes stay VALID, and no token names them. */
+  #dropExpired(): void {
+    const now = this.#now();
+    if (this.#current !== undefined && this.#current.until <= now) this.#current = undefined;
+    if (this.#spare !== undefined && this.#spare.until <= now) this.#spare = undefined;
+  }
+
+  /** Indexes left in hand that may still be used, the spare block's included. */
   get left(): number {
+    this.#dropExpired();
     const current = this.#current === undefined ? 0 : this.#current.block.count - this.#current.next;
-    return current + (this.#spare?.count ?? 0);
+    return current + (this.#spare?.block.count ?? 0);
   }
 
   /**
@@ -66,7 +88,8 @@ export class IndexBlocks {
       await this.#reserve();
       return { roundTripMs: performance.now() - asked };
     }
-    if (this.left < RENEW_BELOW && this.#reserving === undefined && this.#spare === undefined) {
+    const ending = this.#current !== undefined && this.#current.until - this.#now() < RENEW_BEFORE_MS;
+    if ((this.left < RENEW_BELOW || ending) && this.#reserving === undefined && this.#spare === undefined) {
       background(
         this.#reserve().catch((error: unknown) => console.error('status lists: background reserve failed', error)),
       );
@@ -82,6 +105,7 @@ export class IndexBlocks {
   async take(background: InBackground): Promise<StatusEntry> {
     await this.ready(background);
     for (;;) {
+      this.#dropExpired();
       const current = this.#current;
       if (current !== undefined && current.next < current.block.count) {
         const idx = current.block.start + current.next;
@@ -89,7 +113,7 @@ export class IndexBlocks {
         return { list: current.block.list, idx };
       }
       if (this.#spare !== undefined) {
-        this.#current = { block: this.#spare, next: 0 };
+        this.#current = { ...this.#spare, next: 0 };
         this.#spare = undefined;
       } else {
         // Requests that came together used the block up: they wait for the one reserve in flight.
@@ -98,21 +122,25 @@ export class IndexBlocks {
     }
   }
 
-  /** Takes a reserved block in: as the current one when that is used up, else as the spare. */
-  #install(block: IndexBlock): void {
+  /** Takes a reserved block in: as the current one when that is used up or past its lifetime, else as the spare. */
+  #install(held: HeldBlock): void {
     const current = this.#current;
-    if (current === undefined || current.next >= current.block.count) this.#current = { block, next: 0 };
-    else if (this.#spare === undefined) this.#spare = block;
+    if (current === undefined || current.next >= current.block.count || current.until <= this.#now()) {
+      this.#current = { ...held, next: 0 };
+    } else if (this.#spare === undefined) this.#spare = held;
     // A third block cannot come: one reserve runs at a time, and none starts while a spare is held.
   }
 
   /** The one reserve in flight, shared by every request that waits for it; its block installed once. */
   #reserve(): Promise<void> {
-    this.#reserving ??= callStore('status_list', () => this.#options.reserve(), this.#options.deadlineMs)
-      .then((block) => this.#install(block))
-      .finally(() => {
-        this.#reserving = undefined;
-      });
+    if (this.#reserving === undefined) {
+      const until = this.#now() + BLOCK_LIFETIME_MS;
+      this.#reserving = callStore('status_list', () => this.#options.reserve(), this.#options.deadlineMs)
+        .then((block) => this.#install({ block, until }))
+        .finally(() => {
+          this.#reserving = undefined;
+        });
+    }
     return this.#reserving;
   }
 }
