@@ -56,9 +56,14 @@ describe('GET /admin/usage', () => {
     expect(after.series.map((day) => day.day)).toEqual(
       Array.from({ length: 7 }, (_, i) => utcDay(Date.now() - (6 - i) * DAY_MS)),
     );
-    const today = (u: UsageJson) => u.series.at(-1) as Tally;
-    expect(today(after).issued - today(before).issued).toBe(2);
-    expect(today(after).refused - today(before).refused).toBe(1);
+    // Day by day over the window read after: a day that began between the two reads counts whole.
+    const added = (field: keyof Tally) =>
+      after.series.reduce(
+        (sum, day) => sum + day[field] - (before.series.find((d) => d.day === day.day)?.[field] ?? 0),
+        0,
+      );
+    expect(added('issued')).toBe(2);
+    expect(added('refused')).toBe(1);
     expect(after.totals.issued - before.totals.issued).toBe(2);
     const reason = (u: UsageJson) => u.refusals_by_reason.find((r) => r.reason === 'action_not_granted')?.count ?? 0;
     expect(reason(after) - reason(before)).toBe(1);
