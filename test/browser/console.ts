@@ -33,8 +33,8 @@ export interface Tab {
   urls: string[];
 }
 
-/** Opens a fresh context (its own sessionStorage, no cookies) with `headers` on every request. */
-async function openTab(browser: Browser, headers: Record<string, string> = {}): Promise<Tab> {
+/** Opens a fresh context (its own sessionStorage, no cookies) on `at`, with `headers` on every request. */
+async function openTab(browser: Browser, headers: Record<string, string> = {}, at = CONSOLE): Promise<Tab> {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, extraHTTPHeaders: headers });
   const page = await context.newPage();
   const tab: Tab = { context, page, trouble: [], urls: [] };
@@ -48,7 +48,7 @@ async function openTab(browser: Browser, headers: Record<string, string> = {}): 
       tab.trouble.push(`console: ${message.text()}`);
   });
   page.on('request', (request) => tab.urls.push(request.url()));
-  await page.goto(CONSOLE);
+  await page.goto(at);
   return tab;
 }
 
@@ -77,8 +77,8 @@ async function accessJwt(email: string): Promise<string> {
 export interface Browsers {
   /** A tab on the console, signed in with nothing yet (with `headers` on every request). */
   openTab(headers?: Record<string, string>): Promise<Tab>;
-  /** A tab signed in with one of the demo credentials. */
-  signedIn(role: keyof typeof creds): Promise<Tab>;
+  /** A tab signed in with one of the demo credentials, on the console at `at` (the broker of `policies/`'s). */
+  signedIn(role: keyof typeof creds, at?: string): Promise<Tab>;
   /** A tab that passed Cloudflare Access as `email`: Access adds its JWT to every request, the page's own included. */
   throughAccess(email: string): Promise<Tab>;
 }
@@ -107,8 +107,8 @@ export function useBrowser(): Browsers {
   };
   return {
     openTab: (headers) => tracked(openTab(browser, headers)),
-    async signedIn(role) {
-      const tab = await tracked(openTab(browser));
+    async signedIn(role, at) {
+      const tab = await tracked(openTab(browser, {}, at));
       await signIn(tab, creds[role], `demo-${role}`);
       return tab;
     },

@@ -56,6 +56,16 @@ import { fields, h, pageHref, replace, time } from '../lib/dom.js';
 
 /** The windows offered, in days; the API takes any from 1 to 366. */
 const WINDOWS = ['30', '90', '180', '365'];
+
+/** Agents the chart shows at most: those with the most entitlements never used. */
+const CHART_AGENTS = 20;
+/** Agents a lifecycle tile names at most; the rest it counts. */
+const TILE_NAMES = 12;
+/** Agent cards shown at once, and each "Show more" adds. */
+const CARD_PAGE = 50;
+
+/** Entitlements `agent` never used in the window. */
+const unusedCount = (/** @type {AgentReview} */ agent) => agent.entitlements.filter((e) => !e.used).length;
 const DEFAULT_DAYS = '90';
 
 /** @type {Record<Entitlement['condition'], string>} */
@@ -74,13 +84,27 @@ const FLAGS = [
   ['orphaned', 'Orphaned', 'its owner is no admin or approver of the broker'],
 ];
 
-/** @param {Review} review */
+/**
+ * Entitlements used and unused per agent: every agent of a small fleet, else the {@link CHART_AGENTS} with
+ * the most never used (in the review's order), so that a fleet of thousands still reads as a chart.
+ * @param {Review} review
+ */
 function usedChart(review) {
-  const agents = review.agents;
+  const shown = new Set(
+    [...review.agents]
+      .sort((a, b) => unusedCount(b) - unusedCount(a))
+      .slice(0, CHART_AGENTS)
+      .map((a) => a.agent),
+  );
+  const agents = review.agents.filter((a) => shown.has(a.agent));
   const used = agents.map((a) => a.entitlements.filter((e) => e.used).length);
-  const unused = agents.map((a) => a.entitlements.filter((e) => !e.used).length);
+  const unused = agents.map(unusedCount);
+  const of =
+    review.agents.length > agents.length
+      ? `, the ${agents.length} of ${review.agents.length} agents with the most never used`
+      : ' per agent';
   return chartFigure({
-    title: `Entitlements used and unused per agent, last ${review.days} days`,
+    title: `Entitlements used and unused${of}, last ${review.days} days`,
     testid: 'chart-entitlements',
     summary: `${agents.map((a, i) => `${a.agent}: ${used[i]} used, ${unused[i]} unused`).join('; ')}.`,
     config: {
@@ -118,8 +142,11 @@ function flagTiles(review) {
           : h(
               'ul',
               { class: 'tags' },
-              named.map((agent) => h('li', { class: 'tag' }, agent)),
+              named.slice(0, TILE_NAMES).map((agent) => h('li', { class: 'tag' }, agent)),
             ),
+        named.length > TILE_NAMES
+          ? h('p', { class: 'muted', 'data-testid': `flag-${flag}-more` }, `and ${named.length - TILE_NAMES} more`)
+          : null,
       );
     }),
   );
@@ -286,6 +313,82 @@ function narrowingPanel(narrowing) {
   );
 }
 
+/** Whether `agent` asks for a reviewer's attention: a lifecycle flag, or an entitlement never used. */
+const needsAttention = (/** @type {AgentReview} */ agent) =>
+  FLAGS.some(([flag]) => agent[flag]) || agent.entitlements.some((e) => !e.used);
+
+/**
+ * Every agent's card, a page at a time ("Show more"), narrowed by a text (in its id or owner) and to those
+ * that need attention, so that a fleet of thousands stays a page a reviewer can work through.
+ * @param {Review} review
+ * @param {PageContext} context
+ */
+function agentCards(review, context) {
+  const search = h('input', { id: 'review-search', type: 'search', placeholder: 'agent or owner' });
+  const which = h(
+    'select',
+    { id: 'review-which' },
+    h('option', { value: 'all' }, 'every agent'),
+    h('option', { value: 'attention' }, 'needing attention'),
+  );
+  const count = h('p', { class: 'muted', 'aria-live': 'polite', 'data-testid': 'review-count' });
+  const cards = h('div', { class: 'cards' });
+  const more = h('p', { class: 'more' });
+  let shown = CARD_PAGE;
+
+  function show() {
+    const text = /** @type {HTMLInputElement} */ (search).value.trim().toLowerCase();
+    const attention = /** @type {HTMLSelectElement} */ (which).value === 'attention';
+    const matching = review.agents.filter(
+      (agent) =>
+        (!attention || needsAttention(agent)) &&
+        (text === '' || agent.agent.toLowerCase().includes(text) || agent.owner.toLowerCase().includes(text)),
+    );
+    const page = matching.slice(0, shown);
+    replace(count, `${page.length} of ${matching.length} agents shown`);
+    replace(
+      cards,
+      page.map((agent) => agentCard(agent, context)),
+    );
+    replace(
+      more,
+      matching.length > page.length
+        ? h(
+            'button',
+            {
+              type: 'button',
+              onclick: () => {
+                shown += CARD_PAGE;
+                show();
+              },
+            },
+            'Show more',
+          )
+        : null,
+    );
+  }
+  const restart = () => {
+    shown = CARD_PAGE;
+    show();
+  };
+  search.addEventListener('input', restart);
+  which.addEventListener('change', restart);
+  show();
+  return h(
+    'section',
+    { 'data-testid': 'review-agents' },
+    h(
+      'div',
+      { class: 'filters' },
+      h('div', { class: 'field' }, h('label', { for: 'review-search' }, 'Find'), search),
+      h('div', { class: 'field' }, h('label', { for: 'review-which' }, 'Show'), which),
+    ),
+    count,
+    cards,
+    more,
+  );
+}
+
 /**
  * @param {HTMLElement} main
  * @param {PageContext} context
@@ -334,11 +437,7 @@ export function reviewPage(main, context) {
         review.narrowing === null
           ? h('p', { class: 'panel', 'data-testid': 'narrowing' }, 'Every entitlement was used: nothing to narrow.')
           : narrowingPanel(review.narrowing),
-        h(
-          'div',
-          { class: 'cards' },
-          review.agents.map((agent) => agentCard(agent, context)),
-        ),
+        agentCards(review, context),
       );
     } catch (error) {
       if (!stopped) replace(status, h('span', { class: 'error', role: 'alert' }, explain(error)));

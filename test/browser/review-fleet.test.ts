@@ -1,0 +1,141 @@
+/**
+ * The access review page for a fleet, on a broker of its own whose policy holds 300 agents more than
+ * `policies/` (varied in labels, owners and review dates): the chart keeps to the 20 agents with the most
+ * entitlements never used, each lifecycle tile names 12 and counts the rest, and the agents' cards come 50
+ * at a time, found by id or owner and narrowed to those needing attention. Checked against the broker's own
+ * `GET /admin/review`.
+ */
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isSeq, parseDocument } from 'yaml';
+import { benchAgents } from '../../scripts/bench/fixtures';
+import { type LocalBroker, PROJECT_ROOT, startLocalBroker } from '../../scripts/lib/local-broker';
+import { utcDay } from '../../worker/core/lifecycle';
+import { CREDENTIALS, useBrowser } from './console';
+
+const people = useBrowser();
+
+const FLEET = 300;
+const DAY_MS = 86_400_000;
+
+interface AgentReview {
+  agent: string;
+  owner: string;
+  past_review: boolean;
+  expired: boolean;
+  stale: boolean;
+  orphaned: boolean;
+  entitlements: { used: boolean }[];
+}
+interface Review {
+  agents: AgentReview[];
+  stale: string[];
+  past_review: string[];
+}
+
+let dir: string;
+let broker: LocalBroker;
+
+/** `policies/` with the fleet added: a third labelled support, a third security, every tenth past review. */
+async function fleetPolicies(): Promise<string> {
+  const copy = await mkdtemp(join(tmpdir(), 'tessera-fleet-'));
+  await cp(join(PROJECT_ROOT, 'policies'), copy, { recursive: true });
+  const file = join(copy, 'agents.yaml');
+  const document = parseDocument(await readFile(file, 'utf8'));
+  const inventory = document.get('agents');
+  if (!isSeq(inventory)) throw new Error('policies/agents.yaml: expected a list under `agents`');
+  const agents = await benchAgents(FLEET);
+  for (const [n, agent] of agents.entries()) {
+    inventory.add(
+      document.createNode({
+        id: agent.id,
+        owner: `team-${n % 7}@example.com`,
+        description: 'One of the fleet of the review page test',
+        labels: [['support'], ['security'], []][n % 3],
+        review_by: utcDay(Date.now() + (n % 10 === 0 ? -DAY_MS : 90 * DAY_MS)),
+        attestation: { self_signed: { keys: [agent.publicJwk] } },
+      }),
+    );
+  }
+  await writeFile(file, document.toString());
+  return copy;
+}
+
+beforeAll(async () => {
+  dir = await fleetPolicies();
+  broker = await startLocalBroker({ policyDir: dir });
+}, 120_000);
+afterAll(async () => {
+  await broker?.dispose();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function review(): Promise<Review> {
+  const response = await fetch(`${broker.url}/admin/review?days=90`, {
+    headers: { authorization: `Bearer ${CREDENTIALS.auditor}` },
+  });
+  expect(response.status).toBe(200);
+  return (await response.json()) as Review;
+}
+
+const unusedCount = (agent: AgentReview) => agent.entitlements.filter((e) => !e.used).length;
+
+describe('the console: the access review of a fleet', () => {
+  it('charts the 20 agents with the most never used, counts what the tiles do not name, and pages the cards', async () => {
+    const answer = await review();
+    expect(answer.agents.length).toBeGreaterThan(FLEET);
+    const { page } = await people.signedIn('auditor', `${broker.url}/console/`);
+    await page.locator('#nav a', { hasText: 'Review' }).click();
+    await page.getByRole('heading', { name: 'Access review', level: 1 }).waitFor();
+    const agents = page.getByTestId('review-agents');
+    await agents.locator('article[data-agent]').first().waitFor();
+
+    const chart = await page
+      .getByTestId('chart-entitlements')
+      .locator('canvas')
+      .evaluate((canvas) => {
+        const { Chart } = globalThis as unknown as { Chart: typeof import('chart.js').Chart };
+        const drawn = Chart.getChart(canvas as HTMLCanvasElement);
+        return { labels: drawn?.data.labels as string[], unused: drawn?.data.datasets[1]?.data as number[] };
+      });
+    expect(chart.labels).toHaveLength(20);
+    const fewest = Math.min(...chart.unused);
+    const left = answer.agents.filter((a) => !chart.labels.includes(a.agent));
+    expect(Math.max(...left.map(unusedCount))).toBeLessThanOrEqual(fewest);
+    expect(await page.getByTestId('chart-entitlements').textContent()).toContain(
+      `the 20 of ${answer.agents.length} agents with the most never used`,
+    );
+
+    const pastReview = page.getByTestId('flag-past_review');
+    expect(await pastReview.locator('.figure').textContent()).toBe(String(answer.past_review.length));
+    expect(await pastReview.locator('li').allTextContents()).toEqual(answer.past_review.slice(0, 12));
+    expect(await page.getByTestId('flag-past_review-more').textContent()).toBe(
+      `and ${answer.past_review.length - 12} more`,
+    );
+
+    const cards = agents.locator('article[data-agent]');
+    const count = page.getByTestId('review-count');
+    expect(await cards.count()).toBe(50);
+    expect(await count.textContent()).toBe(`50 of ${answer.agents.length} agents shown`);
+    await page.getByRole('button', { name: 'Show more' }).click();
+    await count.filter({ hasText: `100 of ${answer.agents.length}` }).waitFor();
+    expect(await cards.count()).toBe(100);
+
+    const team = answer.agents.filter((a) => a.owner === 'team-3@example.com');
+    await page.getByLabel('Find').fill('TEAM-3@');
+    await count.filter({ hasText: `of ${team.length} agents shown` }).waitFor();
+    expect(await cards.evaluateAll((all) => all.map((card) => card.getAttribute('data-agent')))).toEqual(
+      team.slice(0, 50).map((a) => a.agent),
+    );
+
+    await page.getByLabel('Find').fill('');
+    await page.getByLabel('Show').selectOption('attention');
+    const attention = answer.agents.filter(
+      (a) => a.past_review || a.expired || a.stale || a.orphaned || unusedCount(a) > 0,
+    );
+    await count.filter({ hasText: `of ${attention.length} agents shown` }).waitFor();
+    expect(await cards.count()).toBe(Math.min(50, attention.length));
+  });
+});
