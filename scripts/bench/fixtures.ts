@@ -48,30 +48,37 @@ export function benchAgents(count: number): Promise<BenchAgent[]> {
 }
 
 /**
- * A copy of `policies/` in a temporary directory with the bench agents added: labelled `support` (so the
- * tickets grant applies, as to the demo agent) and each with its own rate limit at the compiler's maximum,
- * far above what one machine issues, so the run measures issuance rather than throttling. The copy keeps
- * `admins.yaml`, so the demo admin credential (`scripts/demo/admin-credentials.json`) works on it.
+ * A bench agent's entry in `agents.yaml`: labelled `support` (so the tickets grant applies, as to the demo
+ * agent) and with its own rate limit at the compiler's maximum, far above what one machine issues, so the run
+ * measures issuance rather than throttling.
  */
-export async function benchPolicies(agents: BenchAgent[]): Promise<{ dir: string; dispose(): Promise<void> }> {
+function benchEntry(agent: BenchAgent): Record<string, unknown> {
+  return {
+    id: agent.id,
+    owner: 'bench@example.com',
+    description: 'Sends the requests of npm run bench',
+    labels: ['support'],
+    rate_limit: { per_minute: 600_000, burst: 10_000 },
+    attestation: { self_signed: { keys: [agent.publicJwk] } },
+  };
+}
+
+/**
+ * A copy of `policies/` in a temporary directory with `agents` added, each as `entry` says (by default
+ * {@link benchEntry}; the n-th of them is `n`). The copy keeps `admins.yaml`, so the demo admin credential
+ * (`scripts/demo/admin-credentials.json`) works on it.
+ */
+export async function benchPolicies(
+  agents: BenchAgent[],
+  entry: (agent: BenchAgent, n: number) => Record<string, unknown> = benchEntry,
+): Promise<{ dir: string; dispose(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'tessera-bench-policies-'));
   await cp(join(PROJECT_ROOT, 'policies'), dir, { recursive: true });
   const file = join(dir, 'agents.yaml');
   const document = parseDocument(await readFile(file, 'utf8'));
   const inventory = document.get('agents');
   if (!isSeq(inventory)) throw new Error('policies/agents.yaml: expected a list under `agents`');
-  for (const agent of agents) {
-    inventory.add(
-      document.createNode({
-        id: agent.id,
-        owner: 'bench@example.com',
-        description: 'Sends the requests of npm run bench',
-        labels: ['support'],
-        rate_limit: { per_minute: 600_000, burst: 10_000 },
-        attestation: { self_signed: { keys: [agent.publicJwk] } },
-      }),
-    );
-  }
+  for (const [n, agent] of agents.entries()) inventory.add(document.createNode(entry(agent, n)));
   await writeFile(file, document.toString());
   return { dir, dispose: () => rm(dir, { recursive: true, force: true }) };
 }

@@ -118,6 +118,22 @@ export function useBrowser(): Browsers {
   };
 }
 
+/** What Chart.js holds for the chart in figure `testid`: its labels and each dataset's label and data. */
+export function chartData(page: Page, testid: string) {
+  return page
+    .getByTestId(testid)
+    .locator('canvas')
+    .evaluate((canvas) => {
+      const { Chart } = globalThis as unknown as { Chart: typeof import('chart.js').Chart };
+      const chart = Chart.getChart(canvas as HTMLCanvasElement);
+      if (chart === undefined) throw new Error('no chart drawn on this canvas');
+      return {
+        labels: chart.data.labels as string[],
+        datasets: Object.fromEntries(chart.data.datasets.map((set) => [set.label, set.data as number[]])),
+      };
+    });
+}
+
 /** Saves what the window shows as `<name>.png`, or the whole page with `fullPage`. */
 export async function screenshot(page: Page, name: string, { fullPage = false } = {}): Promise<void> {
   await mkdir(SCREENSHOTS, { recursive: true });

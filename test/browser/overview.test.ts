@@ -9,6 +9,7 @@ import {
   adminApi,
   agentAsks,
   agentAsksForTickets,
+  chartData,
   openApproval,
   screenshot,
   TICKETS,
@@ -46,22 +47,6 @@ async function settledUsage(before: Tally, atLeast: Tally): Promise<Usage> {
     if (Date.now() > deadline) throw new Error(`the counts did not arrive: ${JSON.stringify(now.totals)}`);
     last = now;
   }
-}
-
-/** What Chart.js holds for the chart in figure `testid`: its labels and each dataset's label and data. */
-function chartData(page: Page, testid: string) {
-  return page
-    .getByTestId(testid)
-    .locator('canvas')
-    .evaluate((canvas) => {
-      const { Chart } = globalThis as unknown as { Chart: typeof import('chart.js').Chart };
-      const chart = Chart.getChart(canvas as HTMLCanvasElement);
-      if (chart === undefined) throw new Error('no chart drawn on this canvas');
-      return {
-        labels: chart.data.labels as string[],
-        datasets: Object.fromEntries(chart.data.datasets.map((set) => [set.label, set.data as number[]])),
-      };
-    });
 }
 
 /** Whether the canvas has anything drawn on it (not one colour all over). */

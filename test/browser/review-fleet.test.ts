@@ -5,15 +5,11 @@
  * at a time, found by id or owner and narrowed to those needing attention. Checked against the broker's own
  * `GET /admin/review`.
  */
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isSeq, parseDocument } from 'yaml';
-import { benchAgents } from '../../scripts/bench/fixtures';
-import { type LocalBroker, PROJECT_ROOT, startLocalBroker } from '../../scripts/lib/local-broker';
+import { benchAgents, benchPolicies } from '../../scripts/bench/fixtures';
+import { type LocalBroker, startLocalBroker } from '../../scripts/lib/local-broker';
 import { utcDay } from '../../worker/core/lifecycle';
-import { CREDENTIALS, useBrowser } from './console';
+import { CREDENTIALS, chartData, useBrowser } from './console';
 
 const people = useBrowser();
 
@@ -35,41 +31,24 @@ interface Review {
   past_review: string[];
 }
 
-let dir: string;
+let fleet: { dir: string; dispose(): Promise<void> };
 let broker: LocalBroker;
 
-/** `policies/` with the fleet added: a third labelled support, a third security, every tenth past review. */
-async function fleetPolicies(): Promise<string> {
-  const copy = await mkdtemp(join(tmpdir(), 'tessera-fleet-'));
-  await cp(join(PROJECT_ROOT, 'policies'), copy, { recursive: true });
-  const file = join(copy, 'agents.yaml');
-  const document = parseDocument(await readFile(file, 'utf8'));
-  const inventory = document.get('agents');
-  if (!isSeq(inventory)) throw new Error('policies/agents.yaml: expected a list under `agents`');
-  const agents = await benchAgents(FLEET);
-  for (const [n, agent] of agents.entries()) {
-    inventory.add(
-      document.createNode({
-        id: agent.id,
-        owner: `team-${n % 7}@example.com`,
-        description: 'One of the fleet of the review page test',
-        labels: [['support'], ['security'], []][n % 3],
-        review_by: utcDay(Date.now() + (n % 10 === 0 ? -DAY_MS : 90 * DAY_MS)),
-        attestation: { self_signed: { keys: [agent.publicJwk] } },
-      }),
-    );
-  }
-  await writeFile(file, document.toString());
-  return copy;
-}
-
 beforeAll(async () => {
-  dir = await fleetPolicies();
-  broker = await startLocalBroker({ policyDir: dir });
+  // `policies/` with the fleet added: a third labelled support, a third security, every tenth past review.
+  fleet = await benchPolicies(await benchAgents(FLEET), (agent, n) => ({
+    id: agent.id,
+    owner: `team-${n % 7}@example.com`,
+    description: 'One of the fleet of the review page test',
+    labels: [['support'], ['security'], []][n % 3],
+    review_by: utcDay(Date.now() + (n % 10 === 0 ? -DAY_MS : 90 * DAY_MS)),
+    attestation: { self_signed: { keys: [agent.publicJwk] } },
+  }));
+  broker = await startLocalBroker({ policyDir: fleet.dir });
 }, 120_000);
 afterAll(async () => {
   await broker?.dispose();
-  await rm(dir, { recursive: true, force: true });
+  await fleet?.dispose();
 });
 
 async function review(): Promise<Review> {
@@ -92,16 +71,9 @@ describe('the console: the access review of a fleet', () => {
     const agents = page.getByTestId('review-agents');
     await agents.locator('article[data-agent]').first().waitFor();
 
-    const chart = await page
-      .getByTestId('chart-entitlements')
-      .locator('canvas')
-      .evaluate((canvas) => {
-        const { Chart } = globalThis as unknown as { Chart: typeof import('chart.js').Chart };
-        const drawn = Chart.getChart(canvas as HTMLCanvasElement);
-        return { labels: drawn?.data.labels as string[], unused: drawn?.data.datasets[1]?.data as number[] };
-      });
+    const chart = await chartData(page, 'chart-entitlements');
     expect(chart.labels).toHaveLength(20);
-    const fewest = Math.min(...chart.unused);
+    const fewest = Math.min(...(chart.datasets['Never used'] ?? []));
     const left = answer.agents.filter((a) => !chart.labels.includes(a.agent));
     expect(Math.max(...left.map(unusedCount))).toBeLessThanOrEqual(fewest);
     expect(await page.getByTestId('chart-entitlements').textContent()).toContain(

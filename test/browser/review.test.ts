@@ -5,7 +5,7 @@
  */
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
-import { adminApi, agentAsksForTickets, BROKER, screenshot, TICKETS, useBrowser } from './console';
+import { adminApi, agentAsksForTickets, BROKER, chartData, screenshot, TICKETS, useBrowser } from './console';
 
 const people = useBrowser();
 
@@ -77,16 +77,11 @@ describe('the console: the access review', () => {
     expect(stale).toEqual(answer.stale);
     expect(stale).not.toContain('demo-agent');
 
-    const chart = await page
-      .getByTestId('chart-entitlements')
-      .locator('canvas')
-      .evaluate((canvas) => {
-        const { Chart } = globalThis as unknown as { Chart: typeof import('chart.js').Chart };
-        const drawn = Chart.getChart(canvas as HTMLCanvasElement);
-        return { labels: drawn?.data.labels, unused: drawn?.data.datasets[1]?.data };
-      });
+    const chart = await chartData(page, 'chart-entitlements');
     expect(chart.labels).toEqual(answer.agents.map((a) => a.agent));
-    expect(chart.unused).toEqual(answer.agents.map((a) => a.entitlements.filter((e) => !e.used).length));
+    expect(chart.datasets['Never used']).toEqual(
+      answer.agents.map((a) => a.entitlements.filter((e) => !e.used).length),
+    );
     expect(await page.getByTestId('chart-entitlements-summary').textContent()).toContain(
       `demo-agent: ${demo.entitlements.length - demo.entitlements.filter((e) => !e.used).length} used`,
     );
