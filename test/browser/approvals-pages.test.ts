@@ -1,7 +1,8 @@
 /**
  * The approvals page names each agent with requests waiting and how many, each a link to that agent's
  * requests alone, so that a flood from one agent hides no other's; the listing's further pages come with
- * "Show more" (`GET /admin/approvals` pages are tested in test/approvals/listing.test.ts); and each approval
+ * "Show more" (`GET /admin/approvals` pages are tested in test/approvals/listing.test.ts, the console's "Show
+ * more" on a broker of its own in fleet.test.ts); and each approval
  * shows what undoes the action it allows.
  */
 import { describe, expect, it } from 'vitest';

@@ -5,7 +5,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { selfSigned } from '@tessera/agent';
+import { type AttestationSource, selfSigned } from '@tessera/agent';
 import { decodeJwt, importJWK, SignJWT } from 'jose';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, expect, inject } from 'vitest';
@@ -171,15 +171,27 @@ export interface AgentTask {
 /** A fresh task id: tests share one broker, so each looks only at its own tasks. */
 export const taskId = (name: string) => `${name}-${crypto.randomUUID()}`;
 
-/** The demo agent exchanges a fresh attestation for `scope` on `audience`, sending `userAgent` as its User-Agent. */
+/** An agent at a broker: by default the demo agent at the broker of `policies/`. */
+export interface Asker {
+  broker: string;
+  attestation: AttestationSource;
+}
+const DEMO_AGENT_ASKS: Asker = { broker: BROKER, attestation: AGENT_ATTESTATION };
+
+/**
+ * An agent (the demo agent unless `as` names another) exchanges a fresh attestation for `scope` on `audience`,
+ * sending `userAgent` as its User-Agent.
+ */
 export async function agentAsks(request: {
   audience: string;
   scope: string;
   task: AgentTask;
   approvalId?: string;
   userAgent?: string;
+  as?: Asker;
 }): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(`${BROKER}/token`, {
+  const { broker, attestation } = request.as ?? DEMO_AGENT_ASKS;
+  const response = await fetch(`${broker}/token`, {
     method: 'POST',
     headers: {
       'content-type': 'application/json',
@@ -187,7 +199,7 @@ export async function agentAsks(request: {
     },
     body: JSON.stringify({
       grant_type: TOKEN_EXCHANGE,
-      subject_token: await AGENT_ATTESTATION.attest({ audience: BROKER }),
+      subject_token: await attestation.attest({ audience: broker }),
       subject_token_type: JWT_TOKEN_TYPE,
       audience: request.audience,
       scope: request.scope,
@@ -207,13 +219,17 @@ export function agentAsksForTickets(name: string) {
   });
 }
 
-/** The demo agent asks to disable a user (`iam:disable-user` needs a human's approval): the approval's id. */
-export async function openApproval(task: AgentTask, userAgent?: string): Promise<string> {
+/**
+ * The demo agent (or the agent `as` names) asks to disable a user (`iam:disable-user` needs a human's
+ * approval): the approval's id.
+ */
+export async function openApproval(task: AgentTask, userAgent?: string, as?: Asker): Promise<string> {
   const { status, body } = await agentAsks({
     audience: IAM,
     scope: 'iam:disable-user',
     task,
     ...(userAgent !== undefined && { userAgent }),
+    ...(as !== undefined && { as }),
   });
   expect([status, body.error], JSON.stringify(body)).toEqual([400, 'authorization_pending']);
   return String(body.approval_id);

@@ -1,15 +1,17 @@
 /**
- * The access review page for a fleet, on a broker of its own whose policy holds 300 agents more than
- * `policies/` (varied in labels, owners and review dates): the chart keeps to the 20 agents with the most
- * entitlements never used, each lifecycle tile names 12 and counts the rest, and the agents' cards come 50
- * at a time, found by id or owner and narrowed to those needing attention. Checked against the broker's own
- * `GET /admin/review`.
+ * The console for a fleet, on a broker of its own whose policy holds 300 agents more than `policies/`
+ * (varied in labels, owners and review dates). The access review: the chart keeps to the 20 agents with the
+ * most entitlements never used, each lifecycle tile names 12 and counts the rest, and the agents' cards come
+ * 50 at a time, found by id or owner and narrowed to those needing attention; checked against the broker's
+ * own `GET /admin/review`. The approvals: more pending requests than a page holds, all reached with "Show
+ * more".
  */
+import { selfSigned } from '@tessera/agent';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { benchAgents, benchPolicies } from '../../scripts/bench/fixtures';
+import { type BenchAgent, benchAgents, benchPolicies } from '../../scripts/bench/fixtures';
 import { type LocalBroker, startLocalBroker } from '../../scripts/lib/local-broker';
 import { utcDay } from '../../worker/core/lifecycle';
-import { CREDENTIALS, chartData, useBrowser } from './console';
+import { CREDENTIALS, chartData, openApproval, taskId, useBrowser } from './console';
 
 const people = useBrowser();
 
@@ -32,11 +34,13 @@ interface Review {
 }
 
 let fleet: { dir: string; dispose(): Promise<void> };
+let agents: BenchAgent[];
 let broker: LocalBroker;
 
 beforeAll(async () => {
+  agents = await benchAgents(FLEET);
   // `policies/` with the fleet added: a third labelled support, a third security, every tenth past review.
-  fleet = await benchPolicies(await benchAgents(FLEET), (agent, n) => ({
+  fleet = await benchPolicies(agents, (agent, n) => ({
     id: agent.id,
     owner: `team-${n % 7}@example.com`,
     description: 'One of the fleet of the review page test',
@@ -109,5 +113,39 @@ describe('the console: the access review of a fleet', () => {
     );
     await count.filter({ hasText: `of ${attention.length} agents shown` }).waitFor();
     expect(await cards.count()).toBe(Math.min(50, attention.length));
+  });
+});
+
+describe('the console: the approvals of a fleet', () => {
+  it('shows 50 pending requests, and every one of 57 with "Show more"', async () => {
+    // Three security agents ask 19 times each: within each one's burst of 20, more than a page of 50.
+    const askers = agents
+      .filter((_, n) => n % 3 === 1)
+      .slice(0, 3)
+      .map((agent) => ({
+        broker: broker.url,
+        attestation: selfSigned({ agent: agent.id, key: { key: agent.privateKey, kid: String(agent.publicJwk.kid) } }),
+      }));
+    const opened: string[] = [];
+    for (const asker of askers) {
+      for (let i = 0; i < 19; i += 1) {
+        const task = {
+          id: taskId('fleet-approval'),
+          description: `Disable account ${i} of incident INC-90`,
+          justification: 'the SOC confirmed the takeover',
+        };
+        opened.push(await openApproval(task, undefined, asker));
+      }
+    }
+    const { page } = await people.signedIn('approver', `${broker.url}/console/`);
+    const cards = page.locator('article[data-approval]');
+    await cards.first().waitFor();
+    expect(await cards.count()).toBe(50);
+    await page.getByRole('button', { name: 'Show more' }).click();
+    await cards.nth(56).waitFor();
+    expect((await cards.evaluateAll((all) => all.map((card) => card.getAttribute('data-approval')))).sort()).toEqual(
+      [...opened].sort(),
+    );
+    expect(await page.getByRole('button', { name: 'Show more' }).count()).toBe(0);
   });
 });
