@@ -112,6 +112,27 @@ describe('review', () => {
     expect(Object.keys(bundle.cedar.grants).filter((id) => id.startsWith('review-'))).toHaveLength(forbids);
   });
 
+  it('reviews some agents only, with --agent or --attention, their narrowing as the broker makes it', async () => {
+    const whole = await review();
+    const two = await review(['--agent', 'graph-indexer', 'release-bot']);
+    expect(two.agents.map((a) => a.agent)).toEqual(['graph-indexer', 'release-bot']);
+    expect(two.stale).toEqual(whole.stale.filter((id) => id === 'graph-indexer' || id === 'release-bot'));
+    expect(two.narrowing?.forbids).toBe(two.agents.reduce((n, a) => n + a.unused.length, 0));
+    expect(two.narrowing?.cedar).toContain('principal == Agent::"graph-indexer"');
+    expect(two.narrowing?.cedar).not.toContain('principal == Agent::"demo-agent"');
+    // Every agent, one by one: the narrowings add up to the broker's own.
+    const one = await Promise.all(AGENTS.map((agent) => review(['--agent', agent])));
+    expect(one.reduce((n, r) => n + (r.narrowing?.forbids ?? 0), 0)).toBe(whole.narrowing?.forbids ?? 0);
+
+    const attention = await review(['--attention']);
+    const needs = (a: Review['agents'][number]) =>
+      a.expired || a.past_review || a.stale || a.orphaned || a.unused.length > 0;
+    expect(attention.agents.map((a) => a.agent)).toEqual(whole.agents.filter(needs).map((a) => a.agent));
+    expect(attention.agents.length).toBeGreaterThan(0);
+
+    expectFailure(await cli(['review', '--agent', 'nobody'], { env: auditor }), 1, /no agent nobody in the review/);
+  });
+
   it('refuses a bad window as a usage error, and a role that may not read it', async () => {
     expectFailure(await cli(['review', '--days', '0'], { env: auditor }), 2, /from 1 to 366/);
     expectFailure(

@@ -243,6 +243,39 @@ export function reviewCsv(review: Review): string {
   return [headers, ...lines].map((line) => `${line.map(csvField).join(',')}\r\n`).join('');
 }
 
+/** Whether `agent` asks for a reviewer's attention: a lifecycle flag, or an entitlement never used. */
+const needsAttention = (agent: AgentReview): boolean =>
+  agent.expired || agent.past_review || agent.stale || agent.orphaned || agent.unused.length > 0;
+
+/**
+ * The review of some agents only: those `only` names (every agent when it names none) and, with `attention`,
+ * those among them that need it. The lists keep those agents, and the narrowing takes away only their unused
+ * entitlements, as the broker suggests it for the whole fleet.
+ *
+ * @throws {CliError} when `only` names an agent the review does not hold.
+ */
+export function reviewOf(review: Review, only: readonly string[], attention: boolean): Review {
+  const unknown = only.filter((id) => !review.agents.some((agent) => agent.agent === id));
+  if (unknown.length > 0) throw new CliError(`no agent ${unknown.join(', ')} in the review`);
+  const agents = review.agents.filter(
+    (agent) => (only.length === 0 || only.includes(agent.agent)) && (!attention || needsAttention(agent)),
+  );
+  const kept = new Set(agents.map((agent) => agent.agent));
+  const keep = (ids: readonly string[]) => ids.filter((id) => kept.has(id));
+  const unused: Unused[] = agents.flatMap((agent) =>
+    agent.expired ? [] : agent.unused.map(({ audience, action }) => ({ agent: agent.agent, audience, action })),
+  );
+  return {
+    ...review,
+    agents,
+    past_review: keep(review.past_review),
+    expired: keep(review.expired),
+    stale: keep(review.stale),
+    orphaned: keep(review.orphaned),
+    narrowing: suggestNarrowing(unused, review.to, review.days),
+  };
+}
+
 /** What `policy:check` says of the policy folder `dir` with `narrowing` added: the agents of failing tests. */
 async function failingAgents(dir: string, narrowing: Narrowing): Promise<Set<string> | 'does_not_compile'> {
   const copy = await mkdtemp(join(tmpdir(), 'tessera-narrowing-'));
@@ -320,6 +353,8 @@ export function reviewCommand(open: () => Session): Command {
     .option('--out <file>', 'write the review to this file (default: standard output)')
     .option('--narrowing <file>', 'write the suggested narrowing, a diff to git apply, to this file')
     .option('--policies <dir>', 'the policy folder the narrowing is checked against (default policies)', 'policies')
+    .option('--agent <id...>', 'review these agents only (the narrowing too)')
+    .option('--attention', 'review only the agents that need a look: a flag, or an entitlement never used')
     .addHelpText(
       'after',
       `
@@ -329,11 +364,13 @@ token in the window. Orphaned: the owner gets no admin or approver role from clo
 Examples:
   npm run cli -- review
   npm run cli -- review --days 30 --format md --out review.md
-  npm run cli -- review --narrowing review.diff && git apply review.diff && npm run policy:check`,
+  npm run cli -- review --narrowing review.diff && git apply review.diff && npm run policy:check
+  npm run cli -- review --attention --format csv --out attention.csv
+  npm run cli -- review --agent graph-indexer release-bot --narrowing narrow.diff`,
     )
     .action(async (options) => {
       const session = open();
-      const review = await request(
+      const whole = await request(
         session,
         {
           method: 'GET',
@@ -343,6 +380,9 @@ Examples:
         },
         { schema: Review, role: ROLE },
       );
+      const only = options.agent ?? [];
+      const review =
+        only.length === 0 && options.attention !== true ? whole : reviewOf(whole, only, options.attention === true);
       const text = options.format === 'json' ? jsonText(review) : RENDER[options.format](review);
       if (options.out === undefined) session.io.out(text);
       else {
