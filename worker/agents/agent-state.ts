@@ -7,28 +7,23 @@
  * its record; introspection reads it.
  *
  * The object is the transaction boundary: each method here composes the parts that own its concerns, over
- * the same SQLite storage (admission, replay marks, revocations, approvals, notifications, expiry; the chain
- * from `audit/audited-object.ts`), and awaits nothing between a change and its record. Every change is
- * written to the object's storage before the call returns, so a revocation that has answered survives the
- * object being evicted or restarted, and so does the record of every decision.
+ * the same SQLite storage (admission, replay marks, revocations, approvals, notifications, what an
+ * exchange's decision changes, expiry; the chain from `audit/audited-object.ts`), and awaits nothing
+ * between a change and its record. Every change is written to the object's storage before the call
+ * returns, so a revocation that has answered survives the object being evicted or restarted, and so does
+ * the record of every decision.
  */
 import { AuditedObject } from '../audit/audited-object';
 import { type AuditDraft, type AuditOutcome, agentChain, decideRecord } from '../audit/record';
 import type { SampledKind } from '../audit/sampler';
 import type { ApprovalRecord, ApprovalStatus, Approver, DecideOutcome } from '../core/approval';
-import type {
-  ExchangeCall,
-  ExchangeDecision,
-  ExchangeRefusal,
-  ExchangeResult,
-  Grant,
-  ProofReplay,
-} from '../core/exchange';
+import type { ExchangeCall, ExchangeRefusal, ExchangeResult, Grant, ProofReplay } from '../core/exchange';
 import { exchangeRefusal } from '../core/exchange';
 import { STATUS } from '../core/status-list';
 import { loadedPolicy } from '../policy/loaded';
 import { AdmissionGate } from './admission';
-import { Approvals, type Polled } from './approvals';
+import { Approvals } from './approvals';
+import { ExchangeDecisions } from './exchange-decisions';
 import { Expiry } from './expiry';
 import { ApprovalNotifications } from './notifications';
 import { ReplayMarks } from './replay-marks';
@@ -42,20 +37,6 @@ export type { AgentStatus, StatusAction, TokenRef, TokenStatus } from './revocat
 export type ProvenChange = 'changed' | 'proof_replayed';
 
 const nowSeconds = () => Date.now() / 1000;
-
-/** An admitted request's decision: the answer, the record's outcome, and the token granted, if one. */
-interface Decided {
-  result: ExchangeResult;
-  outcome: AuditOutcome;
-  grant?: Grant;
-}
-
-/** A grant's answer and outcome; `extra` adds to the record's details. */
-const granted = (grant: Grant, extra: Record<string, unknown> = {}): Decided => ({
-  result: { outcome: 'granted' },
-  outcome: { decision: 'granted', details: { ...grant.details, ...extra } },
-  grant,
-});
 
 /** The draft of a grant's record: the token it became. */
 const grantedDraft = (draft: AuditDraft, grant: Grant): AuditDraft => ({
@@ -74,6 +55,7 @@ export class AgentState extends AuditedObject {
   readonly #notifications: ApprovalNotifications;
   readonly #gate: AdmissionGate;
   readonly #flips: StatusFlips;
+  readonly #decisions: ExchangeDecisions;
   /** While an exchange runs: the records it commits, for the worker to send. */
   #handingOut: string[] | undefined;
 
@@ -90,6 +72,7 @@ export class AgentState extends AuditedObject {
     this.#revocations = new Revocations(this.ctx, this.#expiry, this.#marks);
     this.#gate = new AdmissionGate(this.#revocations, this.#marks);
     this.#flips = new StatusFlips(sql, this.env);
+    this.#decisions = new ExchangeDecisions(this.#approvals, this.#notifications);
   }
 
   /**
@@ -159,60 +142,10 @@ export class AgentState extends AuditedObject {
 
   /** Commits an admitted request's decision: what it changes, its attestation and proof used up, its record. */
   #commit({ draft, admission, decision }: ExchangeCall): ExchangeResult {
-    const { result, outcome, grant } = this.#decide(decision, admission.taskId);
+    const { result, outcome, grant } = this.#decisions.decide(decision, admission.taskId, Math.floor(nowSeconds()));
     this.#marks.consume(admission, grant);
     this.#record(grant === undefined ? draft : grantedDraft(draft, grant), outcome);
     return result;
-  }
-
-  /** What an admitted request's decision changes (its approval), the answer, and the record's outcome. */
-  #decide(decision: ExchangeDecision, taskId: string): Decided {
-    const now = Math.floor(nowSeconds());
-    switch (decision.kind) {
-      case 'grant':
-        return granted(decision.grant);
-      case 'collect': {
-        const polled = this.#approvals.poll(decision.approvalId, decision.terms, now);
-        if (polled.outcome.status !== 'approved') return this.#pollRefused(taskId, decision.approvalId, polled);
-        this.#approvals.save(polled.record as ApprovalRecord);
-        const { by } = polled.outcome;
-        return {
-          ...granted(decision.grant, { approval: { id: decision.approvalId, by } }),
-          result: { outcome: 'granted', approvedBy: by },
-        };
-      }
-      case 'open': {
-        const { approval, message } = decision;
-        this.#approvals.save(approval);
-        if (message !== undefined) this.#notifications.queue(message, approval.createdAt, approval.expiresAt);
-        const details = { approvalId: approval.id, requirement: approval.requirement };
-        return {
-          result: { outcome: 'recorded' },
-          outcome: { decision: 'refused', reason: 'approval_required', details },
-        };
-      }
-      case 'refuse': {
-        const { approval } = decision;
-        if (approval !== undefined) {
-          const polled = this.#approvals.poll(approval.id, approval.terms, now);
-          if (polled.outcome.status !== 'approved') return this.#pollRefused(taskId, approval.id, polled);
-        }
-        return {
-          result: { outcome: 'recorded' },
-          outcome: { decision: 'refused', reason: decision.reason, details: decision.details },
-        };
-      }
-    }
-  }
-
-  /** A poll that did not collect: what the poll changed (its time) kept, and the refusal. */
-  #pollRefused(taskId: string, approvalId: string, polled: Polled): Decided {
-    const refusal = this.#approvals.refusePoll(approvalId, polled);
-    const spec = exchangeRefusal(refusal, taskId);
-    return {
-      result: { outcome: 'refused', refusal },
-      outcome: { decision: 'refused', reason: spec.reason, details: spec.detail },
-    };
   }
 
   /**
