@@ -137,6 +137,18 @@ describe('the console: the approvals of a fleet', () => {
         opened.push(await openApproval(task, undefined, asker));
       }
     }
+    // The listing reads the approvals' records in D1, which arrive a moment after the requests.
+    const listed = async () => {
+      const response = await fetch(`${broker.url}/admin/approvals?status=pending&limit=200`, {
+        headers: { authorization: `Bearer ${CREDENTIALS.approver}` },
+      });
+      const { approvals } = (await response.json()) as { approvals: { id: string }[] };
+      return approvals.filter((approval) => opened.includes(approval.id)).length;
+    };
+    for (let deadline = Date.now() + 30_000; (await listed()) < opened.length; ) {
+      if (Date.now() > deadline) throw new Error('the approvals did not reach the listing');
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
     const { page } = await people.signedIn('approver', `${broker.url}/console/`);
     const cards = page.locator('article[data-approval]');
     await cards.first().waitFor();
