@@ -12,6 +12,18 @@ export interface Unused {
   action: string;
 }
 
+/**
+ * What a narrowing takes away from reviewed agents: each unused entitlement of an agent not expired (an
+ * expired agent is refused everything already), agent by agent in the order given.
+ */
+export function unusedEntitlements(
+  agents: readonly { agent: string; expired: boolean; unused: readonly { audience: string; action: string }[] }[],
+): Unused[] {
+  return agents.flatMap((review) =>
+    review.expired ? [] : review.unused.map(({ audience, action }) => ({ agent: review.agent, audience, action })),
+  );
+}
+
 export interface Narrowing {
   /** The policy file the diff creates. */
   file: string;

@@ -10,7 +10,7 @@ import { expiredAgent, pastReview } from '../core/lifecycle';
 import type { PolicyEngine } from '../core/policy';
 import type { Agent, PolicyBundle } from './bundle';
 import { type Entitlement, entitlementClass, entitlements } from './entitlements';
-import { type Narrowing, suggestNarrowing, type Unused } from './narrowing';
+import { type Narrowing, suggestNarrowing, unusedEntitlements } from './narrowing';
 
 /** The window the review covers: whole UTC days, `from` to `to`. */
 export interface ReviewWindow {
@@ -171,9 +171,6 @@ export function accessReview(
         lastTokenMs: lastTokens.get(agent.id),
       }),
     );
-  const unused: Unused[] = agents.flatMap((review) =>
-    review.expired ? [] : review.unused.map(({ audience, action }) => ({ agent: review.agent, audience, action })),
-  );
   const named = (flag: 'past_review' | 'expired' | 'stale' | 'orphaned') =>
     agents.filter((review) => review[flag]).map((review) => review.agent);
   return {
@@ -184,6 +181,6 @@ export function accessReview(
     expired: named('expired'),
     stale: named('stale'),
     orphaned: named('orphaned'),
-    narrowing: suggestNarrowing(unused, window.to, window.days),
+    narrowing: suggestNarrowing(unusedEntitlements(agents), window.to, window.days),
   };
 }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from '@commander-js/extra-typings';
 import { z } from 'zod';
-import { type Narrowing, suggestNarrowing, type Unused } from '../../../worker/policy/narrowing';
+import { type Narrowing, suggestNarrowing, type Unused, unusedEntitlements } from '../../../worker/policy/narrowing';
 import { compilePolicyFolder } from '../../policy/compile';
 import { runPolicyTests } from '../../policy/tests';
 import { CliError } from '../errors';
@@ -262,9 +262,6 @@ export function reviewOf(review: Review, only: readonly string[], attention: boo
   );
   const kept = new Set(agents.map((agent) => agent.agent));
   const keep = (ids: readonly string[]) => ids.filter((id) => kept.has(id));
-  const unused: Unused[] = agents.flatMap((agent) =>
-    agent.expired ? [] : agent.unused.map(({ audience, action }) => ({ agent: agent.agent, audience, action })),
-  );
   return {
     ...review,
     agents,
@@ -272,7 +269,7 @@ export function reviewOf(review: Review, only: readonly string[], attention: boo
     expired: keep(review.expired),
     stale: keep(review.stale),
     orphaned: keep(review.orphaned),
-    narrowing: suggestNarrowing(unused, review.to, review.days),
+    narrowing: suggestNarrowing(unusedEntitlements(agents), review.to, review.days),
   };
 }
 
@@ -301,9 +298,7 @@ export async function checkedNarrowing(
   review: Review,
   dir: string,
 ): Promise<{ narrowing: Narrowing | null; left_out: Unused[]; checked: boolean }> {
-  const unused: Unused[] = review.agents.flatMap((agent) =>
-    agent.expired ? [] : agent.unused.map(({ audience, action }) => ({ agent: agent.agent, audience, action })),
-  );
+  const unused = unusedEntitlements(review.agents);
   const isDir = await stat(dir).then(
     (found) => found.isDirectory(),
     () => false,
