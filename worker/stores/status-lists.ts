@@ -83,13 +83,14 @@ export class IndexBlocks {
    * @throws {BrokerError} `store_unavailable` when the isolate holds none and the shard does not answer.
    */
   async ready(background: InBackground): Promise<{ roundTripMs?: number }> {
-    if (this.left === 0) {
+    const left = this.left;
+    if (left === 0) {
       const asked = performance.now();
       await this.#reserve();
       return { roundTripMs: performance.now() - asked };
     }
     const ending = this.#current !== undefined && this.#current.until - this.#now() < RENEW_BEFORE_MS;
-    if ((this.left < RENEW_BELOW || ending) && this.#reserving === undefined && this.#spare === undefined) {
+    if ((left < RENEW_BELOW || ending) && this.#reserving === undefined && this.#spare === undefined) {
       background(
         this.#reserve().catch((error: unknown) => console.error('status lists: background reserve failed', error)),
       );
